@@ -1,0 +1,27 @@
+"""Preprocessing ops written as pp strings, big_vision style.
+
+    from datasets import pp
+    fn = pp.get_preprocess_fn(
+        'decode|resize(224)|value_range(-1, 1)|strfmt("answer en {question}", outkey="prefix")'
+        '|choice(inkey="answers", outkey="suffix")|tok_paligemma(text_len=32)'
+        '|keep("image", "text", "mask_ar", "mask_loss", "mask_input", "text_truncated")',
+        tokenizer="/path/to/paligemma_tokenizer.model")
+    ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE)
+
+* :func:`parse` - the grammar (:mod:`datasets.pp.grammar`): ``op|op(args)|...``, Python literals only.
+* :data:`registry` / :func:`register` - name -> op factory.
+* :func:`get_preprocess_fn` - pp string -> ``dict -> dict`` function usable in ``tf.data``.
+
+Ops: image (:mod:`.ops_image`): decode, resize, resize_small, central_crop, random_crop, flip_lr, pad_to_square,
+value_range. Text/keys (:mod:`.ops_text`): strfmt, lower, choice, choice_cycle, copy, keep, drop, rename.
+Targets (:mod:`.ops_targets`, :mod:`.ops_seg`): tok, masked_concat, tok_paligemma, tok_paligemma_prompt,
+loc_tokens, detection_targets, segmentation_targets.
+"""
+
+from datasets.pp.grammar import OpSpec, PPSyntaxError, parse, parse_specs
+from datasets.pp.registry import PPOpError, Registry, get_preprocess_fn, register, registry
+
+from datasets.pp import ops_image, ops_text, ops_targets  # noqa: E402,F401  (registers the ops)
+
+__all__ = ["parse", "parse_specs", "OpSpec", "PPSyntaxError", "PPOpError", "Registry", "registry", "register",
+           "get_preprocess_fn"]

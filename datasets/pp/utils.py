@@ -1,0 +1,100 @@
+"""Helpers shared by the pp ops: key access, per-example ids, seeded randomness, tokenizer cache."""
+
+from __future__ import annotations
+
+import threading
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import tensorflow as tf
+
+__all__ = ["get_key", "example_id", "ID_KEYS", "RNG_KEY", "op_seed", "uniform", "uniform_int",
+           "get_tokenizer", "as_size"]
+
+# Fields that identify an example, in order of preference, for error messages.
+ID_KEYS: tuple[str, ...] = ("image/id", "question_id", "id", "image_id", "example_id", "tfds_id", "image/filename",
+                            "filename")
+
+# Per-example seed key: a [2] integer tensor (e.g. from `tf.data.Dataset.random(seed).batch(2)` zipped in, or
+# `tf.random.experimental.stateless_split`). When present, random ops are stateless functions of it.
+RNG_KEY = "rng"
+
+
+def get_key(data: Mapping[str, Any], key: str, op: str) -> Any:
+    """``data[key]`` with a KeyError that names the op and lists the available keys."""
+    try:
+        return data[key]
+    except KeyError:
+        raise KeyError(f"{op}: key {key!r} not in the example; available keys: {sorted(data)}") from None
+
+
+def example_id(data: Mapping[str, Any], id_keys: Sequence[str] | None = None) -> tf.Tensor:
+    """A scalar tf.string naming the example: ``"<key>=<value>"`` of the first id field present, or ``"?"``."""
+    for k in (id_keys or ID_KEYS):
+        if k in data:
+            v = tf.convert_to_tensor(data[k])
+            if v.dtype != tf.string:
+                v = tf.strings.as_string(v)
+            v = tf.strings.reduce_join(tf.reshape(v, [-1]), separator=",")
+            return tf.strings.join([f"{k}=", v])
+    return tf.constant(f"<no id field; looked for {', '.join(id_keys or ID_KEYS)}>")
+
+
+def op_seed(data: Mapping[str, Any], salt: str, rng_key: str = RNG_KEY) -> tf.Tensor | None:
+    """Stateless seed ([2] int64) for one random op, or None when the example has no ``rng_key``.
+
+    The example's seed is folded with a stable hash of ``salt`` (op name + key), so different ops drawing from the
+    same example seed are independent, and the same op on the same example always draws the same value.
+    """
+    if rng_key not in data:
+        return None
+    rng = tf.cast(tf.reshape(data[rng_key], [-1])[:2], tf.int64)
+    rng.set_shape([2])
+    return tf.random.experimental.stateless_fold_in(rng, zlib.crc32(salt.encode()) & 0x7FFFFFFF)
+
+
+def uniform(data, salt: str, shape=(), rng_key: str = RNG_KEY) -> tf.Tensor:
+    """float32 in [0, 1): stateless from the example seed if present, else ``tf.random.uniform``."""
+    seed = op_seed(data, salt, rng_key)
+    if seed is None:
+        return tf.random.uniform(shape, 0.0, 1.0, dtype=tf.float32)
+    return tf.random.stateless_uniform(shape, seed=seed, minval=0.0, maxval=1.0, dtype=tf.float32)
+
+
+def uniform_int(data, salt: str, maxval, rng_key: str = RNG_KEY) -> tf.Tensor:
+    """A scalar int32 in [0, maxval) (maxval a tensor >= 1), seeded as :func:`uniform`."""
+    maxval = tf.cast(maxval, tf.int32)
+    u = uniform(data, salt, (), rng_key)
+    return tf.minimum(tf.cast(tf.floor(u * tf.cast(maxval, tf.float32)), tf.int32), maxval - 1)
+
+
+def as_size(size, op: str) -> tuple[int, int]:
+    """``224`` -> (224, 224); ``(h, w)`` -> (h, w); ValueError otherwise."""
+    if isinstance(size, bool):
+        raise ValueError(f"{op}: size must be an int or (height, width), got {size!r}")
+    if isinstance(size, int):
+        size = (size, size)
+    if (not isinstance(size, (tuple, list)) or len(size) != 2
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)):
+        raise ValueError(f"{op}: size must be a positive int or (height, width) of positive ints, got {size!r}")
+    return int(size[0]), int(size[1])
+
+
+_TOKENIZERS: dict[str, Any] = {}
+_TOK_LOCK = threading.Lock()
+
+
+def get_tokenizer(path: str | None, op: str):
+    """Loads (once per path, thread-safe) a ``paligemma.tokenizer.Tokenizer``."""
+    if not path:
+        raise ValueError(f"{op}: no tokenizer: pass tokenizer='path/to.model' to the op or "
+                         f"get_preprocess_fn(..., tokenizer=...)")
+    tok = _TOKENIZERS.get(path)
+    if tok is None:
+        with _TOK_LOCK:
+            tok = _TOKENIZERS.get(path)
+            if tok is None:
+                from paligemma.tokenizer import Tokenizer
+                tok = _TOKENIZERS[path] = Tokenizer(path)
+    return tok
