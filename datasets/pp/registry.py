@@ -109,6 +109,8 @@ def build_op(spec: OpSpec, *, tokenizer: str | None = None, reg: Registry | None
     except (ValueError, TypeError, KeyError) as e:
         raise PPOpError(f"pp {spec.where()}: {spec.text!r}: {e}; "
                         f"signature: {_signature(spec.name, factory)}") from e
+    except OSError as e:  # e.g. a tokenizer / checkpoint file that does not exist
+        raise type(e)(f"pp {spec.where()}: {spec.text!r}: {e}") from e
     if not callable(fn):
         raise PPOpError(f"pp {spec.where()}: factory returned {type(fn).__name__}, not a function")
     return fn
