@@ -67,7 +67,8 @@ def test_resize_int_tuple_dtype_and_masks():
     mask = np.zeros((2, 6, 8), np.uint8)
     mask[0, :3] = 1
     mask[1, :, 4:] = 7
-    data = {"image": tf.constant(img), "objects/mask": tf.constant(mask), "objects/bbox": tf.constant([[.1, .2, .3, .4]])}
+    data = {"image": tf.constant(img), "objects/mask": tf.constant(mask),
+            "objects/bbox": tf.constant([[.1, .2, .3, .4]])}
     out = run_ds("resize(12)", data)
     assert out["image"].dtype == tf.uint8 and out["image"].shape == (12, 12, 3)
     m = out["objects/mask"].numpy()
@@ -199,6 +200,11 @@ def test_choice_seeded_covers_all():
         assert a == b
         got.add(a)
     assert got == {b"a", b"b", b"c"}
+    # datasets.pipeline's per-example `_seed` is used when there is no `rng`.
+    d = {"answers": answers, "_seed": tf.constant([4, 2], tf.int64)}
+    assert fn(d)["suffix"].numpy() == fn(dict(d, rng=d["_seed"]))["suffix"].numpy()
+    assert len({fn({"answers": answers, "_seed": tf.constant([0, k], tf.int64)})["suffix"].numpy()
+                for k in range(20)}) == 3
     # Without a seed: tf.random, any answer; in tf.data too. Default outkey = inkey.
     out = run_ds("choice", {"answers": answers})
     assert out["answers"].numpy() in {b"a", b"b", b"c"} and out["answers"].shape == ()

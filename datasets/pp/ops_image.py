@@ -13,7 +13,8 @@ transform, besides the image under ``key``, the companions found in the example:
   mask). They get the same crop/flip/pad as the image and are resized with nearest neighbour (values preserved).
 
 Pass ``boxes_key=None`` / ``masks_key=None`` to leave those keys alone. Random ops are seeded from the example's
-``rng`` key when present (stateless: same example seed -> same crop/flip), else from ``tf.random``.
+``rng`` key, or else its ``_seed`` key (added by ``datasets.pipeline``), when present (stateless: same example
+seed -> same crop/flip), else from ``tf.random``.
 """
 
 from __future__ import annotations
@@ -274,9 +275,9 @@ def random_crop(size, key: str = "image", boxes_key: str | None = "objects/bbox"
                 masks_key: str | None = "objects/mask", rng_key: str = utils.RNG_KEY):
     """Crops a uniformly random ``size`` (int or ``(h, w)``) window of ``data[key]`` ``[H, W, C]`` -> ``[h, w, C]``.
 
-    The offset is drawn from the example's ``rng_key`` seed (stateless) when present, else ``tf.random``. Boxes
-    and masks follow the crop (boxes re-normalised and clipped). Fails (naming the example) if the image is smaller
-    than the crop.
+    The offset is drawn from the example's ``rng_key`` (or ``_seed``) seed (stateless) when present, else
+    ``tf.random``. Boxes and masks follow the crop (boxes re-normalised and clipped). Fails (naming the example) if
+    the image is smaller than the crop.
     """
     h, w = utils.as_size(size, "random_crop")
 
@@ -298,7 +299,8 @@ def flip_lr(prob: float = 0.5, key: str = "image", boxes_key: str | None = "obje
     """Flips ``data[key]`` ``[H, W, C]`` left-right with probability ``prob`` (random; ``prob=1`` always flips).
 
     Boxes become ``(y1, 1 - x2, y2, 1 - x1)`` and masks are flipped with the image (same draw). Seeded from the
-    example's ``rng_key`` when present, else ``tf.random``. Note: text that mentions "left"/"right" is not changed.
+    example's ``rng_key`` (or ``_seed``) when present, else ``tf.random``. Note: text that mentions
+    "left"/"right" is not changed.
     """
     if not isinstance(prob, (int, float)) or not 0.0 <= prob <= 1.0:
         raise ValueError(f"flip_lr: prob must be in [0, 1], got {prob!r}")

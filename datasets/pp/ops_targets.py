@@ -240,7 +240,7 @@ def detection_targets(boxes_key: str = "objects/bbox", labels_key: str = "object
     appearance (``"detect cat ; dog"``).
 
     Degenerate boxes (zero area, e.g. cropped away) are skipped. ``shuffle`` permutes the objects (seeded from
-    ``rng_key`` when present); ``max_objects`` keeps the first ones. No objects gives an empty target.
+    ``rng_key`` or ``_seed`` when present); ``max_objects`` keeps the first ones. No objects gives an empty target.
     """
     if not isinstance(prompt, str) or prompt.count("{}") != 1:
         raise ValueError(f"detection_targets: prompt must contain one '{{}}', got {prompt!r}")

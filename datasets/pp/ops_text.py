@@ -88,7 +88,8 @@ def choice(inkey: str | None = None, outkey: str | None = None, key: str | None 
 
     Output: ``data[outkey]`` with shape ``[...]`` (a string scalar for a list of answers). ``inkey`` defaults to
     ``"answers"``, ``outkey`` to ``inkey``; ``key`` sets both. Random draw: stateless from the example's
-    ``rng_key`` seed ([2] ints) when present, so the same seed gives the same answer; otherwise ``tf.random``.
+    ``rng_key`` seed ([2] ints), or else its ``_seed`` (added by ``datasets.pipeline``), when present, so the same
+    seed gives the same answer; otherwise ``tf.random``.
     An empty list fails, naming the example. See ``choice_cycle`` for a choice that is reproducible per epoch.
     """
     inkey, outkey = _keys_in(key, inkey, outkey, "answers", "choice")

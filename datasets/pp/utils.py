@@ -17,8 +17,10 @@ ID_KEYS: tuple[str, ...] = ("image/id", "question_id", "id", "image_id", "exampl
                             "filename")
 
 # Per-example seed key: a [2] integer tensor (e.g. from `tf.data.Dataset.random(seed).batch(2)` zipped in, or
-# `tf.random.experimental.stateless_split`). When present, random ops are stateless functions of it.
+# `tf.random.experimental.stateless_split`). When present, random ops are stateless functions of it. If an op's
+# rng_key is absent, the FALLBACK_RNG_KEYS are tried (`_seed` is what datasets.pipeline adds to every example).
 RNG_KEY = "rng"
+FALLBACK_RNG_KEYS: tuple[str, ...] = ("_seed",)
 
 
 def get_key(data: Mapping[str, Any], key: str, op: str) -> Any:
@@ -42,14 +44,17 @@ def example_id(data: Mapping[str, Any], id_keys: Sequence[str] | None = None) ->
 
 
 def op_seed(data: Mapping[str, Any], salt: str, rng_key: str = RNG_KEY) -> tf.Tensor | None:
-    """Stateless seed ([2] int64) for one random op, or None when the example has no ``rng_key``.
+    """Stateless seed ([2] int64) for one random op, or None when the example has no seed.
 
-    The example's seed is folded with a stable hash of ``salt`` (op name + key), so different ops drawing from the
-    same example seed are independent, and the same op on the same example always draws the same value.
+    The seed is ``data[rng_key]``, else the first of :data:`FALLBACK_RNG_KEYS` present (``_seed``, which
+    ``datasets.pipeline`` adds). It is folded with a stable hash of ``salt`` (op name + key), so different ops
+    drawing from the same example seed are independent, and the same op on the same example always draws the same
+    value.
     """
-    if rng_key not in data:
+    key = next((k for k in (rng_key, *FALLBACK_RNG_KEYS) if k in data), None)
+    if key is None:
         return None
-    rng = tf.cast(tf.reshape(data[rng_key], [-1])[:2], tf.int64)
+    rng = tf.cast(tf.reshape(data[key], [-1])[:2], tf.int64)
     rng.set_shape([2])
     return tf.random.experimental.stateless_fold_in(rng, zlib.crc32(salt.encode()) & 0x7FFFFFFF)
 
