@@ -1,0 +1,38 @@
+"""This project's own TFDS builders, one package per builder.
+
+Importing a builder package registers its `tfds.core.GeneratorBasedBuilder` under its TFDS name (TFDS registers a
+builder class when it is defined). `register_all()` imports every package listed in `BUILDERS`; `datasets.sources` and
+the CLIs call it, so `tfds.builder("easy_vqa")` works after `import datasets.sources`.
+
+| TFDS name   | package                          | needs manual files | what                                      |
+|-------------|----------------------------------|--------------------|-------------------------------------------|
+| `easy_vqa`  | `datasets.builders.easy_vqa`     | no (pip package)   | easy-VQA, 38,575 / 9,673 questions        |
+| `vqa`       | `datasets.builders.vqa`          | yes                | VQAv2 (COCO 2014 images + official JSON)  |
+| `refcoco`   | `datasets.builders.refcoco`      | yes                | RefCOCO/+/g, one example per expression   |
+
+Stock TFDS datasets (`coco_captions`, `ref_coco`, ...) are used by name and need no entry here.
+"""
+from __future__ import annotations
+
+import importlib
+
+# TFDS name -> module that defines (and so registers) the builder.
+BUILDERS = {
+    "easy_vqa": "datasets.builders.easy_vqa",
+    "vqa": "datasets.builders.vqa",
+    "refcoco": "datasets.builders.refcoco",
+}
+
+
+def register_all() -> None:
+  """Imports all of this project's builder packages (idempotent)."""
+  for module in BUILDERS.values():
+    importlib.import_module(module)
+
+
+def get_builder_class(name: str):
+  """The builder class of one of this project's datasets (`name` may carry a `/config` suffix)."""
+  base = name.split("/")[0].split(":")[0]
+  if base not in BUILDERS:
+    raise KeyError(f"{base!r} is not one of this project's TFDS builders: {sorted(BUILDERS)}")
+  return importlib.import_module(BUILDERS[base]).Builder

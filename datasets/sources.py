@@ -1,0 +1,518 @@
+"""Data sources: where examples come from, before any preprocessing.
+
+One entry point, `get_source(config)`, for the `config.input.data` dict of a config:
+
+  dict(name="easy_vqa", split="train", data_dir=None)          # any TFDS dataset: stock or this project's own
+  dict(name="coco_captions", split="train[:90%]")                # TFDS split syntax works
+  dict(name="jsonl", path="data/train.jsonl", image_root=None, skip_bad_rows=False)
+  dict(mixture=[(dict(name="easy_vqa", split="train"), 3.0),    # weighted mixture (infinite when shuffled)
+                (dict(name="jsonl", path="extra.jsonl", pp="..."), 1.0)], seed=0)
+
+A `pp` key next to a source is not used here; it is kept as `source.pp`, so that each part of a mixture can have its
+own preprocessing (`datasets.pipeline` preprocesses each part before mixing, as their fields usually differ).
+
+Every source has `num_examples` (examples in the whole split; for a mixture the sum of its parts) and
+`get_tfdata(*, process_index=0, process_count=1, ordered=False, seed=None)`, which returns a `tf.data.Dataset` of
+this process's shard: the split is cut into `process_count` contiguous, disjoint blocks (sizes differ by at most one),
+so the processes together see every example exactly once.
+  * `ordered=True`: the block in split order (for evaluation).
+  * `ordered=False`: the block in an order that depends only on `seed` (JSONL: a full permutation; TFDS: the shard
+    files in a shuffled order, interleaved). `seed` may be a scalar int64 tensor, so the call can sit inside
+    `tf.data.Dataset.flat_map` (`datasets.pipeline` reshuffles every epoch that way). `seed=None`: unseeded.
+`shard_num_examples(process_index, process_count)` tells how many examples that shard holds.
+
+Examples are dicts of tensors. Images are NOT decoded: `image` is the encoded file (JPEG/PNG bytes, a scalar
+tf.string) and the pp op `decode` decodes it. (TFDS image features are read with `tfds.decode.SkipDecoding`.)
+
+TFDS: stock datasets are built with `tfds build` (or `tfds.builder(name).download_and_prepare()`) beforehand; this
+project's own builders (`datasets/builders/`) are registered on import of this module and built with
+`python -m datasets.build NAME --data_dir DIR`. Builders that need no manual files (easy_vqa) are built on first use
+when missing from `data_dir`; nothing is ever downloaded here. `data_dir=None` means TFDS's default
+(`$TFDS_DATA_DIR` or ~/tensorflow_datasets).
+
+JSONL: one JSON object per line. `image` is the image's path relative to the JSONL file's folder (or to
+`image_root`), or `image_bytes` holds the base64-encoded file inline. Every other field is kept: strings and lists
+of strings as tf.string, integers (and booleans) as int64, floats as float32, lists of numbers likewise; anything
+else (objects, nested lists) as its JSON text. A field missing from a row (or null) gets "" / 0 / an empty list.
+Blank lines are ignored. Bad rows -- malformed JSON, not an object, no image, a missing image file, an image path that
+leaves the dataset's folder (`../`, absolute paths elsewhere; the check is on the path as written, so symlinks placed
+inside the folder are followed), bad base64, a field whose type differs from earlier rows -- raise `DataError`
+naming the file and line, or with `skip_bad_rows=True` are skipped, counted (`num_skipped`, `skipped`) and reported
+with a warning.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import collections
+import json
+import logging
+import os
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+log = logging.getLogger(__name__)
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+class DataError(ValueError):
+  """A problem with the data itself (a bad row, missing files), with where it is."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Helpers.
+
+
+def _cfg_get(config, key, default=None):
+  if isinstance(config, Mapping):
+    return config.get(key, default)
+  return getattr(config, key, default)
+
+
+def _to_dict(config) -> dict:
+  if isinstance(config, Mapping):
+    return dict(config)
+  if hasattr(config, "to_dict"):  # ml_collections.ConfigDict
+    return config.to_dict()
+  raise TypeError(f"A data config must be a dict or ConfigDict, got {type(config).__name__}")
+
+
+def shard_bounds(n: int, process_index: int, process_count: int) -> tuple[int, int]:
+  """[start, end) of the contiguous block of n examples that process `process_index` of `process_count` reads."""
+  if not 0 <= process_index < process_count:
+    raise ValueError(f"process_index {process_index} not in [0, {process_count})")
+  return (process_index * n) // process_count, ((process_index + 1) * n) // process_count
+
+
+def mix_seed(*parts) -> tf.Tensor:
+  """Combines ints / int64 scalar tensors into one non-negative int64 seed (graph friendly, deterministic)."""
+  h = tf.constant(0x2545F491, tf.int64)
+  for p in parts:
+    p = tf.cast(p, tf.int64)
+    h = tf.math.floormod(h * 1_000_003 + p * 7919 + 0x9E3779B1, 2**31 - 1)
+  return h
+
+
+class Source:
+  """Interface of every data source."""
+
+  num_examples: int
+  pp: str | None = None  # an optional `pp` string given next to the source in its config (used for mixture parts)
+
+  def shard_num_examples(self, process_index: int = 0, process_count: int = 1) -> int:
+    start, end = shard_bounds(self.num_examples, process_index, process_count)
+    return end - start
+
+  def get_tfdata(self, *, process_index: int = 0, process_count: int = 1, ordered: bool = False,
+                 seed=None) -> tf.data.Dataset:
+    raise NotImplementedError
+
+  def describe(self) -> str:
+    return f"{type(self).__name__}({self.num_examples} examples)"
+
+  def __repr__(self):
+    return self.describe()
+
+
+def get_source(config) -> Source:
+  """The source described by a `config.input.data`-style dict (see the module docstring)."""
+  config = _to_dict(config)
+  pp = config.pop("pp", None)
+  source = _get_source(config)
+  source.pp = pp
+  return source
+
+
+def _get_source(config: dict) -> Source:
+  if "mixture" in config:
+    parts = []
+    for item in config["mixture"]:
+      if isinstance(item, Mapping):  # Also accept dict(data=..., weight=...).
+        sub, weight = item["data"], item.get("weight", 1.0)
+      else:
+        sub, weight = item
+      parts.append((get_source(sub), float(weight)))
+    return MixtureSource(parts, seed=int(config.get("seed", 0)))
+  name = config.get("name")
+  if not name:
+    raise ValueError(f"A data config needs `name` (a TFDS name or 'jsonl') or `mixture`: {config}")
+  if name == "jsonl":
+    unknown = set(config) - {"name", "path", "image_root", "skip_bad_rows", "split"}
+    if unknown:
+      raise ValueError(f"Unknown keys for a JSONL source: {sorted(unknown)}")
+    if "path" not in config:
+      raise ValueError("A JSONL source needs `path`.")
+    return JsonlSource(config["path"], image_root=config.get("image_root"),
+                       skip_bad_rows=bool(config.get("skip_bad_rows", False)))
+  unknown = set(config) - {"name", "split", "data_dir", "decode_images", "prepare"}
+  if unknown:
+    raise ValueError(f"Unknown keys for a TFDS source: {sorted(unknown)}")
+  if "split" not in config:
+    raise ValueError(f"A TFDS source needs `split`: {config}")
+  return TfdsSource(name, config["split"], data_dir=config.get("data_dir"),
+                    decode_images=bool(config.get("decode_images", False)),
+                    prepare=config.get("prepare", "auto"))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# TFDS.
+
+
+def _skip_image_decoders(feature):
+  """A `decoders` structure that keeps every (possibly nested) tfds Image feature encoded; None if there is none."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  if isinstance(feature, tfds.features.Image):
+    return tfds.decode.SkipDecoding()
+  if isinstance(feature, tfds.features.FeaturesDict):
+    out = {}
+    for k, v in feature.items():
+      d = _skip_image_decoders(v)
+      if d is not None:
+        out[k] = d
+    return out or None
+  if isinstance(feature, tfds.features.Sequence):
+    return _skip_image_decoders(feature.feature)
+  return None
+
+
+def not_prepared_message(name: str, data_dir: str | None) -> str:
+  from datasets import builders  # pylint: disable=g-import-not-at-top
+  base = name.split("/")[0].split(":")[0]
+  where = data_dir or "~/tensorflow_datasets (or $TFDS_DATA_DIR)"
+  if base in builders.BUILDERS:
+    return (f"TFDS dataset {name!r} is not prepared in {where}. Build it first:\n"
+            f"  python -m datasets.build {name} --data_dir {data_dir or 'DIR'} [--manual_dir DIR]\n"
+            f"(`python -m datasets.build {name} --help_manual` shows which files it needs).")
+  return (f"TFDS dataset {name!r} is not prepared in {where}. This project never downloads at run time; prepare it "
+          f"beforehand, e.g. `tfds build {name} --data_dir {data_dir or 'DIR'}` (with `--manual_dir` for datasets "
+          f"that need manually downloaded files), then point `data_dir` at it.")
+
+
+class TfdsSource(Source):
+  """A split of a TFDS dataset (stock or from `datasets/builders`)."""
+
+  def __init__(self, name: str, split: str, data_dir: str | None = None, *, decode_images: bool = False,
+               prepare="auto"):
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    from datasets import builders  # pylint: disable=g-import-not-at-top
+    builders.register_all()
+    self.name, self.split, self.data_dir = name, split, data_dir
+    self.builder = tfds.builder(name, data_dir=data_dir)
+    if not self.builder.is_prepared():
+      base = name.split("/")[0].split(":")[0]
+      own = builders.BUILDERS.get(base)
+      offline = own is not None and getattr(builders.get_builder_class(base), "MANUAL_DOWNLOAD_INSTRUCTIONS",
+                                            None) is None
+      if prepare is True or (prepare == "auto" and offline):
+        log.warning("Preparing TFDS dataset %s in %s (first use; nothing is downloaded).", name,
+                    data_dir or "the default data_dir")
+        from datasets import build  # pylint: disable=g-import-not-at-top
+        build.prepare(name, data_dir=data_dir)
+        self.builder = tfds.builder(name, data_dir=data_dir)
+      else:
+        raise DataError(not_prepared_message(name, data_dir))
+    info = self.builder.info
+    try:
+      self.num_examples = int(info.splits[split].num_examples)
+    except KeyError as e:
+      raise DataError(f"TFDS dataset {name!r} has no split {split!r}; it has {sorted(info.splits)}") from e
+    self._decoders = None if decode_images else _skip_image_decoders(info.features)
+    self._tfrecord = info.file_format in (None, tfds.core.FileFormat.TFRECORD)
+
+  def describe(self) -> str:
+    return f"tfds:{self.name}[{self.split}] ({self.num_examples} examples)"
+
+  def _subsplit(self, process_index, process_count):
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    if process_count == 1:
+      return self.split
+    return tfds.even_splits(self.split, n=process_count, drop_remainder=False)[process_index]
+
+  def shard_num_examples(self, process_index: int = 0, process_count: int = 1) -> int:
+    return int(self.builder.info.splits[self._subsplit(process_index, process_count)].num_examples)
+
+  def get_tfdata(self, *, process_index: int = 0, process_count: int = 1, ordered: bool = False,
+                 seed=None) -> tf.data.Dataset:
+    sub = self._subsplit(process_index, process_count)
+    if not self._tfrecord:  # e.g. array_record: let TFDS read it (file order then only shuffled by a Python seed).
+      import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+      shuffle = not ordered and (seed is None or isinstance(seed, int))
+      rc = tfds.ReadConfig(shuffle_seed=seed if shuffle else None, interleave_cycle_length=1 if ordered else 16,
+                           add_tfds_id=False)
+      return self.builder.as_dataset(split=sub, shuffle_files=shuffle, decoders=self._decoders, read_config=rc)
+    # TFRecord shards read by hand, so that the file order can depend on a seed *tensor* (one per epoch).
+    instructions = self.builder.info.splits[sub].file_instructions
+    files = tf.data.Dataset.from_tensor_slices((
+        tf.constant([os.fspath(fi.filename) for fi in instructions], tf.string),
+        tf.constant([fi.skip for fi in instructions], tf.int64),
+        tf.constant([fi.take for fi in instructions], tf.int64)))
+    if not ordered and len(instructions) > 1:
+      files = files.shuffle(len(instructions), seed=seed, reshuffle_each_iteration=False)
+
+    def read(filename, skip, take):
+      return tf.data.TFRecordDataset(filename, buffer_size=1 << 20).skip(skip).take(take)
+
+    if ordered or len(instructions) == 1:
+      ds = files.flat_map(read)
+    else:
+      ds = files.interleave(read, cycle_length=min(16, len(instructions)), block_length=1,
+                            num_parallel_calls=AUTOTUNE, deterministic=True)
+    features, decoders = self.builder.info.features, self._decoders
+    return ds.map(lambda x: features.deserialize_example(x, decoders=decoders), num_parallel_calls=AUTOTUNE,
+                  deterministic=True)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# JSONL.
+
+_SCALAR_DEFAULT = {"str": "", "json": "", "int": 0, "float": 0.0}
+_TF_DTYPE = {"str": tf.string, "json": tf.string, "int": tf.int64, "float": tf.float32}
+_NP_DTYPE = {"str": object, "json": object, "int": np.int64, "float": np.float32}
+
+
+def _kind(value) -> str | None:
+  """Column kind of a JSON value; None for an empty list (compatible with any list kind)."""
+  if isinstance(value, str):
+    return "str"
+  if isinstance(value, bool) or isinstance(value, int):
+    return "int"
+  if isinstance(value, float):
+    return "float"
+  if isinstance(value, list):
+    if not value:
+      return None
+    kinds = {_kind(v) if not isinstance(v, (list, dict)) and v is not None else "json" for v in value}
+    if kinds == {"str"}:
+      return "list:str"
+    if kinds <= {"int", "float"}:
+      return "list:float" if "float" in kinds else "list:int"
+    return "json"
+  return "json"
+
+
+def _merge_kinds(old: str | None, new: str | None) -> str | None:
+  """The kind of a column after a value of kind `new`; raises ValueError on a conflict."""
+  if old is None or old == new:
+    return new if old is None else old
+  if new is None:  # empty list
+    if old.startswith("list:"):
+      return old
+    raise ValueError("an empty list")
+  if {old, new} == {"int", "float"}:
+    return "float"
+  if {old, new} == {"list:int", "list:float"}:
+    return "list:float"
+  raise ValueError(new)
+
+
+_KIND_WORDS = {"str": "a string", "int": "an integer", "float": "a number", "json": "a JSON object/array",
+               "list:str": "a list of strings", "list:int": "a list of integers", "list:float": "a list of numbers",
+               None: "an empty list"}
+
+
+class JsonlSource(Source):
+  """Examples from a JSONL file; images are files next to it (or inline base64)."""
+
+  def __init__(self, path: str, image_root: str | None = None, skip_bad_rows: bool = False):
+    self.path = os.fspath(path)
+    if not os.path.isfile(self.path):
+      raise DataError(f"JSONL file not found: {self.path}")
+    self.root = os.path.abspath(image_root if image_root is not None else os.path.dirname(self.path) or ".")
+    self.skip_bad_rows = skip_bad_rows
+    self.skipped: list[tuple[int, str]] = []  # (line number, reason) of every skipped row
+    self.num_lines = 0
+    rows: list[tuple[int, dict, str, bytes]] = []  # line, fields, image path ("" if inline), inline bytes
+    kinds: dict[str, str | None] = {}
+    kind_line: dict[str, int] = {}
+
+    with open(self.path, "rb") as f:
+      for lineno, raw in enumerate(f, start=1):
+        self.num_lines = lineno
+        if not raw.strip():
+          continue
+        try:
+          row = self._parse_row(raw, kinds, kind_line, lineno)
+        except DataError as e:
+          if not skip_bad_rows:
+            raise DataError(f"{self.path}:{lineno}: {e}") from None
+          self.skipped.append((lineno, str(e)))
+          continue
+        rows.append(row)
+
+    if self.skipped:
+      first = "; ".join(f"line {n}: {r}" for n, r in self.skipped[:3])
+      log.warning("%s: skipped %d bad row(s) of %d (%s%s)", self.path, len(self.skipped),
+                  len(rows) + len(self.skipped), first, "; ..." if len(self.skipped) > 3 else "")
+    if not rows:
+      raise DataError(f"{self.path}: no usable rows" + (f" ({len(self.skipped)} skipped)" if self.skipped else ""))
+    self.num_examples = len(rows)
+    self.kinds = {k: (v if v is not None else "list:str") for k, v in kinds.items()}
+    self._columns = self._make_columns(rows)
+    self._base_cache: dict[tuple[int, int], tf.data.Dataset] = {}
+
+  @property
+  def num_skipped(self) -> int:
+    return len(self.skipped)
+
+  def describe(self) -> str:
+    s = f"jsonl:{self.path} ({self.num_examples} examples"
+    return s + (f", {self.num_skipped} bad rows skipped)" if self.skipped else ")")
+
+  def _parse_row(self, raw: bytes, kinds, kind_line, lineno):
+    try:
+      obj = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+      raise DataError(f"malformed JSON ({e})") from None
+    if not isinstance(obj, dict):
+      raise DataError(f"expected a JSON object, got {type(obj).__name__}")
+    has_path, has_bytes = obj.get("image") is not None, obj.get("image_bytes") is not None
+    if has_path and has_bytes:
+      raise DataError("has both `image` and `image_bytes`")
+    if not has_path and not has_bytes:
+      raise DataError("has no `image` (a path) or `image_bytes` (base64)")
+    image_path, image_bytes = "", b""
+    if has_path:
+      rel = obj["image"]
+      if not isinstance(rel, str) or not rel:
+        raise DataError(f"`image` must be a non-empty path string, got {rel!r}")
+      full = os.path.normpath(os.path.join(self.root, rel))
+      if os.path.commonpath([full, self.root]) != self.root:
+        raise DataError(f"image path {rel!r} points outside the dataset folder {self.root}")
+      if not os.path.isfile(full):
+        raise DataError(f"image file not found: {full}")
+      image_path = full
+    else:
+      try:
+        image_bytes = base64.b64decode(obj["image_bytes"], validate=True)
+      except (binascii.Error, TypeError, ValueError) as e:
+        raise DataError(f"`image_bytes` is not valid base64 ({e})") from None
+      if not image_bytes:
+        raise DataError("`image_bytes` is empty")
+    fields = {}
+    new_kinds = {}
+    for key, value in obj.items():
+      if key in ("image", "image_bytes") or value is None:
+        continue
+      if key.startswith("_"):
+        raise DataError(f"field names starting with '_' are reserved: {key!r}")
+      k = _kind(value)
+      try:
+        new_kinds[key] = _merge_kinds(new_kinds.get(key, kinds.get(key)), k)
+      except ValueError:
+        raise DataError(f"field {key!r} is {_KIND_WORDS[k]} here but {_KIND_WORDS[kinds.get(key)]} on line "
+                        f"{kind_line.get(key)}") from None
+      fields[key] = json.dumps(value) if new_kinds[key] == "json" and not isinstance(value, str) else value
+    # Only a good row may change the column kinds.
+    for key, k in new_kinds.items():
+      if kinds.get(key) != k:
+        kinds[key] = k
+        kind_line.setdefault(key, lineno)
+    return lineno, fields, image_path, image_bytes
+
+  def _make_columns(self, rows):
+    cols = {
+        "_image_path": np.array([r[2] for r in rows], dtype=object),
+        "_image_bytes": np.array([r[3] for r in rows], dtype=object),
+    }
+    for key, kind in self.kinds.items():
+      values = [r[1].get(key) for r in rows]
+      if kind.startswith("list:"):
+        base = kind[5:]
+        lengths = np.array([len(v) if v else 0 for v in values], np.int64)
+        flat = [x for v in values if v for x in v]
+        if base == "str":
+          flat_np = np.array(flat, dtype=object)
+        else:
+          flat_np = np.array(flat, dtype=_NP_DTYPE[base])
+        cols[key] = (flat_np, lengths, _TF_DTYPE[base])
+      else:
+        default = _SCALAR_DEFAULT[kind]
+        if kind == "json":
+          values = [v if isinstance(v, str) else (json.dumps(v) if v is not None else "") for v in values]
+        cols[key] = np.array([default if v is None else v for v in values], dtype=_NP_DTYPE[kind])
+    return cols
+
+  def _base(self, process_index, process_count) -> tf.data.Dataset:
+    key = (process_index, process_count)
+    if key not in self._base_cache:
+      with tf.init_scope():  # eager, even when called while tracing a function (e.g. inside `flat_map`)
+        self._base_cache[key] = self._make_base(process_index, process_count)
+    return self._base_cache[key]
+
+  def _make_base(self, process_index, process_count) -> tf.data.Dataset:
+    start, end = shard_bounds(self.num_examples, process_index, process_count)
+    tensors = {}
+    for name, col in self._columns.items():
+      if isinstance(col, tuple):
+        flat, lengths, dtype = col
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        sub = flat[offsets[start]:offsets[end]]
+        tensors[name] = tf.RaggedTensor.from_row_lengths(tf.constant(sub, dtype=dtype, shape=[len(sub)]),
+                                                         tf.constant(lengths[start:end], tf.int64))
+      else:
+        sub = col[start:end]
+        tensors[name] = tf.constant(sub, dtype=tf.string if sub.dtype == object else None)
+    return tf.data.Dataset.from_tensor_slices(tensors)
+
+  def get_tfdata(self, *, process_index: int = 0, process_count: int = 1, ordered: bool = False,
+                 seed=None) -> tf.data.Dataset:
+    ds = self._base(process_index, process_count)
+    n = self.shard_num_examples(process_index, process_count)
+    if not ordered and n > 1:
+      ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=False)
+
+    def load(ex):
+      ex = dict(ex)
+      path, inline = ex.pop("_image_path"), ex.pop("_image_bytes")
+      ex["image"] = tf.cond(tf.strings.length(path) > 0, lambda: tf.io.read_file(path), lambda: inline)
+      return ex
+
+    return ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Mixtures.
+
+
+class MixtureSource(Source):
+  """A weighted mixture of sources.
+
+  Shuffled (`ordered=False`): an infinite stream that draws each next example from part i with probability
+  weight_i / sum(weights) (`tf.data.Dataset.sample_from_datasets`, seeded), each part repeated forever.
+  Ordered: every example of every part once, the parts one after the other (for evaluation).
+  `datasets.pipeline.make_train_iterator` builds its own, resumable version of the shuffled stream.
+  """
+
+  def __init__(self, parts: Sequence[tuple[Source, float]], seed: int = 0):
+    if not parts:
+      raise ValueError("A mixture needs at least one part.")
+    weights = [float(w) for _, w in parts]
+    if any(w < 0 for w in weights) or sum(weights) <= 0:
+      raise ValueError(f"Mixture weights must be >= 0 with a positive sum: {weights}")
+    self.parts = [s for s, _ in parts]
+    self.weights = [w / sum(weights) for w in weights]
+    self.seed = seed
+    self.num_examples = sum(s.num_examples for s in self.parts)
+
+  def describe(self) -> str:
+    return "mixture[" + ", ".join(f"{w:.3f} x {s.describe()}" for s, w in zip(self.parts, self.weights)) + "]"
+
+  def shard_num_examples(self, process_index: int = 0, process_count: int = 1) -> int:
+    return sum(s.shard_num_examples(process_index, process_count) for s in self.parts)
+
+  def get_tfdata(self, *, process_index: int = 0, process_count: int = 1, ordered: bool = False,
+                 seed=None) -> tf.data.Dataset:
+    kw = dict(process_index=process_index, process_count=process_count)
+    if ordered:
+      ds = None
+      for s in self.parts:
+        d = s.get_tfdata(ordered=True, **kw)
+        ds = d if ds is None else ds.concatenate(d)
+      return ds
+    seed = self.seed if seed is None else seed
+    parts = [s.get_tfdata(ordered=False, seed=mix_seed(seed, i), **kw).repeat() for i, s in enumerate(self.parts)]
+    return tf.data.Dataset.sample_from_datasets(parts, weights=self.weights, seed=seed if isinstance(seed, int)
+                                                else None, stop_on_empty_dataset=False)
