@@ -44,11 +44,11 @@ class _TorchVQVAE(tnn.Module):
             tnn.ConvTranspose2d(64, 32, 4, 2, 1), tnn.ReLU(), tnn.ConvTranspose2d(32, 16, 4, 2, 1), tnn.ReLU(),
             tnn.Conv2d(16, 1, 1))
         gen = torch.Generator().manual_seed(0)
-        with torch.no_grad():  # He-style weights so that outputs are O(1) and a 1e-5 tolerance means something
+        with torch.no_grad():  # LeCun-normal weights: outputs O(0.1..1), so a 1e-5 tolerance means something
             for m in self.modules():
                 if isinstance(m, (tnn.Conv2d, tnn.ConvTranspose2d)):
                     fan_in = m.weight[0].numel() if isinstance(m, tnn.Conv2d) else m.weight.shape[0] * 4
-                    m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
+                    m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * (1.0 / fan_in) ** 0.5)
                     m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
 
     def encode_same(self, x):
