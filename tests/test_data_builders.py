@@ -106,3 +106,19 @@ def test_inspect_cli(tmp_path):
   assert batch["text"].shape == (3, 32) and batch["mask_ar"].sum() == 0
   with pytest.raises(KeyError, match="No eval 'nope'"):
     inspect_lib.inspect_config(module.get_config(tok), eval_name="nope", out=buf)
+
+
+def test_benchmark_dispatcher(capsys):
+  from tools import benchmark
+  assert benchmark.main(["benchmark"]) == 1  # no name: lists the benchmarks
+  assert "pipeline" in capsys.readouterr().out
+  assert benchmark.main(["benchmark", "nope"]) == 2
+
+  @benchmark.register("_test_noop", "does nothing")
+  def noop(argv):
+    return 0 if argv == ["--x"] else 3
+
+  try:
+    assert benchmark.main(["benchmark", "_test_noop", "--x"]) == 0
+  finally:
+    benchmark.BENCHMARKS.pop("_test_noop")
