@@ -1,0 +1,107 @@
+"""Convert PaliGemma checkpoints between big_vision `.npz`, PyTorch-hub folders and this project's format.
+
+    python -m tools.convert_checkpoint SRC DST [--to npz|hf|ours] [--dtype float32|bfloat16|float16]
+                                       [--image_size N] [--sliding_window default|hf|N] [--pad_vocab_to N]
+
+SRC is detected: a `.npz` file, a PyTorch-hub folder (config.json + *.safetensors) or a folder written by this project
+(config.json + params.npz). `--to` defaults to `npz` when DST ends in `.npz`, else `hf` for an `.npz`/own source and
+`ours` for a PyTorch source. `--image_size` resamples the position embedding. A `.npz` carries no config: loading it
+infers the sizes from the shapes and the Gemma 2 defaults (soft-caps 30/50, full attention); the other formats keep
+the config. Exit status 0 on success, 2 on a bad checkpoint or argument.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+from paligemma import checkpoints
+
+
+def _window(value: str):
+    if value in ("default", "hf"):
+        return value
+    if value in ("none", "None", "0"):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'default', 'hf', 'none' or an int; got {value!r}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tools.convert_checkpoint", description=__doc__.split("\n\n")[0])
+    p.add_argument("src", help="source checkpoint: .npz file or folder")
+    p.add_argument("dst", help="destination: .npz file or folder")
+    p.add_argument("--to", choices=("npz", "hf", "ours"), default=None, help="destination format")
+    p.add_argument("--dtype", choices=sorted(checkpoints.DTYPES), default=None,
+                   help="cast every array (default: keep the stored dtype)")
+    p.add_argument("--image_size", type=int, default=None, help="resample the position embedding to this resolution")
+    p.add_argument("--sliding_window", type=_window, default="default",
+                   help="Gemma 2 local attention of the loaded config: default (full attention, as the released "
+                        "weights were trained), hf (the PyTorch port's window), none, or an int")
+    p.add_argument("--pad_vocab_to", type=int, default=None,
+                   help="--to hf: pad the embedding table to this many rows (the published files use 257216)")
+    return p
+
+
+def _size_on_disk(path: str) -> int:
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
+    return os.path.getsize(path)
+
+
+def _summary(config) -> str:
+    img, llm = config["img"], config["llm"]
+    kind = "Gemma 2" if llm.get("post_norms") else "Gemma"
+    return (f"SigLIP width {img['width']} depth {img['depth']} patch {img['patch_size']} image {img['image_size']} "
+            f"(pool {img.get('pool_type', 'none')}); {kind} width {llm['width']} depth {llm['depth']} heads "
+            f"{llm['num_heads']}/{llm['num_kv_heads']} head_dim {llm['head_dim']} vocab {llm['vocab_size']}"
+            f" sliding_window {llm.get('sliding_window')}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if not os.path.exists(args.src):
+            raise FileNotFoundError(f"{args.src}: no such checkpoint file or folder.")
+        src_format = checkpoints.detect_format(args.src)
+        to = args.to
+        if to is None:
+            to = "npz" if args.dst.endswith(".npz") else ("ours" if src_format == "hf" else "hf")
+        if to == "npz" and os.path.isdir(args.dst):
+            raise ValueError(f"{args.dst} is a folder; --to npz writes a file.")
+        if to != "npz" and os.path.isfile(args.dst):
+            raise ValueError(f"{args.dst} is a file; --to {to} writes a folder.")
+        if os.path.abspath(args.src) == os.path.abspath(args.dst):
+            raise ValueError("SRC and DST are the same path.")
+
+        config, params = checkpoints.load(args.src, dtype=args.dtype, image_size=args.image_size,
+                                          sliding_window=args.sliding_window)
+        print(f"read {src_format} checkpoint {args.src}: {_summary(config)}")
+        if to == "npz":
+            checkpoints.save_npz(args.dst, params, args.dtype)
+        elif to == "hf":
+            checkpoints.save_hf(args.dst, params, config, args.dtype, pad_vocab_to=args.pad_vocab_to)
+        else:
+            checkpoints.save(args.dst, config, params, args.dtype)
+    except (checkpoints.CheckpointError, ValueError, FileNotFoundError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    leaves = list(checkpoints.flatten(params).values())
+    count = sum(int(np.prod(x.shape)) for x in leaves)
+    dtypes = sorted({args.dtype or str(x.dtype) for x in leaves})
+    print(f"wrote {to} checkpoint {args.dst}: {count:,} parameters, dtype {'/'.join(dtypes)}, "
+          f"{_size_on_disk(args.dst) / 2**20:,.1f} MiB on disk")
+    if to == "npz":
+        print("note: a .npz holds no config; loading infers the sizes from the shapes (Gemma 2: soft-caps 50/30, "
+              "full attention) - pass config= to paligemma.checkpoints.load for anything else.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
