@@ -139,6 +139,7 @@ def test_hf_to_ours(hf_folder, num_images, record_property):
     assert err <= TOLERANCE
     if num_images == 1:  # HF's default 1-based positions: RoPE is relative, only the rounding changes
         one_based = _hf_logits(hf_model, pixels, text, mask_ar, num_tokens, VOCAB, VOCAB, zero_based=False)
+        print(f"{name} images=1, HF 1-based positions: max relative error {_rel_err(ours, one_based):.2e}")
         assert _rel_err(ours, one_based) <= TOLERANCE
 
     if name == "pg2" and num_images == 2:
