@@ -22,9 +22,10 @@ the shard files) followed by a shuffle buffer seeded with (seed, i, e). The epoc
 number k of the stream (k = 0, 1, ...) therefore never depends on where the run started: resuming at
 `start_example=k` starts at epoch k // shard_size and skips k % shard_size raw (undecoded) records of it -- at most
 one epoch of reading, no preprocessing. Each example also gets `_seed` (int64 [2], a function of seed, process and
-k) before preprocessing: pp ops that need randomness should draw it with stateless ops seeded from `_seed`
+k) and `epoch` (int64, k // shard size, the counter `choice_cycle` cycles answers by; 0 in evaluation) before
+preprocessing: pp ops that need randomness should draw it with stateless ops seeded from `_seed`
 (`tf.random.stateless_*`), which makes random augmentations part of the exact replay too (stateful random ops inside a
-parallel map are not reproducible). `_seed` is removed after preprocessing. The map is parallel but
+parallel map are not reproducible). `_seed` and `epoch` are removed after preprocessing. The map is parallel but
 deterministic, batches drop the remainder.
 
 Mixtures: example k comes from part c_k, where c_0, c_1, ... is a seeded categorical sequence (weights normalised),
@@ -58,6 +59,7 @@ log = logging.getLogger(__name__)
 AUTOTUNE = tf.data.AUTOTUNE
 TRUNCATION_KEY = "text_truncated"
 SEED_KEY = "_seed"
+EPOCH_KEY = "epoch"  # the counter `choice_cycle` cycles answers by; removed after preprocessing like `_seed`
 MASK_KEY = "_mask"
 _MIX_BLOCK = 1024
 _FOREVER = 2**62
@@ -97,6 +99,7 @@ def _wrap_pp(pp_fn: PPFn | None) -> Callable[[dict], dict]:
       raise TypeError(f"A pp function must return a dict, got {type(out).__name__}")
     out = dict(out)
     out.pop(SEED_KEY, None)
+    out.pop(EPOCH_KEY, None)
     return out
   return fn
 
@@ -127,6 +130,7 @@ def _single_train_stream(source, pp_fn, *, process_index, process_count, seed, s
   def add_seed(k, ex):
     ex = dict(ex)
     ex[SEED_KEY] = tf.stack([ex_seed, k])
+    ex[EPOCH_KEY] = k // n  # epoch of this process's block: a resumed run sees the same value per example
     return ex
 
   ds = ds.enumerate(start=int(start)).map(add_seed)
@@ -341,6 +345,7 @@ def _ordered_part(source, fn, process_index, process_count, part_index, num_para
   def add_seed(k, ex):  # Same `_seed` contract as training: fixed per example (part, index in the split).
     ex = dict(ex)
     ex[SEED_KEY] = tf.stack([ex_seed, k])
+    ex[EPOCH_KEY] = tf.constant(0, tf.int64)
     return ex
 
   ds = ds.enumerate(start=start).map(add_seed)

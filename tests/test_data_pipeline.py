@@ -173,3 +173,25 @@ def test_mixture_from_config_with_per_part_pp(tmp_path):
     pipeline.make_train_iterator(sources.MixtureSource([(a, 1), (a, 1)]),
                                  [pp_light, lambda ex: {"x": ex["id"]}], batch_size=2, process_index=0,
                                  process_count=1)
+
+
+def test_choice_cycle_uses_each_answer_once_per_cycle_and_replays_on_resume(tmp_path):
+  path = tmp_path / "a.jsonl"
+  buf = io.BytesIO()
+  Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(buf, format="PNG")
+  (tmp_path / "x.png").write_bytes(buf.getvalue())
+  path.write_text("".join(json.dumps({"image": "x.png", "id": i, "answers": [f"a{i}", f"b{i}", f"c{i}"]}) + "\n"
+                          for i in range(5)))
+  src = sources.get_source(dict(name="jsonl", path=str(path)))
+  pp = 'choice_cycle(inkey="answers", outkey="answer")|keep("id", "answer")'
+  kw = dict(batch_size=5, shuffle_buffer_size=4, seed=3, process_index=0, process_count=1)
+  it = pipeline.make_train_iterator(src, pp, **kw)
+  batches = [next(it) for _ in range(3)]  # 3 epochs of 5 examples
+  assert set(batches[0]) == {"id", "answer"}  # the counter does not leak into batches
+  seen = {}
+  for b in batches:
+    for i, a in zip(b["id"].tolist(), b["answer"].tolist()):
+      seen.setdefault(i, []).append(a.decode())
+  assert seen == {i: [f"a{i}", f"b{i}", f"c{i}"] for i in range(5)}
+  resumed = pipeline.make_train_iterator(src, pp, start_example=5, **kw)
+  np.testing.assert_array_equal(next(resumed)["answer"], batches[1]["answer"])
