@@ -4,6 +4,7 @@ One entry point, `get_source(config)`, for the `config.input.data` dict of a con
 
   dict(name="easy_vqa", split="train", data_dir=None)          # any TFDS dataset: stock or this project's own
   dict(name="coco_captions", split="train[:90%]")                # TFDS split syntax works
+  dict(name="vqa", split="train", mock=64)                       # 64 random examples with vqa's features (mock.py)
   dict(name="jsonl", path="data/train.jsonl", image_root=None, skip_bad_rows=False)
   dict(mixture=[(dict(name="easy_vqa", split="train"), 3.0),    # weighted mixture (infinite when shuffled)
                 (dict(name="jsonl", path="extra.jsonl", pp="..."), 1.0)], seed=0)
@@ -132,11 +133,15 @@ def _get_source(config: dict) -> Source:
     from datasets.jsonl import JsonlSource  # pylint: disable=g-import-not-at-top
     return JsonlSource(config["path"], image_root=config.get("image_root"),
                        skip_bad_rows=bool(config.get("skip_bad_rows", False)))
-  unknown = set(config) - {"name", "split", "data_dir", "decode_images", "prepare"}
+  unknown = set(config) - {"name", "split", "data_dir", "decode_images", "prepare", "mock"}
   if unknown:
     raise ValueError(f"Unknown keys for a TFDS source: {sorted(unknown)}")
   if "split" not in config:
     raise ValueError(f"A TFDS source needs `split`: {config}")
+  if config.get("mock"):  # random examples with the dataset's features (datasets/mock.py); nothing is read
+    from datasets.mock import MockTfdsSource  # pylint: disable=g-import-not-at-top
+    mock = config["mock"]
+    return MockTfdsSource(name, config["split"], num_examples=32 if mock is True else int(mock))
   return TfdsSource(name, config["split"], data_dir=config.get("data_dir"),
                     decode_images=bool(config.get("decode_images", False)),
                     prepare=config.get("prepare", "auto"))
