@@ -1,0 +1,267 @@
+r"""Runs a config's evaluators on a checkpoint: `python -m evaluators.run`.
+
+    python -m evaluators.run --config configs/transfer/vqav2.py --checkpoint ckpt/paligemma-3b-pt-224.npz \
+        --workdir /tmp/eval_vqav2 --evals vqa_val --config.evals.vqa_val.batch_size=16
+    python -m evaluators.run --config configs/transfer/vqav2.py --workdir /tmp/train_run   # trainer's latest params
+
+The config (ml_collections, `path.py[:args]`, `--config.key=value` overrides) provides `config.model_name` /
+`config.model` (the model config; without either it is read from the checkpoint), `config.tokenizer` (see
+`datasets.tokenizers.resolve_tokenizer`) and `config.evals` (see `evaluators.common`). `--checkpoint` is a
+big_vision `.npz`, a PyTorch-hub folder, a folder written by `paligemma.checkpoints.save`, or a training workdir (the
+trainer's latest params via `trainers.checkpointing.latest_params`); without it the params come from `--workdir` as a
+training workdir.
+
+Prints a progress line per evaluator (batches done/total, examples/s, ETA) and a table of metrics; writes
+`{workdir}/eval_metrics.json` and each evaluator's predictions under `{workdir}/evals/`. With several devices the
+batch is split over them (data parallel, params replicated) when every evaluator's batch size divides evenly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Run config: path.py[:args]; override with --config.x=y.")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Checkpoint: .npz, HF folder, own folder, or training workdir.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where predictions and eval_metrics.json go (default: the training "
+                               "workdir, or ./eval_<checkpoint name>).")
+_EVALS = flags.DEFINE_string("evals", None, "Comma-separated evaluator names of config.evals (default: all).")
+_DTYPE = flags.DEFINE_string("dtype", None, "Cast the params while loading: float32, bfloat16 or float16.")
+_STEP = flags.DEFINE_integer("step", None, "Step label for the output files (default: the trainer's step or none).")
+
+
+class RunError(ValueError):
+    """A usage problem: what is missing and what to pass."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Config and checkpoint.
+
+
+def _get(config: Any, key: str, default: Any = None) -> Any:
+    if config is None:
+        return default
+    if isinstance(config, Mapping):
+        return config.get(key, default)
+    return config.get(key, default) if hasattr(config, "get") else getattr(config, key, default)
+
+
+def _plain(value: Any) -> Any:
+    return value.to_dict() if hasattr(value, "to_dict") else value
+
+
+def _merge(base: dict, extra: Mapping) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+    return out
+
+
+def model_config_from(config: Any) -> dict | None:
+    """`{"img", "llm"}` from `config.model_name` and/or `config.model` (model overrides the name's config); None
+    when the config has neither."""
+    from paligemma import model as model_lib  # pylint: disable=g-import-not-at-top
+    name, model = _get(config, "model_name"), _plain(_get(config, "model"))
+    if name is None and model is None:
+        return None
+    base = model_lib.get_config(name) if name else {}
+    return _merge(base, model or {})
+
+
+def is_checkpoint_path(path: str) -> bool:
+    """True for a file, or a folder with config.json / *.safetensors (HF or this project's format)."""
+    if os.path.isfile(path):
+        return True
+    return os.path.isdir(path) and (os.path.isfile(os.path.join(path, "config.json")) or
+                                    any(f.endswith(".safetensors") for f in os.listdir(path)))
+
+
+def load_params(checkpoint: str | None, workdir: str | None, model_cfg: dict | None,
+                dtype: str | None) -> tuple[dict, Any, int | None, str]:
+    """Returns `(model_config, params, step, source)`; see the module docstring for what `checkpoint` may be."""
+    from paligemma import checkpoints  # pylint: disable=g-import-not-at-top
+    path = checkpoint or workdir
+    if not path:
+        raise RunError("No checkpoint: pass --checkpoint PATH (.npz, HF folder, paligemma.checkpoints.save folder, or "
+                       "a training workdir), or --workdir of a training run.")
+    if not os.path.exists(path):
+        raise RunError(f"--checkpoint {path!r} does not exist; pass an existing .npz file, checkpoint folder or "
+                       f"training workdir.")
+    if is_checkpoint_path(path):
+        cfg, params = checkpoints.load(path, config=model_cfg, dtype=dtype)
+        return cfg, params, None, path
+    try:
+        from trainers import checkpointing  # pylint: disable=g-import-not-at-top
+        latest = checkpointing.latest_params
+    except (ImportError, AttributeError) as e:
+        raise RunError(f"{path!r} is a folder without a model checkpoint (no config.json / *.safetensors), so it "
+                       f"was read as a training workdir, but trainers.checkpointing.latest_params is not "
+                       f"available ({e}). Pass --checkpoint with a .npz or checkpoint folder.") from e
+    if model_cfg is None:
+        raise RunError(f"Reading the trainer's params from {path!r} needs the model config: set config.model_name or "
+                       f"config.model in the run config.")
+    try:
+        step, params = latest(path)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        raise RunError(f"{path!r} was read as a training workdir, but no trainer params could be loaded from it "
+                       f"({e}). Pass --checkpoint with a .npz or checkpoint folder.") from e
+    if dtype is not None:
+        import jax  # pylint: disable=g-import-not-at-top
+        import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+        target = jnp.dtype(dtype)
+        params = jax.tree.map(lambda x: x.astype(target) if jnp.issubdtype(x.dtype, jnp.floating) else x, params)
+    return model_cfg, params, int(step) if step is not None else None, f"{path} (trainer step {step})"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Placement.
+
+
+def make_placement(batch_sizes: list[int]):
+    """(put_params, put_batch): data parallel over all local devices when every batch size divides evenly over
+    them, else everything on the default device."""
+    import jax  # pylint: disable=g-import-not-at-top
+    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+    devices = jax.local_devices()
+    n = len(devices)
+    if n > 1 and batch_sizes and all(b % n == 0 for b in batch_sizes):
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
+        import numpy as np  # pylint: disable=g-import-not-at-top
+        mesh = Mesh(np.asarray(devices), ("data",))
+        replicated, split = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+        logging.info("Evaluating data parallel over %d devices.", n)
+        return (lambda p: jax.device_put(p, replicated),
+                lambda b: jax.tree.map(lambda x: jax.device_put(x, split), b))
+    if n > 1:
+        logging.info("Batch sizes %s do not divide over %d devices: evaluating on one device.", batch_sizes, n)
+    return (lambda p: jax.device_put(p, devices[0]), lambda b: jax.tree.map(jnp.asarray, b))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Output.
+
+
+class Progress:
+    """Prints `name: batch i/n, x ex/s, ETA m:ss` (in place on a terminal, at most every 5 s otherwise). Rates are
+    measured from the first reported batch on, so compilation does not distort the ETA."""
+
+    def __init__(self, stream=sys.stderr, every_s: float = 5.0):
+        self.stream, self.every_s = stream, every_s
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self._start: dict[str, tuple[float, int, int]] = {}
+        self._last = 0.0
+
+    def line(self, name: str, done: int, total: int, examples: int, now: float | None = None) -> str:
+        """The progress text after `done` of `total` batches (`examples` real examples so far)."""
+        now = time.time() if now is None else now
+        t0, d0, e0 = self._start.setdefault(name, (now, done, examples))
+        dt = now - t0
+        rate = f"{(examples - e0) / dt:.1f}" if dt > 0 and examples > e0 else "?"
+        if done > d0 and dt > 0:
+            eta = int(round((total - done) * dt / (done - d0)))
+            eta_text = f"{eta // 60}:{eta % 60:02d}"
+        else:
+            eta_text = "?"
+        return f"{name}: batch {done}/{total}, {rate} ex/s, ETA {eta_text}"
+
+    def __call__(self, name: str, done: int, total: int, examples: int) -> None:
+        now = time.time()
+        text = self.line(name, done, total, examples, now)
+        if self.tty:
+            self.stream.write("\r" + text + ("\n" if done == total else ""))
+        elif done == total or now - self._last >= self.every_s:
+            self.stream.write(text + "\n")
+            self._last = now
+        self.stream.flush()
+
+
+def format_table(metrics: Mapping[str, Mapping[str, float]]) -> str:
+    """A plain-text table `evaluator | metric | value`."""
+    rows = [(name, k, f"{v:.6g}") for name, m in metrics.items() for k, v in m.items()]
+    headers = ("evaluator", "metric", "value")
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths))  # noqa: E731
+    return "\n".join([fmt(headers), fmt(tuple("-" * w for w in widths))] + [fmt(r) for r in rows])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Main.
+
+
+def evaluate(config: Any, *, checkpoint: str | None, workdir: str | None, evals: list[str] | None = None,
+             dtype: str | None = None, step: int | None = None, progress=None) -> dict:
+    """Loads the params, builds and runs the evaluators; returns the content of `eval_metrics.json`."""
+    import jax  # pylint: disable=g-import-not-at-top
+    from datasets.tokenizers import resolve_tokenizer  # pylint: disable=g-import-not-at-top
+    from evaluators.common import build_evaluators  # pylint: disable=g-import-not-at-top
+    from paligemma import model as model_lib  # pylint: disable=g-import-not-at-top
+    from paligemma.tokenizer import Tokenizer  # pylint: disable=g-import-not-at-top
+
+    if config is None:
+        raise RunError("No config: pass --config path/to/config.py[:args] (it needs config.tokenizer and "
+                       "config.evals).")
+    evals_cfg = _plain(_get(config, "evals")) or {}
+    if not evals_cfg:
+        raise RunError("config.evals is empty: nothing to evaluate. Add dict(name=dict(type=..., data=..., pp=..., "
+                       "batch_size=...)) entries.")
+    if evals:
+        unknown = [e for e in evals if e not in evals_cfg]
+        if unknown:
+            raise RunError(f"--evals {unknown} not in config.evals; available: {sorted(evals_cfg)}")
+        evals_cfg = {k: evals_cfg[k] for k in evals}
+    if workdir is None and checkpoint:
+        if os.path.isdir(checkpoint) and not is_checkpoint_path(checkpoint):
+            workdir = checkpoint  # a training workdir
+        else:
+            base = os.path.splitext(os.path.basename(os.path.normpath(checkpoint)))[0]
+            workdir = os.path.join(os.getcwd(), f"eval_{base}")
+    model_cfg, params, ckpt_step, source = load_params(checkpoint, workdir, model_config_from(config), dtype)
+    step = step if step is not None else ckpt_step
+    tokenizer_path = resolve_tokenizer(_get(config, "tokenizer"), workdir)
+    tok = Tokenizer(tokenizer_path)
+    vocab = int(model_cfg["llm"].get("vocab_size", 0) or 0)
+    if vocab and tok.vocab_size > vocab:
+        raise RunError(f"The tokenizer has {tok.vocab_size} pieces but the model's vocabulary is {vocab}: use the "
+                       f"tokenizer the checkpoint was trained with.")
+    model = model_lib.Model(**model_cfg)
+    batch_sizes = [int(_get(c, "batch_size") or 0) // jax.process_count() for c in evals_cfg.values()]
+    put_params, put_batch = make_placement(batch_sizes)
+    params = put_params(params)
+    evaluators = build_evaluators(evals_cfg, model=model, tokenizer_path=tokenizer_path, workdir=workdir,
+                                  put_batch=put_batch)
+    result = dict(checkpoint=source, step=step, workdir=workdir, metrics={}, files={}, seconds={})
+    for name, ev in evaluators.items():
+        result["metrics"][name] = ev.run(params, step=step, progress=progress)
+        result["files"][name] = ev.last.files if ev.last else {}
+        result["seconds"][name] = round(ev.last.seconds, 3) if ev.last else None
+    if jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, "eval_metrics.json"), "w") as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    evals = [e.strip() for e in _EVALS.value.split(",") if e.strip()] if _EVALS.value else None
+    try:
+        result = evaluate(_CONFIG.value, checkpoint=_CHECKPOINT.value, workdir=_WORKDIR.value, evals=evals,
+                          dtype=_DTYPE.value, step=_STEP.value, progress=Progress())
+    except RunError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_table(result["metrics"]))
+    print(f"Wrote {os.path.join(result['workdir'], 'eval_metrics.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(lambda argv: sys.exit(main(argv)))

@@ -1,0 +1,367 @@
+"""The evaluator types of `config.evals` (registered with `evaluators.common.register_evaluator`).
+
+type          extra keys (defaults)                                        metrics
+perplexity    id_key=None                                                  nll, perplexity, token_nll
+vqa           answers_key="answers", id_key="question_id",                 accuracy, accuracy_<answer type>
+              answer_type_key=None, normalize="vqav2" | "always",
+              submission_file=True, max_decode_len=16, sampler, seed
+anls          answers_key="answers", id_key="question_id", threshold=0.5,  anls
+              collapse_whitespace=False, submission_file=True, ...
+caption       references_key="captions", id_key="image_id",                cider, bleu4, rouge_l
+              submission_file=True, max_decode_len=32, ...
+detection     targets_key="suffix", iou_threshold=0.5, id_key=None, ...    map, f1, precision, recall
+refcoco_seg   vqvae_checkpoint (path or "init:SEED"), mask_key="mask",      miou, boxacc@0.5, boxacc@0.75, invalid
+              box_key="bbox", id_key=None, max_decode_len=20, ...
+
+Field values come from the eval batch (keep them in the pp string). Lists of strings may be `[N]` string arrays
+(empty strings = padding, dropped) or JSON text (JSONL nested values). Submission files: VQAv2 / TextVQA
+`[{"question_id", "answer"}]`, DocVQA `[{"questionId", "answer"}]`, COCO captions `[{"image_id", "caption"}]`.
+
+Perplexity runs the training layout (`tok_paligemma` with `mask_loss`): model input `text[:, :-1]`, targets
+`text[:, 1:]` weighted by `mask_loss[:, 1:]`; `nll` is the mean over examples of the per-example mean NLL of the
+suffix tokens (`evaluators.metrics.per_example_nll`), `perplexity = exp(nll)`, `token_nll` the mean over all suffix
+tokens. Examples without suffix tokens are left out (counted in `empty_targets`).
+
+RefCOCO follows REFERENCE section 4: the first 20 generated tokens must be 4 `<loc>` + 16 `<seg>` (ids of this
+tokenizer), the seg codes are decoded by the VQ-VAE and scored with `evaluators.refcoco.refcoco_example` against the
+full-resolution mask (`mask_key`: encoded PNG bytes, a JSON nested list, or an array). Records keep the canonical
+ids (`<locN>` = 256000 + N, `<segN>` = 257024 + N) under `seg_ids` ([] when invalid).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import io
+import json
+import threading
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from evaluators import metrics as M
+from evaluators.common import (EvalConfigError, Evaluator, GenerativeEvaluator, as_scalar, as_text, as_text_list,
+                               mean, register_evaluator, safe_metric_name)
+
+__all__ = ["PerplexityEvaluator", "VqaEvaluator", "AnlsEvaluator", "CaptionEvaluator", "DetectionEvaluator",
+           "RefcocoSegEvaluator", "load_vqvae", "decode_mask"]
+
+
+def _id(value: Any) -> Any:
+    return None if value is None else as_scalar(value)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Perplexity.
+
+
+def _suffix_nll(model, params, batch):
+    """Per-example mean NLL `[B]` and suffix-token counts `[B]` of a training-layout batch."""
+    text, mask_ar, mask_loss = batch["text"], batch["mask_ar"], batch["mask_loss"]
+    input_mask = batch["mask_input"].astype(bool)
+    logits, _ = model.apply({"params": params}, batch["image"], text[:, :-1], mask_ar[:, :-1],
+                            input_mask=input_mask[:, :-1], train=False)
+    weights = mask_loss[:, 1:]
+    return M.per_example_nll(logits, text[:, 1:], weights), jnp.sum(weights, axis=-1)
+
+
+@register_evaluator("perplexity")
+class PerplexityEvaluator(Evaluator):
+    """Mean per-example NLL of the suffix (training layout), and its perplexity."""
+
+    KEYS = dict(id_key=None)
+    MODEL_KEYS = ("image", "text", "mask_ar", "mask_loss", "mask_input")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._fn = jax.jit(functools.partial(_suffix_nll, self.model))
+
+    def _predict(self, params, inputs, *, step, batch_index):
+        nll, count = self._fn(params, inputs)
+        return {"nll": nll, "count": count}
+
+    def _records(self, batch, outputs, rows):
+        ids = self._optional_field(batch, "id_key")
+        out = []
+        for r in rows:
+            rec = {"nll": float(outputs["nll"][r]), "num_tokens": int(outputs["count"][r])}
+            if ids is not None:
+                rec["id"] = _id(ids[r])
+            out.append(rec)
+        return out
+
+    def _metrics(self, records):
+        kept = [r for r in records if r["num_tokens"] > 0]
+        nll = [r["nll"] for r in kept]
+        tokens = sum(r["num_tokens"] for r in kept)
+        return {"nll": mean(nll), "perplexity": M.perplexity(nll) if nll else float("nan"),
+                "token_nll": sum(r["nll"] * r["num_tokens"] for r in kept) / tokens if tokens else float("nan"),
+                "empty_targets": len(records) - len(kept)}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Question answering.
+
+
+class _QaEvaluator(GenerativeEvaluator):
+    """Shared parts of VQA / ANLS: prediction + answers list + optional question id per record."""
+
+    SUBMISSION_ID = "question_id"
+
+    def _score(self, prediction: str, answers: list[str]) -> float:
+        raise NotImplementedError
+
+    def _records(self, batch, outputs, rows):
+        answers = self._field(batch, self.config["answers_key"])
+        ids = self._optional_field(batch, "id_key")
+        types = self._optional_field(batch, "answer_type_key") if "answer_type_key" in self.config else None
+        texts = self.texts(outputs, rows)
+        out = []
+        for r, pred in zip(rows, texts):
+            gts = as_text_list(answers[r])
+            if not gts:
+                raise ValueError(f"Evaluator {self.name!r}: example {r} of a batch has no ground-truth answers in "
+                                 f"{self.config['answers_key']!r}")
+            rec = {"prediction": pred, "answers": gts}
+            if ids is not None:
+                rec["id"] = _id(ids[r])
+            if types is not None:
+                rec["answer_type"] = as_text(types[r])
+            rec["score"] = float(self._score(pred, gts))
+            out.append(rec)
+        return out
+
+    def _submission(self, records):
+        if not records or any("id" not in r for r in records):
+            return None
+        return [{self.SUBMISSION_ID: r["id"], "answer": r["prediction"]} for r in records]
+
+
+@register_evaluator("vqa")
+class VqaEvaluator(_QaEvaluator):
+    """VQAv2 accuracy (official script; `normalize="always"` for TextVQA / VizWiz) over the answers list."""
+
+    KEYS = dict(GenerativeEvaluator.KEYS, max_decode_len=16, answers_key="answers", id_key="question_id",
+                answer_type_key=None, normalize="vqav2", submission_file=True)
+
+    def _check_config(self, cfg, where):
+        super()._check_config(cfg, where)
+        if cfg["normalize"] not in ("vqav2", "always"):
+            raise EvalConfigError(f"{where}: normalize must be 'vqav2' (official VQAv2 script) or 'always' "
+                                  f"(TextVQA / VizWiz), got {cfg['normalize']!r}")
+
+    def _score(self, prediction, answers):
+        if self.config["normalize"] == "always":
+            return M.vqa_accuracy_always_normalize(prediction, answers)
+        return M.vqa_accuracy(prediction, answers)
+
+    def _metrics(self, records):
+        types = [r.get("answer_type") for r in records]
+        agg = M.vqa_aggregate([r["score"] for r in records], types if all(t is not None for t in types) else None)
+        out = {"accuracy": agg["overall"]}
+        for t, v in sorted(agg["per_answer_type"].items()):
+            out[f"accuracy_{safe_metric_name(t)}"] = v
+        return out
+
+
+@register_evaluator("anls")
+class AnlsEvaluator(_QaEvaluator):
+    """DocVQA-style ANLS over the answers list."""
+
+    KEYS = dict(GenerativeEvaluator.KEYS, max_decode_len=32, answers_key="answers", id_key="question_id",
+                threshold=0.5, collapse_whitespace=False, submission_file=True)
+    SUBMISSION_ID = "questionId"
+
+    def _score(self, prediction, answers):
+        return M.anls(prediction, answers, float(self.config["threshold"]),
+                      collapse_whitespace=bool(self.config["collapse_whitespace"]))
+
+    def _metrics(self, records):
+        return {"anls": mean([r["score"] for r in records])}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Captioning.
+
+
+@register_evaluator("caption")
+class CaptionEvaluator(GenerativeEvaluator):
+    """COCO-toolkit CIDEr-D, BLEU-4 and ROUGE-L against the reference captions."""
+
+    KEYS = dict(GenerativeEvaluator.KEYS, max_decode_len=32, references_key="captions", id_key="image_id",
+                submission_file=True)
+
+    def _records(self, batch, outputs, rows):
+        refs = self._field(batch, self.config["references_key"])
+        ids = self._optional_field(batch, "id_key")
+        out = []
+        for r, pred in zip(rows, self.texts(outputs, rows)):
+            references = as_text_list(refs[r])
+            if not references:
+                raise ValueError(f"Evaluator {self.name!r}: an example has no reference captions in "
+                                 f"{self.config['references_key']!r}")
+            rec = {"prediction": pred, "references": references}
+            if ids is not None:
+                rec["id"] = _id(ids[r])
+            out.append(rec)
+        return out
+
+    def _metrics(self, records):
+        if not records:
+            return {"cider": 0.0, "bleu4": 0.0, "rouge_l": 0.0}
+        preds = [r["prediction"] for r in records]
+        refs = [r["references"] for r in records]
+        return {"cider": M.cider(preds, refs)[0], "bleu4": M.bleu4(preds, refs)[0], "rouge_l": M.rouge_l(preds, refs)[0]}
+
+    def _submission(self, records):
+        if not records or any("id" not in r for r in records):
+            return None
+        return [{"image_id": r["id"], "caption": r["prediction"]} for r in records]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Detection.
+
+
+@register_evaluator("detection")
+class DetectionEvaluator(GenerativeEvaluator):
+    """mAP and F1 at an IoU threshold; ground truth is loc-token text (what `detection_targets` writes)."""
+
+    KEYS = dict(GenerativeEvaluator.KEYS, max_decode_len=128, targets_key="suffix", iou_threshold=0.5, id_key=None)
+
+    def _records(self, batch, outputs, rows):
+        targets = self._field(batch, self.config["targets_key"])
+        ids = self._optional_field(batch, "id_key")
+        out = []
+        for r, pred in zip(rows, self.texts(outputs, rows)):
+            rec = {"prediction": pred, "target": as_text(targets[r])}
+            if ids is not None:
+                rec["id"] = _id(ids[r])
+            out.append(rec)
+        return out
+
+    def _metrics(self, records):
+        from paligemma.tokenizer import parse_detections  # pylint: disable=g-import-not-at-top
+        gts = [parse_detections(r["target"]) for r in records]
+        res = M.detection_metrics([r["prediction"] for r in records], gts, float(self.config["iou_threshold"]))
+        return {k: res[k] for k in ("map", "f1", "precision", "recall")}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# RefCOCO segmentation.
+
+_VQVAE: dict[str, Any] = {}
+_VQVAE_LOCK = threading.Lock()
+_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8", b"BM")
+
+
+def load_vqvae(checkpoint: str) -> Any:
+    """VQ-VAE params for a `vae-oid.npz` path or "init:SEED" (random; smoke tests only), loaded once."""
+    with _VQVAE_LOCK:
+        if checkpoint not in _VQVAE:
+            from paligemma import vqvae  # pylint: disable=g-import-not-at-top
+            if checkpoint.startswith("init:"):
+                _VQVAE[checkpoint] = vqvae.init_params(jax.random.key(int(checkpoint[5:])))
+            else:
+                _VQVAE[checkpoint] = vqvae.load_params(checkpoint, require_encoder=False)
+        return _VQVAE[checkpoint]
+
+
+def decode_mask(value: Any) -> np.ndarray:
+    """A ground-truth mask field -> `[H, W]` array (foreground > 0).
+
+    Accepts an array `[H, W]` / `[H, W, 1]`, encoded image bytes (PNG/JPEG, as TFDS stores masks), a JSON nested
+    list (as JSONL stores it) or base64 of an encoded image.
+    """
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        arr = value
+    else:
+        raw = value.item() if isinstance(value, np.ndarray) else value
+        raw = raw.encode("utf-8") if isinstance(raw, str) else raw
+        if not isinstance(raw, bytes):
+            raise ValueError(f"cannot read a mask from a {type(raw).__name__}")
+        if raw.lstrip().startswith(b"["):
+            arr = np.asarray(json.loads(raw.decode("utf-8")))
+        else:
+            if not raw.startswith(_IMAGE_MAGIC):
+                try:
+                    raw = base64.b64decode(raw, validate=True)
+                except (binascii.Error, ValueError) as e:
+                    raise ValueError("a mask field must be an array, encoded PNG/JPEG bytes, base64 of those, or a "
+                                     "JSON nested list") from e
+            from PIL import Image  # pylint: disable=g-import-not-at-top
+            arr = np.asarray(Image.open(io.BytesIO(raw)))
+    if arr.ndim == 3:
+        arr = arr[..., 0]
+    if arr.ndim != 2:
+        raise ValueError(f"a mask must be [H, W] or [H, W, 1], got shape {arr.shape}")
+    return arr
+
+
+@register_evaluator("refcoco_seg")
+class RefcocoSegEvaluator(GenerativeEvaluator):
+    """RefCOCO referring segmentation: mIoU (VQ-VAE masks) and box accuracy at IoU 0.5 / 0.75."""
+
+    KEYS = dict(GenerativeEvaluator.KEYS, max_decode_len=20, vqvae_checkpoint=None, mask_key="mask", box_key="bbox",
+                id_key=None)
+    DET_IOUS = (0.5, 0.75)
+
+    def _check_config(self, cfg, where):
+        super()._check_config(cfg, where)
+        if cfg["max_decode_len"] < 20:
+            raise EvalConfigError(f"{where}: max_decode_len must be >= 20 (4 loc + 16 seg tokens), got "
+                                  f"{cfg['max_decode_len']}")
+        if not cfg["vqvae_checkpoint"]:
+            raise EvalConfigError(f"{where}: vqvae_checkpoint is required (the vae-oid.npz path, or 'init:0' for "
+                                  f"random weights in smoke tests)")
+
+    def _start_run(self, params):
+        self._vqvae = load_vqvae(str(self.config["vqvae_checkpoint"]))
+        tok = self.tokenizer
+        self._loc0, self._seg0 = tok.loc_id(0), tok.seg_id(0)
+        if tok.loc_id(1023) - self._loc0 != 1023 or tok.seg_id(127) - self._seg0 != 127:
+            raise ValueError(f"Evaluator {self.name!r}: the tokenizer's <loc>/<seg> ids are not contiguous")
+
+    def _parse(self, tokens: np.ndarray) -> tuple[np.ndarray, bool]:
+        from evaluators.refcoco import tokens_from_ids  # pylint: disable=g-import-not-at-top
+        return tokens_from_ids([int(t) for t in tokens[:20]], loc0=self._loc0, seg0=self._seg0)
+
+    def _records(self, batch, outputs, rows):
+        from evaluators.refcoco import LOC0, SEG0  # pylint: disable=g-import-not-at-top
+        from paligemma import vqvae  # pylint: disable=g-import-not-at-top
+        masks = self._field(batch, self.config["mask_key"])
+        boxes = self._optional_field(batch, "box_key")
+        ids = self._optional_field(batch, "id_key")
+        texts = self.texts(outputs, rows)
+        parsed = [self._parse(outputs["tokens"][r]) for r in rows]
+        valid = [i for i, (_, ok) in enumerate(parsed) if ok]
+        decoded = {}
+        if valid:
+            codes = np.stack([parsed[i][0][4:] for i in valid]).astype(np.int32)
+            for i, m in zip(valid, np.asarray(vqvae.decode_jit(self._vqvae, codes))):
+                decoded[i] = m
+        out = []
+        for i, (r, text) in enumerate(zip(rows, texts)):
+            t, ok = parsed[i]
+            seg_ids = [int(v) + LOC0 for v in t[:4]] + [int(v) + SEG0 for v in t[4:]] if ok else []
+            gt_box = None if boxes is None else [float(v) for v in np.asarray(boxes[r]).reshape(-1)]
+            res = M.refcoco_example(seg_ids, decode_mask(masks[r]), gt_box, mask64=decoded.get(i),
+                                    det_ious=self.DET_IOUS)
+            rec = {"prediction": text, "seg_ids": seg_ids, "iou": res["iou"], "box_iou": res["box_iou"],
+                   "valid": res["valid"]}
+            if gt_box is not None:
+                rec["gt_box"] = gt_box
+            if ids is not None:
+                rec["id"] = _id(ids[r])
+            out.append(rec)
+        return out
+
+    def _metrics(self, records):
+        out = {"miou": mean([r["iou"] for r in records])}
+        for thr in self.DET_IOUS:
+            out[f"boxacc@{thr}"] = mean([float(r["box_iou"] >= thr) for r in records])
+        out["invalid"] = mean([float(not r["valid"]) for r in records])
+        return out

@@ -1,0 +1,352 @@
+"""Evaluators: every type end to end on a tiny random model, metric values with a deterministic predictor, `_mask`
+padding, process sharding, scheduling, config errors, and `python -m evaluators.run` on a saved checkpoint."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from datasets.tokenizers import resolve_tokenizer
+from evaluators import common, metrics as M
+from evaluators.common import EvalConfigError, build_evaluators
+from paligemma import decode, model as model_lib
+from paligemma.tokenizer import Tokenizer, parse_detections
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(ROOT, "tests", "fixtures")
+CONFIG_FILE = os.path.join(FIXTURES, "configs", "eval_tiny.py")
+
+
+def _load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CFG = _load("eval_tiny_config", CONFIG_FILE)
+FIX = _load("eval_fixture", os.path.join(FIXTURES, "eval", "make_fixture.py"))
+with open(CFG.FIXTURE) as f:
+    ROWS = [json.loads(line) for line in f]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("evals"))
+
+
+@pytest.fixture(scope="module")
+def tok_path(workdir):
+    return resolve_tokenizer(CFG.TOKENIZER, workdir)
+
+
+@pytest.fixture(scope="module")
+def tiny(tok_path):
+    cfg = CFG.get_config().model.to_dict()
+    assert cfg["llm"]["vocab_size"] == Tokenizer(tok_path).vocab_size
+    # Random normal weights straight from the shapes: no compiled init (slow on CPU), and not a degenerate model.
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(lambda s: rng.normal(0.0, 0.1, s.shape).astype(s.dtype), model_lib.param_shapes(cfg))
+    return model_lib.Model(**cfg), params, cfg
+
+
+def _read_jsonl(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The real model.
+
+
+def test_every_type_on_a_random_model(tiny, tok_path, workdir):
+    model, params, _ = tiny
+    evaluators = build_evaluators(CFG.evals(batch_size=2), model=model, tokenizer_path=tok_path, workdir=workdir)
+    assert sorted(evaluators) == ["cap", "det", "docvqa", "ppl", "seg", "vqa"]
+    calls = []
+    results = {name: ev.run(params, step=7, progress=lambda *a: calls.append(a)) for name, ev in evaluators.items()}
+    for name, ev in evaluators.items():
+        m = results[name]
+        assert m["num_examples"] == 5.0, name  # 3 batches of 2, the last padded: each example once
+        assert [c[1:3] for c in calls if c[0] == name] == [(1, 3), (2, 3), (3, 3)]
+        assert all(isinstance(v, float) for v in m.values())
+        files = ev.last.files
+        assert files["predictions"].endswith(f"evals/{name}_predictions_step7.jsonl")
+        records = _read_jsonl(files["predictions"])
+        assert len(records) == 5
+        with open(files["metrics"]) as f:
+            assert json.load(f)["metrics"] == m
+        _check_metrics_from_predictions(name, m, records)
+
+    # Perplexity: the same per-example NLL as a direct forward pass over the 5 examples (no padding).
+    ppl = _read_jsonl(evaluators["ppl"].last.files["predictions"])
+    assert [r["id"] for r in ppl] == [r["question_id"] for r in ROWS]
+    batch = _unpadded_batch(evaluators["ppl"], tok_path)
+    logits, _ = model.apply({"params": params}, batch["image"], batch["text"][:, :-1], batch["mask_ar"][:, :-1],
+                            input_mask=batch["mask_input"][:, :-1].astype(bool))
+    direct = np.asarray(M.per_example_nll(logits, batch["text"][:, 1:], batch["mask_loss"][:, 1:]))
+    np.testing.assert_allclose([r["nll"] for r in ppl], direct, rtol=1e-5)
+    # VQA / DocVQA submission files in the benchmarks' formats.
+    with open(evaluators["vqa"].last.files["submission"]) as f:
+        sub = json.load(f)
+    assert [s["question_id"] for s in sub] == [100, 101, 102, 103, 104] and all(set(s) == {"question_id", "answer"}
+                                                                               for s in sub)
+    with open(evaluators["docvqa"].last.files["submission"]) as f:
+        assert [set(s) for s in json.load(f)] == [{"questionId", "answer"}] * 5
+
+
+def _unpadded_batch(evaluator, tok_path):
+    from datasets import pipeline
+    it = pipeline.make_eval_iterator(evaluator.config["data"], evaluator.config["pp"], batch_size=5,
+                                     process_index=0, process_count=1, tokenizer=tok_path)
+    batch = next(iter(it))
+    assert batch["_mask"].tolist() == [1] * 5
+    return batch
+
+
+def _check_metrics_from_predictions(name, m, records):
+    """The reported metrics equal the metric functions applied to the written predictions."""
+    if name == "ppl":
+        nll = [r["nll"] for r in records]
+        assert m["nll"] == pytest.approx(np.mean(nll)) and m["perplexity"] == pytest.approx(M.perplexity(nll))
+    elif name == "vqa":
+        scores = [M.vqa_accuracy(r["prediction"], r["answers"]) for r in records]
+        agg = M.vqa_aggregate(scores, [r["answer_type"] for r in records])
+        assert m["accuracy"] == pytest.approx(agg["overall"])
+        assert m["accuracy_yes_no"] == pytest.approx(agg["per_answer_type"]["yes/no"])
+        assert [r["answers"] for r in records] == [row["answers"] for row in ROWS]
+    elif name == "docvqa":
+        assert m["anls"] == pytest.approx(np.mean([M.anls(r["prediction"], r["answers"]) for r in records]))
+    elif name == "cap":
+        preds, refs = [r["prediction"] for r in records], [r["references"] for r in records]
+        assert refs == [row["captions"] for row in ROWS]
+        assert m["cider"] == pytest.approx(M.cider(preds, refs)[0])
+        assert m["bleu4"] == pytest.approx(M.bleu4(preds, refs)[0])
+        assert m["rouge_l"] == pytest.approx(M.rouge_l(preds, refs)[0])
+    elif name == "det":
+        res = M.detection_metrics([r["prediction"] for r in records],
+                                  [parse_detections(row["target"]) for row in ROWS])
+        assert (m["map"], m["f1"]) == (pytest.approx(res["map"]), pytest.approx(res["f1"]))
+    elif name == "seg":
+        from evaluators.tasks import load_vqvae
+        res = M.refcoco_metrics([r["seg_ids"] for r in records], [np.asarray(row["mask"]) for row in ROWS],
+                                [row["bbox"] for row in ROWS], vqvae_params=load_vqvae("init:0"))
+        assert m["miou"] == pytest.approx(res["miou"])
+        assert m["boxacc@0.5"] == pytest.approx(res["boxacc@0.5"])
+        assert m["invalid"] == pytest.approx(res["invalid"] / res["total"])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# A deterministic predictor: the answer for each picture, found by its box colour.
+
+
+def _picture_index(image: np.ndarray) -> int | None:
+    pixels = (np.asarray(image).reshape(-1, 3) + 1.0) * 127.5
+    fg = pixels[np.abs(pixels - 20.0).max(axis=1) > 40]
+    if not len(fg):
+        return None  # a padding row (all zeros)
+    colour = fg.mean(axis=0)
+    return int(np.argmin([np.abs(colour - np.asarray(rgb)).sum() for _, rgb, _, _ in FIX.ROWS]))
+
+
+def _fake_generate(tok, answer_for):
+    def generate(model, params, batch, *, max_decode_len, eos_id, sampler="greedy", rng=None, pad_id=0):
+        tokens, lengths = [], []
+        for image in np.asarray(batch["image"]):
+            i = _picture_index(image)
+            ids = ((tok.encode(answer_for(i)) if i is not None else []) + [eos_id])[:max_decode_len]
+            lengths.append(len(ids))
+            tokens.append(ids + [pad_id] * (max_decode_len - len(ids)))
+        return {"tokens": jnp.asarray(tokens, jnp.int32), "lengths": jnp.asarray(lengths, jnp.int32),
+                "logprob": jnp.zeros([len(tokens)], jnp.float32)}
+    return generate
+
+
+def _answers(i):
+    colour = FIX.ROWS[i][0]
+    return {"vqa": colour, "docvqa": "rex" if colour == "red" else f"light {colour}",
+            "cap": ROWS[i]["captions"][0],
+            "det": ROWS[i]["target"] if i < 4 else ROWS[i]["target"].replace("white", "black"),
+            "seg": ROWS[i]["target"].split(" ")[0] + "".join(f"<seg{c:03d}>" for c in range(16))}
+
+
+def test_metric_values_with_a_deterministic_predictor(tiny, tok_path, tmp_path, monkeypatch):
+    model, params, _ = tiny
+    tok = Tokenizer(tok_path)
+    cfgs = {k: v for k, v in CFG.evals(batch_size=4).items() if k != "ppl"}
+    evaluators = build_evaluators(cfgs, model=model, tokenizer_path=tok_path, workdir=str(tmp_path))
+    out = {}
+    for name, ev in evaluators.items():
+        monkeypatch.setattr(decode, "generate", _fake_generate(tok, lambda i, n=name: _answers(i)[n]))
+        out[name] = ev.run(params)
+        records = _read_jsonl(ev.last.files["predictions"])
+        assert ev.last.files["predictions"].endswith(f"{name}_predictions_stepfinal.jsonl")
+        assert [r["prediction"] for r in records] == [_answers(i)[name] for i in range(5)]
+        _check_metrics_from_predictions(name, out[name], records)
+    # Hand-computed values. VQA: answers (c, c, "light c") and prediction c: leave-one-out (1/3 + 1/3 + 2/3) / 3.
+    assert out["vqa"]["accuracy"] == pytest.approx(4 / 9)
+    # ANLS: "rex" vs "red" has NL 1/3 -> 2/3; "light c" is an exact answer -> 1.
+    assert out["docvqa"]["anls"] == pytest.approx((2 / 3 + 4) / 5)
+    # Captions equal to a reference: BLEU-4 1, CIDEr well above 0.
+    assert out["cap"]["bleu4"] == pytest.approx(1.0, abs=1e-6) and out["cap"]["cider"] > 1.0
+    # Detection: 4 of 5 boxes with the right label: P = R = F1 = 0.8; 5 classes with one box each, 4 found -> 0.8.
+    assert out["det"]["f1"] == pytest.approx(0.8) and out["det"]["map"] == pytest.approx(0.8)
+    # Segmentation: the ground-truth boxes as loc tokens: every box is a hit, nothing invalid.
+    assert out["seg"]["boxacc@0.75"] == 1.0 and out["seg"]["invalid"] == 0.0
+    seg = _read_jsonl(evaluators["seg"].last.files["predictions"])
+    assert all(r["valid"] and len(r["seg_ids"]) == 20 for r in seg)
+
+
+def test_processes_see_each_example_once(tiny, tok_path, monkeypatch):
+    """Two processes simulated one after the other: blocks [0, 2) and [2, 5), padded to the same number of batches;
+    the records gathered in process order are the split in order, each example once."""
+    model, params, _ = tiny
+    tok = Tokenizer(tok_path)
+    monkeypatch.setattr(decode, "generate", _fake_generate(tok, lambda i: FIX.ROWS[i][0]))
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    per_process, batches = [], []
+    for index in (0, 1):
+        monkeypatch.setattr(jax, "process_index", lambda index=index: index)
+        monkeypatch.setattr(common, "gather_records", lambda obj: per_process.append(obj) or [obj])
+        ev = build_evaluators({"vqa": CFG.evals(batch_size=2)["vqa"]}, model=model, tokenizer_path=tok_path)["vqa"]
+        assert ev.per_process_batch_size() == 1
+        ev.run(params, progress=lambda name, done, total, n: batches.append((index, done, total, n)))
+    ids = [[r["id"] for r in p["records"]] for p in per_process]
+    assert ids == [[100, 101], [102, 103, 104]]
+    assert [b for b in batches if b[0] == 0] == [(0, 1, 3, 1), (0, 2, 3, 2), (0, 3, 3, 2)]  # last batch: padding
+    assert [r["prediction"] for p in per_process for r in p["records"]] == [r[0] for r in FIX.ROWS]
+
+
+def test_local_rows_and_gather_with_one_process():
+    x = jnp.arange(12).reshape(4, 3)
+    np.testing.assert_array_equal(common.local_rows(x, 4), np.arange(12).reshape(4, 3))
+    with pytest.raises(ValueError, match="expected this process's 3"):
+        common.local_rows(x, 3)
+    assert common.gather_records([{"a": 1}]) == [[{"a": 1}]]
+
+
+def test_field_helpers():
+    assert common.as_text_list(np.array([b"a", b"", b"b c"], dtype=object)) == ["a", "b c"]
+    assert common.as_text_list(np.array(b'["x", "y"]', dtype=object)) == ["x", "y"]
+    assert common.as_text_list(b"single") == ["single"]
+    assert common.as_scalar(np.int64(7)) == 7 and common.as_scalar(b"q1") == "q1"
+    from evaluators.tasks import decode_mask
+    import base64
+    import io
+    from PIL import Image
+    mask = np.zeros((5, 4), np.uint8)
+    mask[1:3, 2] = 255
+    buf = io.BytesIO()
+    Image.fromarray(mask).save(buf, format="PNG")
+    np.testing.assert_array_equal(decode_mask(np.array(buf.getvalue(), dtype=object)) > 0, mask > 0)
+    np.testing.assert_array_equal(decode_mask(base64.b64encode(buf.getvalue())) > 0, mask > 0)
+    np.testing.assert_array_equal(decode_mask(b"[[0, 1], [1, 0]]"), [[0, 1], [1, 0]])
+    with pytest.raises(ValueError, match="must be an array, encoded PNG"):
+        decode_mask(b"not a mask!")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Scheduling and configuration.
+
+
+def _one(**kw):
+    cfg = dict(type="vqa", data=dict(name="jsonl", path=CFG.FIXTURE), pp="keep('image')", batch_size=2, **kw)
+    return build_evaluators({"e": cfg}, model=None, tokenizer_path=None)["e"]
+
+
+def test_should_run():
+    end_only = _one()
+    assert [s for s in range(0, 11) if end_only.should_run(s, 10)] == [10]
+    periodic = _one(log_steps=4)
+    assert [s for s in range(0, 11) if periodic.should_run(s, 10)] == [1, 4, 8, 10]
+    assert [s for s in range(0, 11) if _one(log_steps=4, skip_first=True).should_run(s, 10)] == [4, 8, 10]
+    assert [s for s in range(0, 101) if _one(log_percent=0.25, skip_first=True).should_run(s, 100)] == [25, 50, 75,
+                                                                                                       100]
+
+
+@pytest.mark.parametrize("cfg, match", [
+    (dict(type="vqaa"), r"unknown evaluator type 'vqaa'; known types: \['anls', 'caption', 'detection', "
+                        r"'perplexity', 'refcoco_seg', 'vqa'\]"),
+    (dict(type="vqa", answer_key="a"), r"unknown key\(s\) \['answer_key'\]; known keys: \[.*'answers_key'"),
+    (dict(type="vqa", batch_size=None), r"missing required key\(s\) \['batch_size'\]"),
+    (dict(type="vqa", log_steps=10, log_percent=0.1), "log_steps or log_percent, not both"),
+    (dict(type="vqa", log_percent=10), r"fraction of the run in \(0, 1\]"),
+    (dict(type="vqa", sampler="beam(q=2)"), "bad sampler"),
+    (dict(type="vqa", normalize="textvqa"), "normalize must be"),
+    (dict(type="refcoco_seg", vqvae_checkpoint="init:0", max_decode_len=8), "max_decode_len must be >= 20"),
+    (dict(type="refcoco_seg"), "vqvae_checkpoint is required"),
+    (dict(type="perplexity", batch_size=0), "batch_size must be a positive int"),
+])
+def test_config_errors(cfg, match):
+    full = dict(dict(data=dict(name="jsonl", path=CFG.FIXTURE), pp="keep('image')", batch_size=2), **cfg)
+    with pytest.raises(EvalConfigError, match=match):
+        build_evaluators({"e": full}, model=None, tokenizer_path=None)
+
+
+def test_missing_field_error(tiny, tok_path):
+    model, params, _ = tiny
+    cfg = dict(CFG.evals()["vqa"], answers_key="solutions")
+    ev = build_evaluators({"vqa": cfg}, model=model, tokenizer_path=tok_path)["vqa"]
+    with pytest.raises(KeyError, match=r"no field 'solutions' \(available: .*'answers'.*keep it in the pp string"):
+        ev.run(params)
+
+
+def test_core_does_not_import_tensorflow():
+    code = ("import sys, evaluators.common as c, evaluators.tasks, evaluators.run; "
+            "c.build_evaluators({'e': dict(type='vqa', data={}, pp='x', batch_size=1)}, model=None, "
+            "tokenizer_path=None); "
+            "assert 'tensorflow' not in sys.modules, 'TF imported'; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# python -m evaluators.run
+
+
+def test_run_cli_end_to_end(tiny, tok_path, workdir, tmp_path):
+    from paligemma import checkpoints
+    _, params, cfg = tiny
+    ckpt = str(tmp_path / "ckpt")
+    checkpoints.save(ckpt, cfg, params)
+    out_dir = str(tmp_path / "out")
+    os.makedirs(out_dir)
+    os.link(tok_path, os.path.join(out_dir, "tokenizer.model"))  # the config's trained tokenizer, already there
+    cmd = [sys.executable, "-m", "evaluators.run", f"--config={CONFIG_FILE}:batch_size=4", f"--checkpoint={ckpt}",
+           f"--workdir={out_dir}", "--evals=ppl,vqa", "--config.evals.vqa.max_decode_len=20"]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "vqa: batch 2/2" in res.stderr and "ex/s" in res.stderr and "ETA" in res.stderr
+    assert "perplexity" in res.stdout and "accuracy" in res.stdout and "eval_metrics.json" in res.stdout
+    with open(os.path.join(out_dir, "eval_metrics.json")) as f:
+        result = json.load(f)
+    assert sorted(result["metrics"]) == ["ppl", "vqa"]
+    assert result["metrics"]["vqa"]["num_examples"] == 5.0
+    # Same params as the in-process run: the same perplexity.
+    ev = build_evaluators({"ppl": CFG.evals(batch_size=4)["ppl"]}, model=tiny[0], tokenizer_path=tok_path)["ppl"]
+    assert result["metrics"]["ppl"]["nll"] == pytest.approx(ev.run(params)["nll"], rel=1e-5)
+    assert len(_read_jsonl(os.path.join(out_dir, "evals", "vqa_predictions_stepfinal.jsonl"))) == 5
+    assert os.path.isfile(os.path.join(out_dir, "evals", "vqa_submission_stepfinal.json"))
+
+
+def test_run_errors(tmp_path):
+    from evaluators import run
+    config = CFG.get_config()
+    with pytest.raises(run.RunError, match="No checkpoint: pass --checkpoint"):
+        run.evaluate(config, checkpoint=None, workdir=None)
+    with pytest.raises(run.RunError, match="does not exist"):
+        run.evaluate(config, checkpoint=str(tmp_path / "missing.npz"), workdir=str(tmp_path))
+    with pytest.raises(run.RunError, match="No config: pass --config"):
+        run.evaluate(None, checkpoint=None, workdir=None)
+    with pytest.raises(run.RunError, match=r"--evals \['nope'\] not in config.evals"):
+        run.evaluate(config, checkpoint=str(tmp_path), workdir=None, evals=["nope"])
+    empty = tmp_path / "not_a_run"
+    empty.mkdir()
+    with pytest.raises(run.RunError, match="training workdir"):
+        run.evaluate(config, checkpoint=str(empty), workdir=str(tmp_path))
