@@ -1,0 +1,197 @@
+r"""Answers a prompt about images with a checkpoint: `python -m tools.predict`.
+
+    python -m tools.predict --checkpoint paligemma-3b-mix-224.npz --tokenizer paligemma_tokenizer.model \
+        --image cat.jpg dog.jpg --prompt "caption en"
+    python -m tools.predict ... --image street.jpg --prompt "detect car ; person" --draw boxes.png
+    python -m tools.predict ... --image street.jpg --prompt "segment car" --draw masks.png --vqvae vae-oid.npz
+    python -m tools.predict ... --image frame0.png frame1.png --multi_image --prompt "answer en what changed?"
+
+Each image is loaded with PIL (RGB), resized (bilinear) to the model's resolution (`--res` resamples the checkpoint's
+position embedding to another one) and scaled to [-1, 1]; the prompt is laid out as `<bos> prompt "\n"`
+(`datasets/pp/layout.py`'s `prompt_layout`) and decoded with `paligemma.decode.generate`. One line per image is
+printed: `path: answer` (loc/seg tokens are printed as text, a newline inside an answer as `\n`). With
+`--multi_image` all images are the frames of one example (`[1, F, H, W, 3]`) and one answer is printed.
+
+`--draw out.png` parses the `<loc>` boxes (and `<seg>` masks, decoded with the VQ-VAE given by `--vqvae`) of each
+answer and draws them, labelled, on the original image; with several images the files are `out_0.png`,
+`out_1.png`, ... This tool does not import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+from typing import Any, Sequence
+
+import numpy as np
+
+_LAYOUT_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "datasets", "pp", "layout.py")
+
+
+class PredictError(ValueError):
+    """A usage or input problem, reported as `error: ...` with exit status 2."""
+
+
+def load_layout_module():
+    """`datasets/pp/layout.py` loaded from its file: importing `datasets.pp.layout` as a package module runs
+    `datasets/pp/__init__.py`, which imports TensorFlow; the layout file itself needs numpy only."""
+    name = "_paligemma_pp_layout"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, _LAYOUT_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[name] = module
+    return module
+
+
+def load_image(path: str):
+    """Opens `path` with PIL as RGB. PredictError for a missing or unreadable file."""
+    from PIL import Image, UnidentifiedImageError  # pylint: disable=g-import-not-at-top
+    if not os.path.isfile(path):
+        raise PredictError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise PredictError(f"cannot read image {path}: {e} (is it a JPEG/PNG/... image file?)") from e
+
+
+def preprocess(image, size: tuple[int, int]) -> np.ndarray:
+    """PIL RGB image -> float32 `[H, W, 3]` in [-1, 1] at `size` = (height, width) (bilinear, antialiased)."""
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    h, w = size
+    resized = image.resize((w, h), Image.BILINEAR) if image.size != (w, h) else image
+    return np.asarray(resized, np.float32) / 127.5 - 1.0
+
+
+def build_batch(images: Sequence[np.ndarray], prompt_ids: Sequence[int], *, bos_id: int, sep_id: int, pad_id: int,
+                multi_image: bool) -> dict[str, np.ndarray]:
+    """The eval-prompt batch: image `[N, H, W, 3]` (or `[1, N, H, W, 3]`), text/mask_ar/mask_input int32 `[B, T]`."""
+    layout = load_layout_module()
+    row = layout.prompt_layout(prompt_ids, len(prompt_ids) + 2, bos_id=bos_id, sep_id=sep_id, pad_id=pad_id)
+    pixels = np.stack(images)[None] if multi_image else np.stack(images)
+    b = pixels.shape[0]
+    tile = lambda x: np.tile(x[None], (b, 1)).astype(np.int32)  # noqa: E731
+    return {"image": pixels, "text": tile(row["text"]), "mask_ar": tile(row["mask_ar"]),
+            "mask_input": tile(row["mask_input"])}
+
+
+def _out_paths(draw: str, n: int) -> list[str]:
+    if n == 1:
+        return [draw]
+    stem, ext = os.path.splitext(draw)
+    return [f"{stem}_{i}{ext or '.png'}" for i in range(n)]
+
+
+def draw_answer(image, text: str, out_path: str, vqvae_params: Any = None) -> bool:
+    """Draws the boxes (and masks, when `vqvae_params` is given and the answer has 16 seg tokens) of `text` on
+    `image` and saves a PNG; returns False (nothing written) when the answer has no boxes."""
+    from paligemma.tokenizer import parse_segmentations  # pylint: disable=g-import-not-at-top
+    from tools import draw  # pylint: disable=g-import-not-at-top
+    objects = parse_segmentations(text)
+    if not objects:
+        return False
+    img = image
+    with_codes = [(box, codes, label) for box, codes, label in objects if codes is not None]
+    if with_codes and vqvae_params is not None:
+        from paligemma import vqvae  # pylint: disable=g-import-not-at-top
+        logits = np.asarray(vqvae.decode_jit(vqvae_params, np.asarray([c for _, c, _ in with_codes], np.int32)))
+        w, h = image.size
+        masks = [draw.mask_in_box(m, box, h, w) for m, (box, _, _) in zip(logits, with_codes)]
+        img = draw.draw_masks(img, masks, labels=[label for _, _, label in with_codes])
+    img = draw.draw_detections(img, [(box, label) for box, _, label in objects])
+    folder = os.path.dirname(out_path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    img.save(out_path, format="PNG")
+    return True
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m tools.predict", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help=".npz, HF folder or paligemma.checkpoints.save folder")
+    p.add_argument("--tokenizer", required=True, help="SentencePiece .model (loc/seg tokens are added if missing)")
+    p.add_argument("--image", required=True, nargs="+", help="image file(s)")
+    p.add_argument("--prompt", required=True, help='e.g. "caption en", "answer en what is this?", "detect cat"')
+    p.add_argument("--sampler", default="greedy", help='greedy, "temperature(t=0.7)", "top_k(40)", "beam(n=4)", ...')
+    p.add_argument("--max_decode_len", type=int, default=64)
+    p.add_argument("--res", type=int, default=None, help="run at this resolution (default: the checkpoint's)")
+    p.add_argument("--multi_image", action="store_true", help="feed all images as frames of one example")
+    p.add_argument("--draw", default=None, help="save boxes/masks of detect/segment answers to this PNG")
+    p.add_argument("--vqvae", default=None, help="vae-oid.npz, to draw segmentation masks")
+    p.add_argument("--seed", type=int, default=0, help="seed of the stochastic samplers")
+    p.add_argument("--dtype", default=None, help="cast params while loading: float32, bfloat16, float16")
+    return p.parse_args(list(argv))
+
+
+def predict(args: argparse.Namespace, out=sys.stdout) -> list[str]:
+    """Runs the tool; returns the answers (one per image, or one with --multi_image)."""
+    if args.max_decode_len < 1:
+        raise PredictError(f"--max_decode_len must be >= 1, got {args.max_decode_len}")
+    originals = [load_image(p) for p in args.image]
+    if not os.path.exists(args.checkpoint):
+        raise PredictError(f"checkpoint not found: {args.checkpoint} (pass a .npz file or a checkpoint folder)")
+    import jax  # pylint: disable=g-import-not-at-top
+    from paligemma import checkpoints, decode, siglip  # pylint: disable=g-import-not-at-top
+    from paligemma import model as model_lib  # pylint: disable=g-import-not-at-top
+    from paligemma.tokenizer import Tokenizer  # pylint: disable=g-import-not-at-top
+    try:
+        tok = Tokenizer(args.tokenizer)
+    except (FileNotFoundError, ValueError) as e:
+        raise PredictError(f"bad --tokenizer: {e}") from e
+    try:
+        cfg, params = checkpoints.load(args.checkpoint, image_size=args.res, dtype=args.dtype)
+    except (FileNotFoundError, checkpoints.CheckpointError) as e:
+        raise PredictError(f"cannot load --checkpoint: {e}") from e
+    vocab = int(cfg["llm"].get("vocab_size", 0) or 0)
+    if vocab and tok.vocab_size > vocab:
+        raise PredictError(f"the tokenizer has {tok.vocab_size} pieces, more than the model's vocabulary ({vocab}): "
+                           f"pass the tokenizer this checkpoint was trained with")
+    size = siglip.SiglipConfig(**{"num_classes": None, **dict(cfg["img"])}).image_hw
+    pixels = [preprocess(img, tuple(size)) for img in originals]
+    batch = build_batch(pixels, tok.encode(args.prompt), bos_id=tok.bos_id, sep_id=tok.newline_id,
+                        pad_id=max(tok.pad_id, 0), multi_image=args.multi_image)
+    model = model_lib.Model(**cfg)
+    try:
+        decode.parse_sampler(args.sampler)
+    except ValueError as e:
+        raise PredictError(f"bad --sampler: {e}") from e
+    result = decode.generate(model, jax.device_put(params), batch, max_decode_len=args.max_decode_len,
+                             eos_id=tok.eos_id, sampler=args.sampler, rng=jax.random.key(args.seed),
+                             pad_id=max(tok.pad_id, 0))
+    answers = decode.decode_texts(tok, result["tokens"], result["lengths"])
+    names = [" + ".join(args.image)] if args.multi_image else list(args.image)
+    for name, answer in zip(names, answers):
+        one_line = answer.replace("\n", "\\n")
+        print(f"{name}: {one_line}", file=out)
+    if args.draw:
+        vq = None
+        if args.vqvae:
+            from paligemma import vqvae  # pylint: disable=g-import-not-at-top
+            vq = vqvae.load_params(args.vqvae, require_encoder=False)
+        targets = [(img, answers[0]) for img in originals] if args.multi_image else list(zip(originals, answers))
+        for (img, answer), path in zip(targets, _out_paths(args.draw, len(targets))):
+            if draw_answer(img, answer, path, vq):
+                print(f"drew {path}", file=out)
+            else:
+                print(f"no <loc> boxes in the answer; nothing drawn for {path}", file=out)
+    return answers
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        predict(args)
+    except PredictError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
