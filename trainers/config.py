@@ -1,0 +1,322 @@
+"""Run configs for `trainers.train`: loading, defaults, validation (big_vision-style ml_collections configs).
+
+A config file defines `get_config(arg=None) -> ml_collections.ConfigDict`; `path.py:arg` passes `arg`.
+`resolve(config)` checks it against `SCHEMA` (an unknown key is an error that names the nearest valid key), fills the
+defaults below and returns a new ConfigDict. Keys (defaults in brackets; "required" means no default):
+
+  seed [0]                       params init, dropout and data order
+  tokenizer [None]               a `.model` path or a `datasets.tokenizers.resolve_tokenizer` dict spec
+                                 (`input.tokenizer` is accepted as an alias, as `datasets.inspect` reads it)
+  model_name [None]              a `paligemma.model.get_config` name; `model` (dict(img=..., llm=...)) overrides
+  model [None]                   its fields (or is the whole model config when model_name is None)
+  model_init [None]              checkpoint path (any `paligemma.checkpoints.load` format) or a name found under
+                                 $PALIGEMMA_CKPT_DIR (NAME, NAME.npz, NAME.bf16.npz, NAME.f16.npz); None = random
+  model_load.dont_load [()]      regexes of parameters that keep their random init
+  input.data (required)          a `datasets.sources.get_source` dict
+  input.pp (required)            pp string producing image/text/mask_ar/mask_loss/mask_input
+  input.batch_size (required)    global batch size (all processes together)
+  input.shuffle_buffer_size [10_000]
+  input.data_shards [None]       number of data streams the global batch is read from (None: one per process);
+                                 pinning it makes the batches independent of the process count
+  input.prefetch [2]             batches prefetched by tf.data
+  total_steps | total_epochs | total_examples   exactly one is required
+  optax_name ["adam"]            adam | adamw (the same as adam: decay comes from `wd`) | adafactor | sgd
+  optax [{}]                     keyword arguments of the optimizer's scaling transform
+                                 (adam/adamw: optax.scale_by_adam, e.g. b1, b2, eps, mu_dtype;
+                                 adafactor: optax.scale_by_factored_rms; sgd: momentum, nesterov)
+  lr [1e-5]                      peak learning rate
+  wd [0.0]                       decoupled weight decay: each step p -= schedule(t) * wd * wd_mult * p
+                                 (scaled by the schedule, not by lr, as in big_vision: wd 1e-4 at lr 1e-3
+                                 equals PyTorch AdamW's weight_decay 0.1)
+  wd_mults [DEFAULT_WD_MULTS]    (regex, mult) pairs, first match wins, no match = 0: every weight matrix of the
+                                 image encoder and the LLM (kernel, w, gating_einsum, linear, input_embedding);
+                                 not norms, biases or the position embedding
+  lr_mults [()]                  (regex, mult) pairs, first match wins, no match = 1
+  freeze [()]                    regexes; matching parameters are not trained (no gradient, no optimizer state)
+  schedule [dict(decay_type="cosine", warmup_percent=0.05)]
+                                 decay_type cosine|linear|rsqrt|constant; warmup_steps or warmup_percent;
+                                 end_factor [0.0] (cosine/linear: final lr / peak lr); timescale [10_000] (rsqrt)
+  grad_clip_norm [1.0]           global-norm clipping (None or 0: off)
+  label_smoothing [0.0]
+  loss_norm ["example"]          "example": mean over each example's suffix tokens, then over the batch
+                                 (the original trainer); "token": mean over all suffix tokens of the batch
+  accum_steps [1]                microbatches per step (gradient accumulation)
+  mesh [[("data", -1)]]          `paligemma.sharding` mesh spec over all devices (axes data, fsdp, tensor)
+  sharding_strategy [[(".*", "fsdp")]]    see `paligemma.sharding` (fsdp over `fsdp`, else `data`; >= 4 MiB)
+  sharding_rules [None]          tensor-parallel (regex, per-dim spec) rules; None = sharding.DEFAULT_TENSOR_RULES
+  log_training_steps [50]        progress line + metrics.jsonl + TensorBoard every N steps
+  ckpt_steps [1000]              checkpoint every N steps (and at the end, and on SIGTERM)
+  keep_ckpts [3]                 checkpoints kept
+  evals [{}]                     {name: dict(type=..., ...)}, see `evaluators.common.build_evaluators`
+  export_npz [None]              True: write {workdir}/params.npz at the end; a path: write there
+  export_dtype [None]            dtype of the exported .npz ("bfloat16", "float16", "float32"; None: float32)
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import importlib.util
+import os
+import re
+from typing import Any, Mapping
+
+import ml_collections
+
+REQUIRED = object()
+
+DEFAULT_WD_MULTS = ((r"(^|/)(kernel|w|gating_einsum|linear|input_embedding)$", 1.0),)
+
+# Nested dicts are sub-schemas (their keys are checked too); other values are defaults.
+SCHEMA: dict[str, Any] = dict(
+    seed=0,
+    tokenizer=None,
+    model_name=None,
+    model=None,
+    model_init=None,
+    model_load=dict(dont_load=()),
+    input=dict(data=REQUIRED, pp=REQUIRED, batch_size=REQUIRED, shuffle_buffer_size=10_000, data_shards=None,
+               prefetch=2, tokenizer=None),
+    total_steps=None,
+    total_epochs=None,
+    total_examples=None,
+    optax_name="adam",
+    optax={},
+    lr=1e-5,
+    wd=0.0,
+    wd_mults=DEFAULT_WD_MULTS,
+    lr_mults=(),
+    freeze=(),
+    schedule=dict(decay_type="cosine", warmup_steps=None, warmup_percent=0.05, end_factor=0.0, timescale=10_000),
+    grad_clip_norm=1.0,
+    label_smoothing=0.0,
+    loss_norm="example",
+    accum_steps=1,
+    mesh=(("data", -1),),
+    sharding_strategy=((".*", "fsdp"),),
+    sharding_rules=None,
+    log_training_steps=50,
+    ckpt_steps=1000,
+    keep_ckpts=3,
+    evals={},
+    export_npz=None,
+    export_dtype=None,
+)
+
+# Sub-dicts whose contents are free-form (checked elsewhere).
+_OPEN = {"model", "optax", "evals", "input.data"}
+OPTIMIZERS = ("adam", "adamw", "adafactor", "sgd")
+DECAY_TYPES = ("cosine", "linear", "rsqrt", "constant")
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message names the key and the fix."""
+
+
+def load(spec: str) -> ml_collections.ConfigDict:
+    """Loads `path.py[:arg]` by calling the file's `get_config(arg)` (or `get_config()` without an argument)."""
+    path, _, arg = spec.partition(":")
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path!r} not found.")
+    module_spec = importlib.util.spec_from_file_location(f"_config_{abs(hash(path))}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"config file {path!r} has no get_config(arg=None) function.")
+    config = module.get_config(arg) if arg else module.get_config()
+    if isinstance(config, Mapping):
+        config = ml_collections.ConfigDict(dict(config))
+    return config
+
+
+def to_dict(config: Any) -> Any:
+    """ConfigDict / FieldReference trees -> plain dicts (lists and tuples kept)."""
+    if hasattr(config, "to_dict"):
+        return config.to_dict()
+    if isinstance(config, Mapping):
+        return {k: to_dict(v) for k, v in config.items()}
+    return config
+
+
+def _nearest(key: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return f"valid keys: {', '.join(sorted(valid))}."
+
+
+def _merge(schema: Mapping[str, Any], given: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    out = {}
+    for key in given:
+        if key not in schema:
+            raise ConfigError(f"unknown config key {prefix}{key!r}; {_nearest(key, list(schema))}")
+    for key, default in schema.items():
+        where = f"{prefix}{key}"
+        value = given.get(key, default)
+        if isinstance(default, dict) and value is None:
+            value = {}
+        if isinstance(default, dict) and where not in _OPEN:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"config.{where} must be a dict, got {type(value).__name__}.")
+            value = _merge(default, value, where + ".")
+        elif value is REQUIRED:
+            raise ConfigError(f"config.{where} is required.")
+        out[key] = copy.deepcopy(value)
+    return out
+
+
+def _check_rules(value: Any, where: str, *, pairs: bool, numeric: bool = False) -> None:
+    if value is None:
+        return
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        kind = "(regex, value) pairs" if pairs else "regexes"
+        raise ConfigError(f"config.{where} must be a list of {kind}, got {value!r}.")
+    for item in value:
+        regex = item
+        if pairs:
+            if not isinstance(item, (list, tuple)) or len(item) != 2:
+                raise ConfigError(f"config.{where}: {item!r} is not a (regex, value) pair.")
+            regex = item[0]
+            if numeric and not isinstance(item[1], (int, float)):
+                raise ConfigError(f"config.{where}: multiplier {item[1]!r} of {regex!r} is not a number.")
+        try:
+            re.compile(regex)
+        except (re.error, TypeError) as e:
+            raise ConfigError(f"config.{where}: bad regex {regex!r}: {e}.") from None
+
+
+def _positive_int(value: Any, where: str, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"config.{where} must be a positive integer, got {value!r}.")
+
+
+def _check_values(c: dict[str, Any]) -> None:
+    totals = [k for k in ("total_steps", "total_epochs", "total_examples") if c[k] is not None]
+    if len(totals) != 1:
+        raise ConfigError(f"set exactly one of config.total_steps / total_epochs / total_examples (got "
+                          f"{totals or 'none'}).")
+    if c["total_steps"] is not None:
+        _positive_int(c["total_steps"], "total_steps")
+    for key in ("total_epochs", "total_examples"):
+        if c[key] is not None and (not isinstance(c[key], (int, float)) or c[key] <= 0):
+            raise ConfigError(f"config.{key} must be positive, got {c[key]!r}.")
+    _positive_int(c["input"]["batch_size"], "input.batch_size")
+    _positive_int(c["input"]["data_shards"], "input.data_shards", allow_none=True)
+    for key in ("accum_steps", "log_training_steps", "ckpt_steps", "keep_ckpts"):
+        _positive_int(c[key], key)
+    if c["model_name"] is None and not c["model"]:
+        raise ConfigError("set config.model_name (e.g. 'paligemma-3b-224' or 'paligemma-tiny') or config.model "
+                          "(dict(img=..., llm=...)).")
+    if c["model"] is not None and not isinstance(c["model"], Mapping):
+        raise ConfigError(f"config.model must be a dict(img=..., llm=...), got {type(c['model']).__name__}.")
+    if c["model"]:
+        extra = set(c["model"]) - {"img", "llm"}
+        if extra:
+            raise ConfigError(f"config.model has keys {sorted(extra)}; only 'img' and 'llm' are allowed.")
+    if c["optax_name"] not in OPTIMIZERS:
+        raise ConfigError(f"config.optax_name {c['optax_name']!r} unknown; use one of {OPTIMIZERS}.")
+    if not isinstance(c["optax"], Mapping):
+        raise ConfigError(f"config.optax must be a dict of keyword arguments, got {c['optax']!r}.")
+    if "weight_decay" in c["optax"]:
+        raise ConfigError("config.optax.weight_decay is not used; set config.wd (decoupled weight decay) and "
+                          "config.wd_mults instead.")
+    for key in ("lr", "wd", "label_smoothing"):
+        if not isinstance(c[key], (int, float)) or c[key] < 0:
+            raise ConfigError(f"config.{key} must be a non-negative number, got {c[key]!r}.")
+    if c["label_smoothing"] >= 1:
+        raise ConfigError(f"config.label_smoothing must be < 1, got {c['label_smoothing']}.")
+    if c["grad_clip_norm"] is not None and (not isinstance(c["grad_clip_norm"], (int, float))
+                                            or c["grad_clip_norm"] < 0):
+        raise ConfigError(f"config.grad_clip_norm must be None or a non-negative number, got {c['grad_clip_norm']!r}.")
+    if c["loss_norm"] not in ("example", "token"):
+        raise ConfigError(f"config.loss_norm must be 'example' or 'token', got {c['loss_norm']!r}.")
+    _check_schedule(c["schedule"])
+    _check_rules(c["wd_mults"], "wd_mults", pairs=True, numeric=True)
+    _check_rules(c["lr_mults"], "lr_mults", pairs=True, numeric=True)
+    _check_rules(c["freeze"], "freeze", pairs=False)
+    _check_rules(c["model_load"]["dont_load"], "model_load.dont_load", pairs=False)
+    _check_rules(c["sharding_strategy"], "sharding_strategy", pairs=True)
+    _check_rules(c["sharding_rules"], "sharding_rules", pairs=True)
+    if not isinstance(c["evals"], Mapping):
+        raise ConfigError(f"config.evals must be a dict {{name: dict(type=..., ...)}}, got {c['evals']!r}.")
+    if c["export_dtype"] not in (None, "float32", "bfloat16", "float16"):
+        raise ConfigError(f"config.export_dtype must be None, 'float32', 'bfloat16' or 'float16'; "
+                          f"got {c['export_dtype']!r}.")
+    if not isinstance(c["export_npz"], (type(None), bool, str)):
+        raise ConfigError(f"config.export_npz must be None, True or a path; got {c['export_npz']!r}.")
+
+
+def _check_schedule(s: dict[str, Any] | None) -> None:
+    if s is None:
+        return
+    if s["decay_type"] not in DECAY_TYPES:
+        raise ConfigError(f"config.schedule.decay_type {s['decay_type']!r} unknown; use one of {DECAY_TYPES}.")
+    if s["warmup_steps"] is not None:
+        if isinstance(s["warmup_steps"], bool) or not isinstance(s["warmup_steps"], int) or s["warmup_steps"] < 0:
+            raise ConfigError(f"config.schedule.warmup_steps must be an integer >= 0, got {s['warmup_steps']!r}.")
+    elif not isinstance(s["warmup_percent"], (int, float)) or not 0 <= s["warmup_percent"] < 1:
+        raise ConfigError(f"config.schedule.warmup_percent must be in [0, 1), got {s['warmup_percent']!r}.")
+    if not isinstance(s["end_factor"], (int, float)) or not 0 <= s["end_factor"] <= 1:
+        raise ConfigError(f"config.schedule.end_factor must be in [0, 1], got {s['end_factor']!r}.")
+    if not isinstance(s["timescale"], (int, float)) or s["timescale"] <= 0:
+        raise ConfigError(f"config.schedule.timescale must be positive, got {s['timescale']!r}.")
+
+
+def resolve(config: Any) -> ml_collections.ConfigDict:
+    """Validated config with every default filled in (a new, unlocked ConfigDict). Raises ConfigError."""
+    given = to_dict(config)
+    if not isinstance(given, Mapping):
+        raise ConfigError(f"a config must be a ConfigDict or dict, got {type(config).__name__}.")
+    resolved = _merge(SCHEMA, given, "")
+    inp = resolved["input"]
+    if inp["tokenizer"] is not None:
+        if resolved["tokenizer"] is not None and resolved["tokenizer"] != inp["tokenizer"]:
+            raise ConfigError("config.tokenizer and config.input.tokenizer differ; set only config.tokenizer.")
+        resolved["tokenizer"] = inp["tokenizer"]
+    _check_values(resolved)
+    return ml_collections.ConfigDict(resolved, type_safe=False)
+
+
+def model_config(config: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
+    """`{"img": {...}, "llm": {...}}` from config.model_name with config.model's fields on top."""
+    from paligemma import model as model_lib
+    base: dict[str, dict[str, Any]] = {"img": {}, "llm": {}}
+    if config.model_name is not None:
+        try:
+            base = model_lib.get_config(config.model_name)
+        except ValueError as e:
+            raise ConfigError(f"config.model_name: {e}") from None
+    for section, fields in to_dict(config.model or {}).items():
+        base[section] = {**base.get(section, {}), **dict(fields)}
+    return base
+
+
+def resolve_checkpoint_path(model_init: str) -> str:
+    """A model_init value -> an existing path (itself, or NAME[.npz|.bf16.npz|.f16.npz] in $PALIGEMMA_CKPT_DIR)."""
+    path = os.path.expanduser(str(model_init))
+    if os.path.exists(path):
+        return path
+    root = os.environ.get("PALIGEMMA_CKPT_DIR")
+    tried = [path]
+    if root and not os.path.isabs(path):
+        for suffix in ("", ".npz", ".bf16.npz", ".f16.npz"):
+            candidate = os.path.join(root, path + suffix)
+            tried.append(candidate)
+            if os.path.exists(candidate):
+                return candidate
+    hint = "" if root else " (set $PALIGEMMA_CKPT_DIR to find released names there)"
+    raise ConfigError(f"config.model_init: checkpoint not found; tried {', '.join(tried)}{hint}.")
+
+
+def num_steps(config: ml_collections.ConfigDict, num_examples: int | None) -> int:
+    """Training steps from total_steps, total_examples or total_epochs (the latter needs the dataset size)."""
+    batch = config.input.batch_size
+    if config.total_steps is not None:
+        return int(config.total_steps)
+    if config.total_examples is not None:
+        return max(1, int(config.total_examples) // batch)
+    if not num_examples:
+        raise ConfigError("config.total_epochs needs a dataset with a known size; set config.total_steps instead.")
+    return max(1, int(config.total_epochs * num_examples) // batch)

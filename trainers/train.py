@@ -1,0 +1,589 @@
+r"""Trains PaliGemma from a run config on a device mesh; resumable, multi-host.
+
+    python -m trainers.train --config configs/transfer/vqav2.py:res=224 --workdir /tmp/vqav2 \
+        [--config.lr=3e-5 --config.total_steps=100 ...]
+
+What a run does (see trainers/config.py for every config key and its default):
+  * validates the config, the mesh, the batch split, the data source, `model_init` and the evaluators, and fails with
+    one line (exit code 2) before anything compiles;
+  * places the parameters on the mesh (`paligemma.sharding`: fsdp + tensor-parallel rules), from `model_init`
+    (with `model_load.dont_load`, vocabulary extension and resolution change) or from a random init;
+  * resumes from the workdir's latest checkpoint when there is one (params, optimizer state, step, data position),
+    so the resumed run sees exactly the batches an uninterrupted one would;
+  * runs one jitted train step per batch (explicit in/out shardings, donated state); every `log_training_steps` it
+    prints a progress line and appends to `{workdir}/metrics.jsonl` and TensorBoard (`{workdir}/tensorboard`);
+  * runs `config.evals` when they are due (their metrics go to the same logs as `{name}/{metric}`);
+  * checkpoints asynchronously every `ckpt_steps` and at the end (orbax, keep `keep_ckpts`);
+  * stops on a NaN/Inf loss or gradient norm with a message naming the step (exit code 1), keeping the last good
+    checkpoint;
+  * on SIGTERM (TPU VM preemption, `kill`) finishes the current step, saves a checkpoint of it and exits with code
+    143; rerunning the same command resumes there;
+  * at the end writes the params as an original-layout `.npz` when `export_npz` asks.
+
+Multi-host: on a Cloud TPU VM slice `jax.distributed.initialize()` is called automatically (`--multihost=auto`);
+`--multihost=on` calls it elsewhere (SLURM, ...), and `--coordinator_address/--num_processes/--process_id` set it up by
+hand (e.g. several processes on one machine). Every process reads its own share of the data; process 0 writes the logs.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import tempfile
+import threading
+import time
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+from paligemma import checkpoints, sharding
+from paligemma import model as model_lib
+from trainers import checkpointing, logging_utils, optimizer, step as step_lib
+from trainers import config as config_lib
+from trainers.config import ConfigError
+
+log = logging.getLogger("trainers.train")
+
+EMBEDDING = "llm/embedder/input_embedding"
+EXIT_CONFIG_ERROR = 2
+EXIT_DIVERGED = 1
+EXIT_PREEMPTED = 143
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient norm became NaN/Inf."""
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Multi-host set-up.
+
+
+def _on_cloud_tpu_vm() -> bool:
+    if os.environ.get("TPU_WORKER_HOSTNAMES") or os.environ.get("MEGASCALE_COORDINATOR_ADDRESS"):
+        return True
+    return bool(glob.glob("/dev/accel[0-9]*") or glob.glob("/dev/vfio/[0-9]*"))
+
+
+def initialize_distributed(mode: str = "auto", coordinator_address: str | None = None,
+                           num_processes: int | None = None, process_id: int | None = None) -> bool:
+    """Calls `jax.distributed.initialize` when asked or on a Cloud TPU VM; returns whether it did.
+
+    mode: "auto" (initialize on a Cloud TPU VM, or when any explicit argument is given), "on" (always; the cluster
+    is auto-detected unless the arguments say otherwise), "off" (never). Must run before anything touches devices.
+    """
+    if mode not in ("auto", "on", "off"):
+        raise ValueError(f"--multihost must be auto, on or off; got {mode!r}.")
+    explicit = {k: v for k, v in dict(coordinator_address=coordinator_address, num_processes=num_processes,
+                                      process_id=process_id).items() if v is not None}
+    if mode == "off" or (mode == "auto" and not explicit and not _on_cloud_tpu_vm()):
+        return False
+    jax.distributed.initialize(**explicit)
+    return True
+
+
+def _any_process(flag: bool) -> bool:
+    """True when `flag` is set on any process (a collective: every process must call it)."""
+    if jax.process_count() == 1:
+        return flag
+    from jax.experimental import multihost_utils
+    return bool(np.max(multihost_utils.process_allgather(np.asarray([int(flag)], np.int32))))
+
+
+def _to_host(x: jax.Array) -> np.ndarray:
+    if getattr(x, "is_fully_addressable", True):
+        return np.asarray(jax.device_get(x))
+    from jax.experimental import multihost_utils
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Validation and set-up (everything here runs before any compilation).
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
+
+
+def _check_batch_split(cfg, mesh, data_shards: int) -> None:
+    batch, accum = cfg.input.batch_size, cfg.accum_steps
+    pc = jax.process_count()
+    dp = sharding.data_parallel_size(mesh)
+    axes = " x ".join(f"{a}={mesh.shape[a]}" for a in sharding.batch_axes(mesh)) or "none"
+    if data_shards % pc:
+        raise ConfigError(f"config.input.data_shards={data_shards} is not a multiple of the {pc} processes.")
+    if batch % data_shards:
+        raise ConfigError(f"config.input.batch_size={batch} is not divisible by the {data_shards} data shards "
+                          f"(one per process unless config.input.data_shards is set).")
+    if batch % accum:
+        raise ConfigError(f"config.input.batch_size={batch} is not divisible by config.accum_steps={accum}.")
+    if (batch // accum) % dp:
+        raise ConfigError(f"config.input.batch_size={batch} (microbatch {batch // accum} with accum_steps={accum}) is "
+                          f"not divisible by the {dp} batch shards of the mesh ({axes}); use a multiple of {dp}.")
+    rows = sharding.batch_sharding(mesh).addressable_devices_indices_map((batch,))
+    local = len({(s[0].start, s[0].stop) for s in rows.values()}) * (batch // dp)
+    if local != batch // pc:
+        raise ConfigError(f"config.mesh {list(map(tuple, cfg.mesh))}: the batch rows of this process ({local}) are not "
+                          f"1/{pc} of the batch; keep the 'tensor' axis within a host (put it last in config.mesh).")
+
+
+def _resolve_tokenizer(cfg, workdir: str) -> str | None:
+    if cfg.tokenizer is None:
+        return None
+    try:
+        from datasets import tokenizers
+    except ImportError:  # without the resolver: a plain path only
+        spec = cfg.tokenizer
+        if isinstance(spec, str) and os.path.isfile(spec):
+            return spec
+        raise ConfigError(f"config.tokenizer {spec!r}: not a .model file.") from None
+    try:
+        return tokenizers.resolve_tokenizer(cfg.tokenizer, workdir)
+    except (ValueError, OSError) as e:
+        raise ConfigError(f"config.tokenizer: {_one_line(e)}") from None
+
+
+class _Setup:
+    """Everything validated before compiling: mesh, model, data source, steps, tokenizer, evaluators."""
+
+    def __init__(self, cfg, workdir: str, devices: Sequence[Any] | None):
+        self.cfg = cfg
+        try:
+            self.mesh = sharding.make_mesh(cfg.mesh, devices)
+        except sharding.ShardingError as e:
+            raise ConfigError(f"config.mesh: {e}") from None
+        self.data_shards = cfg.input.data_shards or jax.process_count()
+        _check_batch_split(cfg, self.mesh, self.data_shards)
+        self.model_config = config_lib.model_config(cfg)
+        try:
+            self.model = model_lib.Model(**self.model_config)
+            self.shapes = model_lib.param_shapes(self.model_config)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"config.model / model_name: {_one_line(e)}") from None
+        self.init_path = config_lib.resolve_checkpoint_path(cfg.model_init) if cfg.model_init else None
+        try:
+            from datasets import sources
+            self.source = sources.get_source(cfg.input.data)
+            num_examples = self.source.num_examples
+        except Exception as e:  # any failure to open the data is a config problem here
+            raise ConfigError(f"config.input.data {config_lib.to_dict(cfg.input.data)!r}: {_one_line(e)}") from None
+        self.total_steps = config_lib.num_steps(cfg, num_examples)
+        self.tokenizer_path = _resolve_tokenizer(cfg, workdir)
+        if self.tokenizer_path is not None:
+            from paligemma.tokenizer import Tokenizer
+            vocab = Tokenizer(self.tokenizer_path).vocab_size
+            model_vocab = self.shapes["llm"]["embedder"]["input_embedding"].shape[0]
+            if vocab > model_vocab:
+                raise ConfigError(f"the tokenizer {self.tokenizer_path} has {vocab} tokens but the model's vocabulary "
+                                  f"is {model_vocab}; set config.model.llm.vocab_size >= {vocab}.")
+        try:
+            self.specs = sharding.param_specs(self.shapes, self.mesh, rules=cfg.sharding_rules,
+                                              strategy=cfg.sharding_strategy)
+        except sharding.ShardingError as e:
+            raise ConfigError(f"config.sharding_rules / sharding_strategy: {e}") from None
+        self.evaluators = self._evaluators(workdir)
+
+    def _evaluators(self, workdir: str) -> dict[str, Any]:
+        if not self.cfg.evals:
+            return {}
+        from evaluators import common
+        try:
+            return common.build_evaluators(self.cfg.evals, model=self.model, tokenizer_path=self.tokenizer_path,
+                                           workdir=workdir, put_batch=lambda b: sharding.put_batch(b, self.mesh))
+        except ValueError as e:
+            raise ConfigError(f"config.evals: {_one_line(e)}") from None
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Parameters and optimizer state.
+
+
+def _put_host(host: np.ndarray, target: NamedSharding) -> jax.Array:
+    return jax.make_array_from_callback(host.shape, target, lambda index: host[index])
+
+
+def _random_params(model_config, names: Sequence[str], shardings: dict[str, Any], rng: jax.Array) -> dict[str, Any]:
+    """Random init of the parameters `names` only (XLA drops the rest of the init), placed by `shardings`."""
+    model = model_lib.Model(**model_config)
+    dummy = model_lib.dummy_inputs(model_config)
+
+    def init(key):
+        full = checkpoints.flatten(model.init(key, *dummy)["params"])
+        return {n: full[n] for n in names}
+
+    return jax.jit(init, out_shardings={n: shardings[n] for n in names})(rng)
+
+
+def _image_size(model_config) -> int | None:
+    size = model_config["img"].get("image_size")
+    return size if isinstance(size, int) else None
+
+
+def _loaded_params(setup: _Setup, shardings: dict[str, Any], rng: jax.Array) -> dict[str, Any]:
+    """Params from `model_init` (checkpoint arrays; dont_load / missing-vocab rows from the random init)."""
+    cfg, flat_shapes = setup.cfg, checkpoints.flatten(setup.shapes)
+    try:
+        _, loaded = checkpoints.load(setup.init_path, dtype="float32", image_size=_image_size(setup.model_config))
+    except (ValueError, OSError) as e:
+        raise ConfigError(f"config.model_init: {_one_line(e)}") from None
+    loaded = checkpoints.flatten(loaded)
+    dont_load = list(cfg.model_load.dont_load or ())
+    random_names, extend, problems = [], {}, []
+    for name, shape in flat_shapes.items():
+        if any(re.search(r, name) for r in dont_load):
+            random_names.append(name)
+        elif name not in loaded:
+            problems.append(f"{name} missing from the checkpoint")
+        elif loaded[name].shape != shape.shape:
+            have = loaded[name].shape
+            if name == EMBEDDING and have[1:] == shape.shape[1:] and have[0] < shape.shape[0]:
+                extend[name] = have[0]
+                random_names.append(name)
+            else:
+                problems.append(f"{name} is {have} in the checkpoint but {shape.shape} in the model")
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise ConfigError(f"config.model_init {setup.init_path} does not fit the model: {'; '.join(problems[:3])}"
+                          f"{more}; fix config.model, or list them in config.model_load.dont_load.")
+    unused = sorted(set(loaded) - set(flat_shapes))
+    if unused:
+        log.warning("model_init: %d checkpoint arrays are not used by the model: %s", len(unused), unused[:5])
+    random = _random_params(setup.model_config, random_names, shardings, rng) if random_names else {}
+    out = {}
+    for name, shape in flat_shapes.items():
+        if name in extend:
+            rows = extend[name]
+            host = np.zeros(shape.shape, shape.dtype)
+            host[:rows] = loaded[name]
+            keep = jax.jit(lambda ckpt, init, n=rows: jnp.where(jnp.arange(ckpt.shape[0])[:, None] < n, ckpt, init),
+                           out_shardings=shardings[name])
+            out[name] = keep(_put_host(host, shardings[name]), random[name])
+            log.info("model_init: vocabulary extended from %d to %d rows (new rows randomly initialised).", rows,
+                     shape.shape[0])
+        elif name in random:
+            out[name] = random[name]
+        else:
+            out[name] = _put_host(np.asarray(loaded[name], shape.dtype), shardings[name])
+        loaded.pop(name, None)
+    log.info("model_init %s: %d arrays loaded, %d randomly initialised (%s).", setup.init_path,
+             len(flat_shapes) - len(random_names) + len(extend), len(random_names) - len(extend),
+             ", ".join(n for n in random_names if n not in extend) or "none")
+    return checkpoints.unflatten(out)
+
+
+def _opt_state_shardings(opt_shapes: Any, param_shardings: dict[str, Any], param_shapes: dict[str, Any],
+                         mesh) -> Any:
+    """Optimizer-state leaves shaped like a parameter (Adam's mu, nu, ...) share its sharding; the rest replicate."""
+    replicated = sharding.replicated(mesh)
+
+    def place(path, leaf):
+        name = "/".join(str(k.key) for k in path if isinstance(k, jax.tree_util.DictKey))
+        if name in param_shapes and tuple(param_shapes[name].shape) == tuple(leaf.shape):
+            return param_shardings[name]
+        return replicated
+
+    return jax.tree_util.tree_map_with_path(place, opt_shapes)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Data.
+
+
+class _TrainData:
+    """This process's share of the global batch: `data_shards / process_count` pipelines, concatenated.
+
+    Shard s of n is `datasets.pipeline.make_train_iterator(..., process_index=s, process_count=n)`, so the batches
+    depend on `data_shards` only, not on how many processes read them.
+    """
+
+    def __init__(self, setup: _Setup, position: int):
+        from datasets import pipeline
+        cfg = setup.cfg
+        per_process = setup.data_shards // jax.process_count()
+        first = jax.process_index() * per_process
+        self.iterators = [
+            pipeline.make_train_iterator(setup.source, cfg.input.pp, batch_size=cfg.input.batch_size // setup.data_shards,
+                                         shuffle_buffer_size=cfg.input.shuffle_buffer_size, seed=cfg.seed,
+                                         start_example=position, process_index=shard,
+                                         process_count=setup.data_shards, prefetch=cfg.input.prefetch,
+                                         tokenizer=setup.tokenizer_path)
+            for shard in range(first, first + per_process)]
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        parts = [next(it) for it in self.iterators]
+        if len(parts) == 1:
+            return parts[0]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    @property
+    def position(self) -> int:
+        """Examples consumed per shard (the same for every shard)."""
+        return self.iterators[0].position
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The run.
+
+
+class _StopFlag:
+    """Set by SIGTERM (installed only when running in the main thread)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        del frame
+        self.requested = True
+        log.warning("Signal %d received: finishing the current step, then saving a checkpoint.", signum)
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _jsonable(cfg) -> dict:
+    return json.loads(json.dumps(config_lib.to_dict(cfg), default=str))
+
+
+def _export(params, cfg, workdir: str) -> str | None:
+    if not cfg.export_npz:
+        return None
+    path = os.path.join(workdir, "params.npz") if cfg.export_npz is True else str(cfg.export_npz)
+    host = {name: _to_host(x) for name, x in checkpoints.flatten(params).items()}  # collective when multi-process
+    if jax.process_index() == 0:
+        if "://" in path:
+            import tensorflow as tf
+            with tempfile.TemporaryDirectory() as tmp:
+                local = os.path.join(tmp, "params.npz")
+                checkpoints.save_npz(local, checkpoints.unflatten(host), dtype=cfg.export_dtype)
+                tf.io.gfile.copy(local, path, overwrite=True)
+        else:
+            checkpoints.save_npz(path, checkpoints.unflatten(host), dtype=cfg.export_dtype)
+        log.info("Exported the final params to %s", path)
+    return path
+
+
+def train(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) -> dict[str, Any]:
+    """Trains (or resumes) the run `config` in `workdir`. All processes call it.
+
+    Args:
+      config: a run config (ConfigDict or dict; see trainers.config).
+      workdir: the run's folder (local or a tf.io.gfile URL such as gs://...).
+      devices: the devices of the mesh (default: all of `jax.devices()`).
+
+    Returns:
+      dict(step=the last completed step, total_steps=..., start_step=the step resumed from (0: fresh),
+      records=[the metrics.jsonl records written by this call], preempted=True when stopped by SIGTERM,
+      checkpoint_step=the latest checkpoint's step, export=path of the exported .npz or None).
+
+    Raises:
+      ConfigError: the config cannot run (raised before anything compiles).
+      TrainingDiverged: NaN/Inf loss or gradient norm (the last good checkpoint is kept).
+    """
+    cfg = config_lib.resolve(config)
+    logging_utils.makedirs(workdir)
+    setup = _Setup(cfg, workdir, devices)
+    is_main = jax.process_index() == 0
+    if is_main:
+        logging_utils.write_json(os.path.join(workdir, "config.json"), _jsonable(cfg))
+    writer = logging_utils.MetricsWriter(workdir, enabled=is_main)
+    try:
+        with _StopFlag() as stop:
+            return _run(setup, workdir, writer, stop)
+    finally:
+        writer.close()
+
+
+def _run(setup: _Setup, workdir: str, writer: logging_utils.MetricsWriter, stop: _StopFlag) -> dict[str, Any]:
+    cfg, mesh, total = setup.cfg, setup.mesh, setup.total_steps
+    flat_shapes = checkpoints.flatten(setup.shapes)
+    param_shardings = sharding.to_shardings(setup.specs, mesh)
+    flat_shardings = checkpoints.flatten(param_shardings)
+    frozen = set(optimizer.frozen_names(list(flat_shapes), cfg.freeze))
+    trainable = [n for n in flat_shapes if n not in frozen]
+    if not trainable:
+        raise ConfigError("config.freeze freezes every parameter; nothing to train.")
+    train_shapes = checkpoints.unflatten({n: flat_shapes[n] for n in trainable})
+    try:
+        tx, lr_fn = optimizer.make_optimizer(cfg, train_shapes, total)
+        opt_shapes = jax.eval_shape(tx.init, train_shapes)
+    except (optimizer.OptimizerConfigError, TypeError, ValueError) as e:
+        raise ConfigError(_one_line(e)) from None
+    opt_shardings = _opt_state_shardings(opt_shapes, flat_shardings, flat_shapes, mesh)
+
+    ckpt = checkpointing.Checkpointer(workdir, keep=cfg.keep_ckpts)
+    init_rng, train_rng = jax.random.split(jax.random.key(cfg.seed))
+    rng_data = np.asarray(jax.random.key_data(train_rng))
+    start = ckpt.latest_step() or 0
+    position = 0
+    if start:
+        params, opt_state, meta = ckpt.restore(start, checkpointing.abstract_like(setup.shapes, param_shardings),
+                                               checkpointing.abstract_like(opt_shapes, opt_shardings))
+        position = int(meta["data_position"])
+        if int(meta.get("data_shards", setup.data_shards)) != setup.data_shards:
+            position = position * int(meta["data_shards"]) // setup.data_shards
+            log.warning("Resuming with %d data shards instead of %d: the data order differs from the interrupted run "
+                        "(pin config.input.data_shards to keep it).", setup.data_shards, meta["data_shards"])
+        writer.truncate_after(start)
+        log.info("Resumed from the checkpoint of step %d (data position %d).", start, position)
+        writer.print(f"Resuming from step {start}/{total} ({ckpt.directory}).")
+    else:
+        if setup.init_path:
+            params = _loaded_params(setup, flat_shardings, init_rng)
+        else:
+            params = jax.jit(lambda r: model_lib.Model(**setup.model_config).init(
+                r, *model_lib.dummy_inputs(setup.model_config))["params"], out_shardings=param_shardings)(init_rng)
+        train_params = checkpoints.unflatten({n: checkpoints.flatten(params)[n] for n in trainable})
+        opt_state = jax.jit(tx.init, out_shardings=opt_shardings)(train_params)
+
+    n_params = model_lib.count_params(setup.shapes)
+    n_train = sum(int(np.prod(flat_shapes[n].shape)) for n in trainable)
+    writer.print(f"Training {n_params:,} params ({n_train:,} trainable) on mesh {dict(mesh.shape)} "
+                 f"({jax.process_count()} processes), batch {cfg.input.batch_size}, {total} steps; workdir {workdir}")
+    log.info("Parameter sharding:\n%s", "\n".join(sharding.describe(setup.specs, setup.shapes)))
+
+    data = _TrainData(setup, position)
+    batch_sharding = sharding.batch_sharding(mesh)
+    replicated = sharding.replicated(mesh)
+    micro_sharding = NamedSharding(mesh, PartitionSpec(None, *sharding.batch_spec(mesh)))
+    step_fn = step_lib.make_train_step(
+        setup.model, tx, trainable=trainable, lr_fn=lr_fn, accum_steps=cfg.accum_steps,
+        label_smoothing=cfg.label_smoothing, loss_norm=cfg.loss_norm,
+        constrain_micro=lambda m: jax.lax.with_sharding_constraint(m, micro_sharding))
+
+    def wrapped(params, opt_state, batch, count, rng_data):
+        return step_fn(params, opt_state, batch, count, jax.random.wrap_key_data(rng_data))
+
+    train_step = jax.jit(wrapped, in_shardings=(param_shardings, opt_shardings, batch_sharding, replicated, replicated),
+                         out_shardings=(param_shardings, opt_shardings, replicated), donate_argnums=(0, 1))
+
+    records: list[dict[str, Any]] = []
+    throughput = logging_utils.Throughput(start, total, cfg.input.batch_size)
+    last_saved = start
+
+    def check(done: int, metrics: Any) -> dict[str, float]:
+        values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        if values.pop("finite") != 1.0:
+            raise TrainingDiverged(
+                f"non-finite training loss ({values['training_loss']}) or gradient norm ({values['grad_norm']}) at "
+                f"step {done}; stopping without saving. The last good checkpoint is step {last_saved or 'none'} in "
+                f"{ckpt.directory}. Check the data of that step, lower config.lr or set config.grad_clip_norm.")
+        if done % cfg.log_training_steps == 0 or done == total:
+            examples_per_sec, eta = throughput.update(done)
+            writer.print(logging_utils.progress_line(done, total, values, examples_per_sec, eta))
+            record = dict(values)
+            if examples_per_sec is not None:
+                record["examples_per_sec"] = examples_per_sec
+            return record
+        return {}
+
+    def emit(done: int, record: dict[str, float]) -> None:
+        if record:
+            writer.write(done, record)
+            records.append({"step": done, **record})
+
+    done = start
+    pending = None  # (step, device metrics, record so far) of the last step not checked yet
+    preempted = False
+    try:
+        first = True
+        while done < total:
+            batch = next(data)
+            if first:
+                step_lib.check_batch(batch)
+                first = False
+            batch = sharding.put_batch(batch, mesh)
+            params, opt_state, metrics = train_step(params, opt_state, batch, np.int32(done), rng_data)
+            done += 1
+            if pending is not None:  # checked one step late, so that the host does not stall the device
+                emit(pending[0], check(pending[0], pending[1]))
+            pending = (done, metrics)
+            preempted = _any_process(stop.requested)
+            due_evals = [name for name, ev in setup.evaluators.items() if ev.should_run(done, total)]
+            save = done % cfg.ckpt_steps == 0 or done == total or preempted
+            if save or due_evals or done == total:
+                record = check(done, metrics)
+                pending = None
+                for name in due_evals:
+                    for metric, value in setup.evaluators[name].run(params, step=done).items():
+                        record[f"{name}/{metric}"] = value
+                    writer.print(f"step {done}/{total} | eval {name}: " + ", ".join(
+                        f"{k} {v:.4g}" for k, v in record.items() if k.startswith(name + "/")))
+                emit(done, record)
+            if save:
+                ckpt.save(done, params, opt_state, dict(step=done, data_position=data.position,
+                                                        data_shards=setup.data_shards, rng=rng_data.tolist(),
+                                                        total_steps=total))
+                last_saved = done
+            if preempted:
+                ckpt.wait()
+                writer.print(f"Stopped by SIGTERM after step {done}/{total}; checkpoint saved. Rerun the same "
+                             f"command to resume.")
+                break
+        if pending is not None:
+            emit(pending[0], check(pending[0], pending[1]))
+        export = _export(params, cfg, workdir) if done == total else None
+    finally:
+        ckpt.close()
+    return dict(step=done, total_steps=total, start_step=start, records=records, preempted=preempted,
+                checkpoint_step=last_saved, export=export)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# CLI.
+
+
+def _define_flags():
+    from absl import flags
+    from ml_collections import config_flags
+    config_flags.DEFINE_config_file("config", None, "Run config file (get_config(arg)); path.py:arg passes arg.",
+                                    lock_config=False)
+    flags.DEFINE_string("workdir", None, "Folder of the run (local or gs://...): checkpoints, logs, metrics.")
+    flags.DEFINE_enum("multihost", "auto", ["auto", "on", "off"],
+                      "jax.distributed.initialize(): auto = on Cloud TPU VMs or with the flags below.")
+    flags.DEFINE_string("coordinator_address", os.environ.get("JAX_COORDINATOR_ADDRESS"),
+                        "host:port of process 0 (multi-process runs set up by hand).")
+    flags.DEFINE_integer("num_processes", None, "Number of processes (with --coordinator_address).")
+    flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator_address).")
+    flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv: Sequence[str]) -> int:
+    """CLI entry: returns the exit code (0 done, 1 diverged, 2 bad config, 143 stopped by SIGTERM)."""
+    from absl import flags
+    FLAGS = flags.FLAGS
+    if len(argv) > 1:
+        print(f"Unexpected arguments: {argv[1:]}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    initialize_distributed(FLAGS.multihost, FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    logging.basicConfig(level=logging.INFO if jax.process_index() == 0 else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every file it writes at INFO
+    try:
+        result = train(FLAGS.config, FLAGS.workdir)
+    except ConfigError as e:
+        print(f"Config error: {_one_line(e)}", file=sys.stderr, flush=True)
+        return EXIT_CONFIG_ERROR
+    except TrainingDiverged as e:
+        print(f"Training stopped: {_one_line(e)}", file=sys.stderr, flush=True)
+        return EXIT_DIVERGED
+    return EXIT_PREEMPTED if result["preempted"] else 0
+
+
+if __name__ == "__main__":
+    from absl import app
+    _define_flags()
+    app.run(main)
