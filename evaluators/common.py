@@ -393,22 +393,23 @@ class Evaluator:
         n_local = self.per_process_batch_size()
         records: list[dict] = []
         self._start_run(params)
+        pending = None  # (index, batch, device outputs): host work on batch i overlaps the device's batch i + 1
         for index, batch in enumerate(it):
-            mask = np.asarray(batch[MASK_KEY]).astype(bool)
+            mask = np.asarray(batch[MASK_KEY])
             if mask.shape != (n_local,):
                 raise ValueError(f"Evaluator {self.name!r}: _mask has shape {mask.shape}, expected ({n_local},)")
             outputs = self._predict(params, self.put_batch(self._model_inputs(batch)), step=step, batch_index=index)
-            outputs = {k: local_rows(v, n_local) for k, v in outputs.items()}
-            rows = np.nonzero(mask)[0]
-            records.extend(self._records(batch, outputs, rows))
-            if progress is not None:
-                progress(self.name, index + 1, total, len(records))
+            if pending is not None:
+                records.extend(self._finish_batch(*pending, n_local, total, records, progress))
+            pending = (index, batch, outputs)
+        if pending is not None:
+            records.extend(self._finish_batch(*pending, n_local, total, records, progress))
         stats = it.stats
         per_process = gather_records(dict(records=records, truncated=int(stats.get("truncated", 0))))
         all_records = [r for p in per_process for r in p["records"]]
         truncated = sum(p["truncated"] for p in per_process)
         if truncated:
-            log.warning("Evaluator %s: the prompt was truncated in %d of %d examples (raise text_len in its pp).",
+            log.warning("Evaluator %s: the text was truncated in %d of %d examples (raise text_len in its pp string).",
                         self.name, truncated, len(all_records))
         metrics = {k: float(v) for k, v in self._metrics(all_records).items()}
         metrics["num_examples"] = float(len(all_records))
@@ -417,6 +418,15 @@ class Evaluator:
         self.last = RunResult(metrics=metrics, records=all_records, files=files, seconds=seconds)
         log.info("Evaluator %s: %d examples in %.1fs: %s", self.name, len(all_records), seconds, metrics)
         return metrics
+
+    def _finish_batch(self, index: int, batch: Mapping[str, Any], outputs: Mapping[str, Any], n_local: int,
+                      total: int, done: list, progress: ProgressFn | None) -> list[dict]:
+        """Records of the real (`_mask` = 1) rows of one batch, after its outputs came back to the host."""
+        host = {k: local_rows(v, n_local) for k, v in outputs.items()}
+        new = self._records(batch, host, np.nonzero(np.asarray(batch[MASK_KEY]).astype(bool))[0])
+        if progress is not None:
+            progress(self.name, index + 1, total, len(done) + len(new))
+        return new
 
     def _start_run(self, params: Any) -> None:
         """Hook before the first batch of a run (e.g. load auxiliary models)."""

@@ -252,11 +252,16 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     evals = [e.strip() for e in _EVALS.value.split(",") if e.strip()] if _EVALS.value else None
+    from datasets.tokenizers import TokenizerSpecError  # pylint: disable=g-import-not-at-top
+    from evaluators.common import EvalConfigError  # pylint: disable=g-import-not-at-top
+    from paligemma.checkpoints import CheckpointError  # pylint: disable=g-import-not-at-top
     try:
         result = evaluate(_CONFIG.value, checkpoint=_CHECKPOINT.value, workdir=_WORKDIR.value, evals=evals,
                           dtype=_DTYPE.value, step=_STEP.value, progress=Progress())
-    except RunError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (RunError, EvalConfigError, TokenizerSpecError, CheckpointError, FileNotFoundError, KeyError) as e:
+        # Usage problems whose message says what to fix; anything else keeps its traceback.
+        logging.debug("evaluation failed", exc_info=True)
+        print(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
         return 2
     print(format_table(result["metrics"]))
     print(f"Wrote {os.path.join(result['workdir'], 'eval_metrics.json')}")

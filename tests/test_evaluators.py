@@ -56,6 +56,17 @@ def tiny(tok_path):
     return model_lib.Model(**cfg), params, cfg
 
 
+_PPL_RECORDS: list = []  # per-example NLLs of the single-process run (filled by the first test that needs them)
+
+
+def _single_process_nll(model, params, tok_path):
+    if not _PPL_RECORDS:
+        ev = build_evaluators({"ppl": CFG.evals(batch_size=2)["ppl"]}, model=model, tokenizer_path=tok_path)["ppl"]
+        ev.run(params)
+        _PPL_RECORDS.extend(ev.last.records)
+    return [r["nll"] for r in _PPL_RECORDS]
+
+
 def _read_jsonl(path):
     with open(path) as f:
         return [json.loads(line) for line in f]
@@ -86,6 +97,7 @@ def test_every_type_on_a_random_model(tiny, tok_path, workdir):
 
     # Perplexity: the same per-example NLL as a direct forward pass over the 5 examples (no padding).
     ppl = _read_jsonl(evaluators["ppl"].last.files["predictions"])
+    _PPL_RECORDS[:] = ppl
     assert [r["id"] for r in ppl] == [r["question_id"] for r in ROWS]
     batch = _unpadded_batch(evaluators["ppl"], tok_path)
     logits, _ = model.apply({"params": params}, batch["image"], batch["text"][:, :-1], batch["mask_ar"][:, :-1],
@@ -328,9 +340,10 @@ def test_run_cli_end_to_end(tiny, tok_path, workdir, tmp_path):
         result = json.load(f)
     assert sorted(result["metrics"]) == ["ppl", "vqa"]
     assert result["metrics"]["vqa"]["num_examples"] == 5.0
-    # Same params as the in-process run: the same perplexity.
-    ev = build_evaluators({"ppl": CFG.evals(batch_size=4)["ppl"]}, model=tiny[0], tokenizer_path=tok_path)["ppl"]
-    assert result["metrics"]["ppl"]["nll"] == pytest.approx(ev.run(params)["nll"], rel=1e-5)
+    # Same params as the in-process run (batches of 2 there): the same per-example NLLs.
+    cli = _read_jsonl(os.path.join(out_dir, "evals", "ppl_predictions_stepfinal.jsonl"))
+    np.testing.assert_allclose([r["nll"] for r in cli], _single_process_nll(tiny[0], params, tok_path), rtol=1e-5)
+    assert result["metrics"]["ppl"]["nll"] == pytest.approx(np.mean([r["nll"] for r in cli]))
     assert len(_read_jsonl(os.path.join(out_dir, "evals", "vqa_predictions_stepfinal.jsonl"))) == 5
     assert os.path.isfile(os.path.join(out_dir, "evals", "vqa_submission_stepfinal.json"))
 
@@ -350,3 +363,37 @@ def test_run_errors(tmp_path):
     empty.mkdir()
     with pytest.raises(run.RunError, match="training workdir"):
         run.evaluate(config, checkpoint=str(empty), workdir=str(tmp_path))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Two real processes.
+
+
+@pytest.mark.slow
+def test_two_processes(tiny, tok_path, tmp_path):
+    """2 processes x 4 CPU devices, batches as global arrays: each example once, the same numbers as one process,
+    identical metrics on both processes, files from process 0 only."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    worker = os.path.join(FIXTURES, "eval", "multiprocess_worker.py")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    procs = [subprocess.Popen([sys.executable, worker, str(i), port, tok_path, str(tmp_path / "wd")], cwd=ROOT,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (0, 1)]
+    outs = []
+    for p in procs:
+        try:
+            stdout, stderr = p.communicate(timeout=300)
+        finally:
+            if p.poll() is None:
+                p.kill()
+        assert p.returncode == 0, stderr[-3000:]
+        outs.append(json.loads(next(line for line in stdout.splitlines() if line.startswith("RESULT "))[7:]))
+    assert outs[0]["ppl"] == outs[1]["ppl"] and outs[0]["ppl"]["num_examples"] == 5.0
+    assert outs[0]["gathered"] == [{"p": 0, "text": "é"}, {"p": 1, "text": "éé"}]
+    assert outs[1]["files"] == {"ppl": {}} and os.path.isfile(outs[0]["files"]["ppl"]["predictions"])
+    model, params, _ = tiny
+    assert [r["id"] for r in outs[0]["records"]["ppl"]] == [100, 101, 102, 103, 104]
+    np.testing.assert_allclose([r["nll"] for r in outs[0]["records"]["ppl"]],
+                               _single_process_nll(model, params, tok_path), rtol=1e-5)
