@@ -9,7 +9,7 @@ The config (ml_collections, `path.py[:args]`, `--config.key=value` overrides) pr
 `datasets.tokenizers.resolve_tokenizer`) and `config.evals` (see `evaluators.common`). `--checkpoint` is a
 big_vision `.npz`, a PyTorch-hub folder, a folder written by `paligemma.checkpoints.save`, or a training workdir (the
 trainer's latest params via `trainers.checkpointing.latest_params`); without it the params come from `--workdir` as a
-training workdir.
+training workdir. Without `--config`, a training workdir's saved run config (`config.json`) is used.
 
 Prints a progress line per evaluator (batches done/total, examples/s, ETA) and a table of metrics; writes
 `{workdir}/eval_metrics.json` and each evaluator's predictions under `{workdir}/evals/`. With several devices the
@@ -76,11 +76,40 @@ def model_config_from(config: Any) -> dict | None:
 
 
 def is_checkpoint_path(path: str) -> bool:
-    """True for a file, or a folder with config.json / *.safetensors (HF or this project's format)."""
+    """True for a file, a folder with *.safetensors, or a folder whose config.json is this project's checkpoint
+    format or a PyTorch-hub config (a training workdir's config.json is the run config: False)."""
     if os.path.isfile(path):
         return True
-    return os.path.isdir(path) and (os.path.isfile(os.path.join(path, "config.json")) or
-                                    any(f.endswith(".safetensors") for f in os.listdir(path)))
+    if not os.path.isdir(path):
+        return False
+    if any(f.endswith(".safetensors") for f in os.listdir(path)):
+        return True
+    meta = _read_json(os.path.join(path, "config.json"))
+    if not isinstance(meta, dict):
+        return False
+    from paligemma.checkpoints import OWN_FORMAT  # pylint: disable=g-import-not-at-top
+    return meta.get("format") == OWN_FORMAT or "text_config" in meta or "vision_config" in meta
+
+
+def _read_json(path: str) -> Any:
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def config_from_training_workdir(path: str | None) -> Any:
+    """The run config a training workdir keeps in config.json (as a ConfigDict), or None."""
+    if not path or not os.path.isdir(path) or is_checkpoint_path(path):
+        return None
+    data = _read_json(os.path.join(path, "config.json"))
+    if not isinstance(data, dict):
+        return None
+    import ml_collections  # pylint: disable=g-import-not-at-top
+    return ml_collections.ConfigDict(data)
 
 
 def load_params(checkpoint: str | None, workdir: str | None, model_cfg: dict | None,
@@ -205,8 +234,12 @@ def evaluate(config: Any, *, checkpoint: str | None, workdir: str | None, evals:
     from paligemma.tokenizer import Tokenizer  # pylint: disable=g-import-not-at-top
 
     if config is None:
+        config = config_from_training_workdir(checkpoint or workdir)
+        if config is not None:
+            logging.info("Using the run config saved in the training workdir %s.", checkpoint or workdir)
+    if config is None:
         raise RunError("No config: pass --config path/to/config.py[:args] (it needs config.tokenizer and "
-                       "config.evals).")
+                       "config.evals), or a training workdir that holds the run's config.json.")
     evals_cfg = _plain(_get(config, "evals")) or {}
     if not evals_cfg:
         raise RunError("config.evals is empty: nothing to evaluate. Add dict(name=dict(type=..., data=..., pp=..., "

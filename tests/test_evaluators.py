@@ -397,3 +397,24 @@ def test_two_processes(tiny, tok_path, tmp_path):
     assert [r["id"] for r in outs[0]["records"]["ppl"]] == [100, 101, 102, 103, 104]
     np.testing.assert_allclose([r["nll"] for r in outs[0]["records"]["ppl"]],
                                _single_process_nll(model, params, tok_path), rtol=1e-5)
+
+
+def test_run_on_a_training_workdir(tiny, tok_path, tmp_path):
+    """A trainer's workdir: params from trainers.checkpointing.latest_params, the run config from its config.json."""
+    checkpointing = pytest.importorskip("trainers.checkpointing")
+    from evaluators import run
+    model, params, _ = tiny
+    wd = str(tmp_path / "train_run")
+    ckpt = checkpointing.Checkpointer(wd, async_save=False)
+    ckpt.save(5, params, {"count": np.zeros((), np.int32)}, {"step": 5})
+    ckpt.close()
+    config = CFG.get_config()
+    with open(os.path.join(wd, "config.json"), "w") as f:
+        json.dump(json.loads(json.dumps(config.to_dict())), f)  # as the trainer writes it (tuples -> lists)
+    os.link(tok_path, os.path.join(wd, "tokenizer.model"))
+    result = run.evaluate(None, checkpoint=None, workdir=wd, evals=["ppl"])
+    assert result["step"] == 5 and "trainer step 5" in result["checkpoint"]
+    records = _read_jsonl(os.path.join(wd, "evals", "ppl_predictions_step5.jsonl"))
+    np.testing.assert_allclose([r["nll"] for r in records], _single_process_nll(model, params, tok_path), rtol=1e-5)
+    with open(os.path.join(wd, "eval_metrics.json")) as f:
+        assert json.load(f)["metrics"]["ppl"]["num_examples"] == 5.0
