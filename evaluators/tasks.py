@@ -214,7 +214,8 @@ class CaptionEvaluator(GenerativeEvaluator):
             return {"cider": 0.0, "bleu4": 0.0, "rouge_l": 0.0}
         preds = [r["prediction"] for r in records]
         refs = [r["references"] for r in records]
-        return {"cider": M.cider(preds, refs)[0], "bleu4": M.bleu4(preds, refs)[0], "rouge_l": M.rouge_l(preds, refs)[0]}
+        return {"cider": M.cider(preds, refs)[0], "bleu4": M.bleu4(preds, refs)[0],
+                "rouge_l": M.rouge_l(preds, refs)[0]}
 
     def _submission(self, records):
         if not records or any("id" not in r for r in records):
