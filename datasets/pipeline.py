@@ -37,7 +37,8 @@ Evaluation stream
 -----------------
 `make_eval_iterator` reads this process's block in order, every example exactly once across processes. All
 processes yield the same number of batches (ceil(largest block / batch_size)), the last ones padded with zeros; the
-`_mask` field (int32, 1 = real example, 0 = padding) tells them apart.
+`_mask` field (int32, 1 = real example, 0 = padding) tells them apart. List fields whose length varies per example
+(COCO captions, DocVQA answers) are padded with "" / 0 to the longest in their batch.
 
 Truncation: when the preprocessing emits a per-example `text_truncated` flag (the tokenizer op does when a text does
 not fit in text_len), it is removed from the batch and counted: `iterator.stats` = dict(examples=..., truncated=...),
@@ -376,7 +377,9 @@ def make_eval_iterator(source, pp_fn, *, batch_size: int, process_index: int | N
     raise ValueError(f"batch_size must be positive, got {batch_size}")
   ds = make_eval_dataset(source, pp_fn, process_index=process_index, process_count=process_count,
                          num_parallel=num_parallel, tokenizer=tokenizer)
-  ds = ds.batch(batch_size, drop_remainder=False)
+  # Padded: list fields whose length varies per example (COCO captions, DocVQA answers) are padded with ""/0 to
+  # the longest in the batch; evaluators ignore empty strings.
+  ds = ds.padded_batch(batch_size, drop_remainder=False)
   if prefetch:
     ds = ds.prefetch(prefetch)
   largest = max(source.shard_num_examples(i, process_count) for i in range(process_count))

@@ -195,3 +195,18 @@ def test_choice_cycle_uses_each_answer_once_per_cycle_and_replays_on_resume(tmp_
   assert seen == {i: [f"a{i}", f"b{i}", f"c{i}"] for i in range(5)}
   resumed = pipeline.make_train_iterator(src, pp, start_example=5, **kw)
   np.testing.assert_array_equal(next(resumed)["answer"], batches[1]["answer"])
+
+
+def test_eval_batches_pad_lists_of_different_lengths(tmp_path):
+  path = tmp_path / "v.jsonl"
+  buf = io.BytesIO()
+  Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(buf, format="PNG")
+  (tmp_path / "x.png").write_bytes(buf.getvalue())
+  rows = [{"image": "x.png", "id": i, "answers": [f"a{j}" for j in range(i + 1)]} for i in range(3)]
+  path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  src = sources.get_source(dict(name="jsonl", path=str(path)))
+  (batch,) = list(pipeline.make_eval_iterator(src, 'keep("id", "answers")', batch_size=4, process_index=0,
+                                              process_count=1))
+  assert batch["answers"].tolist() == [[b"a0", b"", b""], [b"a0", b"a1", b""], [b"a0", b"a1", b"a2"],
+                                       [b"", b"", b""]]
+  assert batch["_mask"].tolist() == [1, 1, 1, 0]

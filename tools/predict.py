@@ -20,31 +20,14 @@ answer and draws them, labelled, on the original image; with several images the 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 from typing import Any, Sequence
 
 import numpy as np
 
-_LAYOUT_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "datasets", "pp", "layout.py")
-
-
 class PredictError(ValueError):
     """A usage or input problem, reported as `error: ...` with exit status 2."""
-
-
-def load_layout_module():
-    """`datasets/pp/layout.py` loaded from its file: importing `datasets.pp.layout` as a package module runs
-    `datasets/pp/__init__.py`, which imports TensorFlow; the layout file itself needs numpy only."""
-    name = "_paligemma_pp_layout"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, _LAYOUT_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    sys.modules[name] = module
-    return module
 
 
 def load_image(path: str):
@@ -71,7 +54,7 @@ def preprocess(image, size: tuple[int, int]) -> np.ndarray:
 def build_batch(images: Sequence[np.ndarray], prompt_ids: Sequence[int], *, bos_id: int, sep_id: int, pad_id: int,
                 multi_image: bool) -> dict[str, np.ndarray]:
     """The eval-prompt batch: image `[N, H, W, 3]` (or `[1, N, H, W, 3]`), text/mask_ar/mask_input int32 `[B, T]`."""
-    layout = load_layout_module()
+    from datasets.pp import layout  # numpy only: importing it does not import TensorFlow
     row = layout.prompt_layout(prompt_ids, len(prompt_ids) + 2, bos_id=bos_id, sep_id=sep_id, pad_id=pad_id)
     pixels = np.stack(images)[None] if multi_image else np.stack(images)
     b = pixels.shape[0]

@@ -21,7 +21,8 @@ loc_tokens, detection_targets, segmentation_targets.
 from datasets.pp.grammar import OpSpec, PPSyntaxError, parse, parse_specs
 from datasets.pp.registry import PPOpError, Registry, get_preprocess_fn, register, registry
 
-from datasets.pp import ops_image, ops_seg, ops_targets, ops_text  # noqa: E402,F401  (registers the ops)
+# The op modules (ops_image, ops_text, ops_targets, ops_seg) register themselves the first time `registry` is read;
+# importing this package does not import TensorFlow, so `datasets.pp.layout` works on machines without it.
 
 __all__ = ["parse", "parse_specs", "OpSpec", "PPSyntaxError", "PPOpError", "Registry", "registry", "register",
            "get_preprocess_fn"]

@@ -9,6 +9,7 @@ The returned functions are pure TF graph code (or wrap Python through ``tf.numpy
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 import logging
 from collections.abc import Callable, Iterator, Mapping
@@ -29,10 +30,20 @@ class PPOpError(ValueError):
 
 
 class Registry(Mapping):
-    """Name -> op factory. Read like a dict; add ops with :meth:`register`."""
+    """Name -> op factory. Read like a dict; add ops with :meth:`register`.
 
-    def __init__(self):
+    ``builtin_modules`` are imported (and so register their ops) the first time the registry is read, not when it
+    is created: the op modules need TensorFlow, while the package's numpy-only parts (``datasets.pp.layout``) must
+    import without it.
+    """
+
+    def __init__(self, builtin_modules: tuple[str, ...] = ()):
         self._ops: dict[str, Callable[..., OpFn]] = {}
+        self._pending = list(builtin_modules)
+
+    def _load_builtins(self):
+        while self._pending:
+            importlib.import_module(self._pending.pop(0))
 
     def register(self, name: str, *, override: bool = False) -> Callable:
         """Decorator registering an op factory under ``name`` (ValueError on a duplicate unless ``override``)."""
@@ -48,9 +59,11 @@ class Registry(Mapping):
         return deco
 
     def suggestions(self, name: str, n: int = 3) -> list[str]:
+        self._load_builtins()
         return difflib.get_close_matches(name, list(self._ops), n=n, cutoff=0.5)
 
     def __getitem__(self, name: str):
+        self._load_builtins()
         try:
             return self._ops[name]
         except KeyError:
@@ -59,16 +72,20 @@ class Registry(Mapping):
                                                           if hint else "")) from None
 
     def __iter__(self) -> Iterator[str]:
+        self._load_builtins()
         return iter(self._ops)
 
     def __len__(self) -> int:
+        self._load_builtins()
         return len(self._ops)
 
     def __contains__(self, name: object) -> bool:
+        self._load_builtins()
         return name in self._ops
 
 
-registry = Registry()
+registry = Registry(builtin_modules=("datasets.pp.ops_image", "datasets.pp.ops_text", "datasets.pp.ops_targets",
+                                     "datasets.pp.ops_seg"))
 
 
 def register(name: str, *, override: bool = False) -> Callable:
