@@ -149,7 +149,7 @@ def _merge(schema: Mapping[str, Any], given: Mapping[str, Any], prefix: str) -> 
     out = {}
     for key in given:
         if key not in schema:
-            raise ConfigError(f"unknown config key {prefix}{key!r}; {_nearest(key, list(schema))}")
+            raise ConfigError(f"unknown config key {prefix + key!r}; {_nearest(key, list(schema))}")
     for key, default in schema.items():
         where = f"{prefix}{key}"
         value = given.get(key, default)

@@ -27,6 +27,7 @@ hand (e.g. several processes on one machine). Every process reads its own share 
 
 from __future__ import annotations
 
+import collections
 import glob
 import json
 import logging
@@ -36,8 +37,7 @@ import signal
 import sys
 import tempfile
 import threading
-import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -53,6 +53,9 @@ from trainers.config import ConfigError
 log = logging.getLogger("trainers.train")
 
 EMBEDDING = "llm/embedder/input_embedding"
+# Config keys the train step program depends on (besides the model, mesh, shardings and total steps).
+_STEP_KEYS = ("optax_name", "optax", "lr", "wd", "wd_mults", "lr_mults", "schedule", "grad_clip_norm",
+              "label_smoothing", "loss_norm", "accum_steps")
 EXIT_CONFIG_ERROR = 2
 EXIT_DIVERGED = 1
 EXIT_PREEMPTED = 143
@@ -209,16 +212,49 @@ def _put_host(host: np.ndarray, target: NamedSharding) -> jax.Array:
     return jax.make_array_from_callback(host.shape, target, lambda index: host[index])
 
 
-def _random_params(model_config, names: Sequence[str], shardings: dict[str, Any], rng: jax.Array) -> dict[str, Any]:
+# Jitted functions of earlier runs in this process, reused when a run has the very same program (same key): repeated
+# runs in tests or notebooks then skip compilation.
+_JIT_CACHE: collections.OrderedDict[str, Any] = collections.OrderedDict()
+_JIT_CACHE_SIZE = 16
+
+
+def _cached_jit(key: Any, build: Callable[[], Any]) -> Any:
+    text = json.dumps(key, sort_keys=True, default=str)
+    if text in _JIT_CACHE:
+        _JIT_CACHE.move_to_end(text)
+        return _JIT_CACHE[text]
+    fn = _JIT_CACHE[text] = build()
+    while len(_JIT_CACHE) > _JIT_CACHE_SIZE:
+        _JIT_CACHE.popitem(last=False)
+    return fn
+
+
+def _mesh_key(mesh) -> list:
+    return [list(mesh.axis_names), list(mesh.devices.shape), [int(d.id) for d in mesh.devices.flat]]
+
+
+def _shardings_key(flat_shardings: dict[str, Any]) -> dict[str, str]:
+    return {name: str(s.spec) for name, s in flat_shardings.items()}
+
+
+def _random_params(model_config, names: Sequence[str], shardings: dict[str, Any], rng: jax.Array,
+                   compiler_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Random init of the parameters `names` only (XLA drops the rest of the init), placed by `shardings`."""
-    model = model_lib.Model(**model_config)
-    dummy = model_lib.dummy_inputs(model_config)
+    out_shardings = {n: shardings[n] for n in names}
 
-    def init(key):
-        full = checkpoints.flatten(model.init(key, *dummy)["params"])
-        return {n: full[n] for n in names}
+    def build():
+        model = model_lib.Model(**model_config)
+        dummy = model_lib.dummy_inputs(model_config)
 
-    return jax.jit(init, out_shardings={n: shardings[n] for n in names})(rng)
+        def init(key):
+            full = checkpoints.flatten(model.init(key, *dummy)["params"])
+            return {n: full[n] for n in names}
+
+        return jax.jit(init, out_shardings=out_shardings, compiler_options=compiler_options)
+
+    mesh = next(iter(out_shardings.values())).mesh
+    key = ["init", model_config, list(names), _shardings_key(out_shardings), _mesh_key(mesh), compiler_options]
+    return _cached_jit(key, build)(rng)
 
 
 def _image_size(model_config) -> int | None:
@@ -255,7 +291,8 @@ def _loaded_params(setup: _Setup, shardings: dict[str, Any], rng: jax.Array) -> 
     unused = sorted(set(loaded) - set(flat_shapes))
     if unused:
         log.warning("model_init: %d checkpoint arrays are not used by the model: %s", len(unused), unused[:5])
-    random = _random_params(setup.model_config, random_names, shardings, rng) if random_names else {}
+    random = (_random_params(setup.model_config, random_names, shardings, rng, setup.compiler_options)
+              if random_names else {})
     out = {}
     for name, shape in flat_shapes.items():
         if name in extend:
@@ -263,7 +300,7 @@ def _loaded_params(setup: _Setup, shardings: dict[str, Any], rng: jax.Array) -> 
             host = np.zeros(shape.shape, shape.dtype)
             host[:rows] = loaded[name]
             keep = jax.jit(lambda ckpt, init, n=rows: jnp.where(jnp.arange(ckpt.shape[0])[:, None] < n, ckpt, init),
-                           out_shardings=shardings[name])
+                           out_shardings=shardings[name], compiler_options=setup.compiler_options)
             out[name] = keep(_put_host(host, shardings[name]), random[name])
             log.info("model_init: vocabulary extended from %d to %d rows (new rows randomly initialised).", rows,
                      shape.shape[0])
@@ -376,13 +413,16 @@ def _export(params, cfg, workdir: str) -> str | None:
     return path
 
 
-def train(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) -> dict[str, Any]:
+def train(config: Any, workdir: str, *, devices: Sequence[Any] | None = None,
+          compiler_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Trains (or resumes) the run `config` in `workdir`. All processes call it.
 
     Args:
       config: a run config (ConfigDict or dict; see trainers.config).
       workdir: the run's folder (local or a tf.io.gfile URL such as gs://...).
       devices: the devices of the mesh (default: all of `jax.devices()`).
+      compiler_options: XLA options for the run's jitted functions (e.g. `{"xla_backend_optimization_level": 0}`
+        compiles several times faster on CPU, for tests and smoke runs).
 
     Returns:
       dict(step=the last completed step, total_steps=..., start_step=the step resumed from (0: fresh),
@@ -396,6 +436,7 @@ def train(config: Any, workdir: str, *, devices: Sequence[Any] | None = None) ->
     cfg = config_lib.resolve(config)
     logging_utils.makedirs(workdir)
     setup = _Setup(cfg, workdir, devices)
+    setup.compiler_options = compiler_options
     is_main = jax.process_index() == 0
     if is_main:
         logging_utils.write_json(os.path.join(workdir, "config.json"), _jsonable(cfg))
@@ -423,6 +464,9 @@ def _run(setup: _Setup, workdir: str, writer: logging_utils.MetricsWriter, stop:
     except (optimizer.OptimizerConfigError, TypeError, ValueError) as e:
         raise ConfigError(_one_line(e)) from None
     opt_shardings = _opt_state_shardings(opt_shapes, flat_shardings, flat_shapes, mesh)
+    # Everything the compiled init/step programs depend on.
+    program_key = [setup.model_config, trainable, _shardings_key(flat_shardings), _mesh_key(mesh), total,
+                   {k: config_lib.to_dict(cfg[k]) for k in _STEP_KEYS}, setup.compiler_options]
 
     ckpt = checkpointing.Checkpointer(workdir, keep=cfg.keep_ckpts)
     init_rng, train_rng = jax.random.split(jax.random.key(cfg.seed))
@@ -444,10 +488,13 @@ def _run(setup: _Setup, workdir: str, writer: logging_utils.MetricsWriter, stop:
         if setup.init_path:
             params = _loaded_params(setup, flat_shardings, init_rng)
         else:
-            params = jax.jit(lambda r: model_lib.Model(**setup.model_config).init(
-                r, *model_lib.dummy_inputs(setup.model_config))["params"], out_shardings=param_shardings)(init_rng)
+            params = _random_params(setup.model_config, list(flat_shapes), flat_shardings, init_rng,
+                                    setup.compiler_options)
+            params = checkpoints.unflatten(params)
         train_params = checkpoints.unflatten({n: checkpoints.flatten(params)[n] for n in trainable})
-        opt_state = jax.jit(tx.init, out_shardings=opt_shardings)(train_params)
+        opt_init = _cached_jit(["opt_init", program_key], lambda: jax.jit(
+            tx.init, out_shardings=opt_shardings, compiler_options=setup.compiler_options))
+        opt_state = opt_init(train_params)
 
     n_params = model_lib.count_params(setup.shapes)
     n_train = sum(int(np.prod(flat_shapes[n].shape)) for n in trainable)
@@ -459,16 +506,21 @@ def _run(setup: _Setup, workdir: str, writer: logging_utils.MetricsWriter, stop:
     batch_sharding = sharding.batch_sharding(mesh)
     replicated = sharding.replicated(mesh)
     micro_sharding = NamedSharding(mesh, PartitionSpec(None, *sharding.batch_spec(mesh)))
-    step_fn = step_lib.make_train_step(
-        setup.model, tx, trainable=trainable, lr_fn=lr_fn, accum_steps=cfg.accum_steps,
-        label_smoothing=cfg.label_smoothing, loss_norm=cfg.loss_norm,
-        constrain_micro=lambda m: jax.lax.with_sharding_constraint(m, micro_sharding))
 
-    def wrapped(params, opt_state, batch, count, rng_data):
-        return step_fn(params, opt_state, batch, count, jax.random.wrap_key_data(rng_data))
+    def build_step():
+        step_fn = step_lib.make_train_step(
+            setup.model, tx, trainable=trainable, lr_fn=lr_fn, accum_steps=cfg.accum_steps,
+            label_smoothing=cfg.label_smoothing, loss_norm=cfg.loss_norm,
+            constrain_micro=lambda m: jax.lax.with_sharding_constraint(m, micro_sharding))
 
-    train_step = jax.jit(wrapped, in_shardings=(param_shardings, opt_shardings, batch_sharding, replicated, replicated),
-                         out_shardings=(param_shardings, opt_shardings, replicated), donate_argnums=(0, 1))
+        def wrapped(params, opt_state, batch, count, rng_data):
+            return step_fn(params, opt_state, batch, count, jax.random.wrap_key_data(rng_data))
+
+        return jax.jit(wrapped, in_shardings=(param_shardings, opt_shardings, batch_sharding, replicated, replicated),
+                       out_shardings=(param_shardings, opt_shardings, replicated), donate_argnums=(0, 1),
+                       compiler_options=setup.compiler_options)
+
+    train_step = _cached_jit(["step", program_key], build_step)
 
     records: list[dict[str, Any]] = []
     throughput = logging_utils.Throughput(start, total, cfg.input.batch_size)

@@ -1,0 +1,106 @@
+"""trainers.optimizer / step / config units: schedules, weight-decay and lr multipliers, losses, config checks."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from trainers import config as config_lib
+from trainers import optimizer, step
+
+
+def _opt_config(**overrides):
+    base = dict(optax_name="sgd", optax={}, lr=0.1, wd=0.0, wd_mults=config_lib.DEFAULT_WD_MULTS, lr_mults=(),
+                schedule=dict(decay_type="constant", warmup_steps=0, warmup_percent=0.0, end_factor=0.0,
+                              timescale=10_000), grad_clip_norm=None)
+    base.update(overrides)
+    return ml_collections.ConfigDict(base, type_safe=False)
+
+
+def test_schedules():
+    cos = optimizer.make_schedule(dict(decay_type="cosine", warmup_steps=2, end_factor=0.0), total_steps=10)
+    np.testing.assert_allclose([float(cos(t)) for t in (0, 1, 2, 6, 10)], [0.5, 1.0, 1.0, 0.5, 0.0], atol=1e-6)
+    lin = optimizer.make_schedule(dict(decay_type="linear", warmup_percent=0.0, end_factor=0.2), total_steps=10)
+    np.testing.assert_allclose([float(lin(t)) for t in (0, 5, 10)], [1.0, 0.6, 0.2], atol=1e-6)
+    rsqrt = optimizer.make_schedule(dict(decay_type="rsqrt", warmup_steps=0, timescale=4), total_steps=100)
+    np.testing.assert_allclose(float(rsqrt(12)), 1 / math.sqrt(4.0), rtol=1e-6)
+    const = optimizer.make_schedule(dict(decay_type="constant", warmup_percent=0.5), total_steps=4)
+    np.testing.assert_allclose([float(const(t)) for t in range(4)], [0.5, 1.0, 1.0, 1.0])
+
+
+def test_weight_decay_and_lr_multipliers_apply_where_configured():
+    params = {"llm": {"layers": {"mlp": {"linear": jnp.full((2, 2), 2.0)}, "pre_ffw_norm": {"scale": jnp.ones(2)}},
+                      "embedder": {"input_embedding": jnp.full((3, 2), 4.0)}},
+              "img": {"head": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}}}
+    grads = jax.tree.map(jnp.ones_like, params)
+    cfg = _opt_config(wd=0.01, lr_mults=[("^img/", 0.5)], wd_mults=[("embedder", 2.0), *config_lib.DEFAULT_WD_MULTS])
+    tx, lr_fn = optimizer.make_optimizer(cfg, params, total_steps=10)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    lr, wd = 0.1, 0.01
+    expected = {  # -(lr * lr_mult * g + wd * wd_mult * p)
+        "llm/layers/mlp/linear": -(lr * 1 + wd * 1 * 2.0),            # default wd rule covers the LLM weights
+        "llm/layers/pre_ffw_norm/scale": -(lr * 1),                   # norms: no decay
+        "llm/embedder/input_embedding": -(lr * 1 + wd * 2 * 4.0),     # first matching rule wins
+        "img/head/kernel": -(lr * 0.5 + wd * 1 * 1.0),                # lr multiplier; image weights decay too
+        "img/head/bias": -(lr * 0.5),                                 # biases: no decay
+    }
+    flat = optimizer.flatten(updates)
+    for name, value in expected.items():
+        np.testing.assert_allclose(np.asarray(flat[name]), value, rtol=1e-6, err_msg=name)
+    assert float(lr_fn(3)) == pytest.approx(0.1)
+
+
+def test_adam_clipping_and_frozen_names():
+    params = {"a": jnp.zeros(3), "b": {"kernel": jnp.zeros((2, 2))}}
+    cfg = _opt_config(optax_name="adam", grad_clip_norm=1.0)
+    tx, _ = optimizer.make_optimizer(cfg, params, total_steps=5)
+    grads = {"a": jnp.full(3, 100.0), "b": {"kernel": jnp.full((2, 2), -100.0)}}
+    updates, state = tx.update(grads, tx.init(params), params)
+    np.testing.assert_allclose(np.asarray(updates["a"]), -0.1, rtol=1e-4)  # Adam's first step is lr * sign(g)
+    assert optimizer.frozen_names(["img/a", "llm/b", "img/c"], ["^img/"]) == ["img/a", "img/c"]
+    with pytest.raises(optimizer.OptimizerConfigError, match="config.optax"):
+        optimizer.make_optimizer(_opt_config(optax_name="adam", optax={"bogus": 1}), params, total_steps=5)
+
+
+def test_loss_normalisation_and_label_smoothing():
+    nll = jnp.array([[1.0, 3.0, 0.0], [2.0, 0.0, 0.0]])
+    weights = jnp.array([[1, 1, 0], [1, 0, 0]])
+    total, denom = step.loss_parts(nll, weights, "example")
+    assert float(total / denom) == pytest.approx((2.0 + 2.0) / 2)  # mean of per-example means
+    total, denom = step.loss_parts(nll, weights, "token")
+    assert float(total / denom) == pytest.approx(6.0 / 3)
+    logits = jnp.log(jnp.array([[[0.7, 0.2, 0.1]]]))
+    targets = jnp.array([[0]])
+    assert float(step.token_nll(logits, targets)[0, 0]) == pytest.approx(-math.log(0.7), rel=1e-6)
+    smoothed = float(step.token_nll(logits, targets, 0.3)[0, 0])
+    soft = 0.7 * np.eye(3)[0] + 0.3 / 3
+    assert smoothed == pytest.approx(-np.sum(soft * np.log([0.7, 0.2, 0.1])), rel=1e-6)
+
+
+def test_microbatches_interleave_rows():
+    batch = {"x": jnp.arange(8)}
+    micro = step.split_microbatches(batch, 4)["x"]
+    np.testing.assert_array_equal(micro, [[0, 4], [1, 5], [2, 6], [3, 7]])
+
+
+def test_config_defaults_nearest_key_and_value_checks():
+    base = dict(model_name="paligemma-tiny", input=dict(data=dict(name="jsonl", path="x"), pp="keep()",
+                                                          batch_size=8), total_steps=10)
+    cfg = config_lib.resolve(base)
+    assert cfg.optax_name == "adam" and cfg.loss_norm == "example" and cfg.schedule.warmup_percent == 0.05
+    assert cfg.input.shuffle_buffer_size == 10_000 and list(cfg.mesh) == [("data", -1)]
+    for bad, pattern in [({"lr_mult": []}, "did you mean 'lr_mults'"),
+                         ({"input": {**base["input"], "batchsize": 2}}, "input.batchsize'; did you mean 'batch_size'"),
+                         ({"total_epochs": 2}, "exactly one of"),
+                         ({"loss_norm": "batch"}, "'example' or 'token'"),
+                         ({"optax": {"weight_decay": 0.1}}, "config.wd"),
+                         ({"freeze": "img"}, "list of regexes"),
+                         ({"wd_mults": [("(", 1.0)]}, "bad regex")]:
+        with pytest.raises(config_lib.ConfigError, match=pattern):
+            config_lib.resolve({**base, **bad})
+    with pytest.raises(config_lib.ConfigError, match="input.pp is required"):
+        config_lib.resolve({**base, "input": dict(data={}, batch_size=8)})
+    assert config_lib.num_steps(config_lib.resolve({**base, "total_steps": None, "total_epochs": 2.5}), 100) == 31
