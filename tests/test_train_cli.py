@@ -95,7 +95,7 @@ def _finish(proc: subprocess.Popen, timeout: float = 300) -> str:
 def test_sigterm_then_kill9_then_rerun_ends_like_an_uninterrupted_run(reference, tiny_assets, compile_cache,
                                                                       tmp_path):
     workdir, log_path = str(tmp_path / "run"), str(tmp_path / "stderr.txt")
-    cmd, env = _command(tiny_assets, workdir), _env(compile_cache)
+    cmd, env = _command(tiny_assets, workdir, "--config.export_npz=True"), _env(compile_cache)
 
     # 1. SIGTERM mid-run: the process finishes its step, saves it and exits (code 143) within seconds.
     proc = _launch(cmd, env, log_path)
@@ -130,8 +130,11 @@ def test_sigterm_then_kill9_then_rerun_ends_like_an_uninterrupted_run(reference,
     step, params = checkpointing.latest_params(workdir)
     assert step == STEPS
     ref_losses, ref_params = reference
+    _, exported = checkpoints.load(os.path.join(workdir, "params.npz"))  # the original .npz layout
+    exported = checkpoints.flatten(exported)
     for name, value in checkpoints.flatten(params).items():
         np.testing.assert_array_equal(value, ref_params[name], err_msg=name)
+        np.testing.assert_array_equal(exported[name], value, err_msg=name)
     records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
     assert [r["step"] for r in records] == list(range(1, STEPS + 1))  # no duplicates from the replayed steps
     np.testing.assert_array_equal([r["training_loss"] for r in records], ref_losses)

@@ -8,6 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from paligemma import model as model_lib
 from trainers import config as config_lib
 from trainers import optimizer, step
 
@@ -104,3 +105,32 @@ def test_config_defaults_nearest_key_and_value_checks():
     with pytest.raises(config_lib.ConfigError, match="input.pp is required"):
         config_lib.resolve({**base, "input": dict(data={}, batch_size=8)})
     assert config_lib.num_steps(config_lib.resolve({**base, "total_steps": None, "total_epochs": 2.5}), 100) == 31
+
+
+def test_bf16_compute_keeps_float32_master_params_and_optimizer_state():
+    model_config = model_lib.get_config("paligemma-tiny")
+    model_config["llm"].update(dtype="bfloat16", dropout=0.1)
+    model_config["img"].update(dtype="bfloat16")
+    model = model_lib.Model(**model_config)
+    shapes = model_lib.param_shapes(model_config)
+    tx, lr_fn = optimizer.make_optimizer(_opt_config(optax_name="adam"), shapes, total_steps=10)
+    fn = step.make_train_step(model, tx, trainable=list(optimizer.flatten(shapes)), lr_fn=lr_fn, accum_steps=2)
+    text = jax.ShapeDtypeStruct((4, 8), jnp.int32)
+    batch = dict(image=jax.ShapeDtypeStruct((4, 32, 32, 3), jnp.float32), text=text, mask_ar=text, mask_loss=text,
+                 mask_input=text)
+    args = (shapes, jax.eval_shape(tx.init, shapes), batch, jnp.int32(0), jax.random.key(0))
+    params, opt_state, metrics = jax.eval_shape(fn, *args)
+    assert {x.dtype for x in jax.tree.leaves(params)} == {np.dtype(np.float32)}
+    assert {x.dtype for x in jax.tree.leaves(opt_state)} <= {np.dtype(np.float32), np.dtype(np.int32)}
+    assert {x.dtype for x in metrics.values()} == {np.dtype(np.float32)}
+    jaxpr = str(jax.make_jaxpr(fn)(*args))
+    assert "bf16" in jaxpr and "dot_general" in jaxpr  # the matmuls run in bfloat16
+
+
+@pytest.mark.parametrize("name, kwargs", [("adafactor", {}), ("sgd", {"momentum": 0.9}), ("adamw", {"b2": 0.95})])
+def test_other_optimizers_update_finitely(name, kwargs):
+    params = {"llm": {"w": jnp.ones((256, 128)), "b": jnp.ones(3)}}
+    tx, _ = optimizer.make_optimizer(_opt_config(optax_name=name, optax=kwargs, wd=1e-4), params, total_steps=3)
+    state = tx.init(params)
+    updates, state = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
+    assert all(bool(jnp.all(jnp.isfinite(u))) and float(jnp.abs(u).max()) > 0 for u in jax.tree.leaves(updates))

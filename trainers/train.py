@@ -448,150 +448,186 @@ def train(config: Any, workdir: str, *, devices: Sequence[Any] | None = None,
         writer.close()
 
 
-def _run(setup: _Setup, workdir: str, writer: logging_utils.MetricsWriter, stop: _StopFlag) -> dict[str, Any]:
-    cfg, mesh, total = setup.cfg, setup.mesh, setup.total_steps
-    flat_shapes = checkpoints.flatten(setup.shapes)
-    param_shardings = sharding.to_shardings(setup.specs, mesh)
-    flat_shardings = checkpoints.flatten(param_shardings)
-    frozen = set(optimizer.frozen_names(list(flat_shapes), cfg.freeze))
-    trainable = [n for n in flat_shapes if n not in frozen]
-    if not trainable:
-        raise ConfigError("config.freeze freezes every parameter; nothing to train.")
-    train_shapes = checkpoints.unflatten({n: flat_shapes[n] for n in trainable})
-    try:
-        tx, lr_fn = optimizer.make_optimizer(cfg, train_shapes, total)
-        opt_shapes = jax.eval_shape(tx.init, train_shapes)
-    except (optimizer.OptimizerConfigError, TypeError, ValueError) as e:
-        raise ConfigError(_one_line(e)) from None
-    opt_shardings = _opt_state_shardings(opt_shapes, flat_shardings, flat_shapes, mesh)
-    # Everything the compiled init/step programs depend on.
-    program_key = [setup.model_config, trainable, _shardings_key(flat_shardings), _mesh_key(mesh), total,
-                   {k: config_lib.to_dict(cfg[k]) for k in _STEP_KEYS}, setup.compiler_options]
+class _State:
+    """The training state of a run: params, optimizer and how to compile/checkpoint them."""
 
-    ckpt = checkpointing.Checkpointer(workdir, keep=cfg.keep_ckpts)
-    init_rng, train_rng = jax.random.split(jax.random.key(cfg.seed))
-    rng_data = np.asarray(jax.random.key_data(train_rng))
-    start = ckpt.latest_step() or 0
-    position = 0
-    if start:
-        params, opt_state, meta = ckpt.restore(start, checkpointing.abstract_like(setup.shapes, param_shardings),
-                                               checkpointing.abstract_like(opt_shapes, opt_shardings))
-        position = int(meta["data_position"])
-        if int(meta.get("data_shards", setup.data_shards)) != setup.data_shards:
-            position = position * int(meta["data_shards"]) // setup.data_shards
-            log.warning("Resuming with %d data shards instead of %d: the data order differs from the interrupted run "
-                        "(pin config.input.data_shards to keep it).", setup.data_shards, meta["data_shards"])
-        writer.truncate_after(start)
-        log.info("Resumed from the checkpoint of step %d (data position %d).", start, position)
-        writer.print(f"Resuming from step {start}/{total} ({ckpt.directory}).")
-    else:
+    def __init__(self, setup: _Setup):
+        cfg, mesh = setup.cfg, setup.mesh
+        self.flat_shapes = checkpoints.flatten(setup.shapes)
+        self.param_shardings = sharding.to_shardings(setup.specs, mesh)
+        self.flat_shardings = checkpoints.flatten(self.param_shardings)
+        frozen = set(optimizer.frozen_names(list(self.flat_shapes), cfg.freeze))
+        self.trainable = [n for n in self.flat_shapes if n not in frozen]
+        if not self.trainable:
+            raise ConfigError("config.freeze freezes every parameter; nothing to train.")
+        train_shapes = checkpoints.unflatten({n: self.flat_shapes[n] for n in self.trainable})
+        try:
+            self.tx, self.lr_fn = optimizer.make_optimizer(cfg, train_shapes, setup.total_steps)
+            self.opt_shapes = jax.eval_shape(self.tx.init, train_shapes)
+        except (optimizer.OptimizerConfigError, TypeError, ValueError) as e:
+            raise ConfigError(_one_line(e)) from None
+        self.opt_shardings = _opt_state_shardings(self.opt_shapes, self.flat_shardings, self.flat_shapes, mesh)
+        # Everything the compiled init/step programs depend on.
+        self.program_key = [setup.model_config, self.trainable, _shardings_key(self.flat_shardings), _mesh_key(mesh),
+                            setup.total_steps, {k: config_lib.to_dict(cfg[k]) for k in _STEP_KEYS},
+                            setup.compiler_options]
+
+    def initial(self, setup: _Setup, rng: jax.Array) -> tuple[Any, Any]:
+        """(params, opt_state) at step 0: from model_init or random, placed on the mesh."""
         if setup.init_path:
-            params = _loaded_params(setup, flat_shardings, init_rng)
+            params = _loaded_params(setup, self.flat_shardings, rng)
         else:
-            params = _random_params(setup.model_config, list(flat_shapes), flat_shardings, init_rng,
-                                    setup.compiler_options)
-            params = checkpoints.unflatten(params)
-        train_params = checkpoints.unflatten({n: checkpoints.flatten(params)[n] for n in trainable})
-        opt_init = _cached_jit(["opt_init", program_key], lambda: jax.jit(
-            tx.init, out_shardings=opt_shardings, compiler_options=setup.compiler_options))
-        opt_state = opt_init(train_params)
+            params = checkpoints.unflatten(_random_params(setup.model_config, list(self.flat_shapes),
+                                                          self.flat_shardings, rng, setup.compiler_options))
+        flat = checkpoints.flatten(params)
+        opt_init = _cached_jit(["opt_init", self.program_key], lambda: jax.jit(
+            self.tx.init, out_shardings=self.opt_shardings, compiler_options=setup.compiler_options))
+        return params, opt_init(checkpoints.unflatten({n: flat[n] for n in self.trainable}))
 
-    n_params = model_lib.count_params(setup.shapes)
-    n_train = sum(int(np.prod(flat_shapes[n].shape)) for n in trainable)
-    writer.print(f"Training {n_params:,} params ({n_train:,} trainable) on mesh {dict(mesh.shape)} "
-                 f"({jax.process_count()} processes), batch {cfg.input.batch_size}, {total} steps; workdir {workdir}")
-    log.info("Parameter sharding:\n%s", "\n".join(sharding.describe(setup.specs, setup.shapes)))
+    def restore(self, ckpt: checkpointing.Checkpointer, step: int, shapes: Any) -> tuple[Any, Any, dict[str, Any]]:
+        """(params, opt_state, meta) of checkpoint `step`, placed on the mesh."""
+        return ckpt.restore(step, checkpointing.abstract_like(shapes, self.param_shardings),
+                            checkpointing.abstract_like(self.opt_shapes, self.opt_shardings))
 
-    data = _TrainData(setup, position)
-    batch_sharding = sharding.batch_sharding(mesh)
-    replicated = sharding.replicated(mesh)
-    micro_sharding = NamedSharding(mesh, PartitionSpec(None, *sharding.batch_spec(mesh)))
+    def train_step(self, setup: _Setup) -> Callable:
+        """The jitted `(params, opt_state, batch, count, rng_data) -> (params, opt_state, metrics)` (donates state)."""
+        cfg, mesh = setup.cfg, setup.mesh
+        replicated = sharding.replicated(mesh)
+        micro_sharding = NamedSharding(mesh, PartitionSpec(None, *sharding.batch_spec(mesh)))
 
-    def build_step():
-        step_fn = step_lib.make_train_step(
-            setup.model, tx, trainable=trainable, lr_fn=lr_fn, accum_steps=cfg.accum_steps,
-            label_smoothing=cfg.label_smoothing, loss_norm=cfg.loss_norm,
-            constrain_micro=lambda m: jax.lax.with_sharding_constraint(m, micro_sharding))
+        def build():
+            step_fn = step_lib.make_train_step(
+                setup.model, self.tx, trainable=self.trainable, lr_fn=self.lr_fn, accum_steps=cfg.accum_steps,
+                label_smoothing=cfg.label_smoothing, loss_norm=cfg.loss_norm,
+                constrain_micro=lambda m: jax.lax.with_sharding_constraint(m, micro_sharding))
 
-        def wrapped(params, opt_state, batch, count, rng_data):
-            return step_fn(params, opt_state, batch, count, jax.random.wrap_key_data(rng_data))
+            def wrapped(params, opt_state, batch, count, rng_data):
+                return step_fn(params, opt_state, batch, count, jax.random.wrap_key_data(rng_data))
 
-        return jax.jit(wrapped, in_shardings=(param_shardings, opt_shardings, batch_sharding, replicated, replicated),
-                       out_shardings=(param_shardings, opt_shardings, replicated), donate_argnums=(0, 1),
-                       compiler_options=setup.compiler_options)
+            return jax.jit(wrapped, donate_argnums=(0, 1), compiler_options=setup.compiler_options,
+                           in_shardings=(self.param_shardings, self.opt_shardings, sharding.batch_sharding(mesh),
+                                         replicated, replicated),
+                           out_shardings=(self.param_shardings, self.opt_shardings, replicated))
 
-    train_step = _cached_jit(["step", program_key], build_step)
+        return _cached_jit(["step", self.program_key], build)
 
-    records: list[dict[str, Any]] = []
-    throughput = logging_utils.Throughput(start, total, cfg.input.batch_size)
-    last_saved = start
 
-    def check(done: int, metrics: Any) -> dict[str, float]:
+def _resume_position(meta: dict[str, Any], setup: _Setup) -> int:
+    position = int(meta["data_position"])
+    saved_shards = int(meta.get("data_shards", setup.data_shards))
+    if saved_shards != setup.data_shards:
+        position = position * saved_shards // setup.data_shards
+        log.warning("Resuming with %d data shards instead of %d: the data order differs from the interrupted run "
+                    "(pin config.input.data_shards to keep it).", setup.data_shards, saved_shards)
+    if int(meta.get("total_steps", setup.total_steps)) != setup.total_steps:
+        log.warning("The checkpoint was written by a run of %s steps; this one has %d (the schedule changes).",
+                    meta["total_steps"], setup.total_steps)
+    return position
+
+
+class _Logger:
+    """Checks each step's metrics (NaN/Inf stops the run) and logs them every log_training_steps."""
+
+    def __init__(self, setup: _Setup, writer: logging_utils.MetricsWriter, start: int, ckpt_dir: str):
+        self.setup, self.writer, self.ckpt_dir = setup, writer, ckpt_dir
+        self.total = setup.total_steps
+        self.throughput = logging_utils.Throughput(start, self.total, setup.cfg.input.batch_size)
+        self.last_saved = start
+        self.records: list[dict[str, Any]] = []
+
+    def check(self, step: int, metrics: Any) -> dict[str, float]:
+        """Fetches the step's metrics; raises TrainingDiverged; returns the record to log (empty: none due)."""
         values = {k: float(v) for k, v in jax.device_get(metrics).items()}
         if values.pop("finite") != 1.0:
             raise TrainingDiverged(
                 f"non-finite training loss ({values['training_loss']}) or gradient norm ({values['grad_norm']}) at "
-                f"step {done}; stopping without saving. The last good checkpoint is step {last_saved or 'none'} in "
-                f"{ckpt.directory}. Check the data of that step, lower config.lr or set config.grad_clip_norm.")
-        if done % cfg.log_training_steps == 0 or done == total:
-            examples_per_sec, eta = throughput.update(done)
-            writer.print(logging_utils.progress_line(done, total, values, examples_per_sec, eta))
-            record = dict(values)
-            if examples_per_sec is not None:
-                record["examples_per_sec"] = examples_per_sec
-            return record
-        return {}
+                f"step {step}; stopping without saving. The last good checkpoint is step {self.last_saved or 'none'} "
+                f"in {self.ckpt_dir}. Check the data of that step, lower config.lr or set config.grad_clip_norm.")
+        if step % self.setup.cfg.log_training_steps and step != self.total:
+            return {}
+        examples_per_sec, eta = self.throughput.update(step)
+        self.writer.print(logging_utils.progress_line(step, self.total, values, examples_per_sec, eta))
+        if examples_per_sec is not None:
+            values["examples_per_sec"] = examples_per_sec
+        return values
 
-    def emit(done: int, record: dict[str, float]) -> None:
+    def evaluate(self, step: int, params: Any, names: Sequence[str], record: dict[str, float]) -> None:
+        """Runs the evaluators `names`; adds `{name}/{metric}` to `record`."""
+        for name in names:
+            metrics = self.setup.evaluators[name].run(params, step=step)
+            record.update({f"{name}/{k}": v for k, v in metrics.items()})
+            self.writer.print(f"step {step}/{self.total} | eval {name}: "
+                              + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+
+    def emit(self, step: int, record: dict[str, float]) -> None:
         if record:
-            writer.write(done, record)
-            records.append({"step": done, **record})
+            self.writer.write(step, record)
+            self.records.append({"step": step, **record})
 
-    done = start
-    pending = None  # (step, device metrics, record so far) of the last step not checked yet
-    preempted = False
+
+def _run(setup: _Setup, workdir: str, writer: logging_utils.MetricsWriter, stop: _StopFlag) -> dict[str, Any]:
+    cfg, mesh, total = setup.cfg, setup.mesh, setup.total_steps
+    state = _State(setup)
+    ckpt = checkpointing.Checkpointer(workdir, keep=cfg.keep_ckpts)
+    init_rng, train_rng = jax.random.split(jax.random.key(cfg.seed))
+    rng_data = np.asarray(jax.random.key_data(train_rng))
+    start = ckpt.latest_step() or 0
+    if start:
+        params, opt_state, meta = state.restore(ckpt, start, setup.shapes)
+        position = _resume_position(meta, setup)
+        writer.truncate_after(start)
+        writer.print(f"Resuming from step {start}/{total} ({ckpt.directory}, data position {position}).")
+    else:
+        params, opt_state = state.initial(setup, init_rng)
+        position = 0
+    n_train = sum(int(np.prod(state.flat_shapes[n].shape)) for n in state.trainable)
+    writer.print(f"Training {model_lib.count_params(setup.shapes):,} params ({n_train:,} trainable) on mesh "
+                 f"{dict(mesh.shape)} ({jax.process_count()} processes), batch {cfg.input.batch_size}, {total} steps; "
+                 f"workdir {workdir}")
+    log.info("Parameter sharding:\n%s", "\n".join(sharding.describe(setup.specs, setup.shapes)))
+    data = _TrainData(setup, position)
+    train_step = state.train_step(setup)
+    logger = _Logger(setup, writer, start, ckpt.directory)
+
+    done, pending, preempted, export = start, None, False, None
     try:
-        first = True
         while done < total:
             batch = next(data)
-            if first:
-                step_lib.check_batch(batch)
-                first = False
-            batch = sharding.put_batch(batch, mesh)
-            params, opt_state, metrics = train_step(params, opt_state, batch, np.int32(done), rng_data)
+            if done == start:
+                try:
+                    step_lib.check_batch(batch)
+                except ValueError as e:
+                    raise ConfigError(f"config.input.pp: {_one_line(e)}") from None
+            params, opt_state, metrics = train_step(params, opt_state, sharding.put_batch(batch, mesh),
+                                                    np.int32(done), rng_data)
             done += 1
             if pending is not None:  # checked one step late, so that the host does not stall the device
-                emit(pending[0], check(pending[0], pending[1]))
+                logger.emit(pending[0], logger.check(*pending))
             pending = (done, metrics)
-            preempted = _any_process(stop.requested)
+            preempted = _any_process(stop.requested) and done < total
             due_evals = [name for name, ev in setup.evaluators.items() if ev.should_run(done, total)]
             save = done % cfg.ckpt_steps == 0 or done == total or preempted
-            if save or due_evals or done == total:
-                record = check(done, metrics)
+            if save or due_evals:
+                record = logger.check(*pending)
                 pending = None
-                for name in due_evals:
-                    for metric, value in setup.evaluators[name].run(params, step=done).items():
-                        record[f"{name}/{metric}"] = value
-                    writer.print(f"step {done}/{total} | eval {name}: " + ", ".join(
-                        f"{k} {v:.4g}" for k, v in record.items() if k.startswith(name + "/")))
-                emit(done, record)
+                logger.evaluate(done, params, due_evals, record)
+                logger.emit(done, record)
             if save:
                 ckpt.save(done, params, opt_state, dict(step=done, data_position=data.position,
                                                         data_shards=setup.data_shards, rng=rng_data.tolist(),
                                                         total_steps=total))
-                last_saved = done
+                logger.last_saved = done
             if preempted:
                 ckpt.wait()
                 writer.print(f"Stopped by SIGTERM after step {done}/{total}; checkpoint saved. Rerun the same "
                              f"command to resume.")
                 break
-        if pending is not None:
-            emit(pending[0], check(pending[0], pending[1]))
-        export = _export(params, cfg, workdir) if done == total else None
+        if done == total:
+            export = _export(params, cfg, workdir)
     finally:
         ckpt.close()
-    return dict(step=done, total_steps=total, start_step=start, records=records, preempted=preempted,
-                checkpoint_step=last_saved, export=export)
+    return dict(step=done, total_steps=total, start_step=start, records=logger.records, preempted=preempted,
+                checkpoint_step=logger.last_saved, export=export)
 
 
 # --------------------------------------------------------------------------------------------------------------------
