@@ -122,17 +122,20 @@ class _QaEvaluator(GenerativeEvaluator):
         out = []
         for r, pred in zip(rows, texts):
             gts = as_text_list(answers[r])
-            if not gts:
-                raise ValueError(f"Evaluator {self.name!r}: example {r} of a batch has no ground-truth answers in "
-                                 f"{self.config['answers_key']!r}")
             rec = {"prediction": pred, "answers": gts}
             if ids is not None:
                 rec["id"] = _id(ids[r])
             if types is not None:
                 rec["answer_type"] = as_text(types[r])
-            rec["score"] = float(self._score(pred, gts))
+            # No answers (a test split): predicted for the submission file, not scored.
+            rec["score"] = float(self._score(pred, gts)) if gts else None
             out.append(rec)
         return out
+
+    @staticmethod
+    def scored(records: list[dict]) -> list[dict]:
+        """The records that have ground-truth answers."""
+        return [r for r in records if r["score"] is not None]
 
     def _submission(self, records):
         if not records or any("id" not in r for r in records):
@@ -159,9 +162,14 @@ class VqaEvaluator(_QaEvaluator):
         return M.vqa_accuracy(prediction, answers)
 
     def _metrics(self, records):
+        unscored = len(records) - len(records := self.scored(records))
+        if not records:  # a test split: only the submission file
+            return {"unscored": unscored}
         types = [r.get("answer_type") for r in records]
         agg = M.vqa_aggregate([r["score"] for r in records], types if all(t is not None for t in types) else None)
         out = {"accuracy": agg["overall"]}
+        if unscored:
+            out["unscored"] = unscored
         for t, v in sorted(agg["per_answer_type"].items()):
             out[f"accuracy_{safe_metric_name(t)}"] = v
         return out
@@ -180,7 +188,9 @@ class AnlsEvaluator(_QaEvaluator):
                       collapse_whitespace=bool(self.config["collapse_whitespace"]))
 
     def _metrics(self, records):
-        return {"anls": mean([r["score"] for r in records])}
+        unscored = len(records) - len(records := self.scored(records))
+        out = {"anls": mean([r["score"] for r in records])} if records else {}
+        return dict(out, unscored=unscored) if unscored else out
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -199,10 +209,7 @@ class CaptionEvaluator(GenerativeEvaluator):
         ids = self._optional_field(batch, "id_key")
         out = []
         for r, pred in zip(rows, self.texts(outputs, rows)):
-            references = as_text_list(refs[r])
-            if not references:
-                raise ValueError(f"Evaluator {self.name!r}: an example has no reference captions in "
-                                 f"{self.config['references_key']!r}")
+            references = as_text_list(refs[r])  # none on a test split: predicted, not scored
             rec = {"prediction": pred, "references": references}
             if ids is not None:
                 rec["id"] = _id(ids[r])
@@ -210,12 +217,14 @@ class CaptionEvaluator(GenerativeEvaluator):
         return out
 
     def _metrics(self, records):
+        unscored = len(records) - len(records := [r for r in records if r["references"]])
         if not records:
-            return {"cider": 0.0, "bleu4": 0.0, "rouge_l": 0.0}
+            return {"unscored": unscored}
         preds = [r["prediction"] for r in records]
         refs = [r["references"] for r in records]
-        return {"cider": M.cider(preds, refs)[0], "bleu4": M.bleu4(preds, refs)[0],
-                "rouge_l": M.rouge_l(preds, refs)[0]}
+        out = {"cider": M.cider(preds, refs)[0], "bleu4": M.bleu4(preds, refs)[0],
+               "rouge_l": M.rouge_l(preds, refs)[0]}
+        return dict(out, unscored=unscored) if unscored else out
 
     def _submission(self, records):
         if not records or any("id" not in r for r in records):

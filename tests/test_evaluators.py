@@ -418,3 +418,20 @@ def test_run_on_a_training_workdir(tiny, tok_path, tmp_path):
     np.testing.assert_allclose([r["nll"] for r in records], _single_process_nll(model, params, tok_path), rtol=1e-5)
     with open(os.path.join(wd, "eval_metrics.json")) as f:
         assert json.load(f)["metrics"]["ppl"]["num_examples"] == 5.0
+
+
+def test_a_split_without_answers_is_predicted_not_scored(tiny, tok_path, tmp_path, monkeypatch):
+    """Test splits (VQAv2 test-dev, DocVQA test, NoCaps test) have no answers: predictions go to the submission
+    file, and the metrics only count them."""
+    model, params, _ = tiny
+    fixture = os.path.dirname(CFG.FIXTURE)
+    path = tmp_path / "test.jsonl"
+    path.write_text("".join(json.dumps(dict(r, answers=[""], captions=[""])) + "\n" for r in ROWS))
+    data = dict(name="jsonl", path=str(path), image_root=fixture)
+    cfgs = {k: dict(v, data=data) for k, v in CFG.evals(batch_size=4).items() if k in ("vqa", "docvqa", "cap")}
+    tok = Tokenizer(tok_path)
+    for name, ev in build_evaluators(cfgs, model=model, tokenizer_path=tok_path, workdir=str(tmp_path)).items():
+        monkeypatch.setattr(decode, "generate", _fake_generate(tok, lambda i, n=name: _answers(i)[n]))
+        assert ev.run(params) == {"unscored": 5, "num_examples": 5}
+        with open(ev.last.files["submission"]) as f:
+            assert len(json.load(f)) == 5
