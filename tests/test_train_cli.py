@@ -192,6 +192,17 @@ def test_bad_configs_fail_with_one_clear_line_before_compiling(tiny_assets, tmp_
         assert "\n" not in str(info.value)
 
 
+def test_a_bad_pp_fails_before_the_params_are_built(tiny_assets, tmp_path, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("params were built (compiled) despite a bad pp")
+
+    monkeypatch.setattr(train_lib._State, "initial", never)
+    for pp, pattern in [("decode|no_such_op()", r"config\.input\.pp: .*no_such_op"),
+                        ('decode|keep("image")', r"config\.input .* lacks \['text'")]:
+        with pytest.raises(ConfigError, match=pattern):
+            train_lib.train(tiny_config(tiny_assets, **{"input.pp": pp}), str(tmp_path / "w"))
+
+
 def test_cli_reports_a_bad_config_on_one_line(tiny_assets, compile_cache, tmp_path):
     cmd = _command(tiny_assets, str(tmp_path / "w"), "--config.input.batch_size=12")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(compile_cache), cwd=REPO, timeout=300)

@@ -107,6 +107,15 @@ def test_config_defaults_nearest_key_and_value_checks():
     assert config_lib.num_steps(config_lib.resolve({**base, "total_steps": None, "total_epochs": 2.5}), 100) == 31
 
 
+def test_load_config_file_with_argument(tmp_path):
+    path = tmp_path / "cfg.py"
+    path.write_text("import ml_collections\n\ndef get_config(arg=None):\n"
+                    "    return ml_collections.ConfigDict(dict(seed=int(arg or 0)))\n")
+    assert config_lib.load(f"{path}:7").seed == 7 and config_lib.load(str(path)).seed == 0
+    with pytest.raises(config_lib.ConfigError, match="not found"):
+        config_lib.load(str(tmp_path / "missing.py"))
+
+
 def test_bf16_compute_keeps_float32_master_params_and_optimizer_state():
     model_config = model_lib.get_config("paligemma-tiny")
     model_config["llm"].update(dtype="bfloat16", dropout=0.1)

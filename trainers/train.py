@@ -88,7 +88,11 @@ def initialize_distributed(mode: str = "auto", coordinator_address: str | None =
                                       process_id=process_id).items() if v is not None}
     if mode == "off" or (mode == "auto" and not explicit and not _on_cloud_tpu_vm()):
         return False
-    jax.distributed.initialize(**explicit)
+    try:
+        jax.distributed.initialize(**explicit)
+    except (ValueError, RuntimeError) as e:
+        raise RuntimeError(f"jax.distributed.initialize({explicit or ''}) failed: {e}. On a single machine pass "
+                           f"--multihost=off; by hand: --coordinator_address, --num_processes, --process_id.") from e
     return True
 
 
@@ -343,15 +347,28 @@ class _TrainData:
     def __init__(self, setup: _Setup, position: int):
         from datasets import pipeline
         cfg = setup.cfg
+        self.describe = setup.source.describe() if hasattr(setup.source, "describe") else cfg.input.data
         per_process = setup.data_shards // jax.process_count()
         first = jax.process_index() * per_process
-        self.iterators = [
-            pipeline.make_train_iterator(setup.source, cfg.input.pp, batch_size=cfg.input.batch_size // setup.data_shards,
-                                         shuffle_buffer_size=cfg.input.shuffle_buffer_size, seed=cfg.seed,
-                                         start_example=position, process_index=shard,
-                                         process_count=setup.data_shards, prefetch=cfg.input.prefetch,
-                                         tokenizer=setup.tokenizer_path)
-            for shard in range(first, first + per_process)]
+        try:
+            self.iterators = [
+                pipeline.make_train_iterator(
+                    setup.source, cfg.input.pp, batch_size=cfg.input.batch_size // setup.data_shards,
+                    shuffle_buffer_size=cfg.input.shuffle_buffer_size, seed=cfg.seed, start_example=position,
+                    process_index=shard, process_count=setup.data_shards, prefetch=cfg.input.prefetch,
+                    tokenizer=setup.tokenizer_path)
+                for shard in range(first, first + per_process)]
+        except (ValueError, KeyError, TypeError) as e:  # pp strings are parsed here
+            raise ConfigError(f"config.input.pp: {_one_line(e)}") from None
+
+    def first_batch(self) -> dict[str, np.ndarray]:
+        """The next batch, with pipeline and pp failures reported as a ConfigError."""
+        try:
+            batch = next(self)
+            step_lib.check_batch(batch)
+        except Exception as e:  # pylint: disable=broad-except  (tf.data errors of every kind)
+            raise ConfigError(f"config.input (data {self.describe}, pp): {_one_line(e)}") from None
+        return batch
 
     def __next__(self) -> dict[str, np.ndarray]:
         parts = [next(it) for it in self.iterators]
@@ -572,32 +589,27 @@ def _run(setup: _Setup, workdir: str, writer: logging_utils.MetricsWriter, stop:
     init_rng, train_rng = jax.random.split(jax.random.key(cfg.seed))
     rng_data = np.asarray(jax.random.key_data(train_rng))
     start = ckpt.latest_step() or 0
+    position = _resume_position(ckpt.restore_meta(start), setup) if start else 0
+    data = _TrainData(setup, position)
+    first_batch = data.first_batch() if start < total else None  # checks the pipeline before compiling
     if start:
-        params, opt_state, meta = state.restore(ckpt, start, setup.shapes)
-        position = _resume_position(meta, setup)
+        params, opt_state, _ = state.restore(ckpt, start, setup.shapes)
         writer.truncate_after(start)
         writer.print(f"Resuming from step {start}/{total} ({ckpt.directory}, data position {position}).")
     else:
         params, opt_state = state.initial(setup, init_rng)
-        position = 0
     n_train = sum(int(np.prod(state.flat_shapes[n].shape)) for n in state.trainable)
     writer.print(f"Training {model_lib.count_params(setup.shapes):,} params ({n_train:,} trainable) on mesh "
                  f"{dict(mesh.shape)} ({jax.process_count()} processes), batch {cfg.input.batch_size}, {total} steps; "
                  f"workdir {workdir}")
     log.info("Parameter sharding:\n%s", "\n".join(sharding.describe(setup.specs, setup.shapes)))
-    data = _TrainData(setup, position)
     train_step = state.train_step(setup)
     logger = _Logger(setup, writer, start, ckpt.directory)
 
     done, pending, preempted, export = start, None, False, None
     try:
         while done < total:
-            batch = next(data)
-            if done == start:
-                try:
-                    step_lib.check_batch(batch)
-                except ValueError as e:
-                    raise ConfigError(f"config.input.pp: {_one_line(e)}") from None
+            batch, first_batch = (first_batch, None) if first_batch is not None else (next(data), None)
             params, opt_state, metrics = train_step(params, opt_state, sharding.put_batch(batch, mesh),
                                                     np.int32(done), rng_data)
             done += 1
