@@ -9,6 +9,8 @@ the CLIs call it, so `tfds.builder("easy_vqa")` works after `import datasets.sou
 | `easy_vqa`  | `datasets.builders.easy_vqa`     | no (pip package)   | easy-VQA, 38,575 / 9,673 questions        |
 | `vqa`       | `datasets.builders.vqa`          | yes                | VQAv2 (COCO 2014 images + official JSON)  |
 | `refcoco`   | `datasets.builders.refcoco`      | yes                | RefCOCO/+/g, one example per expression   |
+| `docvqa`    | `datasets.builders.docvqa`       | yes                | DocVQA single page, one per question      |
+| `nocaps`    | `datasets.builders.nocaps`       | yes                | NoCaps val/test, one per image            |
 
 Stock TFDS datasets (`coco_captions`, `ref_coco`, ...) are used by name and need no entry here.
 """
@@ -21,6 +23,8 @@ BUILDERS = {
     "easy_vqa": "datasets.builders.easy_vqa",
     "vqa": "datasets.builders.vqa",
     "refcoco": "datasets.builders.refcoco",
+    "docvqa": "datasets.builders.docvqa",
+    "nocaps": "datasets.builders.nocaps",
 }
 
 

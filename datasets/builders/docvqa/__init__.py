@@ -1,0 +1,5 @@
+"""DocVQA (single page) as a TFDS dataset (`docvqa`), built from the official files in a manual_dir.
+
+See `docvqa_dataset_builder.py` for the features and `MANUAL_DOWNLOAD_INSTRUCTIONS` for the manual_dir layout.
+"""
+from datasets.builders.docvqa.docvqa_dataset_builder import Builder, MANUAL_DOWNLOAD_INSTRUCTIONS, missing_manual_files  # noqa: F401

@@ -1,0 +1,5 @@
+"""NoCaps validation/test as a TFDS dataset (`nocaps`), built from the official files in a manual_dir.
+
+See `nocaps_dataset_builder.py` for the features and `MANUAL_DOWNLOAD_INSTRUCTIONS` for the manual_dir layout.
+"""
+from datasets.builders.nocaps.nocaps_dataset_builder import Builder, MANUAL_DOWNLOAD_INSTRUCTIONS, missing_manual_files  # noqa: F401
