@@ -303,14 +303,22 @@ def put_batch(batch: Mapping[str, Any], mesh: Mesh) -> dict[str, Any]:
     """Process-local numpy batch (leading dim = this process's rows) -> global jax arrays split over the batch axes.
 
     Every process passes its own rows (`global batch / process_count` of them, in the order of its devices on the
-    mesh). Non-numeric leaves (strings, bytes, objects) stay numpy arrays on the host.
+    mesh). Non-numeric leaves (strings, bytes, objects) stay numpy arrays on the host. With one process, a batch that
+    the batch axes do not divide (e.g. a small eval batch) is replicated instead; with several it is an error.
     """
     sharding = batch_sharding(mesh)
+    shards, processes = data_parallel_size(mesh), jax.process_count()
 
     def put(x):
         x = np.asarray(x)
         if x.dtype.kind in "OSUV":
             return x
+        if x.ndim == 0 or (x.shape[0] * processes) % shards:
+            if processes == 1:
+                return jax.device_put(x, replicated(mesh))
+            raise ShardingError(f"a batch of {x.shape[0] if x.ndim else 'no'} rows per process cannot be split over "
+                                f"the {shards} batch shards of the mesh; use a batch size that is a multiple of "
+                                f"{shards}.")
         return jax.make_array_from_process_local_data(sharding, x)
 
     return jax.tree.map(put, dict(batch))

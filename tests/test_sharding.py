@@ -78,3 +78,10 @@ def test_put_batch_builds_global_arrays_split_over_batch_axes():
     assert isinstance(out["names"], np.ndarray)  # strings stay on the host
     shard_rows = {d.id: s.data.shape[0] for s in out["text"].addressable_shards for d in [s.device]}
     assert set(shard_rows.values()) == {2}
+
+
+def test_put_batch_replicates_a_batch_the_mesh_does_not_divide_on_one_process():
+    mesh = sharding.make_mesh([("data", 8)])
+    out = sharding.put_batch({"x": np.arange(3, dtype=np.float32)}, mesh)
+    assert out["x"].sharding.is_fully_replicated
+    np.testing.assert_array_equal(np.asarray(out["x"]), [0, 1, 2])
