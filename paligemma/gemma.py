@@ -123,8 +123,9 @@ class Embedder(nn.Module):
     param_dtype: Any = jnp.float32
 
     def setup(self):
-        self.input_embedding = self.param("input_embedding", nn.initializers.normal(stddev=1.0),
-                                          (self.vocab_size, self.width), self.param_dtype)
+        # std 1/sqrt(width): encoded rows have unit scale and the tied logits start near uniform (from-scratch runs).
+        init = nn.initializers.variance_scaling(1.0, "fan_in", "normal", in_axis=1, out_axis=0)
+        self.input_embedding = self.param("input_embedding", init, (self.vocab_size, self.width), self.param_dtype)
 
     def encode(self, ids: jax.Array) -> jax.Array:
         """int `[B, T]` -> `[B, T, D]` in the compute dtype (the sqrt(width) factor is rounded to it first)."""

@@ -122,3 +122,13 @@ def test_benchmark_dispatcher(capsys):
     assert benchmark.main(["benchmark", "_test_noop", "--x"]) == 0
   finally:
     benchmark.BENCHMARKS.pop("_test_noop")
+
+
+def test_refcoco_refs_pickles_are_read_as_plain_data_only():
+  import os as _os
+  import pickle
+  from datasets.builders.refcoco import refcoco_dataset_builder as refcoco
+  assert refcoco._load_plain_pickle(pickle.dumps([{"ref_id": 1, "sentences": [{"raw": "x"}]}], protocol=2)) == [
+      {"ref_id": 1, "sentences": [{"raw": "x"}]}]
+  with pytest.raises(pickle.UnpicklingError, match="only plain data"):
+    refcoco._load_plain_pickle(pickle.dumps(_os.getcwd))

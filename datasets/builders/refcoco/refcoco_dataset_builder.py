@@ -38,10 +38,23 @@ Put the COCO train2014 images and the RefCOCO annotations in one folder (the man
   manual_dir/refcoco+/instances.json, manual_dir/refcoco+/refs(unc).p                   <- refcoco+.zip
   manual_dir/refcocog/instances.json, manual_dir/refcocog/refs(umd).p, refs(google).p   <- refcocog.zip
   manual_dir/coco_train2014/COCO_train2014_000000xxxxxx.jpg
-  (the zips are linked from the refer README; the .p files are Python pickles: only use the official files.)
+  (the zips are linked from the refer README; the .p files are Python pickles, read as plain data only.)
 
 Then: python -m datasets.build refcoco/refcoco_unc --data_dir DATA_DIR --manual_dir MANUAL_DIR
 """
+
+class _PlainDataUnpickler(pickle.Unpickler):
+  """Unpickles plain data only (dict, list, str, numbers...): any class or function reference is refused, so a
+  tampered refs file cannot run code."""
+
+  def find_class(self, module, name):
+    raise pickle.UnpicklingError(f"refusing {module}.{name} in a RefCOCO refs file: only plain data is allowed "
+                                 "(use the official refs(...).p files)")
+
+
+def _load_plain_pickle(raw: bytes, encoding: str = "ASCII"):
+  return _PlainDataUnpickler(io.BytesIO(raw), encoding=encoding).load()
+
 
 _SPLITS = {
     ("refcoco", "unc"): ["train", "val", "testA", "testB"],
@@ -85,10 +98,10 @@ def _load(manual_dir, dataset, partition):
     return refs, images, anns, {}
   with open(os.path.join(manual_dir, dataset, f"refs({partition}).p"), "rb") as f:
     raw = f.read()
-  try:  # the official refer files are Python (2) pickles
-    refs = pickle.loads(raw)
+  try:  # the official refer files are Python (2) pickles of plain lists/dicts
+    refs = _load_plain_pickle(raw)
   except UnicodeDecodeError:
-    refs = pickle.loads(raw, encoding="latin1")
+    refs = _load_plain_pickle(raw, encoding="latin1")
   with open(os.path.join(manual_dir, dataset, "instances.json")) as f:
     inst = json.load(f)
   images = {im["id"]: im for im in inst["images"]}
