@@ -306,8 +306,11 @@ def resolve_checkpoint_path(model_init: str) -> str:
             tried.append(candidate)
             if os.path.exists(candidate):
                 return candidate
-    hint = "" if root else " (set $PALIGEMMA_CKPT_DIR to find released names there)"
-    raise ConfigError(f"config.model_init: checkpoint not found; tried {', '.join(tried)}{hint}.")
+    hint = ("" if root else " $PALIGEMMA_CKPT_DIR is not set.") + (
+        " Download the released big_vision checkpoint (e.g. `paligemma-3b-pt-224.npz` from Kaggle 'google/paligemma'"
+        " or Hugging Face 'google/paligemma-3b-pt-224-jax'; a PyTorch-hub folder works too) into $PALIGEMMA_CKPT_DIR,"
+        " or pass --config.model_init=PATH.")
+    raise ConfigError(f"config.model_init: checkpoint not found; tried {', '.join(tried)}.{hint}")
 
 
 def num_steps(config: ml_collections.ConfigDict, num_examples: int | None) -> int:

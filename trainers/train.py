@@ -174,15 +174,30 @@ class _Setup:
             self.shapes = model_lib.param_shapes(self.model_config)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"config.model / model_name: {_one_line(e)}") from None
-        self.init_path = config_lib.resolve_checkpoint_path(cfg.model_init) if cfg.model_init else None
+        # The external inputs (checkpoint, data, tokenizer) are all checked before failing, so that one run tells
+        # everything that is missing.
+        missing = []
+        self.init_path = self.source = self.tokenizer_path = None
+        if cfg.model_init:
+            try:
+                self.init_path = config_lib.resolve_checkpoint_path(cfg.model_init)
+            except ConfigError as e:
+                missing.append(str(e))
         try:
             from datasets import sources
             self.source = sources.get_source(cfg.input.data)
             num_examples = self.source.num_examples
         except Exception as e:  # any failure to open the data is a config problem here
-            raise ConfigError(f"config.input.data {config_lib.to_dict(cfg.input.data)!r}: {_one_line(e)}") from None
+            missing.append(f"config.input.data {config_lib.to_dict(cfg.input.data)!r}: {e}")
+        try:
+            self.tokenizer_path = _resolve_tokenizer(cfg, workdir)
+        except ConfigError as e:
+            missing.append(str(e))
+        if len(missing) == 1:
+            raise ConfigError(missing[0])
+        if missing:
+            raise ConfigError("\n".join(f"- {m}" for m in missing))
         self.total_steps = config_lib.num_steps(cfg, num_examples)
-        self.tokenizer_path = _resolve_tokenizer(cfg, workdir)
         if self.tokenizer_path is not None:
             from paligemma.tokenizer import Tokenizer
             vocab = Tokenizer(self.tokenizer_path).vocab_size
@@ -675,7 +690,9 @@ def main(argv: Sequence[str]) -> int:
     try:
         result = train(FLAGS.config, FLAGS.workdir)
     except ConfigError as e:
-        print(f"Config error: {_one_line(e)}", file=sys.stderr, flush=True)
+        problems = str(e).split("\n- ") if str(e).startswith("- ") else [str(e)]
+        print("Config error:" + "".join(f"\n  - {' '.join(p.removeprefix('- ').split())}" for p in problems)
+              if len(problems) > 1 else f"Config error: {_one_line(e)}", file=sys.stderr, flush=True)
         return EXIT_CONFIG_ERROR
     except TrainingDiverged as e:
         print(f"Training stopped: {_one_line(e)}", file=sys.stderr, flush=True)

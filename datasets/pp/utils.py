@@ -24,11 +24,21 @@ FALLBACK_RNG_KEYS: tuple[str, ...] = ("_seed",)
 
 
 def get_key(data: Mapping[str, Any], key: str, op: str) -> Any:
-    """``data[key]`` with a KeyError that names the op and lists the available keys."""
-    try:
+    """``data[key]`` with a KeyError that names the op and lists the available keys.
+
+    A key with ``/`` that is not a key of its own (TFDS names some flat fields ``image/id``) walks nested feature
+    dicts: ``"captions/text"`` is ``data["captions"]["text"]`` (TFDS ``Sequence({"text": ...})`` features).
+    """
+    if key in data:
         return data[key]
-    except KeyError:
-        raise KeyError(f"{op}: key {key!r} not in the example; available keys: {sorted(data)}") from None
+    node, parts = data, key.split("/")
+    for i, part in enumerate(parts):
+        if not isinstance(node, Mapping) or part not in node:
+            break
+        node = node[part]
+        if i == len(parts) - 1:
+            return node
+    raise KeyError(f"{op}: key {key!r} not in the example; available keys: {sorted(data)}")
 
 
 def example_id(data: Mapping[str, Any], id_keys: Sequence[str] | None = None) -> tf.Tensor:

@@ -1,0 +1,103 @@
+"""Helpers shared by the run configs: typed `key=value` config arguments and where released files live.
+
+`python -m trainers.train --config configs/transfer/vqav2.py:res=448,mode=mock` passes "res=448,mode=mock" to the
+config's `get_config(arg)`; `parse_arg(arg, res=224, mode="real")` turns it into a ConfigDict whose values have the
+types of the defaults, and rejects keys the config does not take.
+"""
+
+from __future__ import annotations
+
+import os
+
+import ml_collections
+
+CKPT_DIR_ENV = "PALIGEMMA_CKPT_DIR"
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+    """`"a=1,b=x"` -> ConfigDict(a=1, b="x") over `defaults`; each value is converted to its default's type.
+
+    Booleans accept true/false/1/0/yes/no. An unknown key or a value of the wrong type raises ValueError naming the
+    key and the accepted ones.
+    """
+    out = ml_collections.ConfigDict(defaults)
+    for item in filter(None, (arg or "").split(",")):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep:
+            raise ValueError(f"Config argument {item!r} is not key=value (known keys: {sorted(defaults)}).")
+        if key not in defaults:
+            raise ValueError(f"Unknown config argument {key!r}; this config takes {sorted(defaults)}.")
+        out[key] = _convert(key, value.strip(), defaults[key])
+    return out
+
+
+def _convert(key: str, value: str, default):
+    if isinstance(default, bool):
+        if value.lower() in ("1", "true", "yes"):
+            return True
+        if value.lower() in ("0", "false", "no"):
+            return False
+        raise ValueError(f"Config argument {key}={value!r} must be a boolean (true/false).")
+    if isinstance(default, (int, float)):
+        try:
+            return type(default)(value)
+        except ValueError:
+            raise ValueError(f"Config argument {key}={value!r} must be a {type(default).__name__}.") from None
+    return value
+
+
+def checkpoint_dir() -> str:
+    """Where released checkpoints and the tokenizer are looked up: `$PALIGEMMA_CKPT_DIR` (may be gs://), else
+    `./checkpoints`."""
+    return os.environ.get(CKPT_DIR_ENV) or "checkpoints"
+
+
+def released_model(config: ml_collections.ConfigDict, model: str, res: int) -> None:
+    """Sets the architecture, the pretrained checkpoint and the tokenizer of a released PaliGemma.
+
+    `model` is "paligemma-3b" or "paligemma2-{3b,10b,28b}"; the checkpoint `{model}-pt-{res}` and
+    `paligemma_tokenizer.model` are looked up in `$PALIGEMMA_CKPT_DIR` (see the README for the downloads).
+    """
+    if res not in (224, 448, 896):
+        raise ValueError(f"res must be 224, 448 or 896 (the released resolutions), got {res}.")
+    config.model_name = f"{model}-{res}"
+    config.model_init = f"{model}-pt-{res}"  # trainers.train resolves it in $PALIGEMMA_CKPT_DIR
+    config.tokenizer = os.path.join(checkpoint_dir(), "paligemma_tokenizer.model")
+
+
+MOCK_TRAIN_EXAMPLES = 32
+MOCK_EVAL_EXAMPLES = 8
+
+
+def mock_mode(config: ml_collections.ConfigDict, *, tokenizer_keys: tuple[str, ...], prompts: tuple[str, ...],
+              res: int = 32, batch_size: int = 8, steps: int = 3) -> None:
+    """Turns a benchmark config into a smoke run of the same pipeline on this CPU: every data source becomes TFDS
+    mock data (`datasets/mock.py`: random examples with the dataset's own features), the model a tiny random
+    PaliGemma at `res` px, the tokenizer a small one trained on the mock texts, and the run a few steps, followed by
+    every evaluator. Nothing needs to be downloaded or built.
+    """
+    def mock(data, n):
+        return dict(data, mock=n)
+
+    config.input.data = mock(config.input.data, MOCK_TRAIN_EXAMPLES)
+    config.input.batch_size = batch_size
+    config.input.shuffle_buffer_size = MOCK_TRAIN_EXAMPLES
+    for name in list(config.evals):
+        config.evals[name].data = mock(config.evals[name].data, MOCK_EVAL_EXAMPLES)
+        config.evals[name].batch_size = 4
+        config.evals[name].log_percent = None  # evaluate once, at the end
+        if "max_decode_len" in config.evals[name]:
+            config.evals[name].max_decode_len = min(config.evals[name].max_decode_len, 24)
+    del config["tokenizer"]  # a path (str) becomes a training spec (dict); ConfigDict fields keep their type
+    config.tokenizer = dict(train=dict(data=mock(config.input.data, MOCK_TRAIN_EXAMPLES), keys=tokenizer_keys,
+                                       vocab_size=320, extra_texts=list(prompts)),
+                            path="tokenizer.model")
+    config.model_name = "paligemma-tiny"
+    config.model = dict(img=dict(image_size=res), llm=dict(vocab_size=320 + 1152))
+    config.model_init = None
+    config.total_epochs = None
+    config.total_steps = steps
+    config.log_training_steps = 1
+    config.ckpt_steps = steps
+    config.mesh = [("data", -1)]

@@ -1,0 +1,71 @@
+r"""DocVQA: fine-tune a pretrained PaliGemma to answer questions about document pages, scored by ANLS.
+
+    python -m trainers.train --config configs/transfer/docvqa.py --workdir gs://BUCKET/docvqa_896
+    python -m trainers.train --config configs/transfer/docvqa.py:res=448,model=paligemma2-3b --workdir ...
+    python -m trainers.train --config configs/transfer/docvqa.py:final_split=true --workdir ...   # test submission
+    python -m trainers.train --config configs/transfer/docvqa.py:mode=mock --workdir /tmp/docvqa_mock   # CPU smoke run
+
+Arguments: res (896 default | 448 | 224), model (paligemma-3b | paligemma2-{3b,10b,28b}), final_split (train on
+train+validation, write the test predictions in the DocVQA submission format), mode (real | mock).
+
+Needs (see the README):
+  * `$PALIGEMMA_CKPT_DIR/{model}-pt-{res}.npz` and `$PALIGEMMA_CKPT_DIR/paligemma_tokenizer.model`.
+  * this project's `docvqa` TFDS dataset: `python -m datasets.build docvqa --manual_dir DIR` (the Single Page DocVQA
+    files from https://rrc.cvc.uab.es/?ch=17; `--help_manual` lists them).
+
+Recipe: as the other transfers (REFERENCE section 5) at 896px: Adam (b2 0.999), lr 1e-5, cosine with 5% warmup,
+clipping at 1, no weight decay, batch 256; 10 epochs (our choice); the raw question is the prompt (no task prefix,
+as the original DocVQA transfer); text_len 64 (questions are longer); one of the answers drawn at random per visit.
+Evaluation: ANLS (threshold 0.5) of greedy answers on the validation split every 10% of the run and at the end.
+896px means 4096 image tokens: the config rematerialises the decoder layers to fit activations in memory.
+"""
+
+import ml_collections
+
+from configs import common
+
+PROMPT = 'strfmt("{{question}}", outkey="prefix")'  # {{}}: .format() comes later
+IMAGE = 'decode|resize({res}, antialias=True)|value_range(-1, 1)|'
+TRAIN_PP = (IMAGE + PROMPT + '|choice(inkey="answers", outkey="suffix")|tok_paligemma(text_len={text_len})'
+            '|keep("image", "text", "mask_ar", "mask_loss", "mask_input")')
+EVAL_PP = (IMAGE + PROMPT + '|tok_paligemma_prompt(text_len={text_len})'
+           '|keep("image", "text", "mask_ar", "mask_input", "answers", "question_id")')
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The DocVQA run; `arg` = "res=896,model=paligemma-3b,final_split=false,mode=real" (any subset)."""
+    arg = common.parse_arg(arg, res=896, model="paligemma-3b", final_split=False, mode="real")
+    mock = arg.mode == "mock"
+    res = 32 if mock else arg.res
+    text_len = 64
+
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    common.released_model(config, arg.model, arg.res)
+    config.model = dict(llm=dict(remat_policy="dots_no_batch"), img=dict(remat_policy="dots_no_batch"))
+
+    config.input = dict(data=dict(name="docvqa", split="train+validation" if arg.final_split else "train"),
+                        batch_size=256, shuffle_buffer_size=20_000, pp=TRAIN_PP.format(res=res, text_len=text_len))
+    config.total_epochs = 10
+
+    config.optax_name = "adam"
+    config.optax = dict(b2=0.999)
+    config.lr = 1e-5
+    config.wd = 0.0
+    config.schedule = dict(decay_type="cosine", warmup_percent=0.05)
+    config.grad_clip_norm = 1.0
+    config.label_smoothing = 0.0
+
+    config.mesh = [("data", -1)]
+    config.sharding_strategy = [(".*", "fsdp")]
+    config.log_training_steps = 50
+    config.ckpt_steps = 500
+    config.keep_ckpts = 2
+
+    config.evals = {}
+    config.evals.anls = dict(type="anls", data=dict(name="docvqa", split="test" if arg.final_split else "validation"),
+                             pp=EVAL_PP.format(res=res, text_len=text_len), batch_size=64, max_decode_len=32,
+                             sampler="greedy", log_percent=0.1)
+    if mock:
+        common.mock_mode(config, tokenizer_keys=("question", "answers"), prompts=(), res=res)
+    return config

@@ -1,0 +1,85 @@
+r"""RefCOCO referring segmentation: fine-tune a pretrained PaliGemma to output a box and a mask for a referring
+expression (`segment {expression}` -> 4 <loc> + 16 <seg> tokens), scored by mIoU.
+
+    python -m trainers.train --config configs/transfer/refcoco_seg.py --workdir gs://BUCKET/refcoco_seg_448
+    python -m trainers.train --config configs/transfer/refcoco_seg.py:res=224,model=paligemma2-3b --workdir ...
+    python -m trainers.train --config configs/transfer/refcoco_seg.py:final_split=true --workdir ...
+    python -m trainers.train --config configs/transfer/refcoco_seg.py:mode=mock --workdir /tmp/seg_mock  # CPU smoke run
+
+Arguments: res (448 default | 224 | 896), model (paligemma-3b | paligemma2-{3b,10b,28b}), final_split (train on
+train+validation and evaluate on testA and testB), dataset (refcoco_unc | refcocoplus_unc | refcocog_umd ...),
+mode (real | mock).
+
+Needs (see the README):
+  * `$PALIGEMMA_CKPT_DIR/{model}-pt-{res}.npz`, `paligemma_tokenizer.model` and the segmentation VQ-VAE
+    `vae-oid.npz` (`--config.vae=PATH` points elsewhere).
+  * this project's `refcoco` TFDS dataset: `python -m datasets.build refcoco/refcoco_unc --manual_dir DIR`
+    (`--help_manual` lists the files: COCO train2014 images + the refer annotations).
+
+Recipe (REFERENCE section 5): 448px, batch 64, Adam (b2 0.999), lr 1e-5, cosine with 5% warmup, clipping at 1, no
+weight decay, label smoothing 0.3, text_len 48, 10 epochs (our choice). Targets: the object's mask is cropped to its
+box, encoded by the VQ-VAE into 16 codes and written after the box's 4 loc tokens; one of the object's expressions is
+drawn at random per visit. Evaluation: greedy decoding, masks decoded by the VQ-VAE and pasted into the predicted box;
+mIoU (the mean over expressions of the mask IoU) and box accuracy at IoU 0.5 / 0.75, every 10% and at the end.
+"""
+
+import os
+
+import ml_collections
+
+from configs import common
+
+IMAGE = 'decode|resize({res}, antialias=True)|value_range(-1, 1)|'
+TRAIN_PP = (IMAGE + 'choice(inkey="refexps", outkey="expression")|strfmt("segment {{expression}}", outkey="prefix")'
+            '|decode(key="mask", channels=1)'
+            '|segmentation_targets(vae_checkpoint="{vae}", masks_key="mask", boxes_key="bbox")'
+            '|tok_paligemma(text_len={text_len})|keep("image", "text", "mask_ar", "mask_loss", "mask_input")')
+EVAL_PP = (IMAGE + 'strfmt("segment {{refexp}}", outkey="prefix")|tok_paligemma_prompt(text_len={text_len})'
+           '|keep("image", "text", "mask_ar", "mask_input", "mask", "bbox", "refexp_id")')
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The RefCOCO segmentation run; `arg` = "res=448,model=paligemma-3b,final_split=false,dataset=refcoco_unc,
+    mode=real" (any subset)."""
+    arg = common.parse_arg(arg, res=448, model="paligemma-3b", final_split=False, dataset="refcoco_unc",
+                           mode="real")
+    mock = arg.mode == "mock"
+    res = 32 if mock else arg.res
+    text_len = 48
+    vae = "init:0" if mock else os.path.join(common.checkpoint_dir(), "vae-oid.npz")
+    name = f"refcoco/{arg.dataset}"
+
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    common.released_model(config, arg.model, arg.res)
+
+    config.input = dict(data=dict(name=name, split="train+validation" if arg.final_split else "train"),
+                        batch_size=64, shuffle_buffer_size=20_000,
+                        pp=TRAIN_PP.format(res=res, text_len=text_len, vae=vae))
+    config.total_epochs = 10
+
+    config.optax_name = "adam"
+    config.optax = dict(b2=0.999)
+    config.lr = 1e-5
+    config.wd = 0.0
+    config.schedule = dict(decay_type="cosine", warmup_percent=0.05)
+    config.grad_clip_norm = 1.0
+    config.label_smoothing = 0.3
+
+    config.mesh = [("data", -1)]
+    config.sharding_strategy = [(".*", "fsdp")]
+    config.log_training_steps = 50
+    config.ckpt_steps = 1000
+    config.keep_ckpts = 2
+
+    seg = dict(type="refcoco_seg", batch_size=64, max_decode_len=20, sampler="greedy", vqvae_checkpoint=vae,
+               mask_key="mask", box_key="bbox", id_key="refexp_id", log_percent=0.1,
+               pp=EVAL_PP.format(res=res, text_len=text_len))
+    splits = ("testA", "testB") if arg.final_split and "unc" in arg.dataset else (
+        ("test",) if arg.final_split else ("validation",))
+    config.evals = {}
+    for split in splits:
+        config.evals[f"seg_{split}"] = dict(seg, data=dict(name=name, split=split))
+    if mock:
+        common.mock_mode(config, tokenizer_keys=("refexps",), prompts=("segment",), res=res)
+    return config

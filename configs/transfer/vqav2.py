@@ -1,0 +1,82 @@
+r"""VQAv2: fine-tune a pretrained PaliGemma (1 or 2) on visual question answering, scored by VQA accuracy.
+
+    python -m trainers.train --config configs/transfer/vqav2.py --workdir gs://BUCKET/vqav2_224
+    python -m trainers.train --config configs/transfer/vqav2.py:res=448,model=paligemma2-3b --workdir ...
+    python -m trainers.train --config configs/transfer/vqav2.py:final_split=true --workdir ...   # for the test server
+    python -m trainers.train --config configs/transfer/vqav2.py:mode=mock --workdir /tmp/vqav2_mock  # smoke run, CPU
+
+Arguments: res (224 | 448 | 896), model (paligemma-3b | paligemma2-3b | paligemma2-10b | paligemma2-28b),
+final_split (train on train+validation and write test-dev predictions), mode (real | mock).
+
+Needs (see the README):
+  * `$PALIGEMMA_CKPT_DIR/{model}-pt-{res}.npz` (or .bf16.npz / a PyTorch-hub folder of that name) and
+    `$PALIGEMMA_CKPT_DIR/paligemma_tokenizer.model`; `--config.model_init=PATH` / `--config.tokenizer=PATH` point
+    elsewhere.
+  * the `vqa` TFDS dataset: `python -m datasets.build vqa --manual_dir DIR` (`--help_manual` lists the files);
+    `$TFDS_DATA_DIR` or `--config.input.data.data_dir` say where it is.
+
+Recipe (the original transfer, REFERENCE section 5): 10 epochs at batch 256, Adam (b2 0.999), lr 1e-5 with a cosine
+schedule and 5% warmup, global-norm clipping at 1, no weight decay, no label smoothing, text_len 32, loss per example,
+params FSDP-sharded over all chips. One of the 10 answers is drawn at random for each visit of a question.
+Evaluation: VQA accuracy (official normalisation, leave-one-out over the 10 answers) by greedy decoding on a held-out
+"minival" (the first 10,000 validation questions; training uses train + the rest of validation), at every 10% of the run and at the end, plus the perplexity of the
+answers. With final_split the minival goes into training and the evaluator writes the test-dev submission file
+(`{workdir}/evals/`) instead.
+"""
+
+import ml_collections
+
+from configs import common
+
+PROMPT = 'strfmt("answer en {{question}}", outkey="prefix")'  # {{}}: .format() comes later
+TRAIN_PP = ('decode|resize({res}, antialias=True)|value_range(-1, 1)|' + PROMPT +
+            '|choice(inkey="answers", outkey="suffix")|tok_paligemma(text_len={text_len})'
+            '|keep("image", "text", "mask_ar", "mask_loss", "mask_input")')
+EVAL_PP = ('decode|resize({res}, antialias=True)|value_range(-1, 1)|' + PROMPT +
+           '|tok_paligemma_prompt(text_len={text_len})'
+           '|keep("image", "text", "mask_ar", "mask_input", "answers", "answer_type", "question_id")')
+MINIVAL = "validation[:10000]"
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The VQAv2 run; `arg` = "res=224,model=paligemma-3b,final_split=false,mode=real" (any subset)."""
+    arg = common.parse_arg(arg, res=224, model="paligemma-3b", final_split=False, mode="real")
+    mock = arg.mode == "mock"
+    res = 32 if mock else arg.res
+    text_len = 32
+
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    common.released_model(config, arg.model, arg.res)
+
+    train_split = "train+validation" if arg.final_split else "train+validation[10000:]"
+    config.input = dict(data=dict(name="vqa", split=train_split), batch_size=256, shuffle_buffer_size=50_000,
+                        pp=TRAIN_PP.format(res=res, text_len=text_len))
+    config.total_epochs = 10
+
+    config.optax_name = "adam"
+    config.optax = dict(b2=0.999)
+    config.lr = 1e-5
+    config.wd = 0.0
+    config.schedule = dict(decay_type="cosine", warmup_percent=0.05)
+    config.grad_clip_norm = 1.0
+    config.label_smoothing = 0.0
+    config.loss_norm = "example"
+
+    config.mesh = [("data", -1)]
+    config.sharding_strategy = [(".*", "fsdp")]
+    config.log_training_steps = 50
+    config.ckpt_steps = 1000
+    config.keep_ckpts = 2
+
+    eval_split = "test_dev" if arg.final_split else MINIVAL
+    config.evals = {}
+    config.evals.vqa = dict(type="vqa", data=dict(name="vqa", split=eval_split), batch_size=256,
+                            pp=EVAL_PP.format(res=res, text_len=text_len), answer_type_key="answer_type",
+                            max_decode_len=16, sampler="greedy", log_percent=0.1)
+    if not arg.final_split:
+        config.evals.answer_ppl = dict(type="perplexity", data=dict(name="vqa", split=MINIVAL), batch_size=256,
+                                       pp=TRAIN_PP.format(res=res, text_len=text_len), log_percent=0.1)
+    if mock:
+        common.mock_mode(config, tokenizer_keys=("question", "answers"), prompts=("answer en",), res=res)
+    return config

@@ -1,0 +1,60 @@
+"""The benchmark configs: every variant resolves, a missing checkpoint/dataset fails at once saying what to get,
+and `mode=mock` runs each config end to end (data -> training -> its evaluators) on this CPU."""
+import importlib
+import os
+
+import pytest
+
+from trainers import config as config_lib
+from trainers.config import ConfigError
+from trainers.train import train
+
+TRANSFERS = ("vqav2", "cococap", "docvqa", "refcoco_seg")
+FAST = {"xla_backend_optimization_level": 0}
+
+
+def _config(name, arg=None):
+    module = importlib.import_module(f"configs.transfer.{name}")
+    return module.get_config(arg)
+
+
+@pytest.mark.parametrize("name", TRANSFERS)
+@pytest.mark.parametrize("arg", ["", "res=448,final_split=true", "res=896,model=paligemma2-10b"])
+def test_every_variant_resolves(name, arg):
+    cfg = config_lib.resolve(_config(name, arg))
+    res = int(arg.split("res=")[1].split(",")[0]) if "res=" in arg else None
+    if res:
+        assert cfg.model_name.endswith(f"-{res}") and cfg.model_init.endswith(f"-pt-{res}")
+    assert cfg.evals and cfg.lr == 1e-5 and cfg.optax_name == "adam"
+
+
+def test_bad_argument_names_the_accepted_ones():
+    with pytest.raises(ValueError, match="this config takes"):
+        _config("vqav2", "resolution=224")
+    with pytest.raises(ValueError, match="must be a int"):
+        _config("vqav2", "res=big")
+
+
+def test_missing_checkpoint_data_and_tokenizer_fail_at_once_saying_what_to_get(tmp_path, monkeypatch):
+    monkeypatch.delenv("PALIGEMMA_CKPT_DIR", raising=False)
+    cfg = _config("vqav2")
+    cfg.input.data.data_dir = str(tmp_path / "tfds")
+    with pytest.raises(ConfigError) as e:
+        train(cfg, str(tmp_path / "run"))
+    msg = str(e.value)
+    assert "PALIGEMMA_CKPT_DIR" in msg and "--config.model_init" in msg
+    assert "python -m datasets.build vqa" in msg and "tokenizer" in msg
+    assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", TRANSFERS)
+def test_mock_mode_trains_and_evaluates(name, tmp_path):
+    cfg = _config(name, "mode=mock")
+    result = train(cfg, str(tmp_path), compiler_options=FAST)
+    assert result["step"] == result["total_steps"] == 3
+    last = result["records"][-1]
+    metrics = {k for k in last if "/" in k}
+    expected = {"vqav2": "vqa/accuracy", "cococap": "coco/cider", "docvqa": "anls/anls",
+                "refcoco_seg": "seg_validation/miou"}[name]
+    assert expected in metrics, sorted(last)
