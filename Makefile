@@ -17,5 +17,12 @@ venv: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
+# The main job on the embedded easy-VQA data: trains a small PaliGemma from scratch on this CPU, evaluates it on
+# the full test split, then prints the accuracy and where the plots, logs and checkpoints are. Rerunning resumes.
+DEMO_DIR ?= runs/easyvqa
+demo: $(STAMP)
+	$(PY) -m trainers.train --config configs/transfer/easyvqa.py --workdir $(DEMO_DIR)
+	$(PY) -m tools.demo_report --workdir $(DEMO_DIR)
+
 clean:
 	rm -rf $(VENV)

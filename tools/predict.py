@@ -97,8 +97,11 @@ def draw_answer(image, text: str, out_path: str, vqvae_params: Any = None) -> bo
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m tools.predict", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help=".npz, HF folder or paligemma.checkpoints.save folder")
-    p.add_argument("--tokenizer", required=True, help="SentencePiece .model (loc/seg tokens are added if missing)")
+    p.add_argument("--checkpoint", required=True,
+                   help=".npz, HF folder, paligemma.checkpoints.save folder, or a training workdir (latest params)")
+    p.add_argument("--tokenizer", default=None,
+                   help="SentencePiece .model (loc/seg tokens are added if missing); default: a training workdir's "
+                        "tokenizer.model")
     p.add_argument("--image", required=True, nargs="+", help="image file(s)")
     p.add_argument("--prompt", required=True, help='e.g. "caption en", "answer en what is this?", "detect cat"')
     p.add_argument("--sampler", default="greedy", help='greedy, "temperature(t=0.7)", "top_k(40)", "beam(n=4)", ...')
@@ -123,13 +126,27 @@ def predict(args: argparse.Namespace, out=sys.stdout) -> list[str]:
     from paligemma import checkpoints, decode, siglip  # pylint: disable=g-import-not-at-top
     from paligemma import model as model_lib  # pylint: disable=g-import-not-at-top
     from paligemma.tokenizer import Tokenizer  # pylint: disable=g-import-not-at-top
+    from evaluators import run as eval_run  # pylint: disable=g-import-not-at-top  (checkpoint/workdir loading)
+    run_config = eval_run.config_from_training_workdir(args.checkpoint)
+    tokenizer = args.tokenizer
+    workdir_tokenizer = os.path.join(args.checkpoint, "tokenizer.model")
+    if tokenizer is None and run_config is not None and os.path.isfile(workdir_tokenizer):
+        tokenizer = workdir_tokenizer
+    if tokenizer is None:
+        raise PredictError("pass --tokenizer PATH (the SentencePiece .model the checkpoint was trained with)")
     try:
-        tok = Tokenizer(args.tokenizer)
+        tok = Tokenizer(tokenizer)
     except (FileNotFoundError, ValueError) as e:
         raise PredictError(f"bad --tokenizer: {e}") from e
     try:
-        cfg, params = checkpoints.load(args.checkpoint, image_size=args.res, dtype=args.dtype)
-    except (FileNotFoundError, checkpoints.CheckpointError) as e:
+        if run_config is not None:  # a training workdir: its run config and the latest checkpoint
+            cfg, params, _, _ = eval_run.load_params(args.checkpoint, None, eval_run.model_config_from(run_config),
+                                                     args.dtype)
+            if args.res:
+                raise PredictError("--res works with checkpoint files/folders, not with a training workdir")
+        else:
+            cfg, params = checkpoints.load(args.checkpoint, image_size=args.res, dtype=args.dtype)
+    except (FileNotFoundError, checkpoints.CheckpointError, eval_run.RunError) as e:
         raise PredictError(f"cannot load --checkpoint: {e}") from e
     vocab = int(cfg["llm"].get("vocab_size", 0) or 0)
     if vocab and tok.vocab_size > vocab:
