@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -70,8 +71,13 @@ def _command(assets: str, workdir: str, *extra: str) -> list[str]:
             f"--config.total_steps={STEPS}", "--config.input.data_shards=2", "--config.ckpt_steps=2", *extra]
 
 
-def _launch(cmd: list[str], env: dict[str, str], log_path: str) -> subprocess.Popen:
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(log_path, "a"), text=True, env=env, cwd=REPO)
+def _launch(cmd: list[str], env: dict[str, str], log_path: str, timeout: float = 300) -> subprocess.Popen:
+    """Starts `cmd` with stdout piped; a watchdog kills it after `timeout` seconds so that no read blocks forever."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(log_path, "a"), text=True, env=env, cwd=REPO)
+    watchdog = threading.Timer(timeout, proc.kill)
+    watchdog.daemon = True
+    watchdog.start()
+    return proc
 
 
 def _read_until(proc: subprocess.Popen, pattern: str, log_path: str) -> re.Match:
