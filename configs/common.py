@@ -101,3 +101,23 @@ def mock_mode(config: ml_collections.ConfigDict, *, tokenizer_keys: tuple[str, .
     config.log_training_steps = 1
     config.ckpt_steps = steps
     config.mesh = [("data", -1)]
+
+
+def original_transfer_recipe(config: ml_collections.ConfigDict, *, label_smoothing: float = 0.0,
+                             ckpt_steps: int = 1000) -> None:
+    """The optimisation and bookkeeping every original PaliGemma transfer shares (REFERENCE section 5): Adam
+    (b1 0.9, b2 0.999) at lr 1e-5, cosine with 5% warmup, global-norm clipping at 1, no weight decay, loss per
+    example, parameters FSDP-sharded over all devices; a progress line every 50 steps, checkpoints kept 2 deep."""
+    config.optax_name = "adam"
+    config.optax = dict(b2=0.999)
+    config.lr = 1e-5
+    config.wd = 0.0
+    config.schedule = dict(decay_type="cosine", warmup_percent=0.05)
+    config.grad_clip_norm = 1.0
+    config.label_smoothing = label_smoothing
+    config.loss_norm = "example"
+    config.mesh = [("data", -1)]
+    config.sharding_strategy = [(".*", "fsdp")]
+    config.log_training_steps = 50
+    config.ckpt_steps = ckpt_steps
+    config.keep_ckpts = 2

@@ -51,19 +51,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                         batch_size=256, shuffle_buffer_size=50_000, pp=TRAIN_PP.format(res=res, text_len=text_len))
     config.total_epochs = 5
 
-    config.optax_name = "adam"
-    config.optax = dict(b2=0.999)
-    config.lr = 1e-5
-    config.wd = 0.0
-    config.schedule = dict(decay_type="cosine", warmup_percent=0.05)
-    config.grad_clip_norm = 1.0
-    config.label_smoothing = 0.0
-
-    config.mesh = [("data", -1)]
-    config.sharding_strategy = [(".*", "fsdp")]
-    config.log_training_steps = 50
-    config.ckpt_steps = 1000
-    config.keep_ckpts = 2
+    common.original_transfer_recipe(config)
 
     caption = dict(type="caption", batch_size=256, max_decode_len=32, sampler="beam(n=2)",
                    references_key="references", id_key="image_id", log_percent=0.2)

@@ -58,19 +58,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                         pp=TRAIN_PP.format(res=res, text_len=text_len, vae=vae))
     config.total_epochs = 10
 
-    config.optax_name = "adam"
-    config.optax = dict(b2=0.999)
-    config.lr = 1e-5
-    config.wd = 0.0
-    config.schedule = dict(decay_type="cosine", warmup_percent=0.05)
-    config.grad_clip_norm = 1.0
-    config.label_smoothing = 0.3
-
-    config.mesh = [("data", -1)]
-    config.sharding_strategy = [(".*", "fsdp")]
-    config.log_training_steps = 50
-    config.ckpt_steps = 1000
-    config.keep_ckpts = 2
+    common.original_transfer_recipe(config, label_smoothing=0.3)
 
     seg = dict(type="refcoco_seg", batch_size=64, max_decode_len=20, sampler="greedy", vqvae_checkpoint=vae,
                mask_key="mask", box_key="bbox", id_key="refexp_id", log_percent=0.1,

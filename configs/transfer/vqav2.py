@@ -54,20 +54,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                         pp=TRAIN_PP.format(res=res, text_len=text_len))
     config.total_epochs = 10
 
-    config.optax_name = "adam"
-    config.optax = dict(b2=0.999)
-    config.lr = 1e-5
-    config.wd = 0.0
-    config.schedule = dict(decay_type="cosine", warmup_percent=0.05)
-    config.grad_clip_norm = 1.0
-    config.label_smoothing = 0.0
-    config.loss_norm = "example"
-
-    config.mesh = [("data", -1)]
-    config.sharding_strategy = [(".*", "fsdp")]
-    config.log_training_steps = 50
-    config.ckpt_steps = 1000
-    config.keep_ckpts = 2
+    common.original_transfer_recipe(config)
 
     eval_split = "test_dev" if arg.final_split else MINIVAL
     config.evals = {}
