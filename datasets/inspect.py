@@ -9,7 +9,8 @@ Config keys read (an ml_collections config file with `get_config(arg)`; `FILE:ar
   config.input.data                 the data source: a `datasets.sources.get_source` dict (TFDS, JSONL or mixture)
   config.input.pp                   pp string (`datasets.pp`); for a mixture it may be None with a `pp` per part
   config.input.tokenizer            SentencePiece model path for the pp ops and for decoding the tokens
-                                    (falls back to config.tokenizer, then config.model.tokenizer)
+                                    (falls back to config.tokenizer, then config.model.tokenizer); a
+                                    `datasets.tokenizers` training spec is trained into a temporary folder
   config.input.batch_size           shown only (examples are read N at a time)
   config.input.shuffle_buffer_size  used, capped by --shuffle_buffer (inspecting should be quick)
   config.seed                       the data seed (default 0)
@@ -23,7 +24,11 @@ was truncated, and every other field.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import sys
+import tempfile
 
 from absl import app, flags
 import numpy as np
@@ -189,6 +194,12 @@ def inspect_config(config, *, n=3, eval_name=None, split=None, data_dir=None, or
   """Builds the pipeline described by `config` and prints n examples to `out`."""
   from datasets import pipeline, sources  # pylint: disable=g-import-not-at-top
   data, pp, tokenizer, what = resolve_input(config, eval_name=eval_name, split=split, data_dir=data_dir)
+  if tokenizer is not None and not isinstance(tokenizer, str):  # a spec that trains one (datasets.tokenizers)
+    from datasets import tokenizers  # pylint: disable=g-import-not-at-top
+    spec = tokenizer.to_dict() if hasattr(tokenizer, "to_dict") else dict(tokenizer)
+    digest = hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    cache = os.path.join(tempfile.gettempdir(), "paligemma_inspect_tokenizers", digest)  # one folder per spec
+    tokenizer = tokenizers.resolve_tokenizer(tokenizer, workdir=cache)
   source = sources.get_source(data)
   print(f"{what}: {source.describe()}", file=out)
   print(f"pp: {pp!r}", file=out)
