@@ -161,3 +161,12 @@ def test_model_init_freeze_lr_mults_and_evals(tiny_assets, tmp_path):
     # The perplexity evaluator ran at steps 1, 2 (log_steps) and 3 (the end).
     assert [r["step"] for r in result["records"] if "val/perplexity" in r] == [1, 2, 3]
     assert all(np.isfinite(r["val/nll"]) for r in result["records"] if "val/nll" in r)
+
+
+def test_a_relative_workdir_checkpoints_and_resumes(tiny_assets, tmp_path, monkeypatch):
+    """`--workdir runs/x` (what `make demo` passes) works like an absolute path, periodic checkpoints included."""
+    monkeypatch.chdir(tmp_path)
+    result = run(tiny_config(tiny_assets, total_steps=4, ckpt_steps=2), "runs/rel")
+    assert result["step"] == 4 and result["checkpoint_step"] == 4
+    again = run(tiny_config(tiny_assets, total_steps=4, ckpt_steps=2), "runs/rel")
+    assert again["start_step"] == 4

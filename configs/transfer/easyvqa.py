@@ -12,7 +12,7 @@ SentencePiece model trained on first use from the training questions and answers
 in the workdir. Prompt `answer en {question}`, the answer as suffix, loss on the answer and <eos>.
 
 Optimisation (from a small sweep on this 2-core machine; lr 1e-3 to 3e-3 behave alike): Adam (b2 0.98) at lr 1.5e-3,
-batch 64 for 3,500 steps (5.8 epochs), 200 warmup steps then cosine to 1% of the peak, global-norm clipping at 1,
+batch 64 for 6,000 steps (10 epochs), 200 warmup steps then cosine to 1% of the peak, global-norm clipping at 1,
 weight decay 1.5e-7 per step (= AdamW's 1e-4 x lr). Colours and yes/no are learned within 1,000 steps; shapes
 (rectangle vs circle especially) come last. Evaluation: VQA accuracy (exact match: easy-VQA has one answer per question) by greedy
 decoding on the full test split, every 1000 steps and at the end, reported per question type (colour, shape, yes/no).
@@ -32,7 +32,7 @@ TOKENIZER_VOCAB = 400
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The easy-VQA run; `arg` = "steps=N,data_dir=DIR" (both optional)."""
-    arg = common.parse_arg(arg, steps=3500, data_dir="")
+    arg = common.parse_arg(arg, steps=6000, data_dir="")
     data = dict(name="easy_vqa", data_dir=arg.data_dir or None)
 
     config = ml_collections.ConfigDict()
