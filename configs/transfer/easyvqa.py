@@ -54,7 +54,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.lr = 1.5e-3
     config.wd = 1.5e-7
     config.schedule = dict(decay_type="cosine", warmup_steps=200, end_factor=0.01)
-    config.lr_mults = [("^img/", 3.0)]  # the image encoder learns shapes faster with a higher rate
     config.grad_clip_norm = 1.0
 
     config.mesh = [("data", -1)]
