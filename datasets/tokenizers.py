@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -246,17 +245,8 @@ def _train_and_write(train: dict, path: str) -> None:
 
 
 def _atomic_write(path: str, data: bytes) -> None:
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    from paligemma.checkpoints import atomic_write  # pylint: disable=g-import-not-at-top
+    atomic_write(path, lambda f: f.write(data))
 
 
 def _wait_for(path: str, timeout_s: float) -> None:

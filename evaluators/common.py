@@ -46,7 +46,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -229,17 +228,8 @@ def gather_records(records: Any) -> list[Any]:
 
 
 def _atomic_write_text(path: str, text: str) -> None:
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    from paligemma.checkpoints import atomic_write  # pylint: disable=g-import-not-at-top
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 @dataclasses.dataclass

@@ -621,12 +621,13 @@ def write_safetensors(path: str, tensors: Mapping[str, np.ndarray], dtype: np.dt
             arr = np.ascontiguousarray(np.asarray(tensors[name]).astype(dtypes[name], copy=False))
             f.write(memoryview(arr.reshape(-1).view(np.uint8)))
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
     return 8 + len(blob) + offset
 
 
-def _atomic_write(path: str, write: Callable[[Any], None]) -> None:
-    """Calls `write(file)` on a temporary file next to `path`, then renames it to `path` (removed on failure)."""
+def atomic_write(path: str, write: Callable[[Any], None]) -> None:
+    """Calls `write(file)` on a temporary binary file next to `path`, then renames it to `path`, so readers see the
+    old file or the whole new one, never a partial one (the temporary file is removed on failure)."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
@@ -1102,7 +1103,7 @@ def save_npz(path: str | os.PathLike, params: Mapping[str, Any], dtype: Any = No
                 with zf.open(name + ".npy", "w", force_zip64=True) as member:
                     npy_format.write_array(member, np.asarray(arr), allow_pickle=False)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
     return os.path.getsize(path)
 
 
@@ -1121,7 +1122,7 @@ def save(path: str | os.PathLike, config: Mapping[str, Any], params: Mapping[str
     meta = {"format": OWN_FORMAT, "version": OWN_FORMAT_VERSION, "config": _jsonable(config),
             "num_params": model_lib.count_params(params)}
     blob = json.dumps(meta, indent=2).encode("utf-8")
-    _atomic_write(os.path.join(path, OWN_CONFIG_FILE), lambda f: f.write(blob))
+    atomic_write(os.path.join(path, OWN_CONFIG_FILE), lambda f: f.write(blob))
     return size + len(blob)
 
 
@@ -1141,7 +1142,7 @@ def save_hf(folder: str | os.PathLike, params: Mapping[str, Any], config: Mappin
     os.makedirs(folder, exist_ok=True)
     size = write_safetensors(os.path.join(folder, HF_WEIGHTS_FILE), tensors, target)
     blob = json.dumps(cfg, indent=2).encode("utf-8")
-    _atomic_write(os.path.join(folder, "config.json"), lambda f: f.write(blob))
+    atomic_write(os.path.join(folder, "config.json"), lambda f: f.write(blob))
     return size + len(blob)
 
 
