@@ -43,7 +43,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model = dict(
         img=dict(variant=None, width=128, depth=2, mlp_dim=512, num_heads=4, patch_size=8, image_size=32),
         llm=dict(variant=None, vocab_size=TOKENIZER_VOCAB + 1152, width=128, depth=2, mlp_dim=512, num_heads=4,
-                 num_kv_heads=4, head_dim=32))
+                 num_kv_heads=1, head_dim=32))
     config.model_init = None
 
     config.input = dict(data=dict(data, split="train"), pp=TRAIN_PP, batch_size=64, shuffle_buffer_size=10_000)
