@@ -28,13 +28,16 @@ from typing import Any
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Run config: path.py[:args]; override with --config.x=y.")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Checkpoint: .npz, HF folder, own folder, or training workdir.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Where predictions and eval_metrics.json go (default: the training "
-                               "workdir, or ./eval_<checkpoint name>).")
-_EVALS = flags.DEFINE_string("evals", None, "Comma-separated evaluator names of config.evals (default: all).")
-_DTYPE = flags.DEFINE_string("dtype", None, "Cast the params while loading: float32, bfloat16 or float16.")
-_STEP = flags.DEFINE_integer("step", None, "Step label for the output files (default: the trainer's step or none).")
+
+
+def _define_flags():  # only when run as a program: tools.predict imports this module's loading functions
+    config_flags.DEFINE_config_file("config", None, "Run config: path.py[:args]; override with --config.x=y.")
+    flags.DEFINE_string("checkpoint", None, "Checkpoint: .npz, HF folder, own folder, or training workdir.")
+    flags.DEFINE_string("workdir", None, "Where predictions and eval_metrics.json go (default: the training "
+                        "workdir, or ./eval_<checkpoint name>).")
+    flags.DEFINE_string("evals", None, "Comma-separated evaluator names of config.evals (default: all).")
+    flags.DEFINE_string("dtype", None, "Cast the params while loading: float32, bfloat16 or float16.")
+    flags.DEFINE_integer("step", None, "Step label for the output files (default: the trainer's step or none).")
 
 
 class RunError(ValueError):
@@ -57,22 +60,15 @@ def _plain(value: Any) -> Any:
     return value.to_dict() if hasattr(value, "to_dict") else value
 
 
-def _merge(base: dict, extra: Mapping) -> dict:
-    out = dict(base)
-    for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
-    return out
-
-
 def model_config_from(config: Any) -> dict | None:
-    """`{"img", "llm"}` from `config.model_name` and/or `config.model` (model overrides the name's config); None
-    when the config has neither."""
-    from paligemma import model as model_lib  # pylint: disable=g-import-not-at-top
+    """`{"img", "llm"}` from `config.model_name` and/or `config.model` (model overrides the name's config), as the
+    trainer builds it; None when the config has neither."""
+    import ml_collections  # pylint: disable=g-import-not-at-top
+    from trainers import config as config_lib  # pylint: disable=g-import-not-at-top
     name, model = _get(config, "model_name"), _plain(_get(config, "model"))
     if name is None and model is None:
         return None
-    base = model_lib.get_config(name) if name else {}
-    return _merge(base, model or {})
+    return config_lib.model_config(ml_collections.ConfigDict(dict(model_name=name, model=model)))
 
 
 def is_checkpoint_path(path: str) -> bool:
@@ -161,10 +157,9 @@ def make_placement(batch_sizes: list[int]):
     devices = jax.local_devices()
     n = len(devices)
     if n > 1 and batch_sizes and all(b % n == 0 for b in batch_sizes):
-        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
-        import numpy as np  # pylint: disable=g-import-not-at-top
-        mesh = Mesh(np.asarray(devices), ("data",))
-        replicated, split = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+        from paligemma import sharding  # pylint: disable=g-import-not-at-top
+        mesh = sharding.make_mesh((("data", -1),), devices)
+        replicated, split = sharding.replicated(mesh), sharding.batch_sharding(mesh)
         logging.info("Evaluating data parallel over %d devices.", n)
         return (lambda p: jax.device_put(p, replicated),
                 lambda b: jax.tree.map(lambda x: jax.device_put(x, split), b))
@@ -284,13 +279,14 @@ def evaluate(config: Any, *, checkpoint: str | None, workdir: str | None, evals:
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    evals = [e.strip() for e in _EVALS.value.split(",") if e.strip()] if _EVALS.value else None
+    f = flags.FLAGS
+    evals = [e.strip() for e in f.evals.split(",") if e.strip()] if f.evals else None
     from datasets.tokenizers import TokenizerSpecError  # pylint: disable=g-import-not-at-top
     from evaluators.common import EvalConfigError  # pylint: disable=g-import-not-at-top
     from paligemma.checkpoints import CheckpointError  # pylint: disable=g-import-not-at-top
     try:
-        result = evaluate(_CONFIG.value, checkpoint=_CHECKPOINT.value, workdir=_WORKDIR.value, evals=evals,
-                          dtype=_DTYPE.value, step=_STEP.value, progress=Progress())
+        result = evaluate(f.config, checkpoint=f.checkpoint, workdir=f.workdir, evals=evals, dtype=f.dtype,
+                          step=f.step, progress=Progress())
     except (RunError, EvalConfigError, TokenizerSpecError, CheckpointError, FileNotFoundError, KeyError) as e:
         # Usage problems whose message says what to fix; anything else keeps its traceback.
         logging.debug("evaluation failed", exc_info=True)
@@ -302,4 +298,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(lambda argv: sys.exit(main(argv)))
