@@ -144,13 +144,7 @@ def _check_batch_split(cfg, mesh, data_shards: int) -> None:
 def _resolve_tokenizer(cfg, workdir: str) -> str | None:
     if cfg.tokenizer is None:
         return None
-    try:
-        from datasets import tokenizers
-    except ImportError:  # without the resolver: a plain path only
-        spec = cfg.tokenizer
-        if isinstance(spec, str) and os.path.isfile(spec):
-            return spec
-        raise ConfigError(f"config.tokenizer {spec!r}: not a .model file.") from None
+    from datasets import tokenizers
     try:
         return tokenizers.resolve_tokenizer(cfg.tokenizer, workdir)
     except (ValueError, OSError) as e:
