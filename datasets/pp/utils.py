@@ -31,14 +31,12 @@ def get_key(data: Mapping[str, Any], key: str, op: str) -> Any:
     """
     if key in data:
         return data[key]
-    node, parts = data, key.split("/")
-    for i, part in enumerate(parts):
+    node = data
+    for part in key.split("/"):
         if not isinstance(node, Mapping) or part not in node:
-            break
+            raise KeyError(f"{op}: key {key!r} not in the example; available keys: {sorted(data)}")
         node = node[part]
-        if i == len(parts) - 1:
-            return node
-    raise KeyError(f"{op}: key {key!r} not in the example; available keys: {sorted(data)}")
+    return node
 
 
 def example_id(data: Mapping[str, Any], id_keys: Sequence[str] | None = None) -> tf.Tensor:
