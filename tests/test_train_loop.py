@@ -164,9 +164,12 @@ def test_model_init_freeze_lr_mults_and_evals(tiny_assets, tmp_path):
 
 
 def test_a_relative_workdir_checkpoints_and_resumes(tiny_assets, tmp_path, monkeypatch):
-    """`--workdir runs/x` (what `make demo` passes) works like an absolute path, periodic checkpoints included."""
+    """`--workdir runs/x` (what `make demo` passes) works like an absolute path: periodic checkpoints, resume and
+    reading the latest params back."""
     monkeypatch.chdir(tmp_path)
     result = run(tiny_config(tiny_assets, total_steps=4, ckpt_steps=2), "runs/rel")
     assert result["step"] == 4 and result["checkpoint_step"] == 4
     again = run(tiny_config(tiny_assets, total_steps=4, ckpt_steps=2), "runs/rel")
     assert again["start_step"] == 4
+    step, params = checkpointing.latest_params("runs/rel")  # what evaluators.run / tools.predict read
+    assert step == 4 and "llm" in params

@@ -23,8 +23,8 @@ CHECKPOINT_DIR = "checkpoints"
 
 
 def checkpoint_dir(workdir: str) -> str:
-    """Where `Checkpointer(workdir)` keeps its steps."""
-    return os.path.join(workdir, CHECKPOINT_DIR)
+    """Where `Checkpointer(workdir)` keeps its steps (local paths made absolute: orbax refuses relative ones)."""
+    return os.path.join(workdir if "://" in workdir else os.path.abspath(workdir), CHECKPOINT_DIR)
 
 
 class Checkpointer:

@@ -460,8 +460,6 @@ def train(config: Any, workdir: str, *, devices: Sequence[Any] | None = None,
       TrainingDiverged: NaN/Inf loss or gradient norm (the last good checkpoint is kept).
     """
     cfg = config_lib.resolve(config)
-    if "://" not in workdir:
-        workdir = os.path.abspath(workdir)  # orbax needs absolute local paths
     logging_utils.makedirs(workdir)
     setup = _Setup(cfg, workdir, devices)
     setup.compiler_options = compiler_options
