@@ -6,6 +6,7 @@ One entry point, `get_source(config)`, for the `config.input.data` dict of a con
   dict(name="coco_captions", split="train[:90%]")                # TFDS split syntax works
   dict(name="vqa", split="train", mock=64)                       # 64 random examples with vqa's features (mock.py)
   dict(name="jsonl", path="data/train.jsonl", image_root=None, skip_bad_rows=False)
+  dict(name="easy_vqa", split="train", where=dict(question_type="shape"))  # only the examples whose field matches
   dict(mixture=[(dict(name="easy_vqa", split="train"), 3.0),    # weighted mixture (infinite when shuffled)
                 (dict(name="jsonl", path="extra.jsonl", pp="..."), 1.0)], seed=0)
 
@@ -30,6 +31,11 @@ project's own builders (`datasets/builders/`) are registered on import of this m
 `python -m datasets.build NAME --data_dir DIR`. Builders that need no manual files (easy_vqa) are built on first use
 when missing from `data_dir`; nothing is ever downloaded here. `data_dir=None` means TFDS's default
 (`$TFDS_DATA_DIR` or ~/tensorflow_datasets).
+
+`where` (any source): keeps the examples whose fields equal the given values (a list: any of them); keys may walk
+nested features (`"a/b"`). The split is read once (images not decoded) to count the examples that match, so that
+epochs, resumption and `num_examples` stay exact. Mixtures of filtered parts re-weight a dataset, e.g. to balance
+question types.
 
 JSONL (`datasets/jsonl.py`, `JsonlSource`): one JSON object per line; `image` is a path relative to the JSONL file's
 folder (or `image_bytes` inline base64), other fields are kept. Bad rows (malformed, missing image, a path outside the
@@ -112,6 +118,9 @@ def get_source(config) -> Source:
 
 
 def _get_source(config: dict) -> Source:
+  if "where" in config:
+    where = config.pop("where")
+    return FilteredSource(_get_source(config), where)
   if "mixture" in config:
     parts = []
     for item in config["mixture"]:
@@ -253,6 +262,72 @@ class TfdsSource(Source):
     features, decoders = self.builder.info.features, self._decoders
     return ds.map(lambda x: features.deserialize_example(x, decoders=decoders), num_parallel_calls=AUTOTUNE,
                   deterministic=True)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Filters.
+
+
+class FilteredSource(Source):
+  """The examples of `base` whose fields equal the values in `where` (`{key: value or [values]}`; all keys must match).
+
+  Counting the matches reads the base split once per process shard (on first need); the filtered stream keeps the
+  base's order, so shuffling, epochs and resumption behave as for any other source.
+  """
+
+  def __init__(self, base: Source, where):
+    where = _to_dict(where)
+    if not where:
+      raise ValueError("`where` needs at least one {field: value} condition.")
+    self.base = base
+    self.where = {k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in where.items()}
+    for k, values in self.where.items():
+      if not values:
+        raise ValueError(f"`where` gives no value for field {k!r}.")
+    self._counts: dict[tuple[int, int], int] = {}
+    self._check_fields(base.get_tfdata(ordered=True).element_spec)
+    self.num_examples = self.shard_num_examples(0, 1)
+    if self.num_examples == 0:
+      raise DataError(f"No example of {base.describe()} matches where={self.where}; check the field names and "
+                      "values (`python -m datasets.inspect` shows some examples).")
+
+  def describe(self) -> str:
+    return f"{self.base.describe()} where {self.where} ({self.num_examples} examples)"
+
+  def _check_fields(self, spec) -> None:
+    """Raises DataError unless every `where` key names a scalar field of the base examples."""
+    from datasets.pp.utils import get_key  # pylint: disable=g-import-not-at-top
+    for key in self.where:
+      try:
+        field = get_key(spec, key, "where")
+      except KeyError as e:
+        raise DataError(f"{self.base.describe()}: {e.args[0]}") from None
+      if not isinstance(field, tf.TensorSpec) or field.shape.rank != 0:
+        raise DataError(f"where: field {key!r} of {self.base.describe()} is not a scalar ({field}); filter on "
+                        "scalar fields.")
+
+  def _keep(self, ex) -> tf.Tensor:
+    from datasets.pp.utils import get_key  # pylint: disable=g-import-not-at-top
+    ok = tf.constant(True)
+    for key, values in self.where.items():
+      field = get_key(ex, key, "where")
+      match = tf.constant(False)
+      for v in values:
+        match = match | tf.equal(field, tf.constant(v, dtype=field.dtype))
+      ok = ok & match
+    return ok
+
+  def shard_num_examples(self, process_index: int = 0, process_count: int = 1) -> int:
+    if (process_index, process_count) not in self._counts:
+      ds = self.base.get_tfdata(process_index=process_index, process_count=process_count, ordered=True)
+      count = ds.map(lambda ex: tf.cast(self._keep(ex), tf.int64), num_parallel_calls=AUTOTUNE)
+      self._counts[(process_index, process_count)] = int(count.reduce(tf.constant(0, tf.int64), tf.add).numpy())
+    return self._counts[(process_index, process_count)]
+
+  def get_tfdata(self, *, process_index: int = 0, process_count: int = 1, ordered: bool = False,
+                 seed=None) -> tf.data.Dataset:
+    ds = self.base.get_tfdata(process_index=process_index, process_count=process_count, ordered=ordered, seed=seed)
+    return ds.filter(self._keep)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -35,6 +35,16 @@ def test_counts_and_features(data_dir):
   assert len(answers) == 9_673 and len(set(answers.tolist())) == 13
 
 
+def test_where_selects_question_types(data_dir):
+  """The demo config re-weights question types with filtered parts of one split."""
+  shape = sources.get_source(dict(name="easy_vqa", split="test", data_dir=data_dir, where=dict(question_type="shape")))
+  answers = [e["answer"] for e in shape.get_tfdata(ordered=True).as_numpy_iterator()]
+  assert len(answers) == shape.num_examples and set(answers) == {b"circle", b"rectangle", b"triangle"}
+  other = sources.get_source(dict(name="easy_vqa", split="test", data_dir=data_dir,
+                                  where=dict(question_type=["color", "yes/no"])))
+  assert shape.num_examples + other.num_examples == 9_673
+
+
 @pytest.mark.parametrize("process_count", [2, 3])
 def test_eval_covers_every_question_once(data_dir, process_count):
   src = sources.get_source(dict(name="easy_vqa", split="test", data_dir=data_dir))

@@ -210,3 +210,37 @@ def test_eval_batches_pad_lists_of_different_lengths(tmp_path):
   assert batch["answers"].tolist() == [[b"a0", b"", b""], [b"a0", b"a1", b""], [b"a0", b"a1", b"a2"],
                                        [b"", b"", b""]]
   assert batch["_mask"].tolist() == [1, 1, 1, 0]
+
+
+def test_where_keeps_matching_examples_in_training_eval_and_resume(tmp_path):
+  base = _make_jsonl(tmp_path, 30)
+  even = [f"t{i}" for i in range(0, 30, 2)]
+  src = sources.get_source(dict(name="jsonl", path=base.path, where=dict(text=even)))
+  assert src.num_examples == 15 and "where" in src.describe()
+  assert [int(e["id"]) for e in src.get_tfdata(ordered=True).as_numpy_iterator()] == list(range(0, 30, 2))
+  kw = dict(batch_size=5, shuffle_buffer_size=4, seed=2, process_index=0, process_count=1)
+  it = pipeline.make_train_iterator(src, pp_light, **kw)
+  ids = _flat([next(it) for _ in range(9)])  # three epochs of the 15 matches
+  for e in range(3):
+    assert sorted(ids[15 * e:15 * (e + 1)]) == list(range(0, 30, 2))
+  resumed = pipeline.make_train_iterator(src, pp_light, start_example=20, **kw)
+  assert _flat([next(resumed) for _ in range(3)]) == ids[20:35]
+  # Processes split the matches between them, each exactly once.
+  seen = []
+  for p in range(2):
+    for b in pipeline.make_eval_iterator(src, pp_light, batch_size=4, process_index=p, process_count=2):
+      seen += b["id"][b["_mask"].astype(bool)].tolist()
+  assert sorted(seen) == list(range(0, 30, 2))
+  # Several conditions must all hold; an int field matches an int value.
+  both = sources.get_source(dict(name="jsonl", path=base.path, where=dict(text=even, id=[0, 1, 2, 3])))
+  assert [int(e["id"]) for e in both.get_tfdata(ordered=True).as_numpy_iterator()] == [0, 2]
+
+
+def test_where_errors_name_the_problem(tmp_path):
+  base = _make_jsonl(tmp_path, 4)
+  with pytest.raises(sources.DataError, match="No example .* matches"):
+    sources.get_source(dict(name="jsonl", path=base.path, where=dict(text="nope")))
+  with pytest.raises(sources.DataError, match="'colour' not in the example"):
+    sources.get_source(dict(name="jsonl", path=base.path, where=dict(colour="red")))
+  with pytest.raises(ValueError, match="at least one"):
+    sources.get_source(dict(name="jsonl", path=base.path, where={}))

@@ -11,11 +11,16 @@ decoder (width 128, 2 layers, 4 query heads sharing 1 KV head), 1.1M parameters.
 SentencePiece model trained on first use from the training questions and answers (+ the 1152 loc/seg tokens), cached
 in the workdir. Prompt `answer en {question}`, the answer as suffix, loss on the answer and <eos>.
 
+Training data: the train split re-weighted by question type (`where=` filters of one split in a mixture): 10% colour,
+50% shape, 40% yes/no, against 13% / 13% / 74% in the split. Shapes (rectangle vs circle) are what a from-scratch
+model learns last; with the split's own mix, shape accuracy was still 49% after 6,000 steps (86.8% overall), while
+the same ViT trained alone as a shape classifier reaches 95%: the shape questions were too rare a signal, not too hard.
+
 Optimisation (from a small sweep on this 2-core machine; lr 1e-3 to 3e-3 behave alike): Adam (b2 0.98) at lr 1.5e-3,
-batch 64 for 6,000 steps (10 epochs), 200 warmup steps then cosine to 1% of the peak, global-norm clipping at 1,
-weight decay 1.5e-7 per step (= AdamW's 1e-4 x lr). Colours and yes/no are learned within 1,000 steps; shapes
-(rectangle vs circle especially) come last. Evaluation: VQA accuracy (exact match: easy-VQA has one answer per question) by greedy
-decoding on the full test split, every 1000 steps and at the end, reported per question type (colour, shape, yes/no).
+batch 64 for 5,000 steps, 200 warmup steps then cosine to 1% of the peak, global-norm clipping at 1, weight decay
+1.5e-7 per step (= AdamW's 1e-4 x lr). Evaluation: VQA accuracy (exact match: easy-VQA has one answer per question)
+by greedy decoding on the full test split, every 1000 steps and at the end, reported per question type (colour,
+shape, yes/no).
 """
 
 import ml_collections
@@ -28,11 +33,13 @@ TRAIN_PP = (IMAGE + '|copy("answer", "suffix")|tok_paligemma(text_len=20)'
 EVAL_PP = (IMAGE + '|tok_paligemma_prompt(text_len=20)'
            '|keep("image", "text", "mask_ar", "mask_input", "answers", "question_id", "question_type", "question")')
 TOKENIZER_VOCAB = 400
+# Share of the training stream per question type (the train split itself has 13% colour, 13% shape, 74% yes/no).
+QUESTION_TYPE_WEIGHTS = {"color": 0.1, "shape": 0.5, "yes/no": 0.4}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The easy-VQA run; `arg` = "steps=N,data_dir=DIR" (both optional)."""
-    arg = common.parse_arg(arg, steps=6000, data_dir="")
+    arg = common.parse_arg(arg, steps=5000, data_dir="")
     data = dict(name="easy_vqa", data_dir=arg.data_dir or None)
 
     config = ml_collections.ConfigDict()
@@ -46,7 +53,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                  num_kv_heads=1, head_dim=32))
     config.model_init = None
 
-    config.input = dict(data=dict(data, split="train"), pp=TRAIN_PP, batch_size=64, shuffle_buffer_size=10_000)
+    # Question types re-weighted: shapes are the hard part (rectangle vs circle) but only 13% of the questions.
+    mixture = [dict(data=dict(data, split="train", where=dict(question_type=qtype)), weight=weight)
+               for qtype, weight in QUESTION_TYPE_WEIGHTS.items()]
+    config.input = dict(data=dict(mixture=mixture), pp=TRAIN_PP, batch_size=64, shuffle_buffer_size=10_000)
     config.total_steps = arg.steps
 
     config.optax_name = "adam"
