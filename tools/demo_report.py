@@ -53,7 +53,7 @@ def prediction_grid(records: Sequence[dict], examples: dict, out_png: str, colum
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
     rows = (len(records) + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 4.0 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, rec in zip(axes.flat, records):
