@@ -254,10 +254,10 @@ def evaluate(config: Any, *, checkpoint: str | None, workdir: str | None, evals:
     step = step if step is not None else ckpt_step
     tokenizer_path = resolve_tokenizer(_get(config, "tokenizer"), workdir)
     tok = Tokenizer(tokenizer_path)
-    vocab = int(model_cfg["llm"].get("vocab_size", 0) or 0)
-    if vocab and tok.vocab_size > vocab:
-        raise RunError(f"The tokenizer has {tok.vocab_size} pieces but the model's vocabulary is {vocab}: use the "
-                       f"tokenizer the checkpoint was trained with.")
+    try:
+        tok.check_fits(model_cfg["llm"].get("vocab_size"), "use the tokenizer the checkpoint was trained with.")
+    except ValueError as e:
+        raise RunError(str(e)) from None
     model = model_lib.Model(**model_cfg)
     batch_sizes = [int(_get(c, "batch_size") or 0) // jax.process_count() for c in evals_cfg.values()]
     put_params, put_batch = make_placement(batch_sizes)

@@ -168,6 +168,15 @@ class Tokenizer:
         """Number of pieces (257152 for PaliGemma), including the loc/seg tokens."""
         return self._sp.get_piece_size()
 
+    def check_fits(self, model_vocab: int, fix: str) -> None:
+        """Raises ValueError (message ends with `fix`) if this tokenizer has ids beyond a `model_vocab`-row table.
+
+        `model_vocab` 0 or None: unknown, nothing is checked.
+        """
+        if model_vocab and self.vocab_size > model_vocab:
+            raise ValueError(f"the tokenizer has {self.vocab_size} pieces but the model's vocabulary is "
+                             f"{model_vocab}; {fix}")
+
     @property
     def pad_id(self) -> int:
         """Id of the padding token (0 in Gemma); -1 if the model defines none."""

@@ -138,6 +138,9 @@ def test_predict_cli_without_tensorflow(tmp_path):
     rng = np.random.default_rng(1)
     params = jax.tree.map(lambda s: rng.normal(0.0, 0.1, s.shape).astype(s.dtype), model_lib.param_shapes(cfg))
     checkpoints.save(str(tmp_path / "ckpt"), cfg, params)
+    small = {"img": cfg["img"], "llm": dict(cfg["llm"], vocab_size=tok.vocab_size - 8)}
+    checkpoints.save(str(tmp_path / "small"), small,
+                     jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), model_lib.param_shapes(small)))
     imgs = [os.path.join(IMAGES, f"{i}.png") for i in (0, 1)]
     code = textwrap.dedent(f"""
         import sys
@@ -146,6 +149,8 @@ def test_predict_cli_without_tensorflow(tmp_path):
         assert predict.main(common + ["--image", *{imgs!r}, "--prompt", "caption en"]) == 0
         assert predict.main(common + ["--image", *{imgs!r}, "--multi_image", "--prompt", "answer en what is it",
                                       "--sampler", "top_k(k=5)", "--res", "48"]) == 0
+        assert predict.main(["--checkpoint", {str(tmp_path / "small")!r}, "--tokenizer", {tok_path!r},
+                             "--image", {imgs[0]!r}, "--prompt", "caption en"]) == 2
         assert "tensorflow" not in sys.modules, "TensorFlow was imported"
         print("NO_TF_OK")
     """)
@@ -155,3 +160,4 @@ def test_predict_cli_without_tensorflow(tmp_path):
     assert lines[0].startswith(imgs[0] + ": ") and lines[1].startswith(imgs[1] + ": ")
     assert lines[2].startswith(f"{imgs[0]} + {imgs[1]}: ")  # one answer for the frames of one example
     assert lines[3] == "NO_TF_OK"
+    assert "pieces but the model's vocabulary is" in res.stderr and "--tokenizer" in res.stderr

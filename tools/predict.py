@@ -148,10 +148,10 @@ def predict(args: argparse.Namespace, out=sys.stdout) -> list[str]:
             cfg, params = checkpoints.load(args.checkpoint, image_size=args.res, dtype=args.dtype)
     except (FileNotFoundError, checkpoints.CheckpointError, eval_run.RunError) as e:
         raise PredictError(f"cannot load --checkpoint: {e}") from e
-    vocab = int(cfg["llm"].get("vocab_size", 0) or 0)
-    if vocab and tok.vocab_size > vocab:
-        raise PredictError(f"the tokenizer has {tok.vocab_size} pieces, more than the model's vocabulary ({vocab}): "
-                           f"pass the tokenizer this checkpoint was trained with")
+    try:
+        tok.check_fits(cfg["llm"].get("vocab_size"), "pass the tokenizer this checkpoint was trained with (--tokenizer).")
+    except ValueError as e:
+        raise PredictError(str(e)) from None
     size = siglip.SiglipConfig(**{"num_classes": None, **dict(cfg["img"])}).image_hw
     pixels = [preprocess(img, tuple(size)) for img in originals]
     batch = build_batch(pixels, tok.encode(args.prompt), bos_id=tok.bos_id, sep_id=tok.newline_id,

@@ -194,11 +194,12 @@ class _Setup:
         self.total_steps = config_lib.num_steps(cfg, num_examples)
         if self.tokenizer_path is not None:
             from paligemma.tokenizer import Tokenizer
-            vocab = Tokenizer(self.tokenizer_path).vocab_size
-            model_vocab = self.shapes["llm"]["embedder"]["input_embedding"].shape[0]
-            if vocab > model_vocab:
-                raise ConfigError(f"the tokenizer {self.tokenizer_path} has {vocab} tokens but the model's vocabulary "
-                                  f"is {model_vocab}; set config.model.llm.vocab_size >= {vocab}.")
+            tok = Tokenizer(self.tokenizer_path)
+            try:
+                tok.check_fits(self.shapes["llm"]["embedder"]["input_embedding"].shape[0],
+                               f"set config.model.llm.vocab_size >= {tok.vocab_size}.")
+            except ValueError as e:
+                raise ConfigError(f"{self.tokenizer_path}: {e}") from None
         try:
             self.specs = sharding.param_specs(self.shapes, self.mesh, rules=cfg.sharding_rules,
                                               strategy=cfg.sharding_strategy)
