@@ -305,6 +305,10 @@ class FilteredSource(Source):
       if not isinstance(field, tf.TensorSpec) or field.shape.rank != 0:
         raise DataError(f"where: field {key!r} of {self.base.describe()} is not a scalar ({field}); filter on "
                         "scalar fields.")
+      text = field.dtype == tf.string
+      for v in self.where[key]:
+        if isinstance(v, (str, bytes)) != text or isinstance(v, bool):
+          raise DataError(f"where: field {key!r} holds {field.dtype.name} values; {v!r} cannot match it.")
 
   def _keep(self, ex) -> tf.Tensor:
     from datasets.pp.utils import get_key  # pylint: disable=g-import-not-at-top

@@ -242,5 +242,7 @@ def test_where_errors_name_the_problem(tmp_path):
     sources.get_source(dict(name="jsonl", path=base.path, where=dict(text="nope")))
   with pytest.raises(sources.DataError, match="'colour' not in the example"):
     sources.get_source(dict(name="jsonl", path=base.path, where=dict(colour="red")))
+  with pytest.raises(sources.DataError, match="'id' holds int64 values; '3' cannot match"):
+    sources.get_source(dict(name="jsonl", path=base.path, where=dict(id="3")))
   with pytest.raises(ValueError, match="at least one"):
     sources.get_source(dict(name="jsonl", path=base.path, where={}))
