@@ -284,9 +284,10 @@ class FilteredSource(Source):
     for k, values in self.where.items():
       if not values:
         raise ValueError(f"`where` gives no value for field {k!r}.")
-    self._counts: dict[tuple[int, int], int] = {}
-    self._check_fields(base.get_tfdata(ordered=True).element_spec)
-    self.num_examples = self.shard_num_examples(0, 1)
+    whole = base.get_tfdata(ordered=True)
+    self._check_fields(whole.element_spec)
+    self._counts = {(0, 1): self._count(whole)}  # matches per (process_index, process_count) shard
+    self.num_examples = self._counts[(0, 1)]
     if self.num_examples == 0:
       raise DataError(f"No example of {base.describe()} matches where={self.where}; check the field names and "
                       "values (`python -m datasets.inspect` shows some examples).")
@@ -323,10 +324,13 @@ class FilteredSource(Source):
 
   def shard_num_examples(self, process_index: int = 0, process_count: int = 1) -> int:
     if (process_index, process_count) not in self._counts:
-      ds = self.base.get_tfdata(process_index=process_index, process_count=process_count, ordered=True)
-      count = ds.map(lambda ex: tf.cast(self._keep(ex), tf.int64), num_parallel_calls=AUTOTUNE)
-      self._counts[(process_index, process_count)] = int(count.reduce(tf.constant(0, tf.int64), tf.add).numpy())
+      self._counts[(process_index, process_count)] = self._count(
+          self.base.get_tfdata(process_index=process_index, process_count=process_count, ordered=True))
     return self._counts[(process_index, process_count)]
+
+  def _count(self, ds: tf.data.Dataset) -> int:
+    matches = ds.map(lambda ex: tf.cast(self._keep(ex), tf.int64), num_parallel_calls=AUTOTUNE)
+    return int(matches.reduce(tf.constant(0, tf.int64), tf.add).numpy())
 
   def get_tfdata(self, *, process_index: int = 0, process_count: int = 1, ordered: bool = False,
                  seed=None) -> tf.data.Dataset:

@@ -168,7 +168,7 @@ class Tokenizer:
         """Number of pieces (257152 for PaliGemma), including the loc/seg tokens."""
         return self._sp.get_piece_size()
 
-    def check_fits(self, model_vocab: int, fix: str) -> None:
+    def check_fits(self, model_vocab: int | None, fix: str) -> None:
         """Raises ValueError (message ends with `fix`) if this tokenizer has ids beyond a `model_vocab`-row table.
 
         `model_vocab` 0 or None: unknown, nothing is checked.
