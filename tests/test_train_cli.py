@@ -156,7 +156,7 @@ def test_two_processes_with_four_devices_each_match_one_process_with_eight(refer
     procs = []
     for i in range(2):
         cmd = _command(tiny_assets, workdir, f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
-                       f"--process_id={i}")
+                       f"--process_id={i}", "--config.preemption_check_steps=3")
         procs.append(subprocess.Popen(cmd, stdout=open(tmp_path / f"out{i}.txt", "w"),
                                       stderr=open(tmp_path / f"err{i}.txt", "w"), env=env, cwd=REPO))
     for i, proc in enumerate(procs):
@@ -165,6 +165,10 @@ def test_two_processes_with_four_devices_each_match_one_process_with_eight(refer
     out0 = (tmp_path / "out0.txt").read_text()
     assert "(2 processes)" in out0 and "step 10/10" in out0
     assert "step" not in (tmp_path / "out1.txt").read_text()  # process 0 alone logs
+    # The step loop exchanges nothing across hosts but the preemption check at steps 3, 6 and 9, and its batches
+    # are placed ahead by the prefetch thread.
+    assert re.search(r"Input: the step loop waited [\d.]+s for batches in 10 steps; 3 cross-host preemption checks",
+                     out0), out0
     losses = [json.loads(line)["training_loss"] for line in open(os.path.join(workdir, "metrics.jsonl"))]
     np.testing.assert_allclose(losses, reference[0], rtol=1e-5)
     # Both processes wrote their shards of one orbax checkpoint. (Params are not compared element-wise: Adam turns

@@ -18,7 +18,8 @@ defaults below and returns a new ConfigDict. Keys (defaults in brackets; "requir
   input.shuffle_buffer_size [10_000]
   input.data_shards [None]       number of data streams the global batch is read from (None: one per process);
                                  pinning it makes the batches independent of the process count
-  input.prefetch [2]             batches prefetched by tf.data
+  input.prefetch [2]             batches prefetched by tf.data (host memory)
+  input.device_prefetch [2]      batches read and placed on the devices ahead of the step, by a background thread
   total_steps | total_epochs | total_examples   exactly one is required
   optax_name ["adam"]            adam | adamw (the same as adam: decay comes from `wd`) | adafactor | sgd
   optax [{}]                     keyword arguments of the optimizer's scaling transform
@@ -45,6 +46,8 @@ defaults below and returns a new ConfigDict. Keys (defaults in brackets; "requir
   sharding_strategy [[(".*", "fsdp")]]    see `paligemma.sharding` (fsdp over `fsdp`, else `data`; >= 4 MiB)
   sharding_rules [None]          tensor-parallel (regex, per-dim spec) rules; None = sharding.DEFAULT_TENSOR_RULES
   log_training_steps [50]        progress line + metrics.jsonl + TensorBoard every N steps
+  preemption_check_steps [10]    multi-process runs agree on a SIGTERM every N steps (one cross-host exchange;
+                                 a single process checks every step); the run saves the step it stops at
   ckpt_steps [1000]              checkpoint every N steps (and at the end, and on SIGTERM)
   keep_ckpts [3]                 checkpoints kept
   evals [{}]                     {name: dict(type=..., ...)}, see `evaluators.common.build_evaluators`
@@ -76,7 +79,7 @@ SCHEMA: dict[str, Any] = dict(
     model_init=None,
     model_load=dict(dont_load=()),
     input=dict(data=REQUIRED, pp=REQUIRED, batch_size=REQUIRED, shuffle_buffer_size=10_000, data_shards=None,
-               prefetch=2, tokenizer=None),
+               prefetch=2, device_prefetch=2, tokenizer=None),
     total_steps=None,
     total_epochs=None,
     total_examples=None,
@@ -96,6 +99,7 @@ SCHEMA: dict[str, Any] = dict(
     sharding_strategy=((".*", "fsdp"),),
     sharding_rules=None,
     log_training_steps=50,
+    preemption_check_steps=10,
     ckpt_steps=1000,
     keep_ckpts=3,
     evals={},
@@ -204,7 +208,8 @@ def _check_values(c: dict[str, Any]) -> None:
             raise ConfigError(f"config.{key} must be positive, got {c[key]!r}.")
     _positive_int(c["input"]["batch_size"], "input.batch_size")
     _positive_int(c["input"]["data_shards"], "input.data_shards", allow_none=True)
-    for key in ("accum_steps", "log_training_steps", "ckpt_steps", "keep_ckpts"):
+    _positive_int(c["input"]["device_prefetch"], "input.device_prefetch")
+    for key in ("accum_steps", "log_training_steps", "preemption_check_steps", "ckpt_steps", "keep_ckpts"):
         _positive_int(c[key], key)
     if c["model_name"] is None and not c["model"]:
         raise ConfigError("set config.model_name (e.g. 'paligemma-3b-224' or 'paligemma-tiny') or config.model "

@@ -46,7 +46,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from paligemma import checkpoints, sharding
 from paligemma import model as model_lib
-from trainers import checkpointing, logging_utils, optimizer, step as step_lib
+from trainers import checkpointing, logging_utils, optimizer, prefetch, step as step_lib
 from trainers import config as config_lib
 from trainers.config import ConfigError
 
@@ -396,6 +396,22 @@ class _TrainData:
 # The run.
 
 
+def _device_batches(data: _TrainData, first_batch: dict[str, np.ndarray], mesh,
+                    depth: int) -> prefetch.DevicePrefetcher:
+    """`(global device batch, data position after it)` pairs, prepared `depth` steps ahead in a background thread.
+
+    The first batch was read (and checked) before compiling; the position goes with each batch because the
+    pipeline runs ahead of the step that a checkpoint records.
+    """
+    first = [(first_batch, data.position)]
+
+    def produce():
+        batch, position = first.pop() if first else (next(data), data.position)
+        return sharding.put_batch(batch, mesh), position
+
+    return prefetch.DevicePrefetcher(produce, depth)
+
+
 class _StopFlag:
     """Set by SIGTERM (installed only when running in the main thread)."""
 
@@ -555,12 +571,15 @@ def _resume_position(meta: dict[str, Any], setup: _Setup) -> int:
 class _Logger:
     """Checks each step's metrics (NaN/Inf stops the run) and logs them every log_training_steps."""
 
-    def __init__(self, setup: _Setup, writer: logging_utils.MetricsWriter, start: int, ckpt_dir: str):
-        self.setup, self.writer, self.ckpt_dir = setup, writer, ckpt_dir
+    def __init__(self, setup: _Setup, writer: logging_utils.MetricsWriter, start: int, ckpt_dir: str,
+                 batches: prefetch.DevicePrefetcher | None):
+        self.setup, self.writer, self.ckpt_dir, self.batches = setup, writer, ckpt_dir, batches
         self.total = setup.total_steps
         self.throughput = logging_utils.Throughput(start, self.total, setup.cfg.input.batch_size)
         self.last_saved = start
         self.records: list[dict[str, Any]] = []
+        self.host_syncs = 0  # cross-host exchanges of the step loop (preemption checks)
+        self._wait = (time.perf_counter(), 0.0)  # (time, batches.wait_seconds) at the previous log point
 
     def check(self, step: int, metrics: Any) -> dict[str, float]:
         """Fetches the step's metrics; raises TrainingDiverged; returns the record to log (empty: none due)."""
@@ -576,6 +595,10 @@ class _Logger:
         self.writer.print(logging_utils.progress_line(step, self.total, values, examples_per_sec, eta))
         if examples_per_sec is not None:
             values["examples_per_sec"] = examples_per_sec
+        if self.batches is not None:  # the share of the interval the step loop spent waiting for input
+            now, waited = time.perf_counter(), self.batches.wait_seconds
+            values["input_wait_fraction"] = (waited - self._wait[1]) / max(now - self._wait[0], 1e-9)
+            self._wait = (now, waited)
         return values
 
     def evaluate(self, step: int, params: Any, names: Sequence[str], record: dict[str, float]) -> None:
@@ -613,20 +636,23 @@ def _run(setup: _Setup, workdir: str, writer: logging_utils.MetricsWriter, stop:
                  f"{dict(mesh.shape)} ({jax.process_count()} processes), batch {cfg.input.batch_size}, {total} steps; "
                  f"workdir {workdir}")
     log.info("Parameter sharding:\n%s", "\n".join(sharding.describe(setup.specs, setup.shapes)))
+    batches = _device_batches(data, first_batch, mesh, cfg.input.device_prefetch) if start < total else None
     train_step = state.train_step(setup)
-    logger = _Logger(setup, writer, start, ckpt.directory)
+    logger = _Logger(setup, writer, start, ckpt.directory, batches)
 
     done, pending, preempted, export = start, None, False, None
     try:
         while done < total:
-            batch, first_batch = (first_batch, None) if first_batch is not None else (next(data), None)
-            params, opt_state, metrics = train_step(params, opt_state, sharding.put_batch(batch, mesh),
-                                                    np.int32(done), rng_data)
+            batch, position = next(batches)
+            params, opt_state, metrics = train_step(params, opt_state, batch, np.int32(done), rng_data)
             done += 1
             if pending is not None:  # checked one step late, so that the host does not stall the device
                 logger.emit(pending[0], logger.check(*pending))
             pending = (done, metrics)
-            preempted = _any_process(stop.requested) and done < total
+            # Processes agree on a SIGTERM every preemption_check_steps steps (a cross-host exchange); alone, each step.
+            if done < total and (jax.process_count() == 1 or done % cfg.preemption_check_steps == 0):
+                preempted = _any_process(stop.requested)
+                logger.host_syncs += jax.process_count() > 1
             due_evals = [name for name, ev in setup.evaluators.items() if ev.should_run(done, total)]
             save = done % cfg.ckpt_steps == 0 or done == total or preempted
             if save or due_evals:
@@ -635,7 +661,7 @@ def _run(setup: _Setup, workdir: str, writer: logging_utils.MetricsWriter, stop:
                 logger.evaluate(done, params, due_evals, record)
                 logger.emit(done, record)
             if save:
-                ckpt.save(done, params, opt_state, dict(step=done, data_position=data.position,
+                ckpt.save(done, params, opt_state, dict(step=done, data_position=position,
                                                         data_shards=setup.data_shards, rng=rng_data.tolist(),
                                                         total_steps=total))
                 logger.last_saved = done
@@ -647,9 +673,15 @@ def _run(setup: _Setup, workdir: str, writer: logging_utils.MetricsWriter, stop:
         if done == total:
             export = _export(params, cfg, workdir)
     finally:
+        if batches is not None:
+            batches.close()
         ckpt.close()
+    if batches is not None and done > start:
+        writer.print(f"Input: the step loop waited {batches.wait_seconds:.1f}s for batches in {done - start} steps; "
+                     f"{logger.host_syncs} cross-host preemption checks.")
     return dict(step=done, total_steps=total, start_step=start, records=logger.records, preempted=preempted,
-                checkpoint_step=logger.last_saved, export=export)
+                checkpoint_step=logger.last_saved, export=export, input_wait_seconds=batches and batches.wait_seconds,
+                host_syncs=logger.host_syncs)
 
 
 # --------------------------------------------------------------------------------------------------------------------
