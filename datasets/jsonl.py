@@ -29,11 +29,13 @@ import binascii
 import json
 import logging
 import os
+import posixpath
 
 import numpy as np
 import tensorflow as tf
 
 from datasets.sources import AUTOTUNE, DataError, Source, shard_bounds
+from paligemma import paths
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +90,13 @@ class JsonlSource(Source):
 
   def __init__(self, path: str, image_root: str | None = None, skip_bad_rows: bool = False):
     self.path = os.fspath(path)
-    if not os.path.isfile(self.path):
+    if not paths.isfile(self.path):
       raise DataError(f"JSONL file not found: {self.path}")
-    self.root = os.path.abspath(image_root if image_root is not None else os.path.dirname(self.path) or ".")
+    root = image_root if image_root is not None else paths.dirname(self.path) or "."
+    self.remote = paths.is_remote(root)
+    self.root = _normpath(root) if self.remote else os.path.abspath(root)
+    # Remote images are checked against one listing of the folder, not one request per row.
+    self._remote_files = set(paths.find(self.root)) if self.remote else None
     self.skip_bad_rows = skip_bad_rows
     self.skipped: list[tuple[int, str]] = []  # (line number, reason) of every skipped row
     self.num_lines = 0
@@ -98,7 +104,7 @@ class JsonlSource(Source):
     kinds: dict[str, str | None] = {}
     kind_line: dict[str, int] = {}
 
-    with open(self.path, "rb") as f:
+    with paths.open(self.path, "rb") as f:
       for lineno, raw in enumerate(f, start=1):
         self.num_lines = lineno
         if not raw.strip():
@@ -148,11 +154,18 @@ class JsonlSource(Source):
       rel = obj["image"]
       if not isinstance(rel, str) or not rel:
         raise DataError(f"`image` must be a non-empty path string, got {rel!r}")
-      full = os.path.normpath(os.path.join(self.root, rel))
-      if os.path.commonpath([full, self.root]) != self.root:
-        raise DataError(f"image path {rel!r} points outside the dataset folder {self.root}")
-      if not os.path.isfile(full):
-        raise DataError(f"image file not found: {full}")
+      if self.remote:
+        full = _normpath(paths.join(self.root, rel))
+        if not full.startswith(self.root.rstrip("/") + "/"):
+          raise DataError(f"image path {rel!r} points outside the dataset folder {self.root}")
+        if full not in self._remote_files:
+          raise DataError(f"image file not found: {full}")
+      else:
+        full = os.path.normpath(os.path.join(self.root, rel))
+        if os.path.commonpath([full, self.root]) != self.root:
+          raise DataError(f"image path {rel!r} points outside the dataset folder {self.root}")
+        if not os.path.isfile(full):
+          raise DataError(f"image file not found: {full}")
       image_path = full
     else:
       try:
@@ -237,7 +250,21 @@ class JsonlSource(Source):
     def load(ex):
       ex = dict(ex)
       path, inline = ex.pop("_image_path"), ex.pop("_image_bytes")
-      ex["image"] = tf.cond(tf.strings.length(path) > 0, lambda: tf.io.read_file(path), lambda: inline)
+      ex["image"] = tf.cond(tf.strings.length(path) > 0, lambda: read(path), lambda: inline)
       return ex
 
+    read = _read_remote if self.remote else tf.io.read_file
+
     return ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+
+
+def _normpath(url: str) -> str:
+  """posixpath.normpath of a URL's path part (gs://b/x/../y -> gs://b/y)."""
+  scheme, rest = url.split("://", 1)
+  return f"{scheme}://{posixpath.normpath(rest)}"
+
+
+def _read_remote(path: tf.Tensor) -> tf.Tensor:
+  """tf.io.read_file for URLs through the path layer (TensorFlow's own GCS client cannot reach an emulator)."""
+  data = tf.numpy_function(lambda p: paths.read_bytes(p.decode("utf-8")), [path], tf.string, stateful=False)
+  return tf.ensure_shape(data, [])

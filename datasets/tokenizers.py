@@ -31,6 +31,8 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from paligemma import paths
+
 log = logging.getLogger(__name__)
 
 __all__ = ["resolve_tokenizer", "TokenizerSpecError", "SPEC_KEYS", "TRAIN_KEYS"]
@@ -77,7 +79,7 @@ def resolve_tokenizer(spec: Any, workdir: str | None = None, *, wait_timeout_s: 
     train = _train_settings(spec["train"])
     path = os.fspath(spec.get("path") or _DEFAULT_PATH)
     path = _in_workdir(path, workdir, "a trained tokenizer (train=...) with a relative `path`")
-    if os.path.isfile(path):
+    if paths.isfile(path):
         _check_cached(path, train)
         return path
     if _process_index() == 0:
@@ -92,8 +94,8 @@ def resolve_tokenizer(spec: Any, workdir: str | None = None, *, wait_timeout_s: 
 
 
 def _resolve_path(path: str, workdir: str | None, wait_timeout_s: float) -> str:
-    path = os.path.abspath(os.path.expanduser(os.path.expandvars(path)))
-    if not os.path.isfile(path):
+    path = paths.abspath(os.path.expandvars(path))
+    if not paths.isfile(path):
         raise TokenizerSpecError(f"Tokenizer file not found: {path!r}. Pass the path of a SentencePiece .model file "
                                  f"(e.g. the PaliGemma/Gemma tokenizer.model), or a dict spec to train one.")
     from paligemma.tokenizer import Tokenizer  # pylint: disable=g-import-not-at-top
@@ -103,11 +105,12 @@ def _resolve_path(path: str, workdir: str | None, wait_timeout_s: float) -> str:
         raise TokenizerSpecError(f"{path!r} is not a usable SentencePiece model: {e}") from e
     if not tok.added_loc_seg_tokens:
         return path
-    stem = os.path.splitext(os.path.basename(path))[0]
+    stem = os.path.splitext(path.rstrip("/").rsplit("/", 1)[-1] if paths.is_remote(path) else
+                            os.path.basename(path))[0]
     out = _in_workdir(f"{stem}_locseg.model", workdir,
                       f"the tokenizer {path!r}, which lacks the <locNNNN>/<segNNN> tokens (an augmented copy is "
                       f"written there; or pass a tokenizer that has them)")
-    if os.path.isfile(out):
+    if paths.isfile(out):
         return out
     if _process_index() == 0:
         log.info("Tokenizer %s lacks the loc/seg tokens; writing an augmented copy to %s", path, out)
@@ -120,12 +123,12 @@ def _resolve_path(path: str, workdir: str | None, wait_timeout_s: float) -> str:
 
 def _in_workdir(path: str, workdir: str | None, what: str) -> str:
     path = os.path.expanduser(path)
-    if os.path.isabs(path):
+    if os.path.isabs(path) or paths.is_remote(path):
         return path
     if not workdir:
         raise TokenizerSpecError(f"No workdir given for {what}: pass workdir=... (the trainer's --workdir), or use "
                                  f"an absolute `path`.")
-    return os.path.abspath(os.path.join(workdir, path))
+    return paths.abspath(paths.join(workdir, path))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -170,11 +173,10 @@ def _meta(train: dict) -> dict:
 
 def _check_cached(path: str, train: dict) -> None:
     meta_path = path + ".json"
-    if not os.path.isfile(meta_path):
+    if not paths.isfile(meta_path):
         log.info("Reusing the tokenizer %s (no training settings stored next to it).", path)
         return
-    with open(meta_path) as f:
-        stored = json.load(f)
+    stored = json.loads(paths.read_text(meta_path))
     if stored != _meta(train):
         log.warning("Reusing the cached tokenizer %s, which was trained with other settings (%s) than the config "
                     "asks for (%s); delete it to retrain.", path, stored, _meta(train))
@@ -245,13 +247,12 @@ def _train_and_write(train: dict, path: str) -> None:
 
 
 def _atomic_write(path: str, data: bytes) -> None:
-    from paligemma.checkpoints import atomic_write  # pylint: disable=g-import-not-at-top
-    atomic_write(path, lambda f: f.write(data))
+    paths.write_bytes(path, data)
 
 
 def _wait_for(path: str, timeout_s: float) -> None:
     deadline = time.time() + timeout_s
-    while not os.path.isfile(path):
+    while not paths.isfile(path):
         if time.time() > deadline:
             raise TokenizerSpecError(f"Process {_process_index()} waited {timeout_s:.0f}s for process 0 to write "
                                      f"{path}; is the workdir on a filesystem shared by all processes?")

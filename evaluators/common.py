@@ -228,8 +228,8 @@ def gather_records(records: Any) -> list[Any]:
 
 
 def _atomic_write_text(path: str, text: str) -> None:
-    from paligemma.checkpoints import atomic_write  # pylint: disable=g-import-not-at-top
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    from paligemma import paths  # pylint: disable=g-import-not-at-top
+    paths.write_text(path, text)  # local or gs://
 
 
 @dataclasses.dataclass
@@ -438,7 +438,8 @@ class Evaluator:
             return None
         template = default if template is True else str(template)
         filename = template.format(name=self.name, step="final" if step is None else step)
-        return os.path.join(self.workdir, "evals", filename)
+        from paligemma import paths  # pylint: disable=g-import-not-at-top
+        return paths.join(self.workdir, "evals", filename)
 
     def _submission(self, records: list[dict]) -> Any:
         """The benchmark's submission JSON content, or None (override)."""

@@ -28,6 +28,8 @@ from typing import Any
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from paligemma import paths
+
 
 
 def _define_flags():  # only when run as a program: tools.predict imports this module's loading functions
@@ -74,13 +76,13 @@ def model_config_from(config: Any) -> dict | None:
 def is_checkpoint_path(path: str) -> bool:
     """True for a file, a folder with *.safetensors, or a folder whose config.json is this project's checkpoint
     format or a PyTorch-hub config (a training workdir's config.json is the run config: False)."""
-    if os.path.isfile(path):
+    if paths.isfile(path):
         return True
-    if not os.path.isdir(path):
+    if not paths.isdir(path):
         return False
-    if any(f.endswith(".safetensors") for f in os.listdir(path)):
+    if any(f.endswith(".safetensors") for f in paths.listdir(path)):
         return True
-    meta = _read_json(os.path.join(path, "config.json"))
+    meta = _read_json(paths.join(path, "config.json"))
     if not isinstance(meta, dict):
         return False
     from paligemma.checkpoints import OWN_FORMAT  # pylint: disable=g-import-not-at-top
@@ -88,10 +90,10 @@ def is_checkpoint_path(path: str) -> bool:
 
 
 def _read_json(path: str) -> Any:
-    if not os.path.isfile(path):
+    if not paths.isfile(path):
         return None
     try:
-        with open(path) as f:
+        with paths.open(path) as f:
             return json.load(f)
     except (OSError, ValueError):
         return None
@@ -99,9 +101,9 @@ def _read_json(path: str) -> Any:
 
 def config_from_training_workdir(path: str | None) -> Any:
     """The run config a training workdir keeps in config.json (as a ConfigDict), or None."""
-    if not path or not os.path.isdir(path) or is_checkpoint_path(path):
+    if not path or not paths.isdir(path) or is_checkpoint_path(path):
         return None
-    data = _read_json(os.path.join(path, "config.json"))
+    data = _read_json(paths.join(path, "config.json"))
     if not isinstance(data, dict):
         return None
     import ml_collections  # pylint: disable=g-import-not-at-top
@@ -116,7 +118,7 @@ def load_params(checkpoint: str | None, workdir: str | None, model_cfg: dict | N
     if not path:
         raise RunError("No checkpoint: pass --checkpoint PATH (.npz, HF folder, paligemma.checkpoints.save folder, or "
                        "a training workdir), or --workdir of a training run.")
-    if not os.path.exists(path):
+    if not paths.exists(path):
         raise RunError(f"--checkpoint {path!r} does not exist; pass an existing .npz file, checkpoint folder or "
                        f"training workdir.")
     if is_checkpoint_path(path):
@@ -245,10 +247,10 @@ def evaluate(config: Any, *, checkpoint: str | None, workdir: str | None, evals:
             raise RunError(f"--evals {unknown} not in config.evals; available: {sorted(evals_cfg)}")
         evals_cfg = {k: evals_cfg[k] for k in evals}
     if workdir is None and checkpoint:
-        if os.path.isdir(checkpoint) and not is_checkpoint_path(checkpoint):
+        if paths.isdir(checkpoint) and not is_checkpoint_path(checkpoint):
             workdir = checkpoint  # a training workdir
         else:
-            base = os.path.splitext(os.path.basename(os.path.normpath(checkpoint)))[0]
+            base = os.path.splitext(os.path.basename(os.path.normpath(checkpoint.split("://")[-1])))[0]
             workdir = os.path.join(os.getcwd(), f"eval_{base}")
     model_cfg, params, ckpt_step, source = load_params(checkpoint, workdir, model_config_from(config), dtype)
     step = step if step is not None else ckpt_step
@@ -270,9 +272,8 @@ def evaluate(config: Any, *, checkpoint: str | None, workdir: str | None, evals:
         result["files"][name] = ev.last.files if ev.last else {}
         result["seconds"][name] = round(ev.last.seconds, 3) if ev.last else None
     if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, "eval_metrics.json"), "w") as f:
-            json.dump(result, f, indent=2)
+        paths.makedirs(workdir)
+        paths.write_text(paths.join(workdir, "eval_metrics.json"), json.dumps(result, indent=2))
     return result
 
 
@@ -293,7 +294,7 @@ def main(argv: list[str]) -> int:
         print(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
         return 2
     print(format_table(result["metrics"]))
-    print(f"Wrote {os.path.join(result['workdir'], 'eval_metrics.json')}")
+    print(f"Wrote {paths.join(result['workdir'], 'eval_metrics.json')}")
     return 0
 
 

@@ -45,7 +45,7 @@ import ml_dtypes
 import numpy as np
 from numpy.lib import format as npy_format
 
-from paligemma import gemma, siglip
+from paligemma import gemma, paths, siglip
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,8 @@ class _NpzReader:
     def __init__(self, path: str):
         self.path = path
         try:
-            self.zip = zipfile.ZipFile(path)
+            self._file = paths.open(path, "rb") if paths.is_remote(path) else None
+            self.zip = zipfile.ZipFile(self._file if self._file is not None else path)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
             raise CheckpointError(f"{path}: not a readable .npz checkpoint (expected a zip of .npy arrays; the file "
                                   f"may be truncated or corrupt): {e}") from None
@@ -229,7 +230,10 @@ class _NpzReader:
             raise CheckpointError(f"{path}: corrupt .npz checkpoint: {e}") from None
 
     def close(self):
-        self.zip.close()
+        if getattr(self, "zip", None) is not None:
+            self.zip.close()
+        if getattr(self, "_file", None) is not None:
+            self._file.close()
 
     def __enter__(self):
         return self
@@ -412,11 +416,11 @@ def load(path: str | os.PathLike, *, config: Mapping[str, Any] | None = None, dt
     """
     path = os.fspath(path)
     target_dtype = _dtype(dtype)
-    if not os.path.exists(path):
+    if not paths.exists(path):
         raise FileNotFoundError(f"{path}: no such checkpoint file or folder.")
-    if os.path.isdir(path):
-        meta = _read_json(os.path.join(path, OWN_CONFIG_FILE)) if os.path.isfile(
-            os.path.join(path, OWN_CONFIG_FILE)) else None
+    if paths.isdir(path):
+        meta = _read_json(paths.join(path, OWN_CONFIG_FILE)) if paths.isfile(
+            paths.join(path, OWN_CONFIG_FILE)) else None
         if meta is not None and meta.get("format") == OWN_FORMAT:
             return _load_own(path, meta, config, target_dtype, image_size, sliding_window)
         if meta is not None or _safetensors_files(path):
@@ -430,7 +434,7 @@ def load(path: str | os.PathLike, *, config: Mapping[str, Any] | None = None, dt
 
 def _read_json(path: str) -> dict[str, Any]:
     try:
-        with open(path, encoding="utf-8") as f:
+        with paths.open(path) as f:
             data = json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path}: unreadable JSON: {e}") from None
@@ -514,9 +518,9 @@ def _load_own(path: str, meta: dict, config: Mapping | None, dtype: np.dtype | N
                               f"{OWN_FORMAT_VERSION}).")
     saved = meta.get("config")
     if not isinstance(saved, dict) or "img" not in saved or "llm" not in saved:
-        raise CheckpointError(f"{os.path.join(path, OWN_CONFIG_FILE)}: no model config ('config' with 'img', 'llm').")
-    npz = os.path.join(path, OWN_PARAMS_FILE)
-    if not os.path.isfile(npz):
+        raise CheckpointError(f"{paths.join(path, OWN_CONFIG_FILE)}: no model config ('config' with 'img', 'llm').")
+    npz = paths.join(path, OWN_PARAMS_FILE)
+    if not paths.isfile(npz):
         raise CheckpointError(f"{path}: missing {OWN_PARAMS_FILE}.")
     reference = config if config is not None else saved
     _, llm = _normalise_config(reference)
@@ -534,8 +538,8 @@ class _SafetensorsFile:
     def __init__(self, path: str):
         self.path = path
         try:
-            size = os.path.getsize(path)
-            with open(path, "rb") as f:
+            size = paths.getsize(path)
+            with paths.open(path, "rb") as f:
                 head = f.read(8)
                 if len(head) < 8:
                     raise ValueError("file shorter than the 8-byte header length")
@@ -576,7 +580,7 @@ class _SafetensorsFile:
             raise ValueError(f"read_into {name!r}: bad destination {dest.shape} at {first} for {shape}")
         flat = dest.reshape(-1)
         try:
-            with open(self.path, "rb") as f:
+            with paths.open(self.path, "rb") as f:
                 f.seek(self.start + begin + first * dt.itemsize)
                 if flat.dtype == dt:
                     _read_exact_into(f, flat.view(np.uint8), name)
@@ -626,21 +630,10 @@ def write_safetensors(path: str, tensors: Mapping[str, np.ndarray], dtype: np.dt
 
 
 def atomic_write(path: str, write: Callable[[Any], None]) -> None:
-    """Calls `write(file)` on a temporary binary file next to `path`, then renames it to `path`, so readers see the
-    old file or the whole new one, never a partial one (the temporary file is removed on failure)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Calls `write(file)` on a temporary binary file, then puts it at `path` in one step, so readers see the old
+    file or the whole new one, never a partial one (local: renamed next to it; gs://: uploaded once complete). See
+    `paligemma.paths.atomic_write`."""
+    paths.atomic_write(path, write)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -969,7 +962,7 @@ def _float_or_none(x: Any) -> float | None:
 
 
 def _safetensors_files(folder: str) -> list[str]:
-    return sorted(f for f in os.listdir(folder) if f.endswith(".safetensors"))
+    return sorted(f for f in paths.listdir(folder) if f.endswith(".safetensors"))
 
 
 def _load_hf(path: str, meta: dict | None, config: Mapping | None, dtype: np.dtype | None,
@@ -983,7 +976,7 @@ def _load_hf(path: str, meta: dict | None, config: Mapping | None, dtype: np.dty
         try:
             config = config_from_hf(meta, sliding_window=sliding_window)
         except (ValueError, TypeError, KeyError) as e:
-            raise CheckpointError(f"{os.path.join(path, 'config.json')}: {e}") from None
+            raise CheckpointError(f"{paths.join(path, 'config.json')}: {e}") from None
     else:
         hf_window = None
         if meta is not None and sliding_window == "hf":
@@ -991,8 +984,8 @@ def _load_hf(path: str, meta: dict | None, config: Mapping | None, dtype: np.dty
         config = _apply_window(_copy_config(config), sliding_window, hf_window, keep=True)
 
     # Tensor index: canonical name -> (file, stored name).
-    index_path = os.path.join(path, HF_INDEX_FILE)
-    if os.path.isfile(index_path):
+    index_path = paths.join(path, HF_INDEX_FILE)
+    if paths.isfile(index_path):
         weight_map = _read_json(index_path).get("weight_map")
         if not isinstance(weight_map, dict):
             raise CheckpointError(f"{index_path}: no 'weight_map'.")
@@ -1000,13 +993,13 @@ def _load_hf(path: str, meta: dict | None, config: Mapping | None, dtype: np.dty
     else:
         files = _safetensors_files(path)
     if not files:
-        bins = [f for f in os.listdir(path) if f.endswith((".bin", ".pt", ".pth"))]
+        bins = [f for f in paths.listdir(path) if f.endswith((".bin", ".pt", ".pth"))]
         hint = f" ({', '.join(bins)} are pickle files, which are never loaded)" if bins else ""
         raise CheckpointError(f"{path}: no *.safetensors weights{hint}.")
     readers = {}
     for f in files:
-        full = os.path.join(path, f)
-        if not os.path.isfile(full):
+        full = paths.join(path, f)
+        if not paths.isfile(full):
             raise CheckpointError(f"{index_path}: lists {f}, which does not exist.")
         readers[f] = _SafetensorsFile(full)
     tensors: dict[str, tuple[_SafetensorsFile, str]] = {}
@@ -1104,7 +1097,7 @@ def save_npz(path: str | os.PathLike, params: Mapping[str, Any], dtype: Any = No
                     npy_format.write_array(member, np.asarray(arr), allow_pickle=False)
 
     atomic_write(path, write)
-    return os.path.getsize(path)
+    return paths.getsize(path)
 
 
 def save(path: str | os.PathLike, config: Mapping[str, Any], params: Mapping[str, Any], dtype: Any = None) -> int:
@@ -1116,13 +1109,13 @@ def save(path: str | os.PathLike, config: Mapping[str, Any], params: Mapping[str
     problems = _compare(_expected_shapes(config), {k: _shape(v) for k, v in flatten(params).items()})
     if problems:
         raise _mismatch_error("params", problems)
-    os.makedirs(path, exist_ok=True)
-    size = save_npz(os.path.join(path, OWN_PARAMS_FILE), params, dtype)
+    paths.makedirs(path)
+    size = save_npz(paths.join(path, OWN_PARAMS_FILE), params, dtype)
     from paligemma import model as model_lib
     meta = {"format": OWN_FORMAT, "version": OWN_FORMAT_VERSION, "config": _jsonable(config),
             "num_params": model_lib.count_params(params)}
     blob = json.dumps(meta, indent=2).encode("utf-8")
-    atomic_write(os.path.join(path, OWN_CONFIG_FILE), lambda f: f.write(blob))
+    atomic_write(paths.join(path, OWN_CONFIG_FILE), lambda f: f.write(blob))
     return size + len(blob)
 
 
@@ -1139,10 +1132,10 @@ def save_hf(folder: str | os.PathLike, params: Mapping[str, Any], config: Mappin
     if target is None:
         target = np.dtype(tensors["language_model.model.embed_tokens.weight"].dtype)
     cfg = hf_config(config, dtype=target, vocab_size=pad_vocab_to)
-    os.makedirs(folder, exist_ok=True)
-    size = write_safetensors(os.path.join(folder, HF_WEIGHTS_FILE), tensors, target)
+    paths.makedirs(folder)
+    size = write_safetensors(paths.join(folder, HF_WEIGHTS_FILE), tensors, target)
     blob = json.dumps(cfg, indent=2).encode("utf-8")
-    atomic_write(os.path.join(folder, "config.json"), lambda f: f.write(blob))
+    atomic_write(paths.join(folder, "config.json"), lambda f: f.write(blob))
     return size + len(blob)
 
 
@@ -1159,9 +1152,9 @@ def _jsonable(config: Mapping[str, Any]) -> dict:
 def detect_format(path: str | os.PathLike) -> str:
     """"npz", "hf" or "ours" for an existing checkpoint path (without reading the weights)."""
     path = os.fspath(path)
-    if os.path.isdir(path):
-        cfg = os.path.join(path, OWN_CONFIG_FILE)
-        if os.path.isfile(cfg) and _read_json(cfg).get("format") == OWN_FORMAT:
+    if paths.isdir(path):
+        cfg = paths.join(path, OWN_CONFIG_FILE)
+        if paths.isfile(cfg) and _read_json(cfg).get("format") == OWN_FORMAT:
             return "ours"
         return "hf"
     return "npz"

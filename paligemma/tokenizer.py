@@ -26,6 +26,8 @@ import sentencepiece as spm
 from google.protobuf.message import DecodeError
 from sentencepiece import sentencepiece_model_pb2 as sp_pb2
 
+from paligemma import paths
+
 __all__ = [
     "NUM_LOC_TOKENS",
     "NUM_SEG_TOKENS",
@@ -133,10 +135,9 @@ class Tokenizer:
             data, source = bytes(model), "the given model bytes"
         elif isinstance(model, (str, os.PathLike)):
             path = os.fspath(model)
-            if not os.path.isfile(path):
+            if not paths.isfile(path):
                 raise FileNotFoundError(f"SentencePiece model file not found: {path!r}")
-            with open(path, "rb") as f:
-                data = f.read()
+            data = paths.read_bytes(path)
             source = f"file {path!r}"
         else:
             raise TypeError(f"model must be a path or bytes, got {type(model).__name__}")
@@ -277,13 +278,13 @@ class Tokenizer:
         return self._sp.serialized_model_proto()
 
     def save(self, path: str | os.PathLike) -> None:
-        """Writes the model (as :meth:`serialized_model_proto`) to ``path``, creating parent directories."""
+        """Writes the model (as :meth:`serialized_model_proto`) to ``path`` (local or gs://), creating parent
+        directories."""
         path = os.fspath(path)
-        parent = os.path.dirname(path)
+        parent = paths.dirname(path)
         if parent:
-            os.makedirs(parent, exist_ok=True)
-        with open(path, "wb") as f:
-            f.write(self.serialized_model_proto())
+            paths.makedirs(parent)
+        paths.write_bytes(path, self.serialized_model_proto())
 
 
 # ----------------------------------------------------------------------------------------------------------

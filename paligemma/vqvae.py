@@ -459,13 +459,17 @@ def load_params(path: str | os.PathLike, require_encoder: bool = True) -> dict:
     """Loads the released ``vae-oid.npz`` (PyTorch-named arrays) into Flax params.
 
     Args:
-      path: the ``.npz`` file (local path; nothing is downloaded).
+      path: the ``.npz`` file, local or gs:// (:mod:`paligemma.paths`).
       require_encoder: see :func:`params_from_state_dict`.
 
     Returns:
       ``{"codebook", "encoder", "decoder"}`` float32 params for :func:`encode` / :func:`decode`.
     """
-    with np.load(os.fspath(path), allow_pickle=False) as f:
+    from paligemma import paths  # pylint: disable=g-import-not-at-top
+    path = os.fspath(path)
+    if not paths.isfile(path):
+        raise FileNotFoundError(f"{path}: VQ-VAE file not found (the released vae-oid.npz; pass its path).")
+    with paths.open(path, "rb") as raw, np.load(raw, allow_pickle=False) as f:
         state = {k: f[k] for k in f.files}
     return params_from_state_dict(state, require_encoder=require_encoder)
 

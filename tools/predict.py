@@ -26,6 +26,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from paligemma import paths
+
+
 class PredictError(ValueError):
     """A usage or input problem, reported as `error: ...` with exit status 2."""
 
@@ -33,10 +36,10 @@ class PredictError(ValueError):
 def load_image(path: str):
     """Opens `path` with PIL as RGB. PredictError for a missing or unreadable file."""
     from PIL import Image, UnidentifiedImageError  # pylint: disable=g-import-not-at-top
-    if not os.path.isfile(path):
+    if not paths.isfile(path):
         raise PredictError(f"image file not found: {path}")
     try:
-        with Image.open(path) as img:
+        with paths.open(path, "rb") as f, Image.open(f) as img:
             img.load()
             return img.convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
@@ -87,10 +90,10 @@ def draw_answer(image, text: str, out_path: str, vqvae_params: Any = None) -> bo
         masks = [draw.mask_in_box(m, box, h, w) for m, (box, _, _) in zip(logits, with_codes)]
         img = draw.draw_masks(img, masks, labels=[label for _, _, label in with_codes])
     img = draw.draw_detections(img, [(box, label) for box, _, label in objects])
-    folder = os.path.dirname(out_path)
+    folder = paths.dirname(out_path)
     if folder:
-        os.makedirs(folder, exist_ok=True)
-    img.save(out_path, format="PNG")
+        paths.makedirs(folder)
+    paths.atomic_write(out_path, lambda f: img.save(f, format="PNG"))  # local or gs://
     return True
 
 
@@ -120,7 +123,7 @@ def predict(args: argparse.Namespace, out=sys.stdout) -> list[str]:
     if args.max_decode_len < 1:
         raise PredictError(f"--max_decode_len must be >= 1, got {args.max_decode_len}")
     originals = [load_image(p) for p in args.image]
-    if not os.path.exists(args.checkpoint):
+    if not paths.exists(args.checkpoint):
         raise PredictError(f"checkpoint not found: {args.checkpoint} (pass a .npz file or a checkpoint folder)")
     import jax  # pylint: disable=g-import-not-at-top
     from paligemma import checkpoints, decode, siglip  # pylint: disable=g-import-not-at-top
@@ -129,8 +132,8 @@ def predict(args: argparse.Namespace, out=sys.stdout) -> list[str]:
     from evaluators import run as eval_run  # pylint: disable=g-import-not-at-top  (checkpoint/workdir loading)
     run_config = eval_run.config_from_training_workdir(args.checkpoint)
     tokenizer = args.tokenizer
-    workdir_tokenizer = os.path.join(args.checkpoint, "tokenizer.model")
-    if tokenizer is None and run_config is not None and os.path.isfile(workdir_tokenizer):
+    workdir_tokenizer = paths.join(args.checkpoint, "tokenizer.model")
+    if tokenizer is None and run_config is not None and paths.isfile(workdir_tokenizer):
         tokenizer = workdir_tokenizer
     if tokenizer is None:
         raise PredictError("pass --tokenizer PATH (the SentencePiece .model the checkpoint was trained with)")

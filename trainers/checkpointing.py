@@ -17,6 +17,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from paligemma import paths  # noqa: F401  (sets orbax's etils.epath to the same gs:// client as the path layer)
+
 log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"

@@ -66,6 +66,8 @@ from typing import Any, Mapping
 
 import ml_collections
 
+from paligemma import paths
+
 REQUIRED = object()
 
 DEFAULT_WD_MULTS = ((r"(^|/)(kernel|w|gating_einsum|linear|input_embedding)$", 1.0),)
@@ -299,17 +301,19 @@ def model_config(config: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]
 
 
 def resolve_checkpoint_path(model_init: str) -> str:
-    """A model_init value -> an existing path (itself, or NAME[.npz|.bf16.npz|.f16.npz] in $PALIGEMMA_CKPT_DIR)."""
-    path = os.path.expanduser(str(model_init))
-    if os.path.exists(path):
+    """A model_init value -> an existing path (itself, or NAME[.npz|.bf16.npz|.f16.npz] in $PALIGEMMA_CKPT_DIR).
+
+    Both may be local or gs:// (`paligemma.paths`)."""
+    path = str(model_init) if paths.is_remote(str(model_init)) else os.path.expanduser(str(model_init))
+    if paths.exists(path):
         return path
     root = os.environ.get("PALIGEMMA_CKPT_DIR")
     tried = [path]
-    if root and not os.path.isabs(path):
+    if root and not os.path.isabs(path) and not paths.is_remote(path):
         for suffix in ("", ".npz", ".bf16.npz", ".f16.npz"):
-            candidate = os.path.join(root, path + suffix)
+            candidate = paths.join(root, path + suffix)
             tried.append(candidate)
-            if os.path.exists(candidate):
+            if paths.exists(candidate):
                 return candidate
     hint = ("" if root else " $PALIGEMMA_CKPT_DIR is not set.") + (
         " Download the released big_vision checkpoint (e.g. `paligemma-3b-pt-224.npz` from Kaggle 'google/paligemma'"

@@ -1,4 +1,5 @@
-"""Training logs: progress lines on stdout, `{workdir}/metrics.jsonl`, TensorBoard events, files on local or gs://.
+"""Training logs: progress lines on stdout, `{workdir}/metrics.jsonl`, TensorBoard events, files on local or gs://
+(through `paligemma.paths`).
 
 Only the writer of process 0 writes anything (`MetricsWriter(..., enabled=jax.process_index() == 0)`).
 metrics.jsonl holds one JSON object per logged step: `{"step": 100, "training_loss": ..., "lr": ..., "grad_norm":
@@ -13,8 +14,11 @@ import logging
 import math
 import os
 import sys
+import tempfile
 import time
 from typing import Any, Mapping
+
+from paligemma import paths
 
 log = logging.getLogger(__name__)
 
@@ -22,39 +26,24 @@ METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 
 
-def _remote(path: str) -> bool:
-    return "://" in path
-
-
 def open_file(path: str, mode: str = "r"):
-    """`open` for local paths, `tf.io.gfile.GFile` for URLs such as gs://bucket/dir/file."""
-    if _remote(path):
-        import tensorflow as tf  # only for remote file systems
-        return tf.io.gfile.GFile(path, mode)
-    return open(path, mode, encoding=None if "b" in mode else "utf-8")
+    """`open` for local paths and URLs such as gs://bucket/dir/file (see `paligemma.paths.open`)."""
+    return paths.open(path, mode)
 
 
 def exists(path: str) -> bool:
-    """os.path.exists / tf.io.gfile.exists."""
-    if _remote(path):
-        import tensorflow as tf
-        return tf.io.gfile.exists(path)
-    return os.path.exists(path)
+    """os.path.exists for local paths and URLs."""
+    return paths.exists(path)
 
 
 def makedirs(path: str) -> None:
-    """os.makedirs(exist_ok=True) / tf.io.gfile.makedirs."""
-    if _remote(path):
-        import tensorflow as tf
-        tf.io.gfile.makedirs(path)
-    else:
-        os.makedirs(path, exist_ok=True)
+    """os.makedirs(exist_ok=True) (a no-op for gs://, whose folders appear with their files)."""
+    paths.makedirs(path)
 
 
 def write_json(path: str, obj: Any) -> None:
-    """Writes `obj` as indented JSON (non-JSON values as their str)."""
-    with open_file(path, "w") as f:
-        f.write(json.dumps(obj, indent=2, default=str) + "\n")
+    """Writes `obj` as indented JSON (non-JSON values as their str), atomically, locally or to gs://."""
+    paths.write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def format_duration(seconds: float) -> str:
@@ -83,12 +72,19 @@ class MetricsWriter:
     def __init__(self, workdir: str, *, enabled: bool = True, tensorboard: bool = True):
         self.workdir = workdir
         self.enabled = enabled
-        self.path = os.path.join(workdir, METRICS_FILE)
+        self.path = paths.join(workdir, METRICS_FILE)
         self._tb = None
+        # TensorBoard events for a gs:// workdir are written by TensorFlow to a local folder and uploaded through
+        # the path layer after each flush (TensorFlow's own GCS client cannot reach an emulator).
+        self._tb_remote = paths.join(workdir, TENSORBOARD_DIR) if paths.is_remote(workdir) else None
+        self._tb_local = None
         if enabled and tensorboard:
             try:
                 import tensorflow as tf
-                self._tb = tf.summary.create_file_writer(os.path.join(workdir, TENSORBOARD_DIR))
+                if self._tb_remote is not None:
+                    self._tb_local = tempfile.TemporaryDirectory(prefix="tensorboard_")
+                self._tb = tf.summary.create_file_writer(
+                    self._tb_local.name if self._tb_local else os.path.join(workdir, TENSORBOARD_DIR))
             except ImportError:
                 log.warning("TensorFlow is not installed: no TensorBoard events (metrics.jsonl is still written).")
 
@@ -96,8 +92,7 @@ class MetricsWriter:
         """Drops records of steps > `step` (logged by a run that died before its next checkpoint)."""
         if not self.enabled or not exists(self.path):
             return
-        with open_file(self.path, "r") as f:
-            lines = f.read().splitlines()
+        lines = paths.read_text(self.path).splitlines()
         kept = []
         for line in lines:
             try:
@@ -107,16 +102,14 @@ class MetricsWriter:
             if isinstance(record, dict) and int(record.get("step", 0)) <= step:
                 kept.append(line)
         if len(kept) != len(lines):
-            with open_file(self.path, "w") as f:
-                f.write("".join(k + "\n" for k in kept))
+            paths.write_text(self.path, "".join(k + "\n" for k in kept))
 
     def write(self, step: int, metrics: Mapping[str, float]) -> None:
         """Appends one JSON line `{"step": step, **metrics}` and the TensorBoard scalars."""
         if not self.enabled or not metrics:
             return
         record = {"step": int(step), **{k: _number(v) for k, v in metrics.items()}}
-        with open_file(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        paths.append_text(self.path, json.dumps(record) + "\n")
         if self._tb is not None:
             self._write_tensorboard(step, record)
 
@@ -133,6 +126,14 @@ class MetricsWriter:
                     tf.summary.write(name, tf.constant(value, tf.float32), step=int(step),
                                      metadata=metadata.SerializeToString())
         self._tb.flush()
+        self._upload_tensorboard()
+
+    def _upload_tensorboard(self) -> None:
+        """Copies the locally written event files of a gs:// workdir to `{workdir}/tensorboard/`."""
+        if self._tb_local is None:
+            return
+        for name in sorted(os.listdir(self._tb_local.name)):
+            paths.upload(os.path.join(self._tb_local.name, name), paths.join(self._tb_remote, name))
 
     def print(self, line: str) -> None:
         """A line on stdout (flushed, so that pipes see it at once)."""
@@ -140,8 +141,13 @@ class MetricsWriter:
             print(line, file=sys.stdout, flush=True)
 
     def close(self) -> None:
+        """Flushes and closes the TensorBoard writer (uploading its events for a gs:// workdir)."""
         if self._tb is not None:
             self._tb.close()
+            self._upload_tensorboard()
+            if self._tb_local is not None:
+                self._tb_local.cleanup()
+                self._tb_local = None
 
 
 def _number(value: Any) -> Any:

@@ -441,17 +441,11 @@ def _jsonable(cfg) -> dict:
 def _export(params, cfg, workdir: str) -> str | None:
     if not cfg.export_npz:
         return None
-    path = os.path.join(workdir, "params.npz") if cfg.export_npz is True else str(cfg.export_npz)
+    from paligemma import paths  # pylint: disable=g-import-not-at-top
+    path = paths.join(workdir, "params.npz") if cfg.export_npz is True else str(cfg.export_npz)
     host = {name: _to_host(x) for name, x in checkpoints.flatten(params).items()}  # collective when multi-process
-    if jax.process_index() == 0:
-        if "://" in path:
-            import tensorflow as tf
-            with tempfile.TemporaryDirectory() as tmp:
-                local = os.path.join(tmp, "params.npz")
-                checkpoints.save_npz(local, checkpoints.unflatten(host), dtype=cfg.export_dtype)
-                tf.io.gfile.copy(local, path, overwrite=True)
-        else:
-            checkpoints.save_npz(path, checkpoints.unflatten(host), dtype=cfg.export_dtype)
+    if jax.process_index() == 0:  # local or gs:// (written to a temporary file, then renamed / uploaded once)
+        checkpoints.save_npz(path, checkpoints.unflatten(host), dtype=cfg.export_dtype)
         log.info("Exported the final params to %s", path)
     return path
 
