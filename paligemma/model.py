@@ -108,12 +108,28 @@ class Model(nn.Module):
 
         `input_mask` (bool `[B, T]`, default all true) marks the valid text tokens (padding at the end).
         """
+        text_hidden, aux = self.hidden_states(image, text, mask_ar, input_mask, train=train)
+        return self.logits(text_hidden), aux
+
+    def hidden_states(self, image: jax.Array, text: jax.Array, mask_ar: jax.Array,
+                      input_mask: jax.Array | None = None, *, train: bool = False
+                      ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """The forward pass without the output projection: the final-normed hidden states `[B, T, D]` (compute
+        dtype) of the text positions and `aux = {"img_tokens": [B, N, D], "pre_logits": [B, T, D]}`.
+
+        `logits(hidden)` gives `__call__`'s logits; the training loss applies it only where it needs them.
+        """
         x, img_tokens, block, valid = self._embed_inputs(image, text, mask_ar, input_mask, train)
         positions = jnp.cumsum(valid, axis=1) - 1
         masks = self._masks(block, valid, positions, block, valid, positions)
         hidden, _ = self._llm(x, positions, masks, deterministic=not train)
         text_hidden = hidden[:, img_tokens.shape[1]:]
-        return self._llm.logits(text_hidden), {"img_tokens": img_tokens, "pre_logits": text_hidden}
+        return text_hidden, {"img_tokens": img_tokens, "pre_logits": text_hidden}
+
+    def logits(self, hidden: jax.Array) -> jax.Array:
+        """Hidden states `[..., D]` (from `hidden_states`) -> float32 logits `[..., V]` (the tied output projection,
+        then Gemma 2's final soft-cap when configured)."""
+        return self._llm.logits(hidden)
 
     def prefill(self, image: jax.Array, text: jax.Array, mask_ar: jax.Array, input_mask: jax.Array | None = None,
                 *, cache_size: int) -> tuple[jax.Array, dict[str, jax.Array]]:

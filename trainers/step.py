@@ -8,6 +8,14 @@ Loss normalisation (`loss_norm`): "example" averages each example's suffix token
 section 2; an example without suffix tokens contributes 0 but still counts); "token" averages all suffix tokens of
 the batch. Either way the loss is a ratio `sum / denominator` whose parts add up over microbatches, so accumulating
 `accum_steps` microbatches gives exactly the full-batch loss and gradient.
+
+Suffix-only logits: the model's output projection (257,152 entries for the released vocabulary) is applied only
+where the loss weight can be nonzero. Each example's weighted positions are gathered to the front of its row (in
+order), the rows are cut into chunks of `loss_chunk` positions, and a scan over the chunks computes one chunk's
+float32 logits at a time, skipping (`lax.cond`) the chunks without any weighted position and rematerialising the
+logits in the backward pass. Peak memory is one chunk's logits `[B, loss_chunk, V]` instead of `[B, T, V]` (and the
+log-softmax of it), and the projection runs on about `max suffix length / T` of the positions; the loss and its
+gradient are today's full-vocabulary cross-entropy, summed in another order.
 """
 
 from __future__ import annotations
@@ -47,14 +55,61 @@ def token_nll(logits: jax.Array, targets: jax.Array, label_smoothing: float = 0.
 def loss_parts(nll: jax.Array, weights: jax.Array, loss_norm: str = "example") -> tuple[jax.Array, jax.Array]:
     """(sum, denominator) of the batch loss from per-token nll and weights (both [B, T]); loss = sum / denominator."""
     weights = weights.astype(jnp.float32)
-    total = jnp.sum(nll * weights, axis=-1)
-    count = jnp.sum(weights, axis=-1)
+    return normalise(jnp.sum(nll * weights, axis=-1), jnp.sum(weights, axis=-1), loss_norm)
+
+
+def normalise(total: jax.Array, count: jax.Array, loss_norm: str = "example") -> tuple[jax.Array, jax.Array]:
+    """(sum, denominator) of the batch loss from float32 per-example weighted nll sums and weight sums (both [B])."""
     if loss_norm == "token":
         return jnp.sum(total), jnp.sum(count)
     if loss_norm != "example":
         raise ValueError(f"loss_norm must be 'example' or 'token', got {loss_norm!r}.")
     per_example = jnp.where(count > 0, total / jnp.where(count > 0, count, 1.0), 0.0)
-    return jnp.sum(per_example), jnp.asarray(nll.shape[0], jnp.float32)
+    return jnp.sum(per_example), jnp.asarray(total.shape[0], jnp.float32)
+
+
+def weighted_nll_sums(hidden: jax.Array, targets: jax.Array, weights: jax.Array,
+                      logits_fn: Callable[[jax.Array], jax.Array], *, label_smoothing: float = 0.0,
+                      chunk: int = 8) -> jax.Array:
+    """Per-example `sum_t weights * token_nll(logits_fn(hidden))`, computing logits only where weights != 0.
+
+    Args:
+      hidden: `[B, T, D]` pre-logits hidden states (any float dtype).
+      targets: int `[B, T]` next-token ids.
+      weights: `[B, T]` loss weights (0 = no loss at that position).
+      logits_fn: `[B, C, D]` -> float32 logits `[B, C, V]` (the model's output projection).
+      label_smoothing: as in `token_nll`.
+      chunk: positions per example whose logits are computed at once (C).
+
+    Returns:
+      float32 `[B]`. Equal to `jnp.sum(token_nll(logits_fn(hidden), targets, e) * weights, -1)` up to the order of the
+      summation; its gradient is that expression's gradient.
+    """
+    batch, length = weights.shape
+    chunk = max(1, min(int(chunk), length))
+    num_chunks = -(-length // chunk)
+    weights = weights.astype(jnp.float32)
+    # Weighted positions first, each row in its own order: a row with n of them has them in chunks 0 .. n // chunk.
+    order = jnp.argsort(weights == 0, axis=1, stable=True)
+
+    def chunks(x):  # [B, T, ...] -> [num_chunks, B, chunk, ...], gathered in `order`, zero-padded
+        x = jnp.take_along_axis(x, order.reshape(order.shape + (1,) * (x.ndim - 2)), axis=1)
+        x = jnp.pad(x, [(0, 0), (0, num_chunks * chunk - length)] + [(0, 0)] * (x.ndim - 2))
+        return jnp.moveaxis(x.reshape(batch, num_chunks, chunk, *x.shape[2:]), 1, 0)
+
+    def chunk_sums(h, t, w):
+        nll = token_nll(logits_fn(h), t, label_smoothing)
+        return jnp.sum(jnp.where(w != 0, nll * w, 0.0), axis=-1)
+
+    @jax.checkpoint  # the backward pass recomputes a chunk's logits instead of keeping every chunk's
+    def body(total, xs):
+        h, t, w = xs
+        sums = jax.lax.cond(jnp.any(w != 0), chunk_sums, lambda h, t, w: jnp.zeros((batch,), jnp.float32), h, t, w)
+        return total + sums, None
+
+    total, _ = jax.lax.scan(body, jnp.zeros((batch,), jnp.float32),
+                            (chunks(hidden), chunks(targets.astype(jnp.int32)), chunks(weights)))
+    return total
 
 
 def model_inputs(batch: Mapping[str, jax.Array]) -> tuple[tuple, jax.Array, jax.Array]:
@@ -77,10 +132,31 @@ def split_microbatches(batch: Mapping[str, jax.Array], accum_steps: int) -> dict
     return {k: split(v) for k, v in batch.items()}
 
 
+def make_loss_fn(model: Any, *, label_smoothing: float = 0.0, loss_norm: str = "example", loss_chunk: int = 8):
+    """Builds `loss_fn(params, micro, key) -> (sum, denominator)` (float32 scalars; loss = sum / denominator).
+
+    params: the nested parameter tree of `model` (a `paligemma.model.Model`); micro: a (micro)batch dict (see the
+    module docstring); key: the dropout PRNG key. The logits are computed only at weighted positions, `loss_chunk`
+    positions per example at a time (see the module docstring); the result equals
+    `loss_parts(token_nll(model.apply(...)[0], targets, label_smoothing), weights, loss_norm)`.
+    """
+    def loss_fn(params, micro, key):
+        variables = {"params": params}
+        inputs, targets, weights = model_inputs(micro)
+        hidden, _ = model.apply(variables, *inputs, train=True, rngs={"dropout": key}, method="hidden_states")
+        logits_fn = lambda h: model.apply(variables, h, method="logits")  # noqa: E731
+        total = weighted_nll_sums(hidden, targets, weights, logits_fn, label_smoothing=label_smoothing,
+                                  chunk=loss_chunk)
+        return normalise(total, jnp.sum(weights.astype(jnp.float32), axis=-1), loss_norm)
+
+    return loss_fn
+
+
 def make_train_step(model: Any, tx: optax.GradientTransformation, *, trainable: Sequence[str],
                     lr_fn: Callable[[Any], jax.Array], accum_steps: int = 1, label_smoothing: float = 0.0,
                     loss_norm: str = "example",
-                    constrain_micro: Callable[[dict[str, jax.Array]], dict[str, jax.Array]] | None = None):
+                    constrain_micro: Callable[[dict[str, jax.Array]], dict[str, jax.Array]] | None = None,
+                    loss_chunk: int = 8):
     """Builds `step(params, opt_state, batch, count, rng) -> (params, opt_state, metrics)` (pure; jit it).
 
     params: the full nested parameter tree (frozen ones included, returned unchanged); opt_state: `tx`'s state for
@@ -88,16 +164,14 @@ def make_train_step(model: Any, tx: optax.GradientTransformation, *, trainable: 
     count: int32 scalar, the number of updates before this one (selects the learning rate and the dropout key);
     rng: a PRNG key. metrics (float32 scalars): training_loss, grad_norm (before clipping), lr, finite (1.0 when
     loss and gradient norm are finite). Frozen parameters are closed over as constants of the differentiated
-    function, so no gradient is computed for them (nor for anything that depends only on them).
+    function, so no gradient is computed for them (nor for anything that depends only on them). `loss_chunk`: the
+    positions per example whose logits are computed at once (see `make_loss_fn`).
     """
     trainable = tuple(trainable)
+    micro_loss = make_loss_fn(model, label_smoothing=label_smoothing, loss_norm=loss_norm, loss_chunk=loss_chunk)
 
     def loss_fn(train_tree, frozen, micro, key):
-        params = unflatten({**frozen, **flatten(train_tree)})
-        inputs, targets, weights = model_inputs(micro)
-        logits, _ = model.apply({"params": params}, *inputs, train=True, rngs={"dropout": key})
-        total, denom = loss_parts(token_nll(logits, targets, label_smoothing), weights, loss_norm)
-        return total, denom
+        return micro_loss(unflatten({**frozen, **flatten(train_tree)}), micro, key)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     trainable_set = frozenset(trainable)
