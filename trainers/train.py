@@ -244,7 +244,7 @@ def _cached_jit(key: Any, build: Callable[[], Any]) -> Any:
 
 
 def _mesh_key(mesh) -> list:
-    return [list(mesh.axis_names), list(mesh.devices.shape), [int(d.id) for d in mesh.devices.flat]]
+    return [list(mesh.axis_names), list(mesh.devices.shape), [f"{d.platform}:{d.id}" for d in mesh.devices.flat]]
 
 
 def _shardings_key(flat_shardings: dict[str, Any]) -> dict[str, str]:
@@ -694,6 +694,9 @@ def _define_flags():
                         "host:port of process 0 (multi-process runs set up by hand).")
     flags.DEFINE_integer("num_processes", None, "Number of processes (with --coordinator_address).")
     flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator_address).")
+    flags.DEFINE_string("dry_run", None, "Compile the run for a TPU topology (e.g. v5e:2x4 or v5e-8) on this host and "
+                        "print its per-chip memory, FLOPs and estimated step time; trains nothing (needs libtpu).")
+    flags.DEFINE_string("dry_run_json", None, "With --dry_run: also write the numbers to this JSON file.")
     flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -709,6 +712,11 @@ def main(argv: Sequence[str]) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every file it writes at INFO
     try:
+        if FLAGS.dry_run:
+            from ml_collections import config_flags
+            from trainers import dry_run
+            return dry_run.run(FLAGS.config, FLAGS.dry_run, json_path=FLAGS.dry_run_json,
+                               config_name=config_flags.get_config_filename(FLAGS["config"]))
         result = train(FLAGS.config, FLAGS.workdir)
     except ConfigError as e:
         problems = str(e).split("\n- ") if str(e).startswith("- ") else [str(e)]

@@ -1,0 +1,105 @@
+"""`--dry_run`: the run compiled for a TPU topology by libtpu on this CPU host; numbers checked against hand counts."""
+
+import importlib.util
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from paligemma import checkpoints, sharding
+from paligemma import model as model_lib
+from trainers import dry_run
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+needs_libtpu = pytest.mark.skipif(importlib.util.find_spec("libtpu") is None,
+                                  reason=f"libtpu is not installed (`pip install {dry_run.LIBTPU_PIN}`, in "
+                                         f"requirements-dev.txt): the dry run compiles with TPU's compiler")
+
+TEXT_LEN = 16
+PP = f'decode|resize(64)|value_range(-1, 1)|tok_paligemma(text_len={TEXT_LEN})|keep("image", "text")'
+
+
+def _config(**overrides):
+    config = dict(model_name="paligemma-small", model=dict(llm=dict(vocab_size=2048)),
+                  input=dict(data=dict(name="never_opened"), pp=PP, batch_size=32), total_steps=100,
+                  mesh=[("data", -1)])
+    config.update(overrides)
+    return config
+
+
+def _small_flops_by_hand(batch: int) -> float:
+    """Training FLOPs of paligemma-small (S/16 at 64 px: 16 tokens; Gemma 'small') = 3 x forward matmuls."""
+    n, w, m, vit_depth, patch = 16, 384, 1536, 12, 16
+    d, f, depth, heads, kv, hd, vocab = 256, 1024, 4, 4, 1, 64, 2048
+    t = TEXT_LEN - 1  # the model reads text[:, :-1]
+    s = n + t
+    vit = vit_depth * 2 * n * (4 * w * w + 2 * n * w + 2 * w * m) + 2 * n * patch * patch * 3 * w + 2 * n * w * d
+    llm = depth * 2 * s * (d * (heads + 2 * kv) * hd + 2 * s * heads * hd + heads * hd * d + 3 * d * f)
+    return 3.0 * batch * (vit + llm + 2 * t * d * vocab)
+
+
+@needs_libtpu
+def test_small_model_on_v5e_2x2_matches_hand_counts():
+    report = dry_run.plan(_config(), "v5e:2x2", evals=False)
+    assert report["chips"] == 4 and report["chip"]["name"] == "v5e" and report["fits"]
+    step = report["programs"][0]
+    assert step["name"] == "train_step" and step["error"] is None
+
+    # Parameter bytes per chip, exactly: float32; a parameter split over the 4 data shards holds a quarter.
+    mesh = sharding.make_mesh([("data", -1)], dry_run.topology_devices("v5e:2x2"))
+    shapes = checkpoints.flatten(model_lib.param_shapes(model_lib.get_config("paligemma-small") | {
+        "llm": dict(model_lib.get_config("paligemma-small")["llm"], vocab_size=2048)}))
+    specs = checkpoints.flatten(sharding.param_specs(checkpoints.unflatten(shapes), mesh))
+    expected = sum(4 * math.prod(x.shape) // (4 if any(specs[k]) else 1) for k, x in shapes.items())
+    assert step["args"]["params"] == expected
+    assert model_lib.count_params(checkpoints.unflatten(shapes)) == report["params"]
+    # Adam: mu and nu in float32 (+ int32 step counters).
+    assert 0 <= step["args"]["opt_state"] - 2 * expected < 64
+
+    # FLOPs per chip: XLA's count with the scanned layers' iterations added back, against the hand count.
+    by_hand = _small_flops_by_hand(32) / 4
+    assert step["analytic_flops"] == pytest.approx(by_hand, rel=1e-9)
+    assert step["flops"] == pytest.approx(by_hand, rel=0.15)
+    assert step["loop_factor"] > 3  # XLA alone counts one layer of each scanned stack
+    assert 0 < step["step_seconds"] and 0 < step["mfu"] <= 1
+    assert step["total"] < report["chip"]["usable"]
+
+
+@needs_libtpu
+def test_impossible_config_fails_with_advice(tmp_path):
+    config = tmp_path / "big.py"
+    config.write_text(textwrap.dedent(f"""
+        def get_config():
+            return dict(model_name="paligemma-tiny", model=dict(img=dict(image_size=448)),
+                        input=dict(data=dict(name="never_opened"), batch_size=4096,
+                                   pp='tok_paligemma(text_len=64)'), total_epochs=1)
+        """))
+    out = tmp_path / "plan.json"
+    proc = subprocess.run([sys.executable, "-m", "trainers.train", f"--config={config}", f"--workdir={tmp_path}/w",
+                           "--dry_run=v5e-4", f"--dry_run_json={out}"], capture_output=True, text=True, cwd=REPO,
+                          env=dict(os.environ, JAX_PLATFORMS="cpu"), timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    error = [line for line in proc.stderr.splitlines() if line.startswith("Config error:")]
+    assert len(error) == 1 and "does not fit v5e:2x2" in error[0], proc.stderr[-3000:]
+    assert "remat_policy='full'" in error[0] and "accum_steps=2" in error[0] and "bfloat16" in error[0]
+    assert "train_step" in proc.stdout and "NO" in proc.stdout
+    assert out.exists()
+
+
+def test_missing_libtpu_names_the_install(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "libtpu" else real(name, *a))
+    with pytest.raises(dry_run.DryRunError, match=r"pip install libtpu==\d"):
+        dry_run.topology_devices("v5e:2x2")
+
+
+def test_topology_names():
+    assert dry_run.topology_name("v5e-8") == "v5e:2x4"
+    assert dry_run.topology_name("v5litepod-64") == "v5e:8x8"
+    assert dry_run.topology_name("v5e:4x4") == "v5e:4x4"
+    with pytest.raises(dry_run.DryRunError, match="chips"):
+        dry_run.topology_name("v5e-6")
+
