@@ -31,6 +31,7 @@ import collections
 import glob
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -222,8 +223,11 @@ class _Setup:
 # Parameters and optimizer state.
 
 
-def _put_host(host: np.ndarray, target: NamedSharding) -> jax.Array:
-    return jax.make_array_from_callback(host.shape, target, lambda index: host[index])
+def _put_host(host: np.ndarray, target: NamedSharding, dtype: Any = None) -> jax.Array:
+    """Places the host array `host` on `target`'s devices as `dtype` (default: its own). Each device's shard is cast
+    on its own while it is copied, so the host never holds a converted copy of the whole array."""
+    dtype = np.dtype(host.dtype if dtype is None else dtype)
+    return jax.make_array_from_callback(host.shape, target, lambda index: np.asarray(host[index], dtype))
 
 
 # Jitted functions of earlier runs in this process, reused when a run has the very same program (same key): repeated
@@ -276,14 +280,36 @@ def _image_size(model_config) -> int | None:
     return size if isinstance(size, int) else None
 
 
+def _fit_posemb(loaded: dict[str, np.ndarray], flat_shapes: dict[str, Any], model_config) -> None:
+    """Resamples the checkpoint's `img/pos_embedding` (a square grid) to the model's grid, in float32, when they
+    differ (what `checkpoints.load(..., dtype="float32", image_size=...)` does; done here so that the other arrays
+    stay in their stored dtype)."""
+    name = "img/pos_embedding"
+    if name not in loaded or name not in flat_shapes or _image_size(model_config) is None:
+        return
+    have, want = tuple(loaded[name].shape), tuple(flat_shapes[name].shape)
+    old = math.isqrt(have[1]) if len(have) == 3 else 0
+    if have == want or len(want) != 3 or (have[0], have[2]) != (want[0], want[2]) or old * old != have[1]:
+        return  # same grid, or reported as a mismatch
+    from paligemma import siglip
+    new_grid = siglip.SiglipConfig(**{**dict(model_config["img"]), "num_classes": None}).grid
+    log.info("model_init: resampling img/pos_embedding from a %s to a %s grid.", (old, old), new_grid)
+    loaded[name] = np.asarray(siglip.resample_posemb(np.asarray(loaded[name], np.float32), (old, old), new_grid))
+
+
 def _loaded_params(setup: _Setup, shardings: dict[str, Any], rng: jax.Array) -> dict[str, Any]:
-    """Params from `model_init` (checkpoint arrays; dont_load / missing-vocab rows from the random init)."""
+    """Params from `model_init` (checkpoint arrays; dont_load / missing-vocab rows from the random init).
+
+    The checkpoint is read in its stored dtype (a bfloat16 3B file: 6 GB of host memory, not 12) and each array is
+    cast to the model's parameter dtype shard by shard as it is placed (`_put_host`).
+    """
     cfg, flat_shapes = setup.cfg, checkpoints.flatten(setup.shapes)
     try:
-        _, loaded = checkpoints.load(setup.init_path, dtype="float32", image_size=_image_size(setup.model_config))
+        _, loaded = checkpoints.load(setup.init_path)
     except (ValueError, OSError) as e:
         raise ConfigError(f"config.model_init: {_one_line(e)}") from None
     loaded = checkpoints.flatten(loaded)
+    _fit_posemb(loaded, flat_shapes, setup.model_config)
     dont_load = list(cfg.model_load.dont_load or ())
     random_names, extend, problems = [], {}, []
     for name, shape in flat_shapes.items():
@@ -311,17 +337,17 @@ def _loaded_params(setup: _Setup, shardings: dict[str, Any], rng: jax.Array) -> 
     for name, shape in flat_shapes.items():
         if name in extend:
             rows = extend[name]
-            host = np.zeros(shape.shape, shape.dtype)
+            host = np.zeros(shape.shape, loaded[name].dtype)
             host[:rows] = loaded[name]
             keep = jax.jit(lambda ckpt, init, n=rows: jnp.where(jnp.arange(ckpt.shape[0])[:, None] < n, ckpt, init),
                            out_shardings=shardings[name], compiler_options=setup.compiler_options)
-            out[name] = keep(_put_host(host, shardings[name]), random[name])
+            out[name] = keep(_put_host(host, shardings[name], shape.dtype), random[name])
             log.info("model_init: vocabulary extended from %d to %d rows (new rows randomly initialised).", rows,
                      shape.shape[0])
         elif name in random:
             out[name] = random[name]
         else:
-            out[name] = _put_host(np.asarray(loaded[name], shape.dtype), shardings[name])
+            out[name] = _put_host(loaded[name], shardings[name], shape.dtype)
         loaded.pop(name, None)
     log.info("model_init %s: %d arrays loaded, %d randomly initialised (%s).", setup.init_path,
              len(flat_shapes) - len(random_names) + len(extend), len(random_names) - len(extend),
