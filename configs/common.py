@@ -53,15 +53,27 @@ def checkpoint_dir() -> str:
     return os.environ.get(CKPT_DIR_ENV) or "checkpoints"
 
 
+# How the released models compute when fine-tuned: bfloat16 activations and matmuls, float32 master weights (and so
+# float32 optimizer moments), and every layer of both towers rematerialised in the backward pass ("full": nothing
+# but each layer's input is kept). Measured for paligemma-3b-224 at vqav2's batch 256 on a v5e-8 slice (v5e:2x4,
+# 15.75 GiB HBM per chip): float32 activations without remat need ~179 GiB of temporaries per chip, bfloat16 ~134 GiB;
+# remat "full" + bfloat16 fits (see the README's dry-run table). `mock_mode` replaces it: the tiny CPU model stays
+# float32 without remat.
+RELEASED_COMPUTE = dict(dtype="bfloat16", param_dtype="float32", remat_policy="full")
+
+
 def released_model(config: ml_collections.ConfigDict, model: str, res: int) -> None:
-    """Sets the architecture, the pretrained checkpoint and the tokenizer of a released PaliGemma.
+    """Sets the architecture, the pretrained checkpoint, the tokenizer and the compute of a released PaliGemma.
 
     `model` is "paligemma-3b" or "paligemma2-{3b,10b,28b}"; the checkpoint `{model}-pt-{res}` and
     `paligemma_tokenizer.model` are looked up in `$PALIGEMMA_CKPT_DIR` (see the README for the downloads).
+    `config.model` gets `RELEASED_COMPUTE` for both towers (bfloat16 compute, float32 parameters, remat "full");
+    `--config.model.llm.remat_policy=dots_no_batch` (or `none`) trades memory for speed on a larger slice.
     """
     if res not in (224, 448, 896):
         raise ValueError(f"res must be 224, 448 or 896 (the released resolutions), got {res}.")
     config.model_name = f"{model}-{res}"
+    config.model = dict(img=dict(RELEASED_COMPUTE), llm=dict(RELEASED_COMPUTE))
     config.model_init = f"{model}-pt-{res}"  # trainers.train resolves it in $PALIGEMMA_CKPT_DIR
     config.tokenizer = os.path.join(checkpoint_dir(), "paligemma_tokenizer.model")
 

@@ -58,3 +58,15 @@ def test_mock_mode_trains_and_evaluates(name, tmp_path):
     expected = {"vqav2": "vqa/accuracy", "cococap": "coco/cider", "docvqa": "anls/anls",
                 "refcoco_seg": "seg_validation/miou"}[name]
     assert expected in metrics, sorted(last)
+
+
+@pytest.mark.parametrize("name", TRANSFERS)
+def test_released_models_compute_in_bfloat16_with_float32_weights_and_remat(name):
+    for arg in ("", "res=448,model=paligemma2-10b"):
+        model = config_lib.model_config(config_lib.resolve(_config(name, arg)))
+        for tower in ("img", "llm"):
+            assert {k: model[tower][k] for k in ("dtype", "param_dtype", "remat_policy")} == dict(
+                dtype="bfloat16", param_dtype="float32", remat_policy="full"), (name, arg, tower)
+    mock = config_lib.model_config(config_lib.resolve(_config(name, "mode=mock")))  # the tiny CPU model: float32
+    for tower in ("img", "llm"):
+        assert mock[tower].get("dtype", "float32") == "float32" and mock[tower].get("remat_policy", "none") == "none"

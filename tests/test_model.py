@@ -161,6 +161,26 @@ def test_bfloat16_compute_keeps_float32_logits_close():
     assert float(jnp.max(jnp.abs(out - ref))) < 0.05 * float(jnp.max(jnp.abs(ref)))
 
 
+def test_released_compute_prefill_and_extend_match_its_full_forward():
+    """bfloat16 compute, float32 weights, remat "full" (configs/common.py RELEASED_COMPUTE): the decode programs."""
+    from configs.common import RELEASED_COMPUTE
+    cfg, _, params = _setup("paligemma2-tiny")
+    model = pg.Model(img=dict(cfg["img"], **RELEASED_COMPUTE), llm=dict(cfg["llm"], **RELEASED_COMPUTE))
+    variables = {"params": params}
+    image, prompt, suffix = _image(1), _text(1, 4, 1000, seed=4), _text(1, 3, 1000, seed=5)
+    first, cache = model.apply(variables, image, prompt, jnp.zeros_like(prompt), cache_size=16 + 4 + 3,
+                               method=pg.Model.prefill)
+    assert first.dtype == jnp.float32 and cache["k"].dtype == jnp.bfloat16
+    steps = [first]
+    for i in range(3):
+        logits, cache = model.apply(variables, suffix[:, i], cache, method=pg.Model.extend)
+        steps.append(logits)
+    full = model.apply(variables, image, jnp.concatenate([prompt, suffix], 1), jnp.array([[0] * 4 + [1] * 3]))[0]
+    scale = float(jnp.max(jnp.abs(full)))
+    for i, logits in enumerate(steps):
+        assert float(jnp.max(jnp.abs(logits[0] - full[0, 3 + i]))) < 0.02 * scale
+
+
 def test_bad_inputs_name_the_problem(tiny):
     _, model, params = tiny
     with pytest.raises(ValueError, match=r"image must be \[B, H, W, 3\]"):

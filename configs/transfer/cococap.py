@@ -18,6 +18,8 @@ Recipe (REFERENCE section 5): 5 epochs at batch 256, Adam (b2 0.999), lr 1e-5, c
 no weight decay, text_len 32; each visit of an image trains on one of its captions drawn at random; prompt
 `caption en`. Evaluation: CIDEr-D (with BLEU-4 and ROUGE-L) of beam-2 captions on the Karpathy val split and on NoCaps
 validation, every 20% of the run and at the end.
+Compute (configs/common.py `RELEASED_COMPUTE`): bfloat16 activations and matmuls with float32 master weights and
+Adam moments, every layer of both towers rematerialised ("full"), the loss's logits only at the suffix tokens.
 """
 
 import ml_collections

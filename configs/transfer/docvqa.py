@@ -17,7 +17,9 @@ Recipe: as the other transfers (REFERENCE section 5) at 896px: Adam (b2 0.999), 
 clipping at 1, no weight decay, batch 256; 10 epochs (our choice); the raw question is the prompt (no task prefix,
 as the original DocVQA transfer); text_len 64 (questions are longer); one of the answers drawn at random per visit.
 Evaluation: ANLS (threshold 0.5) of greedy answers on the validation split every 10% of the run and at the end.
-896px means 4096 image tokens: the config rematerialises the decoder layers to fit activations in memory.
+896px means 4096 image tokens: like every released-model config, both towers compute in bfloat16 (float32 master
+weights and Adam moments) and rematerialise every layer ("full") in the backward pass (configs/common.py
+`RELEASED_COMPUTE`); the loss's logits are computed only at the answer tokens.
 """
 
 import ml_collections
@@ -41,8 +43,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     config = ml_collections.ConfigDict()
     config.seed = 0
-    common.released_model(config, arg.model, arg.res)
-    config.model = dict(llm=dict(remat_policy="dots_no_batch"), img=dict(remat_policy="dots_no_batch"))
+    common.released_model(config, arg.model, arg.res)  # bfloat16 compute, float32 weights, remat "full"
 
     config.input = dict(data=dict(name="docvqa", split="train+validation" if arg.final_split else "train"),
                         batch_size=256, shuffle_buffer_size=20_000, pp=TRAIN_PP.format(res=res, text_len=text_len))

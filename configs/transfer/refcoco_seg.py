@@ -21,6 +21,8 @@ weight decay, label smoothing 0.3, text_len 48, 10 epochs (our choice). Targets:
 box, encoded by the VQ-VAE into 16 codes and written after the box's 4 loc tokens; one of the object's expressions is
 drawn at random per visit. Evaluation: greedy decoding, masks decoded by the VQ-VAE and pasted into the predicted box;
 mIoU (the mean over expressions of the mask IoU) and box accuracy at IoU 0.5 / 0.75, every 10% and at the end.
+Compute (configs/common.py `RELEASED_COMPUTE`): bfloat16 activations and matmuls with float32 master weights and
+Adam moments, every layer of both towers rematerialised ("full"), the loss's logits only at the suffix tokens.
 """
 
 import os

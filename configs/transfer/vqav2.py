@@ -22,6 +22,8 @@ Evaluation: VQA accuracy (official normalisation, leave-one-out over the 10 answ
 "minival" (the first 10,000 validation questions; training uses train + the rest of validation), at every 10% of the run and at the end, plus the perplexity of the
 answers. With final_split the minival goes into training and the evaluator writes the test-dev submission file
 (`{workdir}/evals/`) instead.
+Compute (configs/common.py `RELEASED_COMPUTE`): bfloat16 activations and matmuls with float32 master weights and
+Adam moments, every layer of both towers rematerialised ("full"), the loss's logits only at the suffix tokens.
 """
 
 import ml_collections
