@@ -122,7 +122,8 @@ def test_gcs_path_functions(base):
                                        paths.join(base, "sub", "deeper", "c.json")])
     assert paths.read_text(paths.join(base, "a.txt")) == "hello\n"
     assert paths.read_bytes(paths.join(base, "sub", "b.bin")) == b"\x00\x01"
-    assert json.load(paths.open(paths.join(base, "sub", "deeper", "c.json"))) == {"x": 1}
+    with paths.open(paths.join(base, "sub", "deeper", "c.json")) as f:
+        assert json.load(f) == {"x": 1}
     assert paths.getsize(paths.join(base, "sub", "b.bin")) == 2
     paths.append_text(paths.join(base, "a.txt"), "world\n")
     paths.append_text(paths.join(base, "new.txt"), "first\n")
@@ -341,3 +342,17 @@ def test_gcs_easyvqa_run_trains_is_stopped_resumes_exactly_and_is_scored(gcs, tm
     assert result["step"] == steps and 0.0 <= result["metrics"]["test"]["accuracy"] <= 1.0
     trainer_metrics = json.loads(paths.read_text(f"{workdir}/evals/test_metrics_step{steps}.json"))["metrics"]
     assert result["metrics"]["test"]["accuracy"] == pytest.approx(trainer_metrics["accuracy"])
+
+    # tools.predict: checkpoint (the exported npz), tokenizer and image from the bucket; a drawing into it.
+    from tools import predict
+    from PIL import Image
+    args = predict.parse_args(["--checkpoint", f"{workdir}/params.npz", "--tokenizer", f"{root}/assets/tokenizer.model",
+                               "--image", f"{root}/assets/test/0.png", "--prompt", "answer en what is the red shape?",
+                               "--max_decode_len", "3"])
+    with open(os.devnull, "w") as devnull:
+        answers = predict.predict(args, out=devnull)
+    assert len(answers) == 1 and isinstance(answers[0], str)
+    image = predict.load_image(f"{root}/assets/test/0.png")
+    assert predict.draw_answer(image, "<loc0100><loc0100><loc0500><loc0500> shape", f"{root}/drawn/box.png")
+    with paths.open(f"{root}/drawn/box.png", "rb") as f, Image.open(f) as drawn:
+        assert drawn.size == image.size
