@@ -18,8 +18,9 @@ topology (`libtpu`'s compiler, which runs on a CPU host: `pip install libtpu==0.
     the layers are scanned with `nn.scan`, microbatches with `lax.scan`): the matmul FLOPs of the optimised HLO
     (dots and convolutions, counting only the valid taps of dilated/padded windows, as XLA does) are summed with
     every loop body counted once and with each body multiplied by its trip count (read from the loop condition), and
-    the difference (the uncounted iterations' matmuls) is added to XLA's count; the bytes accessed are scaled by the
-    same factor. Next to it, the model's analytic count (2 per
+    the difference (the uncounted iterations' matmuls) is added to XLA's count; XLA's bytes accessed get the
+    uncounted iterations' bytes the same way (operands + result of each unfused instruction of the loop bodies).
+    Next to it, the model's analytic count (2 per
     multiply-add of every matmul, forward x 3 for training, + one more forward of the rematerialised layers);
   * estimated step time: the roofline max(FLOPs / peak bf16 FLOP/s, bytes accessed / HBM bandwidth) per chip,
     and the MFU it implies (analytic model FLOPs without recomputation / (step time x peak)). An upper bound: real
@@ -308,6 +309,20 @@ def _dims(type_text: str) -> list[int] | None:
     return [int(v) for v in match.group(1).split(",") if v]
 
 
+_ITEMSIZE = {"pred": 1, "s8": 1, "u8": 1, "bf16": 2, "f16": 2, "s16": 2, "u16": 2, "f32": 4, "s32": 4, "u32": 4,
+             "f64": 8, "s64": 8, "u64": 8, "c64": 8, "c128": 16}
+# Instructions that move no data of their own (aliases, views, control).
+_NO_TRAFFIC = {"parameter", "constant", "tuple", "get-tuple-element", "bitcast", "after-all", "partition-id",
+               "replica-id", "custom-call", "copy-done", "all-gather-done", "all-reduce-done",
+               "collective-permute-done", "async-done", "send-done", "recv-done", "opt-barrier"}
+
+
+def _type_bytes(type_text: str) -> int:
+    """Bytes of an HLO type (`bf16[2,3]{...}` or a tuple of them)."""
+    return sum(_ITEMSIZE.get(dtype, 0) * math.prod(int(v) for v in dims.split(",") if v)
+               for dtype, dims in re.findall(r"\b([a-z]+\d*)\[([\d,]*)\]", type_text))
+
+
 class _Hlo:
     """Matmul FLOPs of an optimised HLO module text, with while-loop bodies counted once or `trip count` times."""
 
@@ -331,38 +346,51 @@ class _Hlo:
 
     def flops(self, loops: bool) -> float:
         """Matmul FLOPs of the entry computation (`loops`: multiply while bodies by their trip counts)."""
-        return self._comp(self.entry, loops) if self.entry else 0.0
+        return self._comp(self.entry, loops)[0] if self.entry else 0.0
 
-    def _comp(self, name: str, loops: bool) -> float:
+    def bytes(self, loops: bool) -> float:
+        """HBM bytes read and written by the entry computation's (unfused) instructions: each instruction's operands
+        and result, a fusion as one instruction (`loops`: multiply while bodies by their trip counts)."""
+        return self._comp(self.entry, loops)[1] if self.entry else 0.0
+
+    def _comp(self, name: str, loops: bool) -> tuple[float, float]:
         key = (name, loops)
         if key in self._memo:
             return self._memo[key]
-        self._memo[key] = 0.0  # recursion guard
+        self._memo[key] = (0.0, 0.0)  # recursion guard
         instrs = self.comps.get(name, [])
         shapes = {n: t for n, t, _ in instrs}
         calls_by_name = {n: c for n, _, c in instrs}
-        total = 0.0
+        flops = nbytes = 0.0
         for _, type_text, call in instrs:
             op, operands, attrs = _operands(call)
             if op in ("convolution", "dot"):
-                total += self._matmul(op, type_text, operands, attrs, shapes)
+                flops += self._matmul(op, type_text, operands, attrs, shapes)
             if op == "while":
                 body = re.search(r"body=%?([\w.\-]+)", attrs)
                 cond = re.search(r"condition=%?([\w.\-]+)", attrs)
                 trips = (self._trips(cond.group(1), body.group(1) if body else "", operands, calls_by_name)
                          if (loops and cond) else 1)
                 if body:
-                    total += trips * self._comp(body.group(1), loops)
+                    inner = self._comp(body.group(1), loops)
+                    flops, nbytes = flops + trips * inner[0], nbytes + trips * inner[1]
                 continue
             called = re.findall(r"(?:calls|to_apply|true_computation|false_computation)=%?([\w.\-]+)", attrs)
             branches = re.search(r"branch_computations=\{([^}]*)\}", attrs)
             if op == "conditional":
                 names = re.findall(r"%?([\w.\-]+)", branches.group(1)) if branches else called
-                total += max((self._comp(c, loops) for c in names), default=0.0)
-            elif op in ("fusion", "call", "async-start") or op.endswith("-start"):
-                total += sum(self._comp(c, loops) for c in called)
-        self._memo[key] = total
-        return total
+                inner = max((self._comp(c, loops) for c in names), default=(0.0, 0.0))
+                flops, nbytes = flops + inner[0], nbytes + inner[1]
+            elif op == "call":
+                for c in called:
+                    inner = self._comp(c, loops)
+                    flops, nbytes = flops + inner[0], nbytes + inner[1]
+            elif op == "fusion" or op.endswith("-start"):
+                flops += sum(self._comp(c, loops)[0] for c in called)
+            if op not in _NO_TRAFFIC and op != "conditional" and op != "call":
+                nbytes += _type_bytes(type_text) + sum(_type_bytes(shapes.get(o, "")) for o in operands)
+        self._memo[key] = (flops, nbytes)
+        return flops, nbytes
 
     @staticmethod
     def _matmul(op: str, type_text: str, operands: list[str], attrs: str, shapes: dict[str, str]) -> float:
@@ -517,7 +545,7 @@ def _compile(program: Program, lowered, chip: Chip) -> tuple[Any, Chip]:
     program.xla_flops = float(cost.get("flops", 0.0))
     program.flops = program.xla_flops + full - once  # + the matmuls of the iterations XLA did not count
     program.loop_factor = program.flops / program.xla_flops if program.xla_flops else 1.0
-    program.bytes_accessed = float(cost.get("bytes accessed", 0.0)) * program.loop_factor
+    program.bytes_accessed = float(cost.get("bytes accessed", 0.0)) + hlo.bytes(loops=True) - hlo.bytes(loops=False)
     return compiled, chip
 
 
