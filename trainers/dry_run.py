@@ -388,9 +388,49 @@ class _Hlo:
             elif op == "fusion" or op.endswith("-start"):
                 flops += sum(self._comp(c, loops)[0] for c in called)
             if op not in _NO_TRAFFIC and op != "conditional" and op != "call":
-                nbytes += _type_bytes(type_text) + sum(_type_bytes(shapes.get(o, "")) for o in operands)
+                nbytes += self._traffic(op, type_text, operands, called, shapes)
         self._memo[key] = (flops, nbytes)
         return flops, nbytes
+
+    def _traffic(self, op: str, type_text: str, operands: list[str], called: list[str],
+                 shapes: dict[str, str]) -> float:
+        """HBM bytes of one instruction: its operands and result, except that a (dynamic-)slice reads only the
+        slice and a dynamic-update-slice writes only the update in place (also inside a fusion: the scanned
+        layers read their weights from the stacked arrays this way)."""
+        sizes = [_type_bytes(shapes.get(o, "")) for o in operands]
+        out = _type_bytes(type_text)
+        if op in ("dynamic-slice", "slice", "gather"):
+            return 2.0 * out
+        if op == "dynamic-update-slice":
+            return 2.0 * (sizes[1] if len(sizes) > 1 else out)
+        if op != "fusion" or not called:
+            return float(out + sum(sizes))
+        fused = self.comps.get(called[0], [])
+        params = {}
+        for n, _, c in fused:
+            m = re.match(r"parameter\((\d+)\)", c)
+            if m:
+                params[n] = int(m.group(1))
+        uses: dict[int, list[tuple[str, str, list[str]]]] = {}
+        for n, t, c in fused:
+            fop, fops, _ = _operands(c)
+            for position, name in enumerate(fops):
+                if name in params:
+                    uses.setdefault(params[name], []).append((fop, t, [position]))
+        total = 0.0
+        for i, size in enumerate(sizes):
+            users = uses.get(i, [])
+            if users and all(u[0] in ("dynamic-slice", "slice", "gather") and u[2] == [0] for u in users):
+                total += sum(_type_bytes(u[1]) for u in users)
+            elif users and all(u[0] == "dynamic-update-slice" and u[2] == [0] for u in users):
+                continue  # the buffer updated in place
+            else:
+                total += size
+        root_op, root_ops, _ = _operands(fused[-1][2]) if fused else ("", [], "")
+        if root_op == "dynamic-update-slice" and len(root_ops) > 1:
+            fshapes = {n: t for n, t, _ in fused}
+            return total + _type_bytes(fshapes.get(root_ops[1], ""))
+        return total + out
 
     @staticmethod
     def _matmul(op: str, type_text: str, operands: list[str], attrs: str, shapes: dict[str, str]) -> float:
@@ -510,6 +550,7 @@ class Program:
     analytic_model_flops: float = 0.0   # per chip, without rematerialisation
     compile_seconds: float = 0.0
     error: str | None = None
+    full_batch_matmuls: float = 0.0     # share of the matmuls whose result holds the whole batch on each chip
 
     @property
     def total(self) -> float:
@@ -520,8 +561,13 @@ _OOM = re.compile(r"HLO temporaries \(([\d.]+)([KMGT]?)\).*?available HBM \(([\d
 _UNIT = {"": 1, "K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40}
 
 
-def _compile(program: Program, lowered, chip: Chip) -> tuple[Any, Chip]:
-    """Compiles; fills memory and cost fields of `program`. Returns (compiled or None, chip with XLA's usable HBM)."""
+def _compile(program: Program, lowered, chip: Chip,
+             batch_rows: tuple[int, int] | None = None) -> tuple[Any, Chip]:
+    """Compiles; fills memory and cost fields of `program`. Returns (compiled or None, chip with XLA's usable HBM).
+
+    `batch_rows` = (global batch, rows per chip when split): measures `full_batch_matmuls`, the share of the compiled
+    matmuls whose result has the global batch as leading dim (XLA kept the whole batch on every chip).
+    """
     t0 = time.time()
     try:
         compiled = lowered.compile()
@@ -546,6 +592,10 @@ def _compile(program: Program, lowered, chip: Chip) -> tuple[Any, Chip]:
     program.flops = program.xla_flops + full - once  # + the matmuls of the iterations XLA did not count
     program.loop_factor = program.flops / program.xla_flops if program.xla_flops else 1.0
     program.bytes_accessed = float(cost.get("bytes accessed", 0.0)) + hlo.bytes(loops=True) - hlo.bytes(loops=False)
+    if batch_rows and batch_rows[0] != batch_rows[1]:
+        leading = [d[0] for comp in hlo.comps.values() for _, t, c in comp
+                   if c.startswith(("convolution(", "dot(")) for d in [_dims(t)] if d]
+        program.full_batch_matmuls = sum(d == batch_rows[0] for d in leading) / max(1, len(leading))
     return compiled, chip
 
 
@@ -569,7 +619,8 @@ def _train_step(setup: _Setup, chip: Chip) -> tuple[Program, Chip, Any]:
     program = Program("train_step", args=dict(params=_shard_bytes(params), opt_state=_shard_bytes(opt_state),
                                               batch=_shard_bytes(batch)))
     lowered = step.lower(params, opt_state, batch, count, rng)
-    _, chip = _compile(program, lowered, chip)
+    micro = batch_size // cfg.accum_steps
+    _, chip = _compile(program, lowered, chip, (micro, micro // sharding.data_parallel_size(mesh)))
     n = mesh.devices.size
     flops = analytic_train_flops(setup.model_config, batch_size, length - 1)
     program.analytic_flops, program.analytic_model_flops = flops["hardware"] / n, flops["model"] / n
@@ -586,6 +637,8 @@ def _eval_programs(setup: _Setup, params: Any, opt_bytes: int, chip: Chip) -> tu
     for name, ev in setup.evaluators.items():
         cfg = ev.config
         bsz = int(cfg["batch_size"])
+        dp = sharding.data_parallel_size(mesh)
+        rows = (bsz, bsz // dp) if bsz % dp == 0 else None
         where = f"config.evals.{name}.pp"
         if isinstance(ev, tasks.PerplexityEvaluator):
             length = text_len(cfg["pp"], where)
@@ -594,7 +647,7 @@ def _eval_programs(setup: _Setup, params: Any, opt_bytes: int, chip: Chip) -> tu
                                             for k in ("text", "mask_ar", "mask_loss", "mask_input")}})
             program = Program(f"{name} (perplexity)", args=dict(params=_shard_bytes(params),
                                                                  batch=_shard_bytes(batch)), resident=opt_bytes)
-            _, chip = _compile(program, ev._fn.lower(params, batch), chip)
+            _, chip = _compile(program, ev._fn.lower(params, batch), chip, rows)
             program.analytic_flops = program.analytic_model_flops = sum(
                 analytic_forward_flops(setup.model_config, bsz, length - 1).values()) / n
             programs.append(program)
@@ -605,7 +658,7 @@ def _eval_programs(setup: _Setup, params: Any, opt_bytes: int, chip: Chip) -> tu
             args = (params, batch["image"], batch["text"], batch["mask_ar"], batch["mask_input"])
             prefill = Program(f"{name} (decode prefill)", args=dict(params=_shard_bytes(params),
                                                                    batch=_shard_bytes(batch)), resident=opt_bytes)
-            compiled, chip = _compile(prefill, decode._prefill_program(model).lower(*args), chip)
+            compiled, chip = _compile(prefill, decode._prefill_program(model).lower(*args), chip, rows)
             prefill.analytic_flops = prefill.analytic_model_flops = sum(
                 analytic_forward_flops(setup.model_config, bsz, length, logit_positions=1).values()) / n
             programs.append(prefill)
@@ -701,6 +754,11 @@ def format_table(report: Mapping[str, Any]) -> str:
                  "bound); loop x = per chip / XLA; analytic: the model's matmuls "
                  "(+ recomputed forward with remat 'full'); est. ms: max(FLOPs / peak, bytes / HBM bandwidth); MFU: "
                  "analytic model FLOPs (no recompute) / (est. time x peak), an upper bound.")
+    for p in programs:
+        if p["full_batch_matmuls"] > 0.25:
+            lines.append(f"  {p['name']}: {100 * p['full_batch_matmuls']:.0f}% of the compiled matmuls hold the whole "
+                         f"(micro)batch on every chip: XLA split the weights' dims instead of the batch (activation "
+                         f"memory and traffic x the batch shards); activation sharding constraints would fix it.")
     if report["skipped"]:
         lines.append(f"  not compiled: {', '.join(report['skipped'])} (no program for this evaluator type)")
     if report["placeholder_steps"]:
