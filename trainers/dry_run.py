@@ -45,9 +45,8 @@ from typing import Any, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
 
-from paligemma import checkpoints, sharding
+from paligemma import sharding
 from paligemma import model as model_lib
 from trainers import config as config_lib
 from trainers.config import ConfigError
