@@ -38,6 +38,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from typing import Any, Callable, Sequence
 
 import jax
