@@ -59,13 +59,19 @@ def _id(value: Any) -> Any:
 
 
 def _suffix_nll(model, params, batch):
-    """Per-example mean NLL `[B]` and suffix-token counts `[B]` of a training-layout batch."""
+    """Per-example mean NLL `[B]` (float32; 0 without suffix tokens) and suffix-token counts `[B]` of a
+    training-layout batch. The logits are computed only at the suffix positions, a few at a time
+    (`trainers.step.weighted_nll_sums`); the values are `M.per_example_nll` of the full logits."""
+    from trainers.step import weighted_nll_sums  # pylint: disable=g-import-not-at-top
     text, mask_ar, mask_loss = batch["text"], batch["mask_ar"], batch["mask_loss"]
     input_mask = batch["mask_input"].astype(bool)
-    logits, _ = model.apply({"params": params}, batch["image"], text[:, :-1], mask_ar[:, :-1],
-                            input_mask=input_mask[:, :-1], train=False)
-    weights = mask_loss[:, 1:]
-    return M.per_example_nll(logits, text[:, 1:], weights), jnp.sum(weights, axis=-1)
+    variables = {"params": params}
+    hidden, _ = model.apply(variables, batch["image"], text[:, :-1], mask_ar[:, :-1], input_mask=input_mask[:, :-1],
+                            train=False, method="hidden_states")
+    weights = mask_loss[:, 1:].astype(jnp.float32)
+    total = weighted_nll_sums(hidden, text[:, 1:], weights, lambda h: model.apply(variables, h, method="logits"))
+    count = jnp.sum(weights, axis=-1)
+    return jnp.where(count > 0, total / jnp.where(count > 0, count, 1.0), 0.0), jnp.sum(mask_loss[:, 1:], axis=-1)
 
 
 @register_evaluator("perplexity")

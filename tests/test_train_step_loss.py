@@ -130,3 +130,15 @@ def test_train_step_equals_the_full_vocabulary_step(accum_steps, loss_norm, monk
         assert abs(float(new_metrics[k]) - float(ref_metrics[k])) <= 1e-6 * abs(float(ref_metrics[k])), k
     delta = lambda p: jax.tree.map(lambda a, b: a - b, p, params)  # noqa: E731  (the updates)
     assert _relative_error(delta(new_params), delta(ref_params)) <= 1e-6
+
+
+def test_the_perplexity_evaluator_equals_the_full_logits_nll():
+    from evaluators import perplexity as P
+    from evaluators import tasks
+    model, params, config = _model("paligemma2-tiny")
+    batch = _batch(4, config["llm"]["vocab_size"])
+    nll, count = jax.jit(lambda p, b: tasks._suffix_nll(model, p, b))(params, batch)
+    inputs, targets, weights = step.model_inputs(batch)
+    expected = P.per_example_nll(model.apply({"params": params}, *inputs)[0], targets, weights)
+    np.testing.assert_allclose(np.asarray(nll), np.asarray(expected), rtol=1e-6)
+    assert count.tolist() == [s for _, s in LAYOUT] and float(nll[1]) == 0.0
