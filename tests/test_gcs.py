@@ -252,12 +252,7 @@ def test_gcs_tokenizer_jsonl_data_vqvae_and_metrics(gcs, tmp_path):
 
 
 def _subprocess_env(cache: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
-               XLA_FLAGS=f"--xla_force_host_platform_device_count=8 {TINY['FAST_XLA_FLAGS']}",
-               JAX_DEFAULT_MATMUL_PRECISION="highest", JAX_COMPILATION_CACHE_DIR=cache,
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", PYTHONPATH=REPO, PYTHONUNBUFFERED="1")
-    return env
+    return TINY["subprocess_env"](cache)
 
 
 def _run(cmd: list[str], env: dict[str, str], log_path: str, *, stop_after_step: int | None = None,

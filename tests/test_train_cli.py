@@ -58,12 +58,7 @@ def reference(tiny_assets, tmp_path_factory):
 
 
 def _env(cache: str, devices: int = 8) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
-               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} {TINY['FAST_XLA_FLAGS']}",
-               JAX_DEFAULT_MATMUL_PRECISION="highest", JAX_COMPILATION_CACHE_DIR=cache,
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", PYTHONPATH=REPO, PYTHONUNBUFFERED="1")
-    return env
+    return TINY["subprocess_env"](cache, devices)
 
 
 def _command(assets: str, workdir: str, *extra: str) -> list[str]:
