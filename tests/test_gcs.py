@@ -7,6 +7,7 @@ it through `STORAGE_EMULATOR_HOST` (gcsfs, used by `paligemma.paths` and by orba
 data_dir) cannot be pointed at an emulator, so the end-to-end run reads a JSONL export of easy-VQA from the bucket.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -351,3 +352,10 @@ def test_gcs_easyvqa_run_trains_is_stopped_resumes_exactly_and_is_scored(gcs, tm
     assert predict.draw_answer(image, "<loc0100><loc0100><loc0500><loc0500> shape", f"{root}/drawn/box.png")
     with paths.open(f"{root}/drawn/box.png", "rb") as f, Image.open(f) as drawn:
         assert drawn.size == image.size
+
+    # tools.plots (the README's "follow it" step) reads the bucket's metrics.jsonl and writes curves.png into it.
+    from tools import plots
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        assert plots.main([workdir]) == 0
+    with paths.open(f"{workdir}/curves.png", "rb") as f, Image.open(f) as curves:
+        assert curves.format == "PNG"

@@ -1,4 +1,4 @@
-"""Plots of a training run: `python -m tools.plots WORKDIR [--out curves.png]`.
+"""Plots of a training run: `python -m tools.plots WORKDIR [--out curves.png]` (local or gs:// paths).
 
 Reads `{workdir}/metrics.jsonl` (one JSON object per log step, written by `trainers.train`) and draws the training
 loss (log scale) and every evaluator metric named in `--metrics` (default: each `{evaluator}/accuracy`-like metric
@@ -13,15 +13,16 @@ import os
 import sys
 from typing import Iterable, Sequence
 
+from paligemma import paths
+
 MAIN_METRICS = ("accuracy", "cider", "anls", "miou", "perplexity")
 
 
 def read_metrics(path: str) -> list[dict]:
-    """The records of a metrics.jsonl file (a missing file raises FileNotFoundError naming it)."""
-    if not os.path.isfile(path):
+    """The records of a metrics.jsonl file, local or gs:// (a missing file raises FileNotFoundError naming it)."""
+    if not paths.isfile(path):
         raise FileNotFoundError(f"no metrics file at {path} (is this a training workdir?)")
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return [json.loads(line) for line in paths.read_text(path).splitlines() if line.strip()]
 
 
 def _series(records: Iterable[dict], key: str) -> tuple[list[int], list[float]]:
@@ -63,9 +64,8 @@ def plot_curves(records: Sequence[dict], out_png: str, metrics: Sequence[str] | 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(out_png))
-    os.makedirs(folder, exist_ok=True)
-    fig.savefig(out_png, dpi=100)
+    paths.makedirs(paths.dirname(paths.abspath(out_png)))
+    paths.atomic_write(out_png, lambda f: fig.savefig(f, dpi=100, format="png"))
     plt.close(fig)
     return out_png
 
@@ -77,12 +77,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--metrics", default=None, help="comma-separated metric names (default: the main ones)")
     args = p.parse_args(argv)
     try:
-        records = read_metrics(os.path.join(args.workdir, "metrics.jsonl"))
+        records = read_metrics(paths.join(args.workdir, "metrics.jsonl"))
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out = plot_curves(records, args.out or os.path.join(args.workdir, "curves.png"),
-                      args.metrics.split(",") if args.metrics else None, title=os.path.basename(args.workdir))
+    out = plot_curves(records, args.out or paths.join(args.workdir, "curves.png"),
+                      args.metrics.split(",") if args.metrics else None,
+                      title=os.path.basename(args.workdir.rstrip("/")))
     print(out)
     return 0
 
