@@ -359,3 +359,14 @@ def test_gcs_easyvqa_run_trains_is_stopped_resumes_exactly_and_is_scored(gcs, tm
         assert plots.main([workdir]) == 0
     with paths.open(f"{workdir}/curves.png", "rb") as f, Image.open(f) as curves:
         assert curves.format == "PNG"
+
+    # tools.convert_checkpoint (README step 7) from the bucket into the bucket; tools.predict on the workdir finds the
+    # run's own tokenizer (config.tokenizer, in the bucket) without --tokenizer.
+    from tools import convert_checkpoint
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        assert convert_checkpoint.main([f"{workdir}/params.npz", f"{root}/hf", "--to", "hf"]) == 0
+    assert paths.listdir(f"{root}/hf") == ["config.json", "model.safetensors"]
+    args = predict.parse_args(["--checkpoint", workdir, "--image", f"{root}/assets/test/0.png",
+                               "--prompt", "answer en what is the red shape?", "--max_decode_len", "3"])
+    with open(os.devnull, "w") as devnull:
+        assert len(predict.predict(args, out=devnull)) == 1

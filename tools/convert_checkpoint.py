@@ -3,9 +3,9 @@
     python -m tools.convert_checkpoint SRC DST [--to npz|hf|ours] [--dtype float32|bfloat16|float16]
                                        [--image_size N] [--sliding_window default|hf|N] [--pad_vocab_to N]
 
-SRC is detected: a `.npz` file, a PyTorch-hub folder (config.json + *.safetensors) or a folder written by this project
-(config.json + params.npz). `--to` defaults to `npz` when DST ends in `.npz`, else `hf` for an `.npz`/own source and
-`ours` for a PyTorch source. `--image_size` resamples the position embedding. A `.npz` carries no config: loading it
+SRC and DST may be local or gs:// paths. SRC is detected: a `.npz` file, a PyTorch-hub folder (config.json +
+*.safetensors) or a folder written by this project (config.json + params.npz). `--to` defaults to `npz` when DST ends
+in `.npz`, else `hf` for an `.npz`/own source and `ours` for a PyTorch source. `--image_size` resamples the position embedding. A `.npz` carries no config: loading it
 infers the sizes from the shapes and the Gemma 2 defaults (soft-caps 30/50, full attention); the other formats keep
 the config. Exit status 0 on success, 2 on a bad checkpoint or argument.
 """
@@ -13,12 +13,11 @@ the config. Exit status 0 on success, 2 on a bad checkpoint or argument.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import numpy as np
 
-from paligemma import checkpoints
+from paligemma import checkpoints, paths
 
 
 def _window(value: str):
@@ -49,9 +48,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _size_on_disk(path: str) -> int:
-    if os.path.isdir(path):
-        return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
-    return os.path.getsize(path)
+    if paths.isdir(path):
+        return sum(paths.getsize(f) for f in paths.find(path))
+    return paths.getsize(path)
 
 
 def _summary(config) -> str:
@@ -66,17 +65,17 @@ def _summary(config) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if not os.path.exists(args.src):
+        if not paths.exists(args.src):
             raise FileNotFoundError(f"{args.src}: no such checkpoint file or folder.")
         src_format = checkpoints.detect_format(args.src)
         to = args.to
         if to is None:
             to = "npz" if args.dst.endswith(".npz") else ("ours" if src_format == "hf" else "hf")
-        if to == "npz" and os.path.isdir(args.dst):
+        if to == "npz" and paths.isdir(args.dst):
             raise ValueError(f"{args.dst} is a folder; --to npz writes a file.")
-        if to != "npz" and os.path.isfile(args.dst):
+        if to != "npz" and paths.isfile(args.dst):
             raise ValueError(f"{args.dst} is a file; --to {to} writes a folder.")
-        if os.path.abspath(args.src) == os.path.abspath(args.dst):
+        if paths.abspath(args.src) == paths.abspath(args.dst):
             raise ValueError("SRC and DST are the same path.")
 
         config, params = checkpoints.load(args.src, dtype=args.dtype, image_size=args.image_size,

@@ -104,7 +104,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                    help=".npz, HF folder, paligemma.checkpoints.save folder, or a training workdir (latest params)")
     p.add_argument("--tokenizer", default=None,
                    help="SentencePiece .model (loc/seg tokens are added if missing); default: a training workdir's "
-                        "tokenizer.model")
+                        "config.tokenizer file, or the tokenizer.model the run trained")
     p.add_argument("--image", required=True, nargs="+", help="image file(s)")
     p.add_argument("--prompt", required=True, help='e.g. "caption en", "answer en what is this?", "detect cat"')
     p.add_argument("--sampler", default="greedy", help='greedy, "temperature(t=0.7)", "top_k(40)", "beam(n=4)", ...')
@@ -132,9 +132,11 @@ def predict(args: argparse.Namespace, out=sys.stdout) -> list[str]:
     from evaluators import run as eval_run  # pylint: disable=g-import-not-at-top  (checkpoint/workdir loading)
     run_config = eval_run.config_from_training_workdir(args.checkpoint)
     tokenizer = args.tokenizer
-    workdir_tokenizer = paths.join(args.checkpoint, "tokenizer.model")
-    if tokenizer is None and run_config is not None and paths.isfile(workdir_tokenizer):
-        tokenizer = workdir_tokenizer
+    if tokenizer is None and run_config is not None:  # the run's tokenizer file, or the one it trained
+        for candidate in (run_config.get("tokenizer"), paths.join(args.checkpoint, "tokenizer.model")):
+            if isinstance(candidate, str) and paths.isfile(candidate):
+                tokenizer = candidate
+                break
     if tokenizer is None:
         raise PredictError("pass --tokenizer PATH (the SentencePiece .model the checkpoint was trained with)")
     try:
