@@ -229,6 +229,9 @@ class Block(nn.Module):
     def __call__(self, x, layer_inputs, positions, masks, write_index, deterministic):
         cfg = self.cfg
         is_local, kv_cache = layer_inputs
+        x = layers.constrain_batch(x)  # [B, T, D]: each chip keeps its rows (no-op without a mesh context)
+        if kv_cache is not None:
+            kv_cache = tuple(layers.constrain_batch(c) for c in kv_cache)  # [B, S, K, H]
         norm = lambda name: RMSNorm(cfg.norm_eps, jnp.dtype(cfg.param_dtype), name=name)  # noqa: E731
         mask = jnp.where(is_local, masks[1], masks[0]) if masks[1] is not None else masks[0]
         y, new_cache = Attention(cfg, name="attn")(norm("pre_attention_norm")(x), positions, mask, kv_cache,
@@ -240,7 +243,9 @@ class Block(nn.Module):
         if cfg.post_norms:
             y = norm("post_ffw_norm")(y)
         x = x + nn.Dropout(cfg.dropout)(y, deterministic=deterministic)
-        return x, new_cache
+        if new_cache is not None:
+            new_cache = tuple(layers.constrain_batch(c) for c in new_cache)
+        return layers.constrain_batch(x), new_cache
 
 
 def attention_mask(q_block: jax.Array, q_valid: jax.Array, kv_block: jax.Array, kv_valid: jax.Array) -> jax.Array:
@@ -274,8 +279,8 @@ class Gemma(nn.Module):
         self.final_norm = RMSNorm(cfg.norm_eps, jnp.dtype(cfg.param_dtype))
 
     def embed(self, ids: jax.Array) -> jax.Array:
-        """int `[B, T]` -> `[B, T, D]` in the compute dtype."""
-        return self.embedder.encode(ids)
+        """int `[B, T]` -> `[B, T, D]` in the compute dtype (batch-split over the mesh context's batch axes)."""
+        return layers.constrain_batch(self.embedder.encode(ids))
 
     def __call__(self, x: jax.Array, positions: jax.Array, masks: tuple[jax.Array, jax.Array | None],
                  cache: dict[str, jax.Array] | None = None, write_index: jax.Array | None = None,
@@ -296,7 +301,7 @@ class Gemma(nn.Module):
         kv = (cache["k"], cache["v"]) if cache is not None else None
         x, new_kv = self.layers(x, (is_local, kv), positions, masks, write_index, deterministic)
         new_cache = {"k": new_kv[0], "v": new_kv[1]} if cache is not None else None
-        return self.final_norm(x), new_cache
+        return layers.constrain_batch(self.final_norm(x)), new_cache
 
     def logits(self, x: jax.Array) -> jax.Array:
         """`[..., D]` -> float32 `[..., V]` (tied embedding, then the final soft-cap if configured)."""
@@ -309,4 +314,5 @@ class Gemma(nn.Module):
         """Zeros `{"k", "v"}: [L, B, S, K, H]` in the compute dtype."""
         cfg = self.cfg
         shape = (cfg.depth, batch_size, cache_size, cfg.num_kv_heads, cfg.head_dim)
-        return {"k": jnp.zeros(shape, jnp.dtype(cfg.dtype)), "v": jnp.zeros(shape, jnp.dtype(cfg.dtype))}
+        zeros = lambda: layers.constrain_batch(jnp.zeros(shape, jnp.dtype(cfg.dtype)), dim=1)  # noqa: E731
+        return {"k": zeros(), "v": zeros()}

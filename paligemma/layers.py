@@ -1,11 +1,39 @@
-"""Building blocks shared by the image encoder and the decoder: stacking layers along a depth axis."""
+"""Building blocks shared by the image encoder and the decoder: stacking layers along a depth axis, and keeping
+activations split over the batch axes of the current device mesh."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
+from jax.sharding import NamedSharding, PartitionSpec
+
+# Mesh axes the batch is split over (`paligemma.sharding` uses the same; "tensor" never splits the batch).
+BATCH_AXES = ("data", "fsdp")
+
+
+def constrain_batch(x: jax.Array, dim: int = 0) -> jax.Array:
+    """`x` with its dim `dim` (the batch) split over the batch axes of the current mesh, the other dims replicated.
+
+    The mesh is the one of the context (`jax.set_mesh(mesh)` or `jax.sharding.use_abstract_mesh(...)` around the
+    tracing of a jitted function); its `data` and `fsdp` axes of size > 1 split the batch, as the trainer's input
+    batches are. Without a mesh context, without such axes, or when their size does not divide `x.shape[dim]`, `x`
+    is returned unchanged (single-device use, tests and decoding without a mesh compute exactly as before). Inside
+    a jitted program this is a sharding constraint: XLA keeps each chip's rows of the activation on that chip
+    instead of splitting the weights' dims and holding the whole batch everywhere. Any shape and dtype.
+    """
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return x
+    axes = tuple(a for a in BATCH_AXES if mesh.shape.get(a, 1) > 1)
+    size = math.prod(mesh.shape[a] for a in axes)
+    if not axes or x.ndim <= dim or x.shape[dim] % size:
+        return x
+    spec = [None] * x.ndim
+    spec[dim] = axes[0] if len(axes) == 1 else axes
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, PartitionSpec(*spec)))
 
 # Names a config can use for `remat_policy` (what to keep from the forward pass for the backward pass).
 REMAT_POLICIES: dict[str, Any] = {

@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from paligemma import gemma, siglip
+from paligemma import gemma, layers, siglip
 
 # A block index larger than any cumsum(mask_ar): a decoded token may attend to everything before it.
 _AFTER_ALL_BLOCKS = jnp.iinfo(jnp.int32).max
@@ -79,7 +79,7 @@ class Model(nn.Module):
             return self._img(image, train=train)
         batch, frames = image.shape[:2]
         tokens = self._img(image.reshape(batch * frames, *image.shape[2:]), train=train)
-        return tokens.reshape(batch, frames * tokens.shape[1], tokens.shape[2])
+        return layers.constrain_batch(tokens.reshape(batch, frames * tokens.shape[1], tokens.shape[2]))
 
     def _embed_inputs(self, image, text, mask_ar, input_mask, train):
         if text.ndim != 2 or mask_ar.shape != text.shape:
@@ -90,7 +90,8 @@ class Model(nn.Module):
             raise ValueError(f"input_mask must be [B, T] like text {text.shape}; got {input_mask.shape}.")
         img_tokens = self.embed_image(image, train=train)
         batch, num_img = img_tokens.shape[:2]
-        x = jnp.concatenate([img_tokens.astype(self.llm_config.dtype), self._llm.embed(text)], axis=1)
+        x = layers.constrain_batch(jnp.concatenate([img_tokens.astype(self.llm_config.dtype), self._llm.embed(text)],
+                                                   axis=1))
         full_ar = jnp.concatenate([jnp.zeros((batch, num_img), jnp.int32), mask_ar.astype(jnp.int32)], axis=1)
         valid = jnp.concatenate([jnp.ones((batch, num_img), bool), input_mask.astype(bool)], axis=1)
         return x, img_tokens, jnp.cumsum(full_ar, axis=1), valid
@@ -123,7 +124,7 @@ class Model(nn.Module):
         positions = jnp.cumsum(valid, axis=1) - 1
         masks = self._masks(block, valid, positions, block, valid, positions)
         hidden, _ = self._llm(x, positions, masks, deterministic=not train)
-        text_hidden = hidden[:, img_tokens.shape[1]:]
+        text_hidden = layers.constrain_batch(hidden[:, img_tokens.shape[1]:])
         return text_hidden, {"img_tokens": img_tokens, "pre_logits": text_hidden}
 
     def logits(self, hidden: jax.Array) -> jax.Array:

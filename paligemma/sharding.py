@@ -35,11 +35,11 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from paligemma.checkpoints import flatten, unflatten
+from paligemma.layers import BATCH_AXES
 
 log = logging.getLogger(__name__)
 
 AXES = ("data", "fsdp", "tensor")
-BATCH_AXES = ("data", "fsdp")
 
 # Parameters stacked over a leading layer axis (scanned layers).
 _STACKED = re.compile(r"^(llm/layers/|img/Transformer/encoderblock/)")

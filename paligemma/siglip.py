@@ -151,13 +151,14 @@ class Encoder1DBlock(nn.Module):
         dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
         norm = lambda name: nn.LayerNorm(  # noqa: E731
             epsilon=cfg.layer_norm_eps, dtype=dtype, param_dtype=param_dtype, name=name)
+        x = layers.constrain_batch(x)  # [B, N, W]: each chip keeps its rows (no-op without a mesh context)
         y = norm("LayerNorm_0")(x)
         y = MultiHeadAttention(cfg.num_heads, dtype, param_dtype, name="MultiHeadDotProductAttention_0")(y)
         x = x + nn.Dropout(cfg.dropout)(y, deterministic=deterministic)
         y = norm("LayerNorm_1")(x)
         y = MlpBlock(cfg.mlp_dim, dtype, param_dtype, cfg.dropout, name="MlpBlock_0")(y, deterministic)
         x = x + nn.Dropout(cfg.dropout)(y, deterministic=deterministic)
-        return x, None
+        return layers.constrain_batch(x), None
 
 
 class Encoder(nn.Module):
@@ -211,7 +212,7 @@ class SigLIP(nn.Module):
         x = nn.Conv(cfg.width, (cfg.patch_size, cfg.patch_size), strides=(cfg.patch_size, cfg.patch_size),
                     padding="VALID", dtype=dtype, param_dtype=param_dtype, name="embedding")(image.astype(dtype))
         batch, h, w, c = x.shape
-        x = jnp.reshape(x, (batch, h * w, c))
+        x = layers.constrain_batch(jnp.reshape(x, (batch, h * w, c)))
         posemb = self.param("pos_embedding", nn.initializers.normal(stddev=1 / cfg.width ** 0.5),
                             (1, cfg.num_tokens, cfg.width), param_dtype)
         x = x + resample_posemb(posemb, cfg.grid, (h, w)).astype(dtype)
@@ -223,4 +224,4 @@ class SigLIP(nn.Module):
             self.sow("intermediates", "pooled", jnp.mean(x, axis=1))
         if cfg.num_classes:
             x = nn.Dense(cfg.num_classes, dtype=dtype, param_dtype=param_dtype, name="head")(x)
-        return x
+        return layers.constrain_batch(x)

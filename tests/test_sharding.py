@@ -3,7 +3,7 @@
 import jax
 import numpy as np
 import pytest
-from jax.sharding import PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from paligemma import model as model_lib
 from paligemma import sharding
@@ -85,3 +85,22 @@ def test_put_batch_replicates_a_batch_the_mesh_does_not_divide_on_one_process():
     out = sharding.put_batch({"x": np.arange(3, dtype=np.float32)}, mesh)
     assert out["x"].sharding.is_fully_replicated
     np.testing.assert_array_equal(np.asarray(out["x"]), [0, 1, 2])
+
+
+def test_activations_follow_the_batch_axes_of_the_mesh_context_and_nothing_changes_without_one():
+    cfg = model_lib.get_config("paligemma-tiny")
+    model = model_lib.Model(**cfg)
+    params = model_lib.init_params(cfg, jax.random.key(0))
+    image, text, mask_ar = model_lib.dummy_inputs(cfg, batch_size=8, text_len=5)
+    image = jax.random.uniform(jax.random.key(1), image.shape, minval=-1, maxval=1)
+    text = jax.random.randint(jax.random.key(2), text.shape, 0, 1000)
+    hidden = jax.jit(lambda p, *a: model.apply({"params": p}, *a, method="hidden_states")[0])
+    plain = hidden(params, image, text, mask_ar)
+    mesh = sharding.make_mesh([("data", 4), ("tensor", 2)])
+    on_mesh = jax.device_put((params, image, text, mask_ar), sharding.replicated(mesh))  # nothing says "batch"
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+        split = hidden(*on_mesh)
+    assert split.sharding.is_equivalent_to(NamedSharding(mesh, P("data")), 3)  # rows over data, rest replicated
+    np.testing.assert_allclose(np.asarray(split), np.asarray(plain), rtol=1e-5, atol=1e-5)
+    # No mesh context: the same program as before (the constraint is a no-op), rows wherever XLA puts them.
+    assert hidden(*on_mesh).sharding.is_equivalent_to(NamedSharding(mesh, P()), 3)

@@ -787,7 +787,8 @@ def plan(config: Any, topology: str, *, evals: bool = True, config_name: str = "
     programs = [train]
     skipped: list[str] = []
     if evals and setup.evaluators:
-        more, skipped = _eval_programs(setup, params, train.args["opt_state"], chip)
+        with jax.sharding.use_abstract_mesh(setup.mesh.abstract_mesh):  # as trainers.train runs the evaluators
+            more, skipped = _eval_programs(setup, params, train.args["opt_state"], chip)
         programs += more
     mc = setup.model_config
     out_programs = []

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import optax
 
 from paligemma.checkpoints import flatten, unflatten
+from paligemma.layers import constrain_batch
 
 REQUIRED_KEYS = ("image", "text", "mask_ar", "mask_loss", "mask_input")
 
@@ -99,7 +100,7 @@ def weighted_nll_sums(hidden: jax.Array, targets: jax.Array, weights: jax.Array,
     def chunks(x):  # [B, T, ...] -> [num_chunks, B, chunk, ...], gathered in `order`, zero-padded
         x = jnp.take_along_axis(x, order.reshape(order.shape + (1,) * (x.ndim - 2)), axis=1)
         x = jnp.pad(x, [(0, 0), (0, num_chunks * chunk - length)] + [(0, 0)] * (x.ndim - 2))
-        return jnp.moveaxis(x.reshape(batch, num_chunks, chunk, *x.shape[2:]), 1, 0)
+        return constrain_batch(jnp.moveaxis(x.reshape(batch, num_chunks, chunk, *x.shape[2:]), 1, 0), dim=1)
 
     def chunk_sums(h, t, w):
         nll = token_nll(logits_fn(h), t, label_smoothing)

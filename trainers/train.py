@@ -566,7 +566,10 @@ class _State:
                 constrain_micro=lambda m: jax.lax.with_sharding_constraint(m, micro_sharding))
 
             def wrapped(params, opt_state, batch, count, rng_data):
-                return step_fn(params, opt_state, batch, count, jax.random.wrap_key_data(rng_data))
+                # Traced with the mesh as context: the model keeps its activations split over the batch axes
+                # (`paligemma.layers.constrain_batch`) instead of letting XLA split the weights' dims.
+                with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+                    return step_fn(params, opt_state, batch, count, jax.random.wrap_key_data(rng_data))
 
             return jax.jit(wrapped, donate_argnums=(0, 1), compiler_options=setup.compiler_options,
                            in_shardings=(self.param_shardings, self.opt_shardings, sharding.batch_sharding(mesh),
@@ -625,7 +628,8 @@ class _Logger:
     def evaluate(self, step: int, params: Any, names: Sequence[str], record: dict[str, float]) -> None:
         """Runs the evaluators `names`; adds `{name}/{metric}` to `record`."""
         for name in names:
-            metrics = self.setup.evaluators[name].run(params, step=step)
+            with jax.sharding.use_abstract_mesh(self.setup.mesh.abstract_mesh):  # batch-split activations
+                metrics = self.setup.evaluators[name].run(params, step=step)
             record.update({f"{name}/{k}": v for k, v in metrics.items()})
             self.writer.print(f"step {step}/{self.total} | eval {name}: "
                               + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
