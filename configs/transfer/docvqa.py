@@ -20,6 +20,9 @@ Evaluation: ANLS (threshold 0.5) of greedy answers on the validation split every
 896px means 4096 image tokens: like every released-model config, both towers compute in bfloat16 (float32 master
 weights and Adam moments) and rematerialise every layer ("full") in the backward pass (configs/common.py
 `RELEASED_COMPUTE`); the loss's logits are computed only at the answer tokens.
+Slice (configs/common.py `RELEASED_SLICES`, checked with `--dry_run`, README table): 3B (PaliGemma 1 or 2) on v5e-8
+at 224 px, v5e-16 at 448, v5e-32 at 896; 10B on v5e-32 (896: v5e-64); 28B on v5e-64 (896: v5e-128); FSDP over all
+chips, accum_steps = batch / (chips x examples per chip of the table).
 """
 
 import ml_collections
@@ -50,6 +53,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.total_epochs = 10
 
     common.original_transfer_recipe(config, ckpt_steps=500)
+    common.fit_released_slice(config, arg.model, arg.res)  # mesh + accum_steps for the planned TPU slice
 
     config.evals = {}
     config.evals.anls = dict(type="anls", data=dict(name="docvqa", split="test" if arg.final_split else "validation"),

@@ -23,6 +23,9 @@ drawn at random per visit. Evaluation: greedy decoding, masks decoded by the VQ-
 mIoU (the mean over expressions of the mask IoU) and box accuracy at IoU 0.5 / 0.75, every 10% and at the end.
 Compute (configs/common.py `RELEASED_COMPUTE`): bfloat16 activations and matmuls with float32 master weights and
 Adam moments, every layer of both towers rematerialised ("full"), the loss's logits only at the suffix tokens.
+Slice (configs/common.py `RELEASED_SLICES`, checked with `--dry_run`, README table): 3B (PaliGemma 1 or 2) on v5e-8
+at 224 px, v5e-16 at 448, v5e-32 at 896; 10B on v5e-32 (896: v5e-64); 28B on v5e-64 (896: v5e-128); FSDP over all
+chips, accum_steps = batch / (chips x examples per chip of the table).
 """
 
 import os
@@ -61,6 +64,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.total_epochs = 10
 
     common.original_transfer_recipe(config, label_smoothing=0.3)
+    common.fit_released_slice(config, arg.model, arg.res)  # mesh + accum_steps for the planned TPU slice
 
     seg = dict(type="refcoco_seg", batch_size=64, max_decode_len=20, sampler="greedy", vqvae_checkpoint=vae,
                mask_key="mask", box_key="bbox", id_key="refexp_id", log_percent=0.1,

@@ -24,6 +24,9 @@ answers. With final_split the minival goes into training and the evaluator write
 (`{workdir}/evals/`) instead.
 Compute (configs/common.py `RELEASED_COMPUTE`): bfloat16 activations and matmuls with float32 master weights and
 Adam moments, every layer of both towers rematerialised ("full"), the loss's logits only at the suffix tokens.
+Slice (configs/common.py `RELEASED_SLICES`, checked with `--dry_run`, README table): 3B (PaliGemma 1 or 2) on v5e-8
+at 224 px, v5e-16 at 448, v5e-32 at 896; 10B on v5e-32 (896: v5e-64); 28B on v5e-64 (896: v5e-128); FSDP over all
+chips, accum_steps = batch / (chips x examples per chip of the table).
 """
 
 import ml_collections
@@ -57,6 +60,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.total_epochs = 10
 
     common.original_transfer_recipe(config)
+    common.fit_released_slice(config, arg.model, arg.res)  # mesh + accum_steps for the planned TPU slice
 
     eval_split = "test_dev" if arg.final_split else MINIVAL
     config.evals = {}
