@@ -79,35 +79,37 @@ def released_model(config: ml_collections.ConfigDict, model: str, res: int) -> N
 
 
 # Where each released model size and resolution is planned to train, checked by `--dry_run` (README table): the TPU
-# v5e slice (15.75 GiB of usable HBM per chip) and the examples per chip in one microbatch. The mesh is FSDP over all
-# chips (`[("data", -1)]`: the batch and every large parameter split over every chip), so per chip the parameters
-# and Adam moments shrink with the slice, and the activations with the examples per chip; `accum_steps` follows from
-# the config's batch size: batch / (chips x examples per chip), at least 1.
-RELEASED_SLICES: dict[tuple[str, int], tuple[str, int]] = {
-    ("3b", 224): ("v5e-8", 32), ("3b", 448): ("v5e-16", 8), ("3b", 896): ("v5e-32", 1),
-    ("10b", 224): ("v5e-32", 8), ("10b", 448): ("v5e-32", 4), ("10b", 896): ("v5e-64", 1),
-    ("28b", 224): ("v5e-64", 4), ("28b", 448): ("v5e-64", 2), ("28b", 896): ("v5e-128", 1),
+# v5e slice (15.75 GiB of usable HBM per chip), the size of the mesh's `tensor` axis (1: none) and the examples per
+# batch shard in one microbatch. The mesh is FSDP over the chips (`[("data", -1)]`: the batch and every large
+# parameter split over every chip), with a `tensor` axis last when the table asks (tensor-parallel rules of
+# `paligemma.sharding.DEFAULT_TENSOR_RULES`: heads, MLP units and vocabulary split, which also splits the attention
+# scores that dominate 28B at 896 px); `accum_steps` follows from the config's batch size: batch / (batch shards x
+# examples per shard), at least 1.
+RELEASED_SLICES: dict[tuple[str, int], tuple[str, int, int]] = {
+    ("3b", 224): ("v5e-8", 1, 32), ("3b", 448): ("v5e-16", 1, 8), ("3b", 896): ("v5e-32", 1, 1),
+    ("10b", 224): ("v5e-32", 1, 8), ("10b", 448): ("v5e-32", 1, 4), ("10b", 896): ("v5e-64", 1, 1),
+    ("28b", 224): ("v5e-64", 1, 4), ("28b", 448): ("v5e-64", 1, 1), ("28b", 896): ("v5e-128", 4, 1),
 }
 
 
-def released_slice(model: str, res: int) -> tuple[str, int, int]:
-    """`(slice name, chips, examples per chip)` planned for a released model ("paligemma-3b", "paligemma2-28b", ...)
-    at `res` (see `RELEASED_SLICES`)."""
+def released_slice(model: str, res: int) -> tuple[str, int, int, int]:
+    """`(slice name, chips, tensor axis size, examples per batch shard)` planned for a released model
+    ("paligemma-3b", "paligemma2-28b", ...) at `res` (see `RELEASED_SLICES`)."""
     size = model.rsplit("-", 1)[-1]
     if (size, res) not in RELEASED_SLICES:
         raise ValueError(f"no planned slice for {model} at {res} px; known sizes/resolutions: "
                          f"{sorted(RELEASED_SLICES)}.")
-    name, per_chip = RELEASED_SLICES[(size, res)]
-    return name, int(name.rsplit("-", 1)[1]), per_chip
+    name, tensor, per_shard = RELEASED_SLICES[(size, res)]
+    return name, int(name.rsplit("-", 1)[1]), tensor, per_shard
 
 
 def fit_released_slice(config: ml_collections.ConfigDict, model: str, res: int) -> None:
-    """Sets `config.mesh` (FSDP over all chips) and `config.accum_steps` for the slice `released_slice` plans, from
-    `config.input.batch_size` (call it after the batch size is set). On another slice the same mesh spans its chips;
-    `--config.accum_steps=N` overrides."""
-    _, chips, per_chip = released_slice(model, res)
-    config.mesh = [("data", -1)]
-    config.accum_steps = max(1, config.input.batch_size // (chips * per_chip))
+    """Sets `config.mesh` (FSDP over the chips, plus a `tensor` axis where planned) and `config.accum_steps` for the
+    slice `released_slice` plans, from `config.input.batch_size` (call it after the batch size is set). On another
+    slice the same mesh spans its chips; `--config.accum_steps=N` / `--config.mesh=...` override."""
+    _, chips, tensor, per_shard = released_slice(model, res)
+    config.mesh = [("data", -1)] + ([("tensor", tensor)] if tensor > 1 else [])
+    config.accum_steps = max(1, config.input.batch_size // (chips // tensor * per_shard))
 
 
 MOCK_TRAIN_EXAMPLES = 32
