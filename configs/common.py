@@ -104,12 +104,19 @@ def released_slice(model: str, res: int) -> tuple[str, int, int, int]:
 
 
 def fit_released_slice(config: ml_collections.ConfigDict, model: str, res: int) -> None:
-    """Sets `config.mesh` (FSDP over the chips, plus a `tensor` axis where planned) and `config.accum_steps` for the
-    slice `released_slice` plans, from `config.input.batch_size` (call it after the batch size is set). On another
+    """Sets `config.mesh` (FSDP over the chips, plus a `tensor` axis where planned), `config.accum_steps` and caps
+    the evaluators' batch sizes for the slice `released_slice` plans, from `config.input.batch_size` (call it after
+    the batch size and the evals are set). On another
     slice the same mesh spans its chips; `--config.accum_steps=N` / `--config.mesh=...` override."""
     _, chips, tensor, per_shard = released_slice(model, res)
+    shards = chips // tensor
     config.mesh = [("data", -1)] + ([("tensor", tensor)] if tensor > 1 else [])
-    config.accum_steps = max(1, config.input.batch_size // (chips // tensor * per_shard))
+    config.accum_steps = max(1, config.input.batch_size // (shards * per_shard))
+    # The evaluators' programs have no microbatches: at most twice the train microbatch's examples per shard (the
+    # decode prefill of 10B/28B at 896 px needs 16 / 24 GiB per chip at eval batch 256).
+    for name in config.get("evals", {}):
+        if "batch_size" in config.evals[name]:
+            config.evals[name].batch_size = min(config.evals[name].batch_size, 2 * shards * per_shard)
 
 
 MOCK_TRAIN_EXAMPLES = 32

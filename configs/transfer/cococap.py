@@ -57,7 +57,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.total_epochs = 5
 
     common.original_transfer_recipe(config)
-    common.fit_released_slice(config, arg.model, arg.res)  # mesh + accum_steps for the planned TPU slice
 
     caption = dict(type="caption", batch_size=256, max_decode_len=32, sampler="beam(n=2)",
                    references_key="references", id_key="image_id", log_percent=0.2)
@@ -66,6 +65,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                              pp=COCO_EVAL_PP.format(res=res, text_len=text_len))
     config.evals.nocaps = dict(caption, data=dict(name="nocaps", split="test" if arg.final_split else "validation"),
                                pp=NOCAPS_EVAL_PP.format(res=res, text_len=text_len))
+    common.fit_released_slice(config, arg.model, arg.res)  # mesh + accum_steps for the planned TPU slice
     if mock:
         common.mock_mode(config, tokenizer_keys=("captions/text",), prompts=("caption en",), res=res)
     return config

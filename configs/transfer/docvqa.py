@@ -53,12 +53,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.total_epochs = 10
 
     common.original_transfer_recipe(config, ckpt_steps=500)
-    common.fit_released_slice(config, arg.model, arg.res)  # mesh + accum_steps for the planned TPU slice
 
     config.evals = {}
     config.evals.anls = dict(type="anls", data=dict(name="docvqa", split="test" if arg.final_split else "validation"),
                              pp=EVAL_PP.format(res=res, text_len=text_len), batch_size=64, max_decode_len=32,
                              sampler="greedy", log_percent=0.1)
+    common.fit_released_slice(config, arg.model, arg.res)  # mesh + accum_steps for the planned TPU slice
     if mock:
         common.mock_mode(config, tokenizer_keys=("question", "answers"), prompts=(), res=res)
     return config

@@ -64,7 +64,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.total_epochs = 10
 
     common.original_transfer_recipe(config, label_smoothing=0.3)
-    common.fit_released_slice(config, arg.model, arg.res)  # mesh + accum_steps for the planned TPU slice
 
     seg = dict(type="refcoco_seg", batch_size=64, max_decode_len=20, sampler="greedy", vqvae_checkpoint=vae,
                mask_key="mask", box_key="bbox", id_key="refexp_id", log_percent=0.1,
@@ -74,6 +73,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.evals = {}
     for split in splits:
         config.evals[f"seg_{split}"] = dict(seg, data=dict(name=name, split=split))
+    common.fit_released_slice(config, arg.model, arg.res)  # mesh + accum_steps for the planned TPU slice
     if mock:
         common.mock_mode(config, tokenizer_keys=("refexps",), prompts=("segment",), res=res)
     return config

@@ -60,7 +60,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.total_epochs = 10
 
     common.original_transfer_recipe(config)
-    common.fit_released_slice(config, arg.model, arg.res)  # mesh + accum_steps for the planned TPU slice
 
     eval_split = "test_dev" if arg.final_split else MINIVAL
     config.evals = {}
@@ -70,6 +69,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if not arg.final_split:
         config.evals.answer_ppl = dict(type="perplexity", data=dict(name="vqa", split=MINIVAL), batch_size=256,
                                        pp=TRAIN_PP.format(res=res, text_len=text_len), log_percent=0.1)
+    common.fit_released_slice(config, arg.model, arg.res)  # mesh + accum_steps for the planned TPU slice
     if mock:
         common.mock_mode(config, tokenizer_keys=("question", "answers"), prompts=("answer en",), res=res)
     return config
