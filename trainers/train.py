@@ -36,7 +36,6 @@ import os
 import re
 import signal
 import sys
-import tempfile
 import threading
 import time
 from typing import Any, Callable, Sequence
