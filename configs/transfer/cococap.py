@@ -21,7 +21,7 @@ validation, every 20% of the run and at the end.
 Compute (configs/common.py `RELEASED_COMPUTE`): bfloat16 activations and matmuls with float32 master weights and
 Adam moments, every layer of both towers rematerialised ("full"), the loss's logits only at the suffix tokens.
 Slice (configs/common.py `RELEASED_SLICES`, checked with `--dry_run`, README table): 3B (PaliGemma 1 or 2) on v5e-8
-at 224 px, v5e-16 at 448, v5e-32 at 896; 10B on v5e-32 (896: v5e-64); 28B on v5e-64 (896: v5e-128); FSDP over all
+at 224 px, v5e-16 at 448, v5e-32 at 896; 10B on v5e-32 (896: v5e-64); 28B on v5e-64 (448 and 896: v5e-128); FSDP over all
 chips (28B at 896: plus a tensor axis of 4), accum_steps = batch / (batch shards x examples per shard).
 """
 
@@ -59,8 +59,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     common.original_transfer_recipe(config)
 
     # Beam search holds n copies of the KV cache; PaliGemma 2's decoders have 4-16 KV heads (PaliGemma 1: one), so
-    # at eval batch 256 the 3B decode loop needs 24.8 GiB per chip on v5e-8 (--dry_run).
-    caption = dict(type="caption", batch_size=256 if arg.model == "paligemma-3b" else 64, max_decode_len=32,
+    # at eval batch 256 the 3B decode loop needs 24.8 GiB per chip on v5e-8, and 15.6 GiB at 64 (--dry_run).
+    caption = dict(type="caption", batch_size=256 if arg.model == "paligemma-3b" else 32, max_decode_len=32,
                    sampler="beam(n=2)",
                    references_key="references", id_key="image_id", log_percent=0.2)
     config.evals = {}
