@@ -49,6 +49,7 @@ import numpy as np
 from paligemma import sharding
 from paligemma import model as model_lib
 from trainers import config as config_lib
+from trainers import train
 from trainers.config import ConfigError
 
 LIBTPU_PIN = "libtpu==0.0.42.1"  # the version jax[tpu]==0.10.2 pins; also in requirements-dev.txt
@@ -132,35 +133,16 @@ def chip_of(devices: Sequence[Any]) -> Chip:
 # The run's set-up, without data, checkpoint or tokenizer.
 
 
-class _Setup:
+class _Setup(train._ModelSetup):
     """What `trainers.train._State` reads from a run's set-up (cfg, mesh, model, shapes, specs, total_steps, ...),
     built from the config alone, with the trainer's checks and messages."""
 
     def __init__(self, cfg, devices: Sequence[Any]):
-        from trainers import train
-        self.cfg = cfg
-        self.compiler_options = None
-        try:
-            self.mesh = sharding.make_mesh(cfg.mesh, devices)
-        except sharding.ShardingError as e:
-            raise ConfigError(f"config.mesh: {e}") from None
-        self.data_shards = cfg.input.data_shards or 1
-        _check_batch_split(cfg, self.mesh)
-        self.model_config = config_lib.model_config(cfg)
-        try:
-            self.model = model_lib.Model(**self.model_config)
-            self.shapes = model_lib.param_shapes(self.model_config)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"config.model / model_name: {train._one_line(e)}") from None
+        super().__init__(cfg, devices, data_shards=None)
         try:
             self.total_steps = config_lib.num_steps(cfg, None)
         except ConfigError:
             self.total_steps = PLACEHOLDER_STEPS
-        try:
-            self.specs = sharding.param_specs(self.shapes, self.mesh, rules=cfg.sharding_rules,
-                                              strategy=cfg.sharding_strategy)
-        except sharding.ShardingError as e:
-            raise ConfigError(f"config.sharding_rules / sharding_strategy: {e}") from None
         self.evaluators = {}
         if cfg.evals:
             from evaluators import common
@@ -168,16 +150,6 @@ class _Setup:
                 self.evaluators = common.build_evaluators(cfg.evals, model=self.model, tokenizer_path=None)
             except ValueError as e:
                 raise ConfigError(f"config.evals: {train._one_line(e)}") from None
-
-
-def _check_batch_split(cfg, mesh) -> None:
-    batch, accum = cfg.input.batch_size, cfg.accum_steps
-    dp = sharding.data_parallel_size(mesh)
-    if batch % accum:
-        raise ConfigError(f"config.input.batch_size={batch} is not divisible by config.accum_steps={accum}.")
-    if (batch // accum) % dp:
-        raise ConfigError(f"config.input.batch_size={batch} (microbatch {batch // accum} with accum_steps={accum}) is "
-                          f"not divisible by the {dp} batch shards of the mesh; use a multiple of {dp}.")
 
 
 def text_len(pp: str, what: str, ops: Sequence[str] = ("tok_paligemma",)) -> int:
@@ -599,7 +571,6 @@ def _compile(program: Program, lowered, chip: Chip,
 
 
 def _train_step(setup: _Setup, chip: Chip) -> tuple[Program, Chip, Any]:
-    from trainers import train
     cfg, mesh = setup.cfg, setup.mesh
     state = train._State(setup)
     step = state.train_step(setup)
@@ -814,7 +785,6 @@ def plan(config: Any, topology: str, *, evals: bool = True, config_name: str = "
 
 def run(config: Any, topology: str, *, json_path: str | None = None, config_name: str = "") -> int:
     """The `--dry_run` CLI: prints the table (and writes the JSON); returns 0 when everything fits, 2 otherwise."""
-    from trainers import train
     try:
         report = plan(config, topology, config_name=config_name)
     except DryRunError as e:

@@ -120,14 +120,18 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split())
 
 
-def _check_batch_split(cfg, mesh, data_shards: int) -> None:
+def _check_batch_split(cfg, mesh, data_shards: int | None) -> None:
+    """Checks that the batch splits over the data shards, accum_steps and the mesh's batch shards.
+
+    `data_shards` None: the mesh's devices are not this host's (a dry run), so only the mesh split is checked.
+    """
     batch, accum = cfg.input.batch_size, cfg.accum_steps
     pc = jax.process_count()
     dp = sharding.data_parallel_size(mesh)
     axes = " x ".join(f"{a}={mesh.shape[a]}" for a in sharding.batch_axes(mesh)) or "none"
-    if data_shards % pc:
+    if data_shards is not None and data_shards % pc:
         raise ConfigError(f"config.input.data_shards={data_shards} is not a multiple of the {pc} processes.")
-    if batch % data_shards:
+    if data_shards is not None and batch % data_shards:
         raise ConfigError(f"config.input.batch_size={batch} is not divisible by the {data_shards} data shards "
                           f"(one per process unless config.input.data_shards is set).")
     if batch % accum:
@@ -135,6 +139,8 @@ def _check_batch_split(cfg, mesh, data_shards: int) -> None:
     if (batch // accum) % dp:
         raise ConfigError(f"config.input.batch_size={batch} (microbatch {batch // accum} with accum_steps={accum}) is "
                           f"not divisible by the {dp} batch shards of the mesh ({axes}); use a multiple of {dp}.")
+    if data_shards is None:
+        return
     rows = sharding.batch_sharding(mesh).addressable_devices_indices_map((batch,))
     local = len({(s[0].start, s[0].stop) for s in rows.values()}) * (batch // dp)
     if local != batch // pc:
@@ -152,23 +158,37 @@ def _resolve_tokenizer(cfg, workdir: str) -> str | None:
         raise ConfigError(f"config.tokenizer: {_one_line(e)}") from None
 
 
-class _Setup:
-    """Everything validated before compiling: mesh, model, data source, steps, tokenizer, evaluators."""
+class _ModelSetup:
+    """What a run builds from the config and the devices alone: mesh (with the batch split checked), model, parameter
+    shapes and specs. `data_shards` None: the devices are not this host's (`trainers.dry_run`)."""
 
-    def __init__(self, cfg, workdir: str, devices: Sequence[Any] | None):
+    def __init__(self, cfg, devices: Sequence[Any] | None, data_shards: int | None):
         self.cfg = cfg
+        self.compiler_options = None
         try:
             self.mesh = sharding.make_mesh(cfg.mesh, devices)
         except sharding.ShardingError as e:
             raise ConfigError(f"config.mesh: {e}") from None
-        self.data_shards = cfg.input.data_shards or jax.process_count()
-        _check_batch_split(cfg, self.mesh, self.data_shards)
+        _check_batch_split(cfg, self.mesh, data_shards)
+        self.data_shards = data_shards or 1
         self.model_config = config_lib.model_config(cfg)
         try:
             self.model = model_lib.Model(**self.model_config)
             self.shapes = model_lib.param_shapes(self.model_config)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"config.model / model_name: {_one_line(e)}") from None
+        try:
+            self.specs = sharding.param_specs(self.shapes, self.mesh, rules=cfg.sharding_rules,
+                                              strategy=cfg.sharding_strategy)
+        except sharding.ShardingError as e:
+            raise ConfigError(f"config.sharding_rules / sharding_strategy: {e}") from None
+
+
+class _Setup(_ModelSetup):
+    """Everything validated before compiling: mesh, model, data source, steps, tokenizer, evaluators."""
+
+    def __init__(self, cfg, workdir: str, devices: Sequence[Any] | None):
+        super().__init__(cfg, devices, cfg.input.data_shards or jax.process_count())
         # The external inputs (checkpoint, data, tokenizer) are all checked before failing, so that one run tells
         # everything that is missing.
         missing = []
@@ -201,11 +221,6 @@ class _Setup:
                                f"set config.model.llm.vocab_size >= {tok.vocab_size}.")
             except ValueError as e:
                 raise ConfigError(f"{self.tokenizer_path}: {e}") from None
-        try:
-            self.specs = sharding.param_specs(self.shapes, self.mesh, rules=cfg.sharding_rules,
-                                              strategy=cfg.sharding_strategy)
-        except sharding.ShardingError as e:
-            raise ConfigError(f"config.sharding_rules / sharding_strategy: {e}") from None
         self.evaluators = self._evaluators(workdir)
 
     def _evaluators(self, workdir: str) -> dict[str, Any]:
