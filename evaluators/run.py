@@ -18,6 +18,7 @@ batch is split over them (data parallel, params replicated) when every evaluator
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -152,8 +153,9 @@ def load_params(checkpoint: str | None, workdir: str | None, model_cfg: dict | N
 
 
 def make_placement(batch_sizes: list[int]):
-    """(put_params, put_batch): data parallel over all local devices when every batch size divides evenly over
-    them, else everything on the default device."""
+    """(put_params, put_batch, context): data parallel over all local devices when every batch size divides evenly
+    over them, else everything on the default device. `context()` is the mesh context to evaluate in (the model then
+    keeps its activations batch-split, as in training)."""
     import jax  # pylint: disable=g-import-not-at-top
     import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
     devices = jax.local_devices()
@@ -164,10 +166,11 @@ def make_placement(batch_sizes: list[int]):
         replicated, split = sharding.replicated(mesh), sharding.batch_sharding(mesh)
         logging.info("Evaluating data parallel over %d devices.", n)
         return (lambda p: jax.device_put(p, replicated),
-                lambda b: jax.tree.map(lambda x: jax.device_put(x, split), b))
+                lambda b: jax.tree.map(lambda x: jax.device_put(x, split), b),
+                lambda: jax.sharding.use_abstract_mesh(mesh.abstract_mesh))
     if n > 1:
         logging.info("Batch sizes %s do not divide over %d devices: evaluating on one device.", batch_sizes, n)
-    return (lambda p: jax.device_put(p, devices[0]), lambda b: jax.tree.map(jnp.asarray, b))
+    return (lambda p: jax.device_put(p, devices[0]), lambda b: jax.tree.map(jnp.asarray, b), contextlib.nullcontext)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -262,13 +265,14 @@ def evaluate(config: Any, *, checkpoint: str | None, workdir: str | None, evals:
         raise RunError(str(e)) from None
     model = model_lib.Model(**model_cfg)
     batch_sizes = [int(_get(c, "batch_size") or 0) // jax.process_count() for c in evals_cfg.values()]
-    put_params, put_batch = make_placement(batch_sizes)
+    put_params, put_batch, mesh_context = make_placement(batch_sizes)
     params = put_params(params)
     evaluators = build_evaluators(evals_cfg, model=model, tokenizer_path=tokenizer_path, workdir=workdir,
                                   put_batch=put_batch)
     result = dict(checkpoint=source, step=step, workdir=workdir, metrics={}, files={}, seconds={})
     for name, ev in evaluators.items():
-        result["metrics"][name] = ev.run(params, step=step, progress=progress)
+        with mesh_context():
+            result["metrics"][name] = ev.run(params, step=step, progress=progress)
         result["files"][name] = ev.last.files if ev.last else {}
         result["seconds"][name] = round(ev.last.seconds, 3) if ev.last else None
     if jax.process_index() == 0:
