@@ -46,6 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from datasets.pp import grammar as pp_grammar
 from paligemma import sharding
 from paligemma import model as model_lib
 from trainers import config as config_lib
@@ -154,12 +155,14 @@ class _Setup(train._ModelSetup):
 
 def text_len(pp: str, what: str, ops: Sequence[str] = ("tok_paligemma",)) -> int:
     """N of the first `tok_paligemma(text_len=N)` (or another op of `ops`) in a pp string; ConfigError if none."""
+    try:
+        specs = pp_grammar.parse(pp)  # the pipeline's own parser (no TensorFlow)
+    except ValueError as e:
+        raise ConfigError(f"{what}: {e}") from None
     for op in ops:
-        match = re.search(rf"\b{op}\(([^)]*)\)", pp)
-        if match:
-            arg = re.search(r"text_len\s*=\s*(\d+)", match.group(1))
-            if arg:
-                return int(arg.group(1))
+        for name, _, kwargs in specs:
+            if name == op and isinstance(kwargs.get("text_len"), int):
+                return kwargs["text_len"]
     raise ConfigError(f"{what}: no {' or '.join(f'{op}(text_len=N)' for op in ops)} in the pp string; the dry run "
                       f"reads the text length from it.")
 
