@@ -26,21 +26,6 @@ METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 
 
-def open_file(path: str, mode: str = "r"):
-    """`open` for local paths and URLs such as gs://bucket/dir/file (see `paligemma.paths.open`)."""
-    return paths.open(path, mode)
-
-
-def exists(path: str) -> bool:
-    """os.path.exists for local paths and URLs."""
-    return paths.exists(path)
-
-
-def makedirs(path: str) -> None:
-    """os.makedirs(exist_ok=True) (a no-op for gs://, whose folders appear with their files)."""
-    paths.makedirs(path)
-
-
 def write_json(path: str, obj: Any) -> None:
     """Writes `obj` as indented JSON (non-JSON values as their str), atomically, locally or to gs://."""
     paths.write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
@@ -90,7 +75,7 @@ class MetricsWriter:
 
     def truncate_after(self, step: int) -> None:
         """Drops records of steps > `step` (logged by a run that died before its next checkpoint)."""
-        if not self.enabled or not exists(self.path):
+        if not self.enabled or not paths.exists(self.path):
             return
         lines = paths.read_text(self.path).splitlines()
         kept = []

@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from paligemma import checkpoints, sharding
+from paligemma import checkpoints, paths, sharding
 from paligemma import model as model_lib
 from trainers import checkpointing, logging_utils, optimizer, prefetch, step as step_lib
 from trainers import config as config_lib
@@ -482,7 +482,6 @@ def _jsonable(cfg) -> dict:
 def _export(params, cfg, workdir: str) -> str | None:
     if not cfg.export_npz:
         return None
-    from paligemma import paths  # pylint: disable=g-import-not-at-top
     path = paths.join(workdir, "params.npz") if cfg.export_npz is True else str(cfg.export_npz)
     host = {name: _to_host(x) for name, x in checkpoints.flatten(params).items()}  # collective when multi-process
     if jax.process_index() == 0:  # local or gs:// (written to a temporary file, then renamed / uploaded once)
@@ -512,7 +511,7 @@ def train(config: Any, workdir: str, *, devices: Sequence[Any] | None = None,
       TrainingDiverged: NaN/Inf loss or gradient norm (the last good checkpoint is kept).
     """
     cfg = config_lib.resolve(config)
-    logging_utils.makedirs(workdir)
+    paths.makedirs(workdir)
     setup = _Setup(cfg, workdir, devices)
     setup.compiler_options = compiler_options
     is_main = jax.process_index() == 0
