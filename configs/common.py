@@ -49,7 +49,8 @@ def _convert(key: str, value: str, default):
 
 def checkpoint_dir() -> str:
     """Where released checkpoints and the tokenizer are looked up: `$PALIGEMMA_CKPT_DIR` (may be gs://), else
-    `./checkpoints`."""
+    `./checkpoints`.
+    """
     return os.environ.get(CKPT_DIR_ENV) or "checkpoints"
 
 
@@ -86,19 +87,27 @@ def released_model(config: ml_collections.ConfigDict, model: str, res: int) -> N
 # scores that dominate 28B at 896 px); `accum_steps` follows from the config's batch size: batch / (batch shards x
 # examples per shard), at least 1.
 RELEASED_SLICES: dict[tuple[str, int], tuple[str, int, int]] = {
-    ("3b", 224): ("v5e-8", 1, 32), ("3b", 448): ("v5e-16", 1, 8), ("3b", 896): ("v5e-32", 1, 1),
-    ("10b", 224): ("v5e-32", 1, 8), ("10b", 448): ("v5e-32", 1, 4), ("10b", 896): ("v5e-64", 1, 1),
-    ("28b", 224): ("v5e-64", 1, 4), ("28b", 448): ("v5e-128", 1, 1), ("28b", 896): ("v5e-128", 4, 1),
+    ("3b", 224): ("v5e-8", 1, 32),
+    ("3b", 448): ("v5e-16", 1, 8),
+    ("3b", 896): ("v5e-32", 1, 1),
+    ("10b", 224): ("v5e-32", 1, 8),
+    ("10b", 448): ("v5e-32", 1, 4),
+    ("10b", 896): ("v5e-64", 1, 1),
+    ("28b", 224): ("v5e-64", 1, 4),
+    ("28b", 448): ("v5e-128", 1, 1),
+    ("28b", 896): ("v5e-128", 4, 1),
 }
 
 
 def released_slice(model: str, res: int) -> tuple[str, int, int, int]:
     """`(slice name, chips, tensor axis size, examples per batch shard)` planned for a released model
-    ("paligemma-3b", "paligemma2-28b", ...) at `res` (see `RELEASED_SLICES`)."""
+    ("paligemma-3b", "paligemma2-28b", ...) at `res` (see `RELEASED_SLICES`).
+    """
     size = model.rsplit("-", 1)[-1]
     if (size, res) not in RELEASED_SLICES:
-        raise ValueError(f"no planned slice for {model} at {res} px; known sizes/resolutions: "
-                         f"{sorted(RELEASED_SLICES)}.")
+        raise ValueError(
+            f"no planned slice for {model} at {res} px; known sizes/resolutions: {sorted(RELEASED_SLICES)}."
+        )
     name, tensor, per_shard = RELEASED_SLICES[(size, res)]
     return name, int(name.rsplit("-", 1)[1]), tensor, per_shard
 
@@ -107,7 +116,8 @@ def fit_released_slice(config: ml_collections.ConfigDict, model: str, res: int) 
     """Sets `config.mesh` (FSDP over the chips, plus a `tensor` axis where planned), `config.accum_steps` and caps
     the evaluators' batch sizes for the slice `released_slice` plans, from `config.input.batch_size` (call it after
     the batch size and the evals are set). On another
-    slice the same mesh spans its chips; `--config.accum_steps=N` / `--config.mesh=...` override."""
+    slice the same mesh spans its chips; `--config.accum_steps=N` / `--config.mesh=...` override.
+    """
     _, chips, tensor, per_shard = released_slice(model, res)
     shards = chips // tensor
     config.mesh = [("data", -1)] + ([("tensor", tensor)] if tensor > 1 else [])
@@ -123,13 +133,21 @@ MOCK_TRAIN_EXAMPLES = 32
 MOCK_EVAL_EXAMPLES = 8
 
 
-def mock_mode(config: ml_collections.ConfigDict, *, tokenizer_keys: tuple[str, ...], prompts: tuple[str, ...],
-              res: int = 32, batch_size: int = 8, steps: int = 3) -> None:
+def mock_mode(
+    config: ml_collections.ConfigDict,
+    *,
+    tokenizer_keys: tuple[str, ...],
+    prompts: tuple[str, ...],
+    res: int = 32,
+    batch_size: int = 8,
+    steps: int = 3,
+) -> None:
     """Turns a benchmark config into a smoke run of the same pipeline on this CPU: every data source becomes TFDS
     mock data (`datasets/mock.py`: random examples with the dataset's own features), the model a tiny random
     PaliGemma at `res` px, the tokenizer a small one trained on the mock texts, and the run a few steps, followed by
     every evaluator. Nothing needs to be downloaded or built.
     """
+
     def mock(data, n):
         return dict(data, mock=n)
 
@@ -143,9 +161,15 @@ def mock_mode(config: ml_collections.ConfigDict, *, tokenizer_keys: tuple[str, .
         if "max_decode_len" in config.evals[name]:
             config.evals[name].max_decode_len = min(config.evals[name].max_decode_len, 24)
     del config["tokenizer"]  # a path (str) becomes a training spec (dict); ConfigDict fields keep their type
-    config.tokenizer = dict(train=dict(data=mock(config.input.data, MOCK_TRAIN_EXAMPLES), keys=tokenizer_keys,
-                                       vocab_size=320, extra_texts=list(prompts)),
-                            path="tokenizer.model")
+    config.tokenizer = dict(
+        train=dict(
+            data=mock(config.input.data, MOCK_TRAIN_EXAMPLES),
+            keys=tokenizer_keys,
+            vocab_size=320,
+            extra_texts=list(prompts),
+        ),
+        path="tokenizer.model",
+    )
     config.model_name = "paligemma-tiny"
     config.model = dict(img=dict(image_size=res), llm=dict(vocab_size=320 + 1152))
     config.model_init = None
@@ -157,11 +181,13 @@ def mock_mode(config: ml_collections.ConfigDict, *, tokenizer_keys: tuple[str, .
     config.accum_steps = 1
 
 
-def original_transfer_recipe(config: ml_collections.ConfigDict, *, label_smoothing: float = 0.0,
-                             ckpt_steps: int = 1000) -> None:
+def original_transfer_recipe(
+    config: ml_collections.ConfigDict, *, label_smoothing: float = 0.0, ckpt_steps: int = 1000
+) -> None:
     """The optimisation and bookkeeping every original PaliGemma transfer shares (REFERENCE section 5): Adam
     (b1 0.9, b2 0.999) at lr 1e-5, cosine with 5% warmup, global-norm clipping at 1, no weight decay, loss per
-    example, parameters FSDP-sharded over all devices; a progress line every 50 steps, checkpoints kept 2 deep."""
+    example, parameters FSDP-sharded over all devices; a progress line every 50 steps, checkpoints kept 2 deep.
+    """
     config.optax_name = "adam"
     config.optax = dict(b2=0.999)
     config.lr = 1e-5

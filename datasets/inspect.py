@@ -22,6 +22,7 @@ For every example: the image (shape, dtype, value range), the token table (id, p
 mask_input per position, padding summarised), the decoded prefix (mask_ar 0) and suffix (mask_ar 1), whether the text
 was truncated, and every other field.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,221 +31,256 @@ import os
 import sys
 import tempfile
 
-from absl import app, flags
 import numpy as np
+from absl import app, flags
 
 FLAGS = flags.FLAGS
 
 
 def _define_flags():
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-  config_flags.DEFINE_config_file("config", None, "Config file (with get_config(arg)); FILE:ARG passes ARG.",
-                                  lock_config=False)
-  flags.DEFINE_string("split", None, "Use this split instead of the config's.")
-  flags.DEFINE_string("data_dir", None, "Use this TFDS data_dir instead of the config's.")
-  flags.DEFINE_integer("n", 3, "Number of examples to print.")
-  flags.DEFINE_string("eval", None, "Inspect the entry NAME of config.evals instead of the training input.")
-  flags.DEFINE_bool("ordered", False, "First examples in split order (no shuffling) instead of the training stream.")
-  flags.DEFINE_integer("shuffle_buffer", 1000, "Largest shuffle buffer to use when showing the training stream.")
+    from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+
+    config_flags.DEFINE_config_file(
+        "config", None, "Config file (with get_config(arg)); FILE:ARG passes ARG.", lock_config=False
+    )
+    flags.DEFINE_string("split", None, "Use this split instead of the config's.")
+    flags.DEFINE_string("data_dir", None, "Use this TFDS data_dir instead of the config's.")
+    flags.DEFINE_integer("n", 3, "Number of examples to print.")
+    flags.DEFINE_string("eval", None, "Inspect the entry NAME of config.evals instead of the training input.")
+    flags.DEFINE_bool("ordered", False, "First examples in split order (no shuffling) instead of the training stream.")
+    flags.DEFINE_integer("shuffle_buffer", 1000, "Largest shuffle buffer to use when showing the training stream.")
 
 
 def _get(cfg, path, default=None):
-  cur = cfg
-  for key in path.split("."):
-    if cur is None:
-      return default
-    if isinstance(cur, dict):
-      cur = cur.get(key)
-    else:
-      cur = getattr(cur, key, None) if (not hasattr(cur, "keys") or key in cur.keys()) else None
-  return default if cur is None else cur
+    cur = cfg
+    for key in path.split("."):
+        if cur is None:
+            return default
+        if isinstance(cur, dict):
+            cur = cur.get(key)
+        else:
+            cur = getattr(cur, key, None) if (not hasattr(cur, "keys") or key in cur.keys()) else None
+    return default if cur is None else cur
 
 
 def _plain(x):
-  return x.to_dict() if hasattr(x, "to_dict") else (dict(x) if isinstance(x, dict) else x)
+    return x.to_dict() if hasattr(x, "to_dict") else (dict(x) if isinstance(x, dict) else x)
 
 
 def resolve_input(config, *, eval_name=None, split=None, data_dir=None):
-  """(data config dict, pp, tokenizer path, description) for the training input or an eval entry."""
-  tokenizer = _get(config, "input.tokenizer") or _get(config, "tokenizer") or _get(config, "model.tokenizer")
-  input_data = _plain(_get(config, "input.data"))
-  if eval_name:
-    evals = _get(config, "evals")
-    if evals is None or eval_name not in evals:
-      names = sorted(evals.keys()) if evals is not None else []
-      raise KeyError(f"No eval {eval_name!r} in config.evals (has: {names})")
-    ev = evals[eval_name]
-    data = _plain(_get(ev, "data"))
-    if isinstance(data, str):  # a split name of the training data
-      data = dict(input_data, split=data)
-    pp = _get(ev, "pp")
-    tokenizer = _get(ev, "tokenizer") or tokenizer
-    what = f"config.evals.{eval_name}"
-  else:
-    data, pp, what = input_data, _get(config, "input.pp"), "config.input"
-  if not data:
-    raise KeyError(f"{what}.data is missing")
-  data = dict(data)
-  if split or data_dir:
-    if "mixture" in data:
-      raise ValueError("--split / --data_dir do not apply to a mixture")
-    if split:
-      data["split"] = split
-    if data_dir:
-      data["data_dir"] = data_dir
-  return data, pp, tokenizer, what
+    """(data config dict, pp, tokenizer path, description) for the training input or an eval entry."""
+    tokenizer = _get(config, "input.tokenizer") or _get(config, "tokenizer") or _get(config, "model.tokenizer")
+    input_data = _plain(_get(config, "input.data"))
+    if eval_name:
+        evals = _get(config, "evals")
+        if evals is None or eval_name not in evals:
+            names = sorted(evals.keys()) if evals is not None else []
+            raise KeyError(f"No eval {eval_name!r} in config.evals (has: {names})")
+        ev = evals[eval_name]
+        data = _plain(_get(ev, "data"))
+        if isinstance(data, str):  # a split name of the training data
+            data = dict(input_data, split=data)
+        pp = _get(ev, "pp")
+        tokenizer = _get(ev, "tokenizer") or tokenizer
+        what = f"config.evals.{eval_name}"
+    else:
+        data, pp, what = input_data, _get(config, "input.pp"), "config.input"
+    if not data:
+        raise KeyError(f"{what}.data is missing")
+    data = dict(data)
+    if split or data_dir:
+        if "mixture" in data:
+            raise ValueError("--split / --data_dir do not apply to a mixture")
+        if split:
+            data["split"] = split
+        if data_dir:
+            data["data_dir"] = data_dir
+    return data, pp, tokenizer, what
 
 
 def _load_tokenizer(path):
-  if not path:
-    return None
-  try:
-    from paligemma.tokenizer import Tokenizer  # pylint: disable=g-import-not-at-top
-    return Tokenizer(path)
-  except Exception as e:  # pylint: disable=broad-except
-    print(f"(cannot load tokenizer {path}: {e}; showing token ids only)")
-    return None
+    if not path:
+        return None
+    try:
+        from paligemma.tokenizer import Tokenizer  # pylint: disable=g-import-not-at-top
+
+        return Tokenizer(path)
+    except Exception as e:  # pylint: disable=broad-except
+        print(f"(cannot load tokenizer {path}: {e}; showing token ids only)")
+        return None
 
 
 def _piece(tok, i):
-  if tok is None:
-    return ""
-  try:
-    return repr(tok.id_to_piece(int(i)))[1:-1]
-  except Exception:  # pylint: disable=broad-except
-    return "?"
+    if tok is None:
+        return ""
+    try:
+        return repr(tok.id_to_piece(int(i)))[1:-1]
+    except Exception:  # pylint: disable=broad-except
+        return "?"
 
 
 def _decode(tok, ids):
-  if tok is None:
-    return " ".join(str(int(i)) for i in ids)
-  return tok.decode([int(i) for i in ids], stop_at_eos=False)
+    if tok is None:
+        return " ".join(str(int(i)) for i in ids)
+    return tok.decode([int(i) for i in ids], stop_at_eos=False)
 
 
 def _fmt_value(v) -> str:
-  v = np.asarray(v)
-  if v.dtype == object or v.dtype.kind in "SU":
-    items = [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in v.reshape(-1)]
-    if v.ndim == 0:
-      return repr(items[0])
-    return f"[{', '.join(repr(x) for x in items[:10])}{', ...' if len(items) > 10 else ''}] (shape {v.shape})"
-  if v.size <= 16:
-    return f"{v.tolist()} ({v.dtype})"
-  return f"shape {v.shape} {v.dtype}, range [{v.min():.4g}, {v.max():.4g}]"
+    v = np.asarray(v)
+    if v.dtype == object or v.dtype.kind in "SU":
+        items = [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in v.reshape(-1)]
+        if v.ndim == 0:
+            return repr(items[0])
+        return f"[{', '.join(repr(x) for x in items[:10])}{', ...' if len(items) > 10 else ''}] (shape {v.shape})"
+    if v.size <= 16:
+        return f"{v.tolist()} ({v.dtype})"
+    return f"shape {v.shape} {v.dtype}, range [{v.min():.4g}, {v.max():.4g}]"
 
 
 def format_example(ex: dict, tok=None) -> str:
-  """Human-readable view of one preprocessed example (numpy values)."""
-  lines = []
-  ex = dict(ex)
-  image = ex.pop("image", None)
-  if image is not None:
-    image = np.asarray(image)
-    if image.dtype == object:
-      lines.append(f"image: encoded, {len(image.item())} bytes (not decoded: add `decode` to the pp)")
+    """Human-readable view of one preprocessed example (numpy values)."""
+    lines = []
+    ex = dict(ex)
+    image = ex.pop("image", None)
+    if image is not None:
+        image = np.asarray(image)
+        if image.dtype == object:
+            lines.append(f"image: encoded, {len(image.item())} bytes (not decoded: add `decode` to the pp)")
+        else:
+            lines.append(
+                f"image: shape {image.shape} {image.dtype}, range [{image.min():.3f}, {image.max():.3f}], "
+                f"mean {image.mean():.3f}"
+            )
+    text = ex.pop("text", None)
+    masks = {k: ex.pop(k, None) for k in ("mask_ar", "mask_loss", "mask_input")}
+    truncated = ex.pop("text_truncated", None)
+    if text is not None:
+        text = np.asarray(text)
+        n = len(text)
+        valid = np.asarray(masks["mask_input"]) if masks["mask_input"] is not None else (text != 0).astype(np.int32)
+        ar = np.asarray(masks["mask_ar"]) if masks["mask_ar"] is not None else np.zeros(n, np.int32)
+        loss = np.asarray(masks["mask_loss"]) if masks["mask_loss"] is not None else np.zeros(n, np.int32)
+        cut = ""
+        if truncated is not None:
+            t = int(np.asarray(truncated))
+            cut = (
+                ", not truncated"
+                if not t
+                else f", TRUNCATED ({'prefix' if t & 1 else ''}{' and ' if t == 3 else ''}"
+                f"{'suffix' if t & 2 else ''} cut; text_truncated={t})"
+            )
+        lines.append(f"text: {n} positions, {int(valid.sum())} valid{cut}")
+        lines.append("   pos      id  piece                    ar loss input")
+        last_valid = int(np.nonzero(valid)[0].max()) if valid.any() else -1
+        for i in range(n):
+            if i > last_valid:
+                rest = n - i
+                lines.append(
+                    f"   {i:3d}..{n - 1:<3d} {rest} padding position(s): ids {sorted(set(text[i:].tolist()))}, "
+                    f"ar {sorted(set(ar[i:].tolist()))}, loss {sorted(set(loss[i:].tolist()))}, "
+                    f"input {sorted(set(valid[i:].tolist()))}"
+                )
+                break
+            lines.append(
+                f"   {i:3d} {int(text[i]):7d}  {_piece(tok, text[i])[:22]:22s}  {int(ar[i]):2d} {int(loss[i]):4d} "
+                f"{int(valid[i]):5d}"
+            )
+        bos = tok.bos_id if tok is not None else 2
+        eos = tok.eos_id if tok is not None else 1
+        prefix = [t for t, a, v in zip(text, ar, valid) if v and not a and t != bos]
+        suffix = [t for t, a, v in zip(text, ar, valid) if v and a and t != eos]
+        lines.append(f"prefix (ar 0): {_decode(tok, prefix)!r}")
+        lines.append(
+            f"suffix (ar 1): {_decode(tok, suffix)!r}"
+            + ("  [ends with <eos>]" if any(t == eos for t, v in zip(text, valid) if v) else "  [no <eos>]")
+        )
     else:
-      lines.append(f"image: shape {image.shape} {image.dtype}, range [{image.min():.3f}, {image.max():.3f}], "
-                   f"mean {image.mean():.3f}")
-  text = ex.pop("text", None)
-  masks = {k: ex.pop(k, None) for k in ("mask_ar", "mask_loss", "mask_input")}
-  truncated = ex.pop("text_truncated", None)
-  if text is not None:
-    text = np.asarray(text)
-    n = len(text)
-    valid = np.asarray(masks["mask_input"]) if masks["mask_input"] is not None else (text != 0).astype(np.int32)
-    ar = np.asarray(masks["mask_ar"]) if masks["mask_ar"] is not None else np.zeros(n, np.int32)
-    loss = np.asarray(masks["mask_loss"]) if masks["mask_loss"] is not None else np.zeros(n, np.int32)
-    cut = ""
-    if truncated is not None:
-      t = int(np.asarray(truncated))
-      cut = ", not truncated" if not t else f", TRUNCATED ({'prefix' if t & 1 else ''}{' and ' if t == 3 else ''}" \
-          f"{'suffix' if t & 2 else ''} cut; text_truncated={t})"
-    lines.append(f"text: {n} positions, {int(valid.sum())} valid{cut}")
-    lines.append("   pos      id  piece                    ar loss input")
-    last_valid = int(np.nonzero(valid)[0].max()) if valid.any() else -1
-    for i in range(n):
-      if i > last_valid:
-        rest = n - i
-        lines.append(f"   {i:3d}..{n - 1:<3d} {rest} padding position(s): ids {sorted(set(text[i:].tolist()))}, "
-                     f"ar {sorted(set(ar[i:].tolist()))}, loss {sorted(set(loss[i:].tolist()))}, "
-                     f"input {sorted(set(valid[i:].tolist()))}")
-        break
-      lines.append(f"   {i:3d} {int(text[i]):7d}  {_piece(tok, text[i])[:22]:22s}  {int(ar[i]):2d} {int(loss[i]):4d} "
-                   f"{int(valid[i]):5d}")
-    bos = tok.bos_id if tok is not None else 2
-    eos = tok.eos_id if tok is not None else 1
-    prefix = [t for t, a, v in zip(text, ar, valid) if v and not a and t != bos]
-    suffix = [t for t, a, v in zip(text, ar, valid) if v and a and t != eos]
-    lines.append(f"prefix (ar 0): {_decode(tok, prefix)!r}")
-    lines.append(f"suffix (ar 1): {_decode(tok, suffix)!r}"
-                 + ("  [ends with <eos>]" if any(t == eos for t, v in zip(text, valid) if v) else "  [no <eos>]"))
-  else:
-    for k, v in masks.items():
-      if v is not None:
-        ex[k] = v
-    if truncated is not None:
-      ex["text_truncated"] = truncated
-  for k in sorted(ex):
-    lines.append(f"{k}: {_fmt_value(ex[k])}")
-  return "\n".join(lines)
+        for k, v in masks.items():
+            if v is not None:
+                ex[k] = v
+        if truncated is not None:
+            ex["text_truncated"] = truncated
+    for k in sorted(ex):
+        lines.append(f"{k}: {_fmt_value(ex[k])}")
+    return "\n".join(lines)
 
 
-def inspect_config(config, *, n=3, eval_name=None, split=None, data_dir=None, ordered=False, shuffle_buffer=1000,
-                   out=sys.stdout):
-  """Builds the pipeline described by `config` and prints n examples to `out`."""
-  from datasets import pipeline, sources  # pylint: disable=g-import-not-at-top
-  data, pp, tokenizer, what = resolve_input(config, eval_name=eval_name, split=split, data_dir=data_dir)
-  if tokenizer is not None and not isinstance(tokenizer, str):  # a spec that trains one (datasets.tokenizers)
-    from datasets import tokenizers  # pylint: disable=g-import-not-at-top
-    spec = tokenizer.to_dict() if hasattr(tokenizer, "to_dict") else dict(tokenizer)
-    digest = hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    cache = os.path.join(tempfile.gettempdir(), "paligemma_inspect_tokenizers", digest)  # one folder per spec
-    tokenizer = tokenizers.resolve_tokenizer(tokenizer, workdir=cache)
-  source = sources.get_source(data)
-  print(f"{what}: {source.describe()}", file=out)
-  print(f"pp: {pp!r}", file=out)
-  print(f"tokenizer: {tokenizer}", file=out)
-  if not eval_name:
-    print(f"batch_size (config.input.batch_size): {_get(config, 'input.batch_size')}", file=out)
-  tok = _load_tokenizer(tokenizer)
-  if eval_name or ordered:
-    ds = pipeline.make_eval_dataset(source, pp, process_index=0, process_count=1, tokenizer=tokenizer).batch(n)
-    stream = "in split order"
-  else:
-    buffer = min(int(_get(config, "input.shuffle_buffer_size", 1000)), shuffle_buffer)
-    ds = pipeline.make_train_dataset(source, pp, batch_size=n, shuffle_buffer_size=buffer,
-                                     seed=int(_get(config, "seed", 0)), process_index=0, process_count=1,
-                                     tokenizer=tokenizer, prefetch=0)
-    stream = f"training stream, shuffle buffer {buffer}"
-  batch = next(ds.as_numpy_iterator())
-  count = len(next(iter(tf_flatten(batch))))
-  print(f"{count} example(s), {stream}:", file=out)
-  for i in range(count):
-    ex = tf_map(lambda v, i=i: v[i], batch)
-    print(f"\n=== example {i} ===", file=out)
-    print(format_example(ex, tok), file=out)
-  return batch
+def inspect_config(
+    config, *, n=3, eval_name=None, split=None, data_dir=None, ordered=False, shuffle_buffer=1000, out=sys.stdout
+):
+    """Builds the pipeline described by `config` and prints n examples to `out`."""
+    from datasets import pipeline, sources  # pylint: disable=g-import-not-at-top
+
+    data, pp, tokenizer, what = resolve_input(config, eval_name=eval_name, split=split, data_dir=data_dir)
+    if tokenizer is not None and not isinstance(tokenizer, str):  # a spec that trains one (datasets.tokenizers)
+        from datasets import tokenizers  # pylint: disable=g-import-not-at-top
+
+        spec = tokenizer.to_dict() if hasattr(tokenizer, "to_dict") else dict(tokenizer)
+        digest = hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        cache = os.path.join(tempfile.gettempdir(), "paligemma_inspect_tokenizers", digest)  # one folder per spec
+        tokenizer = tokenizers.resolve_tokenizer(tokenizer, workdir=cache)
+    source = sources.get_source(data)
+    print(f"{what}: {source.describe()}", file=out)
+    print(f"pp: {pp!r}", file=out)
+    print(f"tokenizer: {tokenizer}", file=out)
+    if not eval_name:
+        print(f"batch_size (config.input.batch_size): {_get(config, 'input.batch_size')}", file=out)
+    tok = _load_tokenizer(tokenizer)
+    if eval_name or ordered:
+        ds = pipeline.make_eval_dataset(source, pp, process_index=0, process_count=1, tokenizer=tokenizer).batch(n)
+        stream = "in split order"
+    else:
+        buffer = min(int(_get(config, "input.shuffle_buffer_size", 1000)), shuffle_buffer)
+        ds = pipeline.make_train_dataset(
+            source,
+            pp,
+            batch_size=n,
+            shuffle_buffer_size=buffer,
+            seed=int(_get(config, "seed", 0)),
+            process_index=0,
+            process_count=1,
+            tokenizer=tokenizer,
+            prefetch=0,
+        )
+        stream = f"training stream, shuffle buffer {buffer}"
+    batch = next(ds.as_numpy_iterator())
+    count = len(next(iter(tf_flatten(batch))))
+    print(f"{count} example(s), {stream}:", file=out)
+    for i in range(count):
+        ex = tf_map(lambda v, i=i: v[i], batch)
+        print(f"\n=== example {i} ===", file=out)
+        print(format_example(ex, tok), file=out)
+    return batch
 
 
 def tf_flatten(batch):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  return tf.nest.flatten(batch)
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    return tf.nest.flatten(batch)
 
 
 def tf_map(fn, batch):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  return tf.nest.map_structure(fn, batch)
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    return tf.nest.map_structure(fn, batch)
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if FLAGS.config is None:
-    raise app.UsageError("--config is required")
-  inspect_config(FLAGS.config, n=FLAGS.n, eval_name=FLAGS.eval, split=FLAGS.split, data_dir=FLAGS.data_dir,
-                 ordered=FLAGS.ordered, shuffle_buffer=FLAGS.shuffle_buffer)
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if FLAGS.config is None:
+        raise app.UsageError("--config is required")
+    inspect_config(
+        FLAGS.config,
+        n=FLAGS.n,
+        eval_name=FLAGS.eval,
+        split=FLAGS.split,
+        data_dir=FLAGS.data_dir,
+        ordered=FLAGS.ordered,
+        shuffle_buffer=FLAGS.shuffle_buffer,
+    )
 
 
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+    _define_flags()
+    app.run(main)

@@ -22,6 +22,7 @@ and line ("path/train.jsonl:12: image file not found: ..."), or with `skip_bad_r
 The whole file is parsed and checked (every image path is stat-ed) when the source is created; images are read
 lazily by tf.data.
 """
+
 from __future__ import annotations
 
 import base64
@@ -46,225 +47,244 @@ _NP_DTYPE = {"str": object, "json": object, "int": np.int64, "float": np.float32
 
 
 def _kind(value) -> str | None:
-  """Column kind of a JSON value; None for an empty list (compatible with any list kind)."""
-  if isinstance(value, str):
-    return "str"
-  if isinstance(value, bool) or isinstance(value, int):
-    return "int"
-  if isinstance(value, float):
-    return "float"
-  if isinstance(value, list):
-    if not value:
-      return None
-    kinds = {_kind(v) if not isinstance(v, (list, dict)) and v is not None else "json" for v in value}
-    if kinds == {"str"}:
-      return "list:str"
-    if kinds <= {"int", "float"}:
-      return "list:float" if "float" in kinds else "list:int"
+    """Column kind of a JSON value; None for an empty list (compatible with any list kind)."""
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, bool) or isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, list):
+        if not value:
+            return None
+        kinds = {_kind(v) if not isinstance(v, (list, dict)) and v is not None else "json" for v in value}
+        if kinds == {"str"}:
+            return "list:str"
+        if kinds <= {"int", "float"}:
+            return "list:float" if "float" in kinds else "list:int"
+        return "json"
     return "json"
-  return "json"
 
 
 def _merge_kinds(old: str | None, new: str | None) -> str | None:
-  """The kind of a column after a value of kind `new`; raises ValueError on a conflict."""
-  if old is None or old == new:
-    return new if old is None else old
-  if new is None:  # empty list
-    if old.startswith("list:"):
-      return old
-    raise ValueError("an empty list")
-  if {old, new} == {"int", "float"}:
-    return "float"
-  if {old, new} == {"list:int", "list:float"}:
-    return "list:float"
-  raise ValueError(new)
+    """The kind of a column after a value of kind `new`; raises ValueError on a conflict."""
+    if old is None or old == new:
+        return new if old is None else old
+    if new is None:  # empty list
+        if old.startswith("list:"):
+            return old
+        raise ValueError("an empty list")
+    if {old, new} == {"int", "float"}:
+        return "float"
+    if {old, new} == {"list:int", "list:float"}:
+        return "list:float"
+    raise ValueError(new)
 
 
-_KIND_WORDS = {"str": "a string", "int": "an integer", "float": "a number", "json": "a JSON object/array",
-               "list:str": "a list of strings", "list:int": "a list of integers", "list:float": "a list of numbers",
-               None: "an empty list"}
+_KIND_WORDS = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "json": "a JSON object/array",
+    "list:str": "a list of strings",
+    "list:int": "a list of integers",
+    "list:float": "a list of numbers",
+    None: "an empty list",
+}
 
 
 class JsonlSource(Source):
-  """Examples from a JSONL file; images are files next to it (or inline base64)."""
+    """Examples from a JSONL file; images are files next to it (or inline base64)."""
 
-  def __init__(self, path: str, image_root: str | None = None, skip_bad_rows: bool = False):
-    self.path = os.fspath(path)
-    if not paths.isfile(self.path):
-      raise DataError(f"JSONL file not found: {self.path}")
-    root = image_root if image_root is not None else paths.dirname(self.path) or "."
-    self.remote = paths.is_remote(root)
-    self.root = _normpath(root) if self.remote else os.path.abspath(root)
-    # Remote images are checked against one listing of the folder, not one request per row.
-    self._remote_files = set(paths.find(self.root)) if self.remote else None
-    self.skip_bad_rows = skip_bad_rows
-    self.skipped: list[tuple[int, str]] = []  # (line number, reason) of every skipped row
-    self.num_lines = 0
-    rows: list[tuple[int, dict, str, bytes]] = []  # line, fields, image path ("" if inline), inline bytes
-    kinds: dict[str, str | None] = {}
-    kind_line: dict[str, int] = {}
+    def __init__(self, path: str, image_root: str | None = None, skip_bad_rows: bool = False):
+        self.path = os.fspath(path)
+        if not paths.isfile(self.path):
+            raise DataError(f"JSONL file not found: {self.path}")
+        root = image_root if image_root is not None else paths.dirname(self.path) or "."
+        self.remote = paths.is_remote(root)
+        self.root = _normpath(root) if self.remote else os.path.abspath(root)
+        # Remote images are checked against one listing of the folder, not one request per row.
+        self._remote_files = set(paths.find(self.root)) if self.remote else None
+        self.skip_bad_rows = skip_bad_rows
+        self.skipped: list[tuple[int, str]] = []  # (line number, reason) of every skipped row
+        self.num_lines = 0
+        rows: list[tuple[int, dict, str, bytes]] = []  # line, fields, image path ("" if inline), inline bytes
+        kinds: dict[str, str | None] = {}
+        kind_line: dict[str, int] = {}
 
-    with paths.open(self.path, "rb") as f:
-      for lineno, raw in enumerate(f, start=1):
-        self.num_lines = lineno
-        if not raw.strip():
-          continue
+        with paths.open(self.path, "rb") as f:
+            for lineno, raw in enumerate(f, start=1):
+                self.num_lines = lineno
+                if not raw.strip():
+                    continue
+                try:
+                    row = self._parse_row(raw, kinds, kind_line, lineno)
+                except DataError as e:
+                    if not skip_bad_rows:
+                        raise DataError(f"{self.path}:{lineno}: {e}") from None
+                    self.skipped.append((lineno, str(e)))
+                    continue
+                rows.append(row)
+
+        if self.skipped:
+            first = "; ".join(f"line {n}: {r}" for n, r in self.skipped[:3])
+            log.warning(
+                "%s: skipped %d bad row(s) of %d (%s%s)",
+                self.path,
+                len(self.skipped),
+                len(rows) + len(self.skipped),
+                first,
+                "; ..." if len(self.skipped) > 3 else "",
+            )
+        if not rows:
+            raise DataError(
+                f"{self.path}: no usable rows" + (f" ({len(self.skipped)} skipped)" if self.skipped else "")
+            )
+        self.num_examples = len(rows)
+        self.kinds = {k: (v if v is not None else "list:str") for k, v in kinds.items()}
+        self._columns = self._make_columns(rows)
+        self._base_cache: dict[tuple[int, int], tf.data.Dataset] = {}
+
+    @property
+    def num_skipped(self) -> int:
+        return len(self.skipped)
+
+    def describe(self) -> str:
+        s = f"jsonl:{self.path} ({self.num_examples} examples"
+        return s + (f", {self.num_skipped} bad rows skipped)" if self.skipped else ")")
+
+    def _parse_row(self, raw: bytes, kinds, kind_line, lineno):
         try:
-          row = self._parse_row(raw, kinds, kind_line, lineno)
-        except DataError as e:
-          if not skip_bad_rows:
-            raise DataError(f"{self.path}:{lineno}: {e}") from None
-          self.skipped.append((lineno, str(e)))
-          continue
-        rows.append(row)
-
-    if self.skipped:
-      first = "; ".join(f"line {n}: {r}" for n, r in self.skipped[:3])
-      log.warning("%s: skipped %d bad row(s) of %d (%s%s)", self.path, len(self.skipped),
-                  len(rows) + len(self.skipped), first, "; ..." if len(self.skipped) > 3 else "")
-    if not rows:
-      raise DataError(f"{self.path}: no usable rows" + (f" ({len(self.skipped)} skipped)" if self.skipped else ""))
-    self.num_examples = len(rows)
-    self.kinds = {k: (v if v is not None else "list:str") for k, v in kinds.items()}
-    self._columns = self._make_columns(rows)
-    self._base_cache: dict[tuple[int, int], tf.data.Dataset] = {}
-
-  @property
-  def num_skipped(self) -> int:
-    return len(self.skipped)
-
-  def describe(self) -> str:
-    s = f"jsonl:{self.path} ({self.num_examples} examples"
-    return s + (f", {self.num_skipped} bad rows skipped)" if self.skipped else ")")
-
-  def _parse_row(self, raw: bytes, kinds, kind_line, lineno):
-    try:
-      obj = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-      raise DataError(f"malformed JSON ({e})") from None
-    if not isinstance(obj, dict):
-      raise DataError(f"expected a JSON object, got {type(obj).__name__}")
-    has_path, has_bytes = obj.get("image") is not None, obj.get("image_bytes") is not None
-    if has_path and has_bytes:
-      raise DataError("has both `image` and `image_bytes`")
-    if not has_path and not has_bytes:
-      raise DataError("has no `image` (a path) or `image_bytes` (base64)")
-    image_path, image_bytes = "", b""
-    if has_path:
-      rel = obj["image"]
-      if not isinstance(rel, str) or not rel:
-        raise DataError(f"`image` must be a non-empty path string, got {rel!r}")
-      if self.remote:
-        full = _normpath(paths.join(self.root, rel))
-        if not full.startswith(self.root.rstrip("/") + "/"):
-          raise DataError(f"image path {rel!r} points outside the dataset folder {self.root}")
-        if full not in self._remote_files:
-          raise DataError(f"image file not found: {full}")
-      else:
-        full = os.path.normpath(os.path.join(self.root, rel))
-        if os.path.commonpath([full, self.root]) != self.root:
-          raise DataError(f"image path {rel!r} points outside the dataset folder {self.root}")
-        if not os.path.isfile(full):
-          raise DataError(f"image file not found: {full}")
-      image_path = full
-    else:
-      try:
-        image_bytes = base64.b64decode(obj["image_bytes"], validate=True)
-      except (binascii.Error, TypeError, ValueError) as e:
-        raise DataError(f"`image_bytes` is not valid base64 ({e})") from None
-      if not image_bytes:
-        raise DataError("`image_bytes` is empty")
-    fields = {}
-    new_kinds = {}
-    for key, value in obj.items():
-      if key in ("image", "image_bytes") or value is None:
-        continue
-      if key.startswith("_"):
-        raise DataError(f"field names starting with '_' are reserved: {key!r}")
-      k = _kind(value)
-      try:
-        new_kinds[key] = _merge_kinds(new_kinds.get(key, kinds.get(key)), k)
-      except ValueError:
-        raise DataError(f"field {key!r} is {_KIND_WORDS[k]} here but {_KIND_WORDS[kinds.get(key)]} on line "
-                        f"{kind_line.get(key)}") from None
-      fields[key] = json.dumps(value) if new_kinds[key] == "json" and not isinstance(value, str) else value
-    # Only a good row may change the column kinds.
-    for key, k in new_kinds.items():
-      if kinds.get(key) != k:
-        kinds[key] = k
-        kind_line.setdefault(key, lineno)
-    return lineno, fields, image_path, image_bytes
-
-  def _make_columns(self, rows):
-    cols = {
-        "_image_path": np.array([r[2] for r in rows], dtype=object),
-        "_image_bytes": np.array([r[3] for r in rows], dtype=object),
-    }
-    for key, kind in self.kinds.items():
-      values = [r[1].get(key) for r in rows]
-      if kind.startswith("list:"):
-        base = kind[5:]
-        lengths = np.array([len(v) if v else 0 for v in values], np.int64)
-        flat = [x for v in values if v for x in v]
-        if base == "str":
-          flat_np = np.array(flat, dtype=object)
+            obj = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DataError(f"malformed JSON ({e})") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"expected a JSON object, got {type(obj).__name__}")
+        has_path, has_bytes = obj.get("image") is not None, obj.get("image_bytes") is not None
+        if has_path and has_bytes:
+            raise DataError("has both `image` and `image_bytes`")
+        if not has_path and not has_bytes:
+            raise DataError("has no `image` (a path) or `image_bytes` (base64)")
+        image_path, image_bytes = "", b""
+        if has_path:
+            rel = obj["image"]
+            if not isinstance(rel, str) or not rel:
+                raise DataError(f"`image` must be a non-empty path string, got {rel!r}")
+            if self.remote:
+                full = _normpath(paths.join(self.root, rel))
+                if not full.startswith(self.root.rstrip("/") + "/"):
+                    raise DataError(f"image path {rel!r} points outside the dataset folder {self.root}")
+                if full not in self._remote_files:
+                    raise DataError(f"image file not found: {full}")
+            else:
+                full = os.path.normpath(os.path.join(self.root, rel))
+                if os.path.commonpath([full, self.root]) != self.root:
+                    raise DataError(f"image path {rel!r} points outside the dataset folder {self.root}")
+                if not os.path.isfile(full):
+                    raise DataError(f"image file not found: {full}")
+            image_path = full
         else:
-          flat_np = np.array(flat, dtype=_NP_DTYPE[base])
-        cols[key] = (flat_np, lengths, _TF_DTYPE[base])
-      else:
-        default = _SCALAR_DEFAULT[kind]
-        if kind == "json":
-          values = [v if isinstance(v, str) else (json.dumps(v) if v is not None else "") for v in values]
-        cols[key] = np.array([default if v is None else v for v in values], dtype=_NP_DTYPE[kind])
-    return cols
+            try:
+                image_bytes = base64.b64decode(obj["image_bytes"], validate=True)
+            except (binascii.Error, TypeError, ValueError) as e:
+                raise DataError(f"`image_bytes` is not valid base64 ({e})") from None
+            if not image_bytes:
+                raise DataError("`image_bytes` is empty")
+        fields = {}
+        new_kinds = {}
+        for key, value in obj.items():
+            if key in ("image", "image_bytes") or value is None:
+                continue
+            if key.startswith("_"):
+                raise DataError(f"field names starting with '_' are reserved: {key!r}")
+            k = _kind(value)
+            try:
+                new_kinds[key] = _merge_kinds(new_kinds.get(key, kinds.get(key)), k)
+            except ValueError:
+                raise DataError(
+                    f"field {key!r} is {_KIND_WORDS[k]} here but {_KIND_WORDS[kinds.get(key)]} on line "
+                    f"{kind_line.get(key)}"
+                ) from None
+            fields[key] = json.dumps(value) if new_kinds[key] == "json" and not isinstance(value, str) else value
+        # Only a good row may change the column kinds.
+        for key, k in new_kinds.items():
+            if kinds.get(key) != k:
+                kinds[key] = k
+                kind_line.setdefault(key, lineno)
+        return lineno, fields, image_path, image_bytes
 
-  def _base(self, process_index, process_count) -> tf.data.Dataset:
-    key = (process_index, process_count)
-    if key not in self._base_cache:
-      with tf.init_scope():  # eager, even when called while tracing a function (e.g. inside `flat_map`)
-        self._base_cache[key] = self._make_base(process_index, process_count)
-    return self._base_cache[key]
+    def _make_columns(self, rows):
+        cols = {
+            "_image_path": np.array([r[2] for r in rows], dtype=object),
+            "_image_bytes": np.array([r[3] for r in rows], dtype=object),
+        }
+        for key, kind in self.kinds.items():
+            values = [r[1].get(key) for r in rows]
+            if kind.startswith("list:"):
+                base = kind[5:]
+                lengths = np.array([len(v) if v else 0 for v in values], np.int64)
+                flat = [x for v in values if v for x in v]
+                if base == "str":
+                    flat_np = np.array(flat, dtype=object)
+                else:
+                    flat_np = np.array(flat, dtype=_NP_DTYPE[base])
+                cols[key] = (flat_np, lengths, _TF_DTYPE[base])
+            else:
+                default = _SCALAR_DEFAULT[kind]
+                if kind == "json":
+                    values = [v if isinstance(v, str) else (json.dumps(v) if v is not None else "") for v in values]
+                cols[key] = np.array([default if v is None else v for v in values], dtype=_NP_DTYPE[kind])
+        return cols
 
-  def _make_base(self, process_index, process_count) -> tf.data.Dataset:
-    start, end = shard_bounds(self.num_examples, process_index, process_count)
-    tensors = {}
-    for name, col in self._columns.items():
-      if isinstance(col, tuple):
-        flat, lengths, dtype = col
-        offsets = np.concatenate([[0], np.cumsum(lengths)])
-        sub = flat[offsets[start]:offsets[end]]
-        tensors[name] = tf.RaggedTensor.from_row_lengths(tf.constant(sub, dtype=dtype, shape=[len(sub)]),
-                                                         tf.constant(lengths[start:end], tf.int64))
-      else:
-        sub = col[start:end]
-        tensors[name] = tf.constant(sub, dtype=tf.string if sub.dtype == object else None)
-    return tf.data.Dataset.from_tensor_slices(tensors)
+    def _base(self, process_index, process_count) -> tf.data.Dataset:
+        key = (process_index, process_count)
+        if key not in self._base_cache:
+            with tf.init_scope():  # eager, even when called while tracing a function (e.g. inside `flat_map`)
+                self._base_cache[key] = self._make_base(process_index, process_count)
+        return self._base_cache[key]
 
-  def get_tfdata(self, *, process_index: int = 0, process_count: int = 1, ordered: bool = False,
-                 seed=None) -> tf.data.Dataset:
-    ds = self._base(process_index, process_count)
-    n = self.shard_num_examples(process_index, process_count)
-    if not ordered and n > 1:
-      ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=False)
+    def _make_base(self, process_index, process_count) -> tf.data.Dataset:
+        start, end = shard_bounds(self.num_examples, process_index, process_count)
+        tensors = {}
+        for name, col in self._columns.items():
+            if isinstance(col, tuple):
+                flat, lengths, dtype = col
+                offsets = np.concatenate([[0], np.cumsum(lengths)])
+                sub = flat[offsets[start] : offsets[end]]
+                tensors[name] = tf.RaggedTensor.from_row_lengths(
+                    tf.constant(sub, dtype=dtype, shape=[len(sub)]), tf.constant(lengths[start:end], tf.int64)
+                )
+            else:
+                sub = col[start:end]
+                tensors[name] = tf.constant(sub, dtype=tf.string if sub.dtype == object else None)
+        return tf.data.Dataset.from_tensor_slices(tensors)
 
-    def load(ex):
-      ex = dict(ex)
-      path, inline = ex.pop("_image_path"), ex.pop("_image_bytes")
-      ex["image"] = tf.cond(tf.strings.length(path) > 0, lambda: read(path), lambda: inline)
-      return ex
+    def get_tfdata(
+        self, *, process_index: int = 0, process_count: int = 1, ordered: bool = False, seed=None
+    ) -> tf.data.Dataset:
+        ds = self._base(process_index, process_count)
+        n = self.shard_num_examples(process_index, process_count)
+        if not ordered and n > 1:
+            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=False)
 
-    read = _read_remote if self.remote else tf.io.read_file
+        def load(ex):
+            ex = dict(ex)
+            path, inline = ex.pop("_image_path"), ex.pop("_image_bytes")
+            ex["image"] = tf.cond(tf.strings.length(path) > 0, lambda: read(path), lambda: inline)
+            return ex
 
-    return ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+        read = _read_remote if self.remote else tf.io.read_file
+
+        return ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
 
 
 def _normpath(url: str) -> str:
-  """posixpath.normpath of a URL's path part (gs://b/x/../y -> gs://b/y)."""
-  scheme, rest = url.split("://", 1)
-  return f"{scheme}://{posixpath.normpath(rest)}"
+    """posixpath.normpath of a URL's path part (gs://b/x/../y -> gs://b/y)."""
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{posixpath.normpath(rest)}"
 
 
 def _read_remote(path: tf.Tensor) -> tf.Tensor:
-  """tf.io.read_file for URLs through the path layer (TensorFlow's own GCS client cannot reach an emulator)."""
-  data = tf.numpy_function(lambda p: paths.read_bytes(p.decode("utf-8")), [path], tf.string, stateful=False)
-  return tf.ensure_shape(data, [])
+    """tf.io.read_file for URLs through the path layer (TensorFlow's own GCS client cannot reach an emulator)."""
+    data = tf.numpy_function(lambda p: paths.read_bytes(p.decode("utf-8")), [path], tf.string, stateful=False)
+    return tf.ensure_shape(data, [])

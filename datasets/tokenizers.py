@@ -39,8 +39,9 @@ __all__ = ["resolve_tokenizer", "TokenizerSpecError", "SPEC_KEYS", "TRAIN_KEYS"]
 
 SPEC_KEYS = ("train", "path")
 TRAIN_KEYS = ("data", "keys", "vocab_size", "max_examples", "extra_texts", "model_type")
-_TRAIN_DEFAULTS = dict(keys=("question", "answer"), vocab_size=1000, max_examples=None, extra_texts=(),
-                       model_type="bpe")
+_TRAIN_DEFAULTS = dict(
+    keys=("question", "answer"), vocab_size=1000, max_examples=None, extra_texts=(), model_type="bpe"
+)
 _DEFAULT_PATH = "tokenizer.model"
 _WAIT_POLL_S = 1.0
 
@@ -64,8 +65,10 @@ def resolve_tokenizer(spec: Any, workdir: str | None = None, *, wait_timeout_s: 
       TokenizerSpecError: unknown keys, missing file, missing workdir, a timeout waiting for process 0.
     """
     if spec is None:
-        raise TokenizerSpecError("config.tokenizer is not set: pass a path to a SentencePiece .model file, or "
-                                 "dict(train=dict(data=..., keys=(...), vocab_size=...), path='tokenizer.model')")
+        raise TokenizerSpecError(
+            "config.tokenizer is not set: pass a path to a SentencePiece .model file, or "
+            "dict(train=dict(data=..., keys=(...), vocab_size=...), path='tokenizer.model')"
+        )
     if isinstance(spec, (str, os.PathLike)):
         return _resolve_path(os.fspath(spec), workdir, wait_timeout_s)
     spec = _as_dict(spec)
@@ -96,20 +99,25 @@ def resolve_tokenizer(spec: Any, workdir: str | None = None, *, wait_timeout_s: 
 def _resolve_path(path: str, workdir: str | None, wait_timeout_s: float) -> str:
     path = paths.abspath(os.path.expandvars(path))
     if not paths.isfile(path):
-        raise TokenizerSpecError(f"Tokenizer file not found: {path!r}. Pass the path of a SentencePiece .model file "
-                                 f"(e.g. the PaliGemma/Gemma tokenizer.model), or a dict spec to train one.")
+        raise TokenizerSpecError(
+            f"Tokenizer file not found: {path!r}. Pass the path of a SentencePiece .model file "
+            f"(e.g. the PaliGemma/Gemma tokenizer.model), or a dict spec to train one."
+        )
     from paligemma.tokenizer import Tokenizer  # pylint: disable=g-import-not-at-top
+
     try:
         tok = Tokenizer(path)
     except ValueError as e:
         raise TokenizerSpecError(f"{path!r} is not a usable SentencePiece model: {e}") from e
     if not tok.added_loc_seg_tokens:
         return path
-    stem = os.path.splitext(path.rstrip("/").rsplit("/", 1)[-1] if paths.is_remote(path) else
-                            os.path.basename(path))[0]
-    out = _in_workdir(f"{stem}_locseg.model", workdir,
-                      f"the tokenizer {path!r}, which lacks the <locNNNN>/<segNNN> tokens (an augmented copy is "
-                      f"written there; or pass a tokenizer that has them)")
+    stem = os.path.splitext(path.rstrip("/").rsplit("/", 1)[-1] if paths.is_remote(path) else os.path.basename(path))[0]
+    out = _in_workdir(
+        f"{stem}_locseg.model",
+        workdir,
+        f"the tokenizer {path!r}, which lacks the <locNNNN>/<segNNN> tokens (an augmented copy is "
+        f"written there; or pass a tokenizer that has them)",
+    )
     if paths.isfile(out):
         return out
     if _process_index() == 0:
@@ -126,8 +134,9 @@ def _in_workdir(path: str, workdir: str | None, what: str) -> str:
     if os.path.isabs(path) or paths.is_remote(path):
         return path
     if not workdir:
-        raise TokenizerSpecError(f"No workdir given for {what}: pass workdir=... (the trainer's --workdir), or use "
-                                 f"an absolute `path`.")
+        raise TokenizerSpecError(
+            f"No workdir given for {what}: pass workdir=... (the trainer's --workdir), or use an absolute `path`."
+        )
     return paths.abspath(paths.join(workdir, path))
 
 
@@ -147,11 +156,13 @@ def _train_settings(train: Any) -> dict:
     train = _as_dict(train)
     unknown = sorted(set(train) - set(TRAIN_KEYS))
     if unknown:
-        raise TokenizerSpecError(f"Unknown key(s) {unknown} in the tokenizer spec's `train`; known keys: "
-                                 f"{list(TRAIN_KEYS)}")
+        raise TokenizerSpecError(
+            f"Unknown key(s) {unknown} in the tokenizer spec's `train`; known keys: {list(TRAIN_KEYS)}"
+        )
     if not train.get("data"):
-        raise TokenizerSpecError("The tokenizer spec's `train` needs `data` (a source config, e.g. "
-                                 "dict(name='easy_vqa', split='train'))")
+        raise TokenizerSpecError(
+            "The tokenizer spec's `train` needs `data` (a source config, e.g. dict(name='easy_vqa', split='train'))"
+        )
     out = {**_TRAIN_DEFAULTS, **train}
     out["data"] = _as_dict(out["data"])
     keys = out["keys"]
@@ -178,8 +189,13 @@ def _check_cached(path: str, train: dict) -> None:
         return
     stored = json.loads(paths.read_text(meta_path))
     if stored != _meta(train):
-        log.warning("Reusing the cached tokenizer %s, which was trained with other settings (%s) than the config "
-                    "asks for (%s); delete it to retrain.", path, stored, _meta(train))
+        log.warning(
+            "Reusing the cached tokenizer %s, which was trained with other settings (%s) than the config "
+            "asks for (%s); delete it to retrain.",
+            path,
+            stored,
+            _meta(train),
+        )
 
 
 def _field(example: Mapping, key: str) -> Any:
@@ -188,8 +204,9 @@ def _field(example: Mapping, key: str) -> Any:
         if not isinstance(value, Mapping) or part not in value:
             if key in example:
                 return example[key]
-            raise TokenizerSpecError(f"Tokenizer training: field {key!r} is not in the data; available fields: "
-                                     f"{sorted(example)}")
+            raise TokenizerSpecError(
+                f"Tokenizer training: field {key!r} is not in the data; available fields: {sorted(example)}"
+            )
         value = value[part]
     return value
 
@@ -201,7 +218,7 @@ def _strings(value: Any) -> Iterator[str]:
         yield value
     elif hasattr(value, "tolist") or isinstance(value, (list, tuple)):
         items = value.tolist() if hasattr(value, "tolist") else value
-        for v in (items if isinstance(items, list) else [items]):
+        for v in items if isinstance(items, list) else [items]:
             yield from _strings(v)
     else:
         raise TokenizerSpecError(f"Tokenizer training: expected text fields, got a {type(value).__name__}")
@@ -210,6 +227,7 @@ def _strings(value: Any) -> Iterator[str]:
 def training_texts(train: dict) -> list[str]:
     """The texts a tokenizer spec trains on: the `keys` fields of the first `max_examples` examples + extra_texts."""
     from datasets import sources  # pylint: disable=g-import-not-at-top  (imports TensorFlow)
+
     source = sources.get_source(train["data"])
     ds = source.get_tfdata(ordered=True)
     keys = train["keys"]
@@ -230,6 +248,7 @@ def training_texts(train: dict) -> list[str]:
 
 def _train_and_write(train: dict, path: str) -> None:
     from paligemma.tokenizer import train_tokenizer  # pylint: disable=g-import-not-at-top
+
     t0 = time.time()
     texts = training_texts(train)
     try:
@@ -238,8 +257,9 @@ def _train_and_write(train: dict, path: str) -> None:
         raise TokenizerSpecError(f"Training the tokenizer from config.tokenizer.train failed: {e}") from e
     _atomic_write(path + ".json", json.dumps(_meta(train), indent=2).encode())
     _atomic_write(path, tok.serialized_model_proto())  # last: its presence means "done" to the other processes
-    log.info("Trained a tokenizer (%d pieces) on %d texts in %.1fs -> %s", tok.vocab_size, len(texts),
-             time.time() - t0, path)
+    log.info(
+        "Trained a tokenizer (%d pieces) on %d texts in %.1fs -> %s", tok.vocab_size, len(texts), time.time() - t0, path
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -254,11 +274,14 @@ def _wait_for(path: str, timeout_s: float) -> None:
     deadline = time.time() + timeout_s
     while not paths.isfile(path):
         if time.time() > deadline:
-            raise TokenizerSpecError(f"Process {_process_index()} waited {timeout_s:.0f}s for process 0 to write "
-                                     f"{path}; is the workdir on a filesystem shared by all processes?")
+            raise TokenizerSpecError(
+                f"Process {_process_index()} waited {timeout_s:.0f}s for process 0 to write "
+                f"{path}; is the workdir on a filesystem shared by all processes?"
+            )
         time.sleep(_WAIT_POLL_S)
 
 
 def _process_index() -> int:
     import jax  # pylint: disable=g-import-not-at-top
+
     return jax.process_index()

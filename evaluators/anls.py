@@ -27,8 +27,9 @@ def _normalize(text: str, collapse_whitespace: bool) -> str:
     return text
 
 
-def anls(prediction: str, answers: Sequence[str], threshold: float = 0.5, *,
-         collapse_whitespace: bool = False) -> float:
+def anls(
+    prediction: str, answers: Sequence[str], threshold: float = 0.5, *, collapse_whitespace: bool = False
+) -> float:
     """ANLS score of one prediction against its ground-truth answers.
 
     Variant: both strings are lowercased and stripped (``str.strip().lower()``); with

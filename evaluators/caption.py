@@ -40,7 +40,7 @@ def _ngram_counts(words: Sequence[str], n: int) -> Counter:
     counts: Counter = Counter()
     for k in range(1, n + 1):
         for i in range(len(words) - k + 1):
-            counts[tuple(words[i:i + k])] += 1
+            counts[tuple(words[i : i + k])] += 1
     return counts
 
 
@@ -48,8 +48,10 @@ def _ngram_counts(words: Sequence[str], n: int) -> Counter:
 # CIDEr-D
 # ---------------------------------------------------------------------------------------------------------------
 
-def cider(predictions: list[str], references: list[list[str]], tokenize: bool = True, *, n: int = 4,
-          sigma: float = 6.0) -> tuple[float, list[float]]:
+
+def cider(
+    predictions: list[str], references: list[list[str]], tokenize: bool = True, *, n: int = 4, sigma: float = 6.0
+) -> tuple[float, list[float]]:
     """CIDEr-D exactly as ``pycocoevalcap.cider.Cider().compute_score``.
 
     Definition (the toolkit's ``cider_scorer.py``): n-grams of orders 1..4 with counts. Document frequency
@@ -98,7 +100,7 @@ def cider(predictions: list[str], references: list[list[str]], tokenize: bool = 
                 length += tf
         return vec, [math.sqrt(x) for x in norm], length
 
-    denom_sigma = 2.0 * sigma ** 2
+    denom_sigma = 2.0 * sigma**2
     scores = []
     for hyp, refs in zip(hyp_counts, ref_counts):
         vec_h, norm_h, len_h = to_vec(hyp)
@@ -106,7 +108,7 @@ def cider(predictions: list[str], references: list[list[str]], tokenize: bool = 
         for ref in refs:
             vec_r, norm_r, len_r = to_vec(ref)
             delta = float(len_h - len_r)
-            penalty = math.exp(-(delta ** 2) / denom_sigma)
+            penalty = math.exp(-(delta**2) / denom_sigma)
             for k in range(n):
                 ref_k = vec_r[k]
                 val = 0.0
@@ -128,8 +130,9 @@ _SMALL = 1e-9
 _TINY = 1e-15
 
 
-def bleu(predictions: list[str], references: list[list[str]], tokenize: bool = True, *,
-         n: int = 4) -> tuple[list[float], list[list[float]]]:
+def bleu(
+    predictions: list[str], references: list[list[str]], tokenize: bool = True, *, n: int = 4
+) -> tuple[list[float], list[list[float]]]:
     """BLEU-1..n as ``pycocoevalcap.bleu.Bleu(4).compute_score`` (option ``"closest"``).
 
     Corpus BLEU: clipped n-gram matches (clipped by the max count over the image's references) and guesses summed
@@ -206,6 +209,7 @@ def bleu4(predictions: list[str], references: list[list[str]], tokenize: bool = 
 # ROUGE-L
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def _lcs(a: Sequence[str], b: Sequence[str]) -> int:
     if len(a) < len(b):
         a, b = b, a
@@ -218,8 +222,9 @@ def _lcs(a: Sequence[str], b: Sequence[str]) -> int:
     return prev[-1]
 
 
-def rouge_l(predictions: list[str], references: list[list[str]], tokenize: bool = True, *,
-            beta: float = 1.2) -> tuple[float, list[float]]:
+def rouge_l(
+    predictions: list[str], references: list[list[str]], tokenize: bool = True, *, beta: float = 1.2
+) -> tuple[float, list[float]]:
     """ROUGE-L as ``pycocoevalcap.rouge.Rouge().compute_score``.
 
     Per image: LCS (over tokens, split on single spaces as the toolkit does) with each reference; precision and
@@ -240,5 +245,5 @@ def rouge_l(predictions: list[str], references: list[list[str]], tokenize: bool 
             precs.append(lcs / float(len(cand)))
             recs.append(lcs / float(len(ref)))
         p, r = max(precs), max(recs)
-        scores.append(((1 + beta ** 2) * p * r) / float(r + beta ** 2 * p) if p != 0 and r != 0 else 0.0)
+        scores.append(((1 + beta**2) * p * r) / float(r + beta**2 * p) if p != 0 and r != 0 else 0.0)
     return (float(sum(scores) / len(scores)) if scores else 0.0), scores

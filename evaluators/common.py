@@ -55,12 +55,25 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-__all__ = ["build_evaluators", "Evaluator", "EvalConfigError", "register_evaluator", "known_types",
-           "gather_records", "local_rows", "as_text", "as_text_list", "as_scalar", "COMMON_KEYS", "MASK_KEY"]
+__all__ = [
+    "build_evaluators",
+    "Evaluator",
+    "EvalConfigError",
+    "register_evaluator",
+    "known_types",
+    "gather_records",
+    "local_rows",
+    "as_text",
+    "as_text_list",
+    "as_scalar",
+    "COMMON_KEYS",
+    "MASK_KEY",
+]
 
 MASK_KEY = "_mask"
-COMMON_KEYS: dict[str, Any] = dict(type=None, data=None, pp=None, batch_size=None, log_steps=None, log_percent=None,
-                                   skip_first=False, pred_file=True)
+COMMON_KEYS: dict[str, Any] = dict(
+    type=None, data=None, pp=None, batch_size=None, log_steps=None, log_percent=None, skip_first=False, pred_file=True
+)
 _REQUIRED = ("type", "data", "pp", "batch_size")
 
 ProgressFn = Callable[[str, int, int, int], None]  # (evaluator name, batches done, batches total, examples done)
@@ -74,10 +87,12 @@ class EvalConfigError(ValueError):
 
 def register_evaluator(name: str) -> Callable[[type], type]:
     """Class decorator: makes an `Evaluator` subclass available as `type=name` in eval configs."""
+
     def wrap(cls):
         cls.TYPE = name
         EVALUATOR_TYPES[name] = cls
         return cls
+
     return wrap
 
 
@@ -99,8 +114,14 @@ def _as_dict(config: Any, what: str) -> dict:
     raise EvalConfigError(f"{what} must be a dict or ConfigDict, got {type(config).__name__}")
 
 
-def build_evaluators(evals_config: Any, *, model: Any, tokenizer_path: str | None, workdir: str | None = None,
-                     put_batch: Callable[[dict], dict] | None = None) -> dict[str, Evaluator]:
+def build_evaluators(
+    evals_config: Any,
+    *,
+    model: Any,
+    tokenizer_path: str | None,
+    workdir: str | None = None,
+    put_batch: Callable[[dict], dict] | None = None,
+) -> dict[str, Evaluator]:
     """Builds one `Evaluator` per entry of `evals_config` (`{name: dict(type=..., ...)}`; None or empty: none).
 
     Args:
@@ -129,10 +150,12 @@ def build_evaluators(evals_config: Any, *, model: Any, tokenizer_path: str | Non
         cfg = _as_dict(cfg, f"config.evals[{name!r}]")
         kind = cfg.get("type")
         if kind not in EVALUATOR_TYPES:
-            raise EvalConfigError(f"config.evals[{name!r}]: unknown evaluator type {kind!r}; known types: "
-                                  f"{sorted(EVALUATOR_TYPES)}")
-        out[name] = EVALUATOR_TYPES[kind](name, cfg, model=model, tokenizer_path=tokenizer_path, workdir=workdir,
-                                          put_batch=put_batch)
+            raise EvalConfigError(
+                f"config.evals[{name!r}]: unknown evaluator type {kind!r}; known types: {sorted(EVALUATOR_TYPES)}"
+            )
+        out[name] = EVALUATOR_TYPES[kind](
+            name, cfg, model=model, tokenizer_path=tokenizer_path, workdir=workdir, put_batch=put_batch
+        )
     return out
 
 
@@ -193,12 +216,15 @@ def local_rows(x: Any, n_local: int) -> np.ndarray:
     """
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
         from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
         full = np.asarray(multihost_utils.process_allgather(x, tiled=True))
         count, index = jax.process_count(), jax.process_index()
         if full.shape[0] != n_local * count:
-            raise ValueError(f"an evaluator output has {full.shape[0]} rows; expected {n_local} per process x "
-                             f"{count} processes (does put_batch concatenate the per-process batches?)")
-        return full[index * n_local:(index + 1) * n_local]
+            raise ValueError(
+                f"an evaluator output has {full.shape[0]} rows; expected {n_local} per process x "
+                f"{count} processes (does put_batch concatenate the per-process batches?)"
+            )
+        return full[index * n_local : (index + 1) * n_local]
     arr = np.asarray(x)
     if arr.shape[0] != n_local:
         raise ValueError(f"an evaluator output has {arr.shape[0]} rows; expected this process's {n_local}")
@@ -214,12 +240,13 @@ def gather_records(records: Any) -> list[Any]:
     if jax.process_count() == 1:
         return [records]
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
     blob = np.frombuffer(json.dumps(records).encode("utf-8"), np.uint8)
     sizes = np.asarray(multihost_utils.process_allgather(np.asarray([blob.size], np.int64))).reshape(-1)
     padded = np.zeros([int(sizes.max())], np.uint8)
-    padded[:blob.size] = blob
+    padded[: blob.size] = blob
     rows = np.asarray(multihost_utils.process_allgather(padded)).reshape(len(sizes), -1)
-    return [json.loads(bytes(row[:int(n)]).decode("utf-8")) for row, n in zip(rows, sizes)]
+    return [json.loads(bytes(row[: int(n)]).decode("utf-8")) for row, n in zip(rows, sizes)]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -228,12 +255,14 @@ def gather_records(records: Any) -> list[Any]:
 
 def _atomic_write_text(path: str, text: str) -> None:
     from paligemma import paths  # pylint: disable=g-import-not-at-top
+
     paths.write_text(path, text)  # local or gs://
 
 
 @dataclasses.dataclass
 class RunResult:
     """What the last `Evaluator.run` produced: metrics, all records (split order) and the files written."""
+
     metrics: dict[str, float]
     records: list[dict]
     files: dict[str, str]
@@ -243,15 +272,24 @@ class RunResult:
 class Evaluator:
     """Base class. Subclasses set `KEYS` (their config keys and defaults), `MODEL_KEYS` (batch fields the model
     reads) and implement `_predict` (jitted model call -> per-row numpy outputs), `_records` (one JSON dict per real
-    example) and `_metrics` (records of the whole split -> metrics)."""
+    example) and `_metrics` (records of the whole split -> metrics).
+    """
 
     TYPE = ""
     KEYS: dict[str, Any] = {}
     MODEL_KEYS: tuple[str, ...] = ("image", "text", "mask_ar", "mask_input")
     HOST_KEYS: tuple[str, ...] = ()  # config keys naming batch fields the evaluator reads on the host
 
-    def __init__(self, name: str, config: Mapping[str, Any], *, model: Any, tokenizer_path: str | None,
-                 workdir: str | None = None, put_batch: Callable[[dict], dict] | None = None):
+    def __init__(
+        self,
+        name: str,
+        config: Mapping[str, Any],
+        *,
+        model: Any,
+        tokenizer_path: str | None,
+        workdir: str | None = None,
+        put_batch: Callable[[dict], dict] | None = None,
+    ):
         self.name = name
         self.model = model
         self.tokenizer_path = tokenizer_path
@@ -283,8 +321,9 @@ class Evaluator:
         if out["log_steps"] is not None and (not isinstance(out["log_steps"], int) or out["log_steps"] <= 0):
             raise EvalConfigError(f"{where}: log_steps must be a positive int, got {out['log_steps']!r}")
         if out["log_percent"] is not None and not 0 < float(out["log_percent"]) <= 1:
-            raise EvalConfigError(f"{where}: log_percent is a fraction of the run in (0, 1] (0.1 = every 10%), got "
-                                  f"{out['log_percent']!r}")
+            raise EvalConfigError(
+                f"{where}: log_percent is a fraction of the run in (0, 1] (0.1 = every 10%), got {out['log_percent']!r}"
+            )
         if not isinstance(out["pp"], str):
             raise EvalConfigError(f"{where}: pp must be a pp string, got {type(out['pp']).__name__}")
         self._check_config(out, where)
@@ -317,6 +356,7 @@ class Evaluator:
             if not self.tokenizer_path:
                 raise EvalConfigError(f"Evaluator {self.name!r} needs a tokenizer; pass tokenizer_path")
             from paligemma.tokenizer import Tokenizer  # pylint: disable=g-import-not-at-top
+
             self._tokenizer = Tokenizer(self.tokenizer_path)
         return self._tokenizer
 
@@ -324,29 +364,38 @@ class Evaluator:
         """The global `batch_size` divided by the number of processes."""
         bs, count = self.config["batch_size"], jax.process_count()
         if bs % count:
-            raise EvalConfigError(f"config.evals[{self.name!r}]: batch_size {bs} is not divisible by the "
-                                  f"{count} processes")
+            raise EvalConfigError(
+                f"config.evals[{self.name!r}]: batch_size {bs} is not divisible by the {count} processes"
+            )
         return bs // count
 
     def iterator(self):
         """The (re-iterable) eval iterator of this process, built on first use (imports TensorFlow)."""
         if self._iterator is None:
             from datasets import pipeline  # pylint: disable=g-import-not-at-top  (TensorFlow)
+
             self._iterator = pipeline.make_eval_iterator(
-                self.config["data"], self.config["pp"], batch_size=self.per_process_batch_size(),
-                process_index=jax.process_index(), process_count=jax.process_count(),
-                tokenizer=self.tokenizer_path)
+                self.config["data"],
+                self.config["pp"],
+                batch_size=self.per_process_batch_size(),
+                process_index=jax.process_index(),
+                process_count=jax.process_count(),
+                tokenizer=self.tokenizer_path,
+            )
         return self._iterator
 
     def _field(self, batch: Mapping[str, Any], key: str) -> Any:
         if key not in batch:
-            raise KeyError(f"Evaluator {self.name!r}: the batch has no field {key!r} (available: {sorted(batch)}); "
-                           f"keep it in the pp string (keep(..., {key!r})) or set the evaluator's *_key option")
+            raise KeyError(
+                f"Evaluator {self.name!r}: the batch has no field {key!r} (available: {sorted(batch)}); "
+                f"keep it in the pp string (keep(..., {key!r})) or set the evaluator's *_key option"
+            )
         return batch[key]
 
     def _optional_field(self, batch: Mapping[str, Any], option: str) -> Any:
         """The batch field named by config option `option` (e.g. "id_key"), or None when the option is None, or
-        when the field is absent and the option was left at its default (a warning is logged once)."""
+        when the field is absent and the option was left at its default (a warning is logged once).
+        """
         key = self.config.get(option)
         if key is None:
             return None
@@ -357,15 +406,24 @@ class Evaluator:
         warned = self.__dict__.setdefault("_warned", set())
         if option not in warned:
             warned.add(option)
-            log.warning("Evaluator %s: no field %r in the batch (%s=%r by default); going without it. Set %s=None "
-                        "to silence this, or keep the field in the pp string.", self.name, key, option, key, option)
+            log.warning(
+                "Evaluator %s: no field %r in the batch (%s=%r by default); going without it. Set %s=None "
+                "to silence this, or keep the field in the pp string.",
+                self.name,
+                key,
+                option,
+                key,
+                option,
+            )
         return None
 
     def _model_inputs(self, batch: Mapping[str, Any]) -> dict:
         missing = [k for k in self.MODEL_KEYS if k not in batch]
         if missing:
-            raise KeyError(f"Evaluator {self.name!r} ({self.TYPE}): the batch lacks model input(s) {missing} "
-                           f"(available: {sorted(batch)}); the pp string must produce them (and keep them)")
+            raise KeyError(
+                f"Evaluator {self.name!r} ({self.TYPE}): the batch lacks model input(s) {missing} "
+                f"(available: {sorted(batch)}); the pp string must produce them (and keep them)"
+            )
         return {k: np.asarray(batch[k]) for k in self.MODEL_KEYS}
 
     # --- Running. ---
@@ -398,8 +456,12 @@ class Evaluator:
         all_records = [r for p in per_process for r in p["records"]]
         truncated = sum(p["truncated"] for p in per_process)
         if truncated:
-            log.warning("Evaluator %s: the text was truncated in %d of %d examples (raise text_len in its pp string).",
-                        self.name, truncated, len(all_records))
+            log.warning(
+                "Evaluator %s: the text was truncated in %d of %d examples (raise text_len in its pp string).",
+                self.name,
+                truncated,
+                len(all_records),
+            )
         metrics = {k: float(v) for k, v in self._metrics(all_records).items()}
         metrics["num_examples"] = float(len(all_records))
         files = self._write(all_records, metrics, step) if jax.process_index() == 0 else {}
@@ -408,8 +470,16 @@ class Evaluator:
         log.info("Evaluator %s: %d examples in %.1fs: %s", self.name, len(all_records), seconds, metrics)
         return metrics
 
-    def _finish_batch(self, index: int, batch: Mapping[str, Any], outputs: Mapping[str, Any], n_local: int,
-                      total: int, done: list, progress: ProgressFn | None) -> list[dict]:
+    def _finish_batch(
+        self,
+        index: int,
+        batch: Mapping[str, Any],
+        outputs: Mapping[str, Any],
+        n_local: int,
+        total: int,
+        done: list,
+        progress: ProgressFn | None,
+    ) -> list[dict]:
         """Records of the real (`_mask` = 1) rows of one batch, after its outputs came back to the host."""
         host = {k: local_rows(v, n_local) for k, v in outputs.items()}
         new = self._records(batch, host, np.nonzero(np.asarray(batch[MASK_KEY]).astype(bool))[0])
@@ -423,8 +493,7 @@ class Evaluator:
     def _predict(self, params: Any, inputs: dict, *, step: int | None, batch_index: int) -> dict[str, Any]:
         raise NotImplementedError
 
-    def _records(self, batch: Mapping[str, Any], outputs: Mapping[str, np.ndarray],
-                 rows: Sequence[int]) -> list[dict]:
+    def _records(self, batch: Mapping[str, Any], outputs: Mapping[str, np.ndarray], rows: Sequence[int]) -> list[dict]:
         raise NotImplementedError
 
     def _metrics(self, records: list[dict]) -> dict[str, float]:
@@ -438,6 +507,7 @@ class Evaluator:
         template = default if template is True else str(template)
         filename = template.format(name=self.name, step="final" if step is None else step)
         from paligemma import paths  # pylint: disable=g-import-not-at-top
+
         return paths.join(self.workdir, "evals", filename)
 
     def _submission(self, records: list[dict]) -> Any:
@@ -457,8 +527,9 @@ class Evaluator:
             files["submission"] = path
         path = self._path(True, "{name}_metrics_step{step}.json", step)
         if path:
-            _atomic_write_text(path, json.dumps(dict(evaluator=self.name, type=self.TYPE, step=step, metrics=metrics),
-                                                indent=2))
+            _atomic_write_text(
+                path, json.dumps(dict(evaluator=self.name, type=self.TYPE, step=step, metrics=metrics), indent=2)
+            )
             files["metrics"] = path
         return files
 
@@ -473,6 +544,7 @@ class GenerativeEvaluator(Evaluator):
         if isinstance(mdl, bool) or not isinstance(mdl, int) or mdl < 1:
             raise EvalConfigError(f"{where}: max_decode_len must be an int >= 1, got {mdl!r}")
         from paligemma import decode  # pylint: disable=g-import-not-at-top
+
         try:
             decode.parse_sampler(cfg["sampler"])
         except ValueError as e:
@@ -484,14 +556,23 @@ class GenerativeEvaluator(Evaluator):
 
     def _predict(self, params: Any, inputs: dict, *, step: int | None, batch_index: int) -> dict[str, Any]:
         from paligemma import decode  # pylint: disable=g-import-not-at-top
-        out = decode.generate(self.model, params, inputs, max_decode_len=self.config["max_decode_len"],
-                              eos_id=self.tokenizer.eos_id, sampler=self.config["sampler"],
-                              rng=self._rng(step, batch_index), pad_id=max(self.tokenizer.pad_id, 0))
+
+        out = decode.generate(
+            self.model,
+            params,
+            inputs,
+            max_decode_len=self.config["max_decode_len"],
+            eos_id=self.tokenizer.eos_id,
+            sampler=self.config["sampler"],
+            rng=self._rng(step, batch_index),
+            pad_id=max(self.tokenizer.pad_id, 0),
+        )
         return {"tokens": out["tokens"], "lengths": out["lengths"]}
 
     def texts(self, outputs: Mapping[str, np.ndarray], rows: Iterable[int]) -> list[str]:
         """Decoded generated texts (stripped) of `rows`."""
         from paligemma import decode  # pylint: disable=g-import-not-at-top
+
         rows = list(rows)
         if not rows:
             return []
@@ -507,4 +588,3 @@ def mean(values: Sequence[float]) -> float:
 def safe_metric_name(text: str) -> str:
     """A metric-name-friendly version of `text` ("yes/no" -> "yes_no")."""
     return re.sub(r"[^A-Za-z0-9_.@]+", "_", text).strip("_") or "none"
-

@@ -12,8 +12,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["box_iou", "parse_detection_output", "average_precision", "detection_map", "detection_f1",
-           "detection_metrics"]
+__all__ = [
+    "box_iou",
+    "parse_detection_output",
+    "average_precision",
+    "detection_map",
+    "detection_f1",
+    "detection_metrics",
+]
 
 Box = Sequence[float]
 Detection = tuple  # (box, label) or (box, label, score)
@@ -35,6 +41,7 @@ def box_iou(a: Box, b: Box) -> float:
 def parse_detection_output(text: str) -> list[tuple[tuple[float, float, float, float], str]]:
     """Parses ``"<loc..>x4 label ; ..."`` with :func:`paligemma.tokenizer.parse_detections` (bins / 1023)."""
     from paligemma.tokenizer import parse_detections  # local import: keeps this module importable alone
+
     return parse_detections(text)
 
 
@@ -45,7 +52,8 @@ def _norm_label(label: str) -> str:
 def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
     """VOC (2010+) all-point interpolated AP: area under the precision envelope (precision made monotonically
     non-increasing from the right), summed where recall changes. Inputs are the cumulative curves in ranking
-    order."""
+    order.
+    """
     mrec = np.concatenate([[0.0], np.asarray(recall, np.float64), [1.0]])
     mpre = np.concatenate([[0.0], np.asarray(precision, np.float64), [0.0]])
     for i in range(len(mpre) - 2, -1, -1):
@@ -56,7 +64,8 @@ def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
 
 def _with_scores(predictions: Sequence[Sequence[Detection]]):
     """Yields (image, box, label, score); without a score the k-th box of an image gets score -k (first emitted
-    = most confident), so equal ranks across images keep image order (stable sort)."""
+    = most confident), so equal ranks across images keep image order (stable sort).
+    """
     for img, dets in enumerate(predictions):
         for k, det in enumerate(dets):
             box, label = det[0], det[1]
@@ -64,8 +73,9 @@ def _with_scores(predictions: Sequence[Sequence[Detection]]):
             yield img, tuple(float(v) for v in box), _norm_label(label), score
 
 
-def detection_map(predictions: Sequence[Sequence[Detection]], ground_truths: Sequence[Sequence[Detection]],
-                  iou_threshold: float = 0.5) -> dict:
+def detection_map(
+    predictions: Sequence[Sequence[Detection]], ground_truths: Sequence[Sequence[Detection]], iou_threshold: float = 0.5
+) -> dict:
     """Mean average precision at one IoU threshold (PASCAL VOC protocol, all-point interpolation).
 
     Per class: detections of that class over all images are ranked by score (descending; see below for
@@ -127,8 +137,9 @@ def detection_map(predictions: Sequence[Sequence[Detection]], ground_truths: Seq
     return {"map": m, "per_class_ap": per_class, "num_classes": len(per_class)}
 
 
-def detection_f1(predictions: Sequence[Sequence[Detection]], ground_truths: Sequence[Sequence[Detection]],
-                 iou_threshold: float = 0.5) -> dict:
+def detection_f1(
+    predictions: Sequence[Sequence[Detection]], ground_truths: Sequence[Sequence[Detection]], iou_threshold: float = 0.5
+) -> dict:
     """Micro-averaged precision / recall / F1 at one IoU threshold.
 
     Per image, predicted and ground-truth boxes with the same label are matched one-to-one greedily by
@@ -164,9 +175,12 @@ def detection_f1(predictions: Sequence[Sequence[Detection]], ground_truths: Sequ
     return {"precision": precision, "recall": recall, "f1": f1, "tp": tp, "num_pred": num_pred, "num_gt": num_gt}
 
 
-def detection_metrics(predictions: Sequence[str | Sequence[Detection]], ground_truths: Sequence[Sequence[Detection]],
-                      iou_threshold: float = 0.5) -> dict:
-    """mAP and F1 at ``iou_threshold`` for generated detection output.
+def detection_metrics(
+    predictions: Sequence[str | Sequence[Detection]],
+    ground_truths: Sequence[Sequence[Detection]],
+    iou_threshold: float = 0.5,
+) -> dict:
+    """MAP and F1 at ``iou_threshold`` for generated detection output.
 
     Args:
       predictions: per image, the decoded model text (parsed with :func:`parse_detection_output`) or an already

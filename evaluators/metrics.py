@@ -19,8 +19,14 @@ Pure functions (numpy / Python; ``per_example_nll`` uses jax.numpy); no TensorFl
 from evaluators.anls import anls, levenshtein
 from evaluators.caption import bleu, bleu4, cider, rouge_l
 from evaluators.chartqa import relaxed_accuracy
-from evaluators.detection import (average_precision, box_iou, detection_f1, detection_map, detection_metrics,
-                                  parse_detection_output)
+from evaluators.detection import (
+    average_precision,
+    box_iou,
+    detection_f1,
+    detection_map,
+    detection_metrics,
+    parse_detection_output,
+)
 from evaluators.perplexity import per_example_nll, perplexity
 from evaluators.pope import parse_yes_no, pope_metrics
 from evaluators.ptb_tokenizer import ptb_tokenize, ptb_tokenize_batch
@@ -31,15 +37,39 @@ from evaluators.tallyqa import normalize_count, tallyqa_accuracy, tallyqa_aggreg
 from evaluators.vqa import normalize_vqa_answer, vqa_accuracy, vqa_accuracy_always_normalize, vqa_aggregate
 
 __all__ = [
-    "vqa_accuracy", "vqa_accuracy_always_normalize", "normalize_vqa_answer", "vqa_aggregate",
-    "anls", "levenshtein",
-    "cider", "bleu", "bleu4", "rouge_l", "ptb_tokenize", "ptb_tokenize_batch",
+    "vqa_accuracy",
+    "vqa_accuracy_always_normalize",
+    "normalize_vqa_answer",
+    "vqa_aggregate",
+    "anls",
+    "levenshtein",
+    "cider",
+    "bleu",
+    "bleu4",
+    "rouge_l",
+    "ptb_tokenize",
+    "ptb_tokenize_batch",
     "relaxed_accuracy",
-    "tallyqa_accuracy", "tallyqa_aggregate", "normalize_count",
-    "pope_metrics", "parse_yes_no",
-    "scienceqa_accuracy", "parse_scienceqa_answer",
-    "rsvqa_accuracy", "rsvqa_aggregate", "normalize_rsvqa_answer",
-    "refcoco_iou", "refcoco_example", "refcoco_metrics", "resize_bilinear_pil",
-    "detection_metrics", "detection_map", "detection_f1", "box_iou", "average_precision", "parse_detection_output",
-    "per_example_nll", "perplexity",
+    "tallyqa_accuracy",
+    "tallyqa_aggregate",
+    "normalize_count",
+    "pope_metrics",
+    "parse_yes_no",
+    "scienceqa_accuracy",
+    "parse_scienceqa_answer",
+    "rsvqa_accuracy",
+    "rsvqa_aggregate",
+    "normalize_rsvqa_answer",
+    "refcoco_iou",
+    "refcoco_example",
+    "refcoco_metrics",
+    "resize_bilinear_pil",
+    "detection_metrics",
+    "detection_map",
+    "detection_f1",
+    "box_iou",
+    "average_precision",
+    "parse_detection_output",
+    "per_example_nll",
+    "perplexity",
 ]

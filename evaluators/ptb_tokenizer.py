@@ -32,24 +32,39 @@ from collections.abc import Iterable
 __all__ = ["PTB_PUNCTUATION", "ptb_tokenize", "ptb_tokenize_batch"]
 
 # The toolkit's list of dropped tokens (as written there, upper-case brackets included).
-PTB_PUNCTUATION = frozenset(["''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":",
-                             "-", "--", "...", ";"])
+PTB_PUNCTUATION = frozenset(
+    ["''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--", "...", ";"]
+)
 
-_ABBREVIATIONS = frozenset("""
+_ABBREVIATIONS = frozenset(
+    """
 mr mrs ms dr st jr sr etc vs co inc ltd corp prof gen mt ft ave rd blvd jan feb mar apr jun jul aug sep sept
 oct nov dec mon tue wed thu fri est cf sq dept ala ariz calif colo conn fla ga ind kan kans ky md mich minn mo
 mont neb nev okla penn tenn va vt wis wyo adm brig capt cmdr col gov lt maj rep sen sgt messrs mme mlle rev bros
 assn cie bhd cos univ al
-""".split())
+""".split()
+)
 
 _BRACKETS = {"(": "-lrb-", ")": "-rrb-", "[": "-lsb-", "]": "-rsb-", "{": "-lcb-", "}": "-rcb-"}
 
-_UNICODE_MAP = str.maketrans({
-    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u00ab": '"', "\u00bb": '"',
-    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u2032": "'",
-    "\u2014": " -- ", "\u2013": " -- ", "\u2015": " -- ",
-    "\u2026": " ... ", "\u00a0": " ",
-})
+_UNICODE_MAP = str.maketrans(
+    {
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u201e": '"',
+        "\u00ab": '"',
+        "\u00bb": '"',
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201a": "'",
+        "\u2032": "'",
+        "\u2014": " -- ",
+        "\u2013": " -- ",
+        "\u2015": " -- ",
+        "\u2026": " ... ",
+        "\u00a0": " ",
+    }
+)
 
 # Whole words split by the PTB lexer (case-insensitive), as (first part length).
 _SPLIT_WORDS = {"cannot": 3, "gonna": 3, "gotta": 3, "wanna": 3, "lemme": 3, "gimme": 3}
@@ -58,8 +73,9 @@ _SPLIT_WORDS = {"cannot": 3, "gonna": 3, "gotta": 3, "wanna": 3, "lemme": 3, "gi
 # A leading sign is kept on numbers ("-5", "+5"); a leading period on decimals (".5").
 _W = r"\w"
 _WORD = re.compile(
-    rf"[-+]\d+(?:[.,:/]\d+)*"                                  # signed number: "-5", "+3.5" (letters split off)
-    rf"|(?:\.(?=\d))?{_W}+(?:[-./]{_W}+|(?<=\d)[,:]\d{_W}*)*")
+    rf"[-+]\d+(?:[.,:/]\d+)*"  # signed number: "-5", "+3.5" (letters split off)
+    rf"|(?:\.(?=\d))?{_W}+(?:[-./]{_W}+|(?<=\d)[,:]\d{_W}*)*"
+)
 _LETTER_DOTS = re.compile(r"(?:[^\W\d_]\.)+(?![^\W])")
 _URL = re.compile(r"(?:(?:https?|ftp)://|www\.)\S+")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
@@ -69,9 +85,11 @@ _TAG = re.compile(r"[#@][^\W\d]\w*")
 _APOS_SPAN = re.compile(rf"{_W}+(?:'{_W}+)+")
 _CONTRACTION_SUFFIX = re.compile(r"(n't|'s|'m|'d|'ll|'re|'ve)$", re.IGNORECASE)
 _KEEP_APOS_WORD = re.compile(
-    r"^(?:[a-hj-xz]'[^\W\d_]{2,}"                      # o'neil, d'souza, l'oreal
-    r"|[^\W\d_]*[aeiou]'[aeiou][^\W\d_]*"                # ma'am, ne'er, e'er
-    r"|c'mon|li'l|o'clock)$", re.IGNORECASE)
+    r"^(?:[a-hj-xz]'[^\W\d_]{2,}"  # o'neil, d'souza, l'oreal
+    r"|[^\W\d_]*[aeiou]'[aeiou][^\W\d_]*"  # ma'am, ne'er, e'er
+    r"|c'mon|li'l|o'clock)$",
+    re.IGNORECASE,
+)
 _LEADING_APOS_WORDS = re.compile(r"'(?:em|cause|til|till|n'|[2-9]0s|s|m|d|ll|re|ve)(?!\w)", re.IGNORECASE)
 _LEADING_T = re.compile(r"'(t)(is|was)(?!\w)", re.IGNORECASE)
 _QUESTION_BANG = re.compile(r"[?!]+")
@@ -90,7 +108,7 @@ def _split_contractions(span: str) -> list[str]:
         if not m or m.start() == 0:
             break
         suffixes.append(m.group(1))
-        base = base[:m.start()]
+        base = base[: m.start()]
     out: list[str] = []
     if base.lower() == "n't":
         out.append(base)

@@ -25,8 +25,16 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["LOC0", "SEG0", "resize_bilinear_pil", "tokens_from_ids", "tokens_from_text", "refcoco_iou",
-           "refcoco_example", "refcoco_metrics"]
+__all__ = [
+    "LOC0",
+    "SEG0",
+    "resize_bilinear_pil",
+    "tokens_from_ids",
+    "tokens_from_text",
+    "refcoco_iou",
+    "refcoco_example",
+    "refcoco_metrics",
+]
 
 LOC0 = 256000
 SEG0 = 257024
@@ -39,9 +47,11 @@ _LOC_MAX = NUM_LOC - 1
 # PIL-compatible bilinear resize of a float image.
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def _pil_bilinear_weights(in_size: int, out_size: int) -> np.ndarray:
     """The ``(out, in)`` weight matrix PIL's resampler uses for BILINEAR (triangle filter, support 1 scaled by the
-    shrink factor, pixel centres at +0.5, weights normalised per output pixel)."""
+    shrink factor, pixel centres at +0.5, weights normalised per output pixel).
+    """
     scale = in_size / out_size
     filterscale = max(scale, 1.0)
     support = 1.0 * filterscale
@@ -89,6 +99,7 @@ def resize_bilinear_pil(image: np.ndarray, height: int, width: int) -> np.ndarra
 # Parsing the first 20 tokens.
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def tokens_from_ids(ids: Sequence[int], loc0: int = LOC0, seg0: int = SEG0) -> tuple[np.ndarray, bool]:
     """Reads ``(4 loc bins + 16 seg codes, valid)`` from generated token ids (only the first 20 are looked at).
 
@@ -101,8 +112,12 @@ def tokens_from_ids(ids: Sequence[int], loc0: int = LOC0, seg0: int = SEG0) -> t
     if len(ids) < 20:
         return out, False
     t = np.concatenate([ids[:4] - loc0, ids[4:] - seg0])
-    valid = bool(np.all((t[:4] >= 0) & (t[:4] <= _LOC_MAX)) and np.all((t[4:] >= 0) & (t[4:] < NUM_SEG))
-                 and t[2] > t[0] and t[3] > t[1])
+    valid = bool(
+        np.all((t[:4] >= 0) & (t[:4] <= _LOC_MAX))
+        and np.all((t[4:] >= 0) & (t[4:] < NUM_SEG))
+        and t[2] > t[0]
+        and t[3] > t[1]
+    )
     return (t if valid else out), valid
 
 
@@ -113,6 +128,7 @@ def tokens_from_text(text: str) -> tuple[np.ndarray, bool]:
     exactly 16 seg codes and a non-empty box. Bins are recovered as ``round(coordinate * 1023)``.
     """
     from paligemma.tokenizer import parse_segmentations  # local import: the tokenizer needs sentencepiece
+
     objects = parse_segmentations(text)
     out = np.zeros(20, np.int64)
     if not objects:
@@ -129,6 +145,7 @@ def tokens_from_text(text: str) -> tuple[np.ndarray, bool]:
 def _box_iou01(a, b) -> float:
     def area(y1, x1, y2, x2):
         return max(x2 - x1, 0.0) * max(y2 - y1, 0.0)
+
     y1, x1, y2, x2 = (float(v) for v in a)
     gy1, gx1, gy2, gx2 = (float(v) for v in b)
     inter = area(max(y1, gy1), max(x1, gx1), min(y2, gy2), min(x2, gx2))
@@ -148,6 +165,7 @@ def _box_from_mask(mask: np.ndarray) -> tuple[float, float, float, float]:
 # ---------------------------------------------------------------------------------------------------------------
 # Metrics.
 # ---------------------------------------------------------------------------------------------------------------
+
 
 def refcoco_iou(bins: Sequence[int], mask64: np.ndarray, gt_mask: np.ndarray) -> float:
     """Mask IoU of one VALID prediction against the full-resolution ground truth.
@@ -175,9 +193,15 @@ def refcoco_iou(bins: Sequence[int], mask64: np.ndarray, gt_mask: np.ndarray) ->
     return inter / union if union > 0 else 0.0
 
 
-def refcoco_example(prediction, gt_mask: np.ndarray, gt_box: Sequence[float] | None = None, *,
-                    vqvae_params: Mapping | None = None, mask64: np.ndarray | None = None,
-                    det_ious: Sequence[float] = (0.5, 0.75)) -> dict:
+def refcoco_example(
+    prediction,
+    gt_mask: np.ndarray,
+    gt_box: Sequence[float] | None = None,
+    *,
+    vqvae_params: Mapping | None = None,
+    mask64: np.ndarray | None = None,
+    det_ious: Sequence[float] = (0.5, 0.75),
+) -> dict:
     """Scores one example.
 
     Args:
@@ -207,17 +231,28 @@ def refcoco_example(prediction, gt_mask: np.ndarray, gt_box: Sequence[float] | N
             if vqvae_params is None:
                 raise ValueError("refcoco_example needs vqvae_params or mask64 to decode the seg tokens")
             from paligemma import vqvae
+
             mask64 = np.asarray(vqvae.decode(vqvae_params, t[None, 4:].astype(np.int32)))[0]
         iou = refcoco_iou(t[:4], mask64, gt)
     else:
         valid = False
-    return {"iou": float(iou), "box_iou": float(box_iou), "valid": bool(valid),
-            "box_hit": {thr: bool(thr <= box_iou) for thr in det_ious}}
+    return {
+        "iou": float(iou),
+        "box_iou": float(box_iou),
+        "valid": bool(valid),
+        "box_hit": {thr: bool(thr <= box_iou) for thr in det_ious},
+    }
 
 
-def refcoco_metrics(predictions: Sequence, gt_masks: Sequence[np.ndarray],
-                    gt_boxes: Sequence[Sequence[float]] | None = None, *, vqvae_params: Mapping | None = None,
-                    det_ious: Sequence[float] = (0.5, 0.75), batch_size: int = 64) -> dict:
+def refcoco_metrics(
+    predictions: Sequence,
+    gt_masks: Sequence[np.ndarray],
+    gt_boxes: Sequence[Sequence[float]] | None = None,
+    *,
+    vqvae_params: Mapping | None = None,
+    det_ious: Sequence[float] = (0.5, 0.75),
+    batch_size: int = 64,
+) -> dict:
     """RefCOCO metrics over a dataset.
 
     Args:
@@ -240,8 +275,9 @@ def refcoco_metrics(predictions: Sequence, gt_masks: Sequence[np.ndarray],
         if vqvae_params is None:
             raise ValueError("refcoco_metrics needs vqvae_params to decode the seg tokens")
         from paligemma import vqvae
+
         for s in range(0, len(todo), batch_size):
-            chunk = todo[s:s + batch_size]
+            chunk = todo[s : s + batch_size]
             codes = np.stack([parsed[i][0][4:] for i in chunk]).astype(np.int32)
             decoded = np.asarray(vqvae.decode(vqvae_params, codes))
             for i, m in zip(chunk, decoded):
@@ -250,8 +286,9 @@ def refcoco_metrics(predictions: Sequence, gt_masks: Sequence[np.ndarray],
     for i in range(n):
         t, valid = parsed[i]
         ids = np.concatenate([t[:4] + LOC0, t[4:] + SEG0]) if valid else np.zeros(0, np.int64)
-        r = refcoco_example(ids, gt_masks[i], None if gt_boxes is None else gt_boxes[i],
-                            mask64=masks64[i], det_ious=det_ious)
+        r = refcoco_example(
+            ids, gt_masks[i], None if gt_boxes is None else gt_boxes[i], mask64=masks64[i], det_ious=det_ious
+        )
         ious.append(r["iou"])
         invalid += not r["valid"]
         for thr in det_ious:

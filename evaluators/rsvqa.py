@@ -8,9 +8,13 @@ from collections.abc import Iterable
 
 __all__ = ["normalize_rsvqa_answer", "rsvqa_accuracy", "rsvqa_aggregate"]
 
-_NUMBER_WORDS = {w: str(i) for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen twenty".split())}
+_NUMBER_WORDS = {
+    w: str(i)
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+        "seventeen eighteen nineteen twenty".split()
+    )
+}
 _NUMBER_WORDS["none"] = "0"
 _YES_NO = re.compile(r"^(yes|no)\b")
 
@@ -19,7 +23,8 @@ def normalize_rsvqa_answer(text: str) -> str:
     """Normalises an RSVQA answer: lowercase, collapse whitespace, strip a trailing ``.``; a leading
     ``yes``/``no`` word becomes exactly ``"yes"``/``"no"`` (``"Yes, there is" -> "yes"``); number words up to
     twenty become digits and integer strings are canonicalised (``"07" -> "7"``, ``"7.0" -> "7"``). Other answers
-    (``"rural"``, ``"urban"``, area buckets such as ``"between 10m2 and 100m2"``) are kept as text."""
+    (``"rural"``, ``"urban"``, area buckets such as ``"between 10m2 and 100m2"``) are kept as text.
+    """
     t = " ".join(str(text).strip().lower().split()).rstrip(".").strip()
     m = _YES_NO.match(t)
     if m:
@@ -36,7 +41,8 @@ def normalize_rsvqa_answer(text: str) -> str:
 
 def rsvqa_accuracy(prediction: str, answer: str) -> bool:
     """Exact match after :func:`normalize_rsvqa_answer` on both sides (yes/no, counts, presence, comparison,
-    rural/urban and area questions alike)."""
+    rural/urban and area questions alike).
+    """
     return normalize_rsvqa_answer(prediction) == normalize_rsvqa_answer(answer)
 
 
@@ -59,7 +65,9 @@ def rsvqa_aggregate(correct: Iterable[bool], question_types: Iterable[str]) -> d
     for c, t in zip(correct, types):
         groups[t].append(c)
     per_type = {t: sum(v) / len(v) for t, v in groups.items()}
-    return {"per_type": per_type,
-            "average_accuracy": sum(per_type.values()) / len(per_type) if per_type else 0.0,
-            "overall_accuracy": sum(correct) / len(correct) if correct else 0.0,
-            "count": len(correct)}
+    return {
+        "per_type": per_type,
+        "average_accuracy": sum(per_type.values()) / len(per_type) if per_type else 0.0,
+        "overall_accuracy": sum(correct) / len(correct) if correct else 0.0,
+        "count": len(correct),
+    }

@@ -32,12 +32,14 @@ from ml_collections import config_flags
 from paligemma import paths
 
 
-
 def _define_flags():  # only when run as a program: tools.predict imports this module's loading functions
     config_flags.DEFINE_config_file("config", None, "Run config: path.py[:args]; override with --config.x=y.")
     flags.DEFINE_string("checkpoint", None, "Checkpoint: .npz, HF folder, own folder, or training workdir.")
-    flags.DEFINE_string("workdir", None, "Where predictions and eval_metrics.json go (default: the training "
-                        "workdir, or ./eval_<checkpoint name>).")
+    flags.DEFINE_string(
+        "workdir",
+        None,
+        "Where predictions and eval_metrics.json go (default: the training workdir, or ./eval_<checkpoint name>).",
+    )
     flags.DEFINE_string("evals", None, "Comma-separated evaluator names of config.evals (default: all).")
     flags.DEFINE_string("dtype", None, "Cast the params while loading: float32, bfloat16 or float16.")
     flags.DEFINE_integer("step", None, "Step label for the output files (default: the trainer's step or none).")
@@ -65,9 +67,12 @@ def _plain(value: Any) -> Any:
 
 def model_config_from(config: Any) -> dict | None:
     """`{"img", "llm"}` from `config.model_name` and/or `config.model` (model overrides the name's config), as the
-    trainer builds it; None when the config has neither."""
+    trainer builds it; None when the config has neither.
+    """
     import ml_collections  # pylint: disable=g-import-not-at-top
+
     from trainers import config as config_lib  # pylint: disable=g-import-not-at-top
+
     name, model = _get(config, "model_name"), _plain(_get(config, "model"))
     if name is None and model is None:
         return None
@@ -76,7 +81,8 @@ def model_config_from(config: Any) -> dict | None:
 
 def is_checkpoint_path(path: str) -> bool:
     """True for a file, a folder with *.safetensors, or a folder whose config.json is this project's checkpoint
-    format or a PyTorch-hub config (a training workdir's config.json is the run config: False)."""
+    format or a PyTorch-hub config (a training workdir's config.json is the run config: False).
+    """
     if paths.isfile(path):
         return True
     if not paths.isdir(path):
@@ -87,6 +93,7 @@ def is_checkpoint_path(path: str) -> bool:
     if not isinstance(meta, dict):
         return False
     from paligemma.checkpoints import OWN_FORMAT  # pylint: disable=g-import-not-at-top
+
     return meta.get("format") == OWN_FORMAT or "text_config" in meta or "vision_config" in meta
 
 
@@ -108,41 +115,55 @@ def config_from_training_workdir(path: str | None) -> Any:
     if not isinstance(data, dict):
         return None
     import ml_collections  # pylint: disable=g-import-not-at-top
+
     return ml_collections.ConfigDict(data)
 
 
-def load_params(checkpoint: str | None, workdir: str | None, model_cfg: dict | None,
-                dtype: str | None) -> tuple[dict, Any, int | None, str]:
+def load_params(
+    checkpoint: str | None, workdir: str | None, model_cfg: dict | None, dtype: str | None
+) -> tuple[dict, Any, int | None, str]:
     """Returns `(model_config, params, step, source)`; see the module docstring for what `checkpoint` may be."""
     from paligemma import checkpoints  # pylint: disable=g-import-not-at-top
+
     path = checkpoint or workdir
     if not path:
-        raise RunError("No checkpoint: pass --checkpoint PATH (.npz, HF folder, paligemma.checkpoints.save folder, or "
-                       "a training workdir), or --workdir of a training run.")
+        raise RunError(
+            "No checkpoint: pass --checkpoint PATH (.npz, HF folder, paligemma.checkpoints.save folder, or "
+            "a training workdir), or --workdir of a training run."
+        )
     if not paths.exists(path):
-        raise RunError(f"--checkpoint {path!r} does not exist; pass an existing .npz file, checkpoint folder or "
-                       f"training workdir.")
+        raise RunError(
+            f"--checkpoint {path!r} does not exist; pass an existing .npz file, checkpoint folder or training workdir."
+        )
     if is_checkpoint_path(path):
         cfg, params = checkpoints.load(path, config=model_cfg, dtype=dtype)
         return cfg, params, None, path
     try:
         from trainers import checkpointing  # pylint: disable=g-import-not-at-top
+
         latest = checkpointing.latest_params
     except (ImportError, AttributeError) as e:
-        raise RunError(f"{path!r} is a folder without a model checkpoint (no config.json / *.safetensors), so it "
-                       f"was read as a training workdir, but trainers.checkpointing.latest_params is not "
-                       f"available ({e}). Pass --checkpoint with a .npz or checkpoint folder.") from e
+        raise RunError(
+            f"{path!r} is a folder without a model checkpoint (no config.json / *.safetensors), so it "
+            f"was read as a training workdir, but trainers.checkpointing.latest_params is not "
+            f"available ({e}). Pass --checkpoint with a .npz or checkpoint folder."
+        ) from e
     if model_cfg is None:
-        raise RunError(f"Reading the trainer's params from {path!r} needs the model config: set config.model_name or "
-                       f"config.model in the run config.")
+        raise RunError(
+            f"Reading the trainer's params from {path!r} needs the model config: set config.model_name or "
+            f"config.model in the run config."
+        )
     try:
         step, params = latest(path)
     except (FileNotFoundError, ValueError, KeyError) as e:
-        raise RunError(f"{path!r} was read as a training workdir, but no trainer params could be loaded from it "
-                       f"({e}). Pass --checkpoint with a .npz or checkpoint folder.") from e
+        raise RunError(
+            f"{path!r} was read as a training workdir, but no trainer params could be loaded from it "
+            f"({e}). Pass --checkpoint with a .npz or checkpoint folder."
+        ) from e
     if dtype is not None:
         import jax  # pylint: disable=g-import-not-at-top
         import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
         target = jnp.dtype(dtype)
         params = jax.tree.map(lambda x: x.astype(target) if jnp.issubdtype(x.dtype, jnp.floating) else x, params)
     return model_cfg, params, int(step) if step is not None else None, f"{path} (trainer step {step})"
@@ -155,19 +176,24 @@ def load_params(checkpoint: str | None, workdir: str | None, model_cfg: dict | N
 def make_placement(batch_sizes: list[int]):
     """(put_params, put_batch, context): data parallel over all local devices when every batch size divides evenly
     over them, else everything on the default device. `context()` is the mesh context to evaluate in (the model then
-    keeps its activations batch-split, as in training)."""
+    keeps its activations batch-split, as in training).
+    """
     import jax  # pylint: disable=g-import-not-at-top
     import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
     devices = jax.local_devices()
     n = len(devices)
     if n > 1 and batch_sizes and all(b % n == 0 for b in batch_sizes):
         from paligemma import sharding  # pylint: disable=g-import-not-at-top
+
         mesh = sharding.make_mesh((("data", -1),), devices)
         replicated, split = sharding.replicated(mesh), sharding.batch_sharding(mesh)
         logging.info("Evaluating data parallel over %d devices.", n)
-        return (lambda p: jax.device_put(p, replicated),
-                lambda b: jax.tree.map(lambda x: jax.device_put(x, split), b),
-                lambda: jax.sharding.use_abstract_mesh(mesh.abstract_mesh))
+        return (
+            lambda p: jax.device_put(p, replicated),
+            lambda b: jax.tree.map(lambda x: jax.device_put(x, split), b),
+            lambda: jax.sharding.use_abstract_mesh(mesh.abstract_mesh),
+        )
     if n > 1:
         logging.info("Batch sizes %s do not divide over %d devices: evaluating on one device.", batch_sizes, n)
     return (lambda p: jax.device_put(p, devices[0]), lambda b: jax.tree.map(jnp.asarray, b), contextlib.nullcontext)
@@ -179,7 +205,8 @@ def make_placement(batch_sizes: list[int]):
 
 class Progress:
     """Prints `name: batch i/n, x ex/s, ETA m:ss` (in place on a terminal, at most every 5 s otherwise). Rates are
-    measured from the first reported batch on, so compilation does not distort the ETA."""
+    measured from the first reported batch on, so compilation does not distort the ETA.
+    """
 
     def __init__(self, stream=sys.stderr, every_s: float = 5.0):
         self.stream, self.every_s = stream, every_s
@@ -224,10 +251,19 @@ def format_table(metrics: Mapping[str, Mapping[str, float]]) -> str:
 # Main.
 
 
-def evaluate(config: Any, *, checkpoint: str | None, workdir: str | None, evals: list[str] | None = None,
-             dtype: str | None = None, step: int | None = None, progress=None) -> dict:
+def evaluate(
+    config: Any,
+    *,
+    checkpoint: str | None,
+    workdir: str | None,
+    evals: list[str] | None = None,
+    dtype: str | None = None,
+    step: int | None = None,
+    progress=None,
+) -> dict:
     """Loads the params, builds and runs the evaluators; returns the content of `eval_metrics.json`."""
     import jax  # pylint: disable=g-import-not-at-top
+
     from datasets.tokenizers import resolve_tokenizer  # pylint: disable=g-import-not-at-top
     from evaluators.common import build_evaluators  # pylint: disable=g-import-not-at-top
     from paligemma import model as model_lib  # pylint: disable=g-import-not-at-top
@@ -238,12 +274,16 @@ def evaluate(config: Any, *, checkpoint: str | None, workdir: str | None, evals:
         if config is not None:
             logging.info("Using the run config saved in the training workdir %s.", checkpoint or workdir)
     if config is None:
-        raise RunError("No config: pass --config path/to/config.py[:args] (it needs config.tokenizer and "
-                       "config.evals), or a training workdir that holds the run's config.json.")
+        raise RunError(
+            "No config: pass --config path/to/config.py[:args] (it needs config.tokenizer and "
+            "config.evals), or a training workdir that holds the run's config.json."
+        )
     evals_cfg = _plain(_get(config, "evals")) or {}
     if not evals_cfg:
-        raise RunError("config.evals is empty: nothing to evaluate. Add dict(name=dict(type=..., data=..., pp=..., "
-                       "batch_size=...)) entries.")
+        raise RunError(
+            "config.evals is empty: nothing to evaluate. Add dict(name=dict(type=..., data=..., pp=..., "
+            "batch_size=...)) entries."
+        )
     if evals:
         unknown = [e for e in evals if e not in evals_cfg]
         if unknown:
@@ -267,8 +307,9 @@ def evaluate(config: Any, *, checkpoint: str | None, workdir: str | None, evals:
     batch_sizes = [int(_get(c, "batch_size") or 0) // jax.process_count() for c in evals_cfg.values()]
     put_params, put_batch, mesh_context = make_placement(batch_sizes)
     params = put_params(params)
-    evaluators = build_evaluators(evals_cfg, model=model, tokenizer_path=tokenizer_path, workdir=workdir,
-                                  put_batch=put_batch)
+    evaluators = build_evaluators(
+        evals_cfg, model=model, tokenizer_path=tokenizer_path, workdir=workdir, put_batch=put_batch
+    )
     result = dict(checkpoint=source, step=step, workdir=workdir, metrics={}, files={}, seconds={})
     for name, ev in evaluators.items():
         with mesh_context():
@@ -289,9 +330,17 @@ def main(argv: list[str]) -> int:
     from datasets.tokenizers import TokenizerSpecError  # pylint: disable=g-import-not-at-top
     from evaluators.common import EvalConfigError  # pylint: disable=g-import-not-at-top
     from paligemma.checkpoints import CheckpointError  # pylint: disable=g-import-not-at-top
+
     try:
-        result = evaluate(f.config, checkpoint=f.checkpoint, workdir=f.workdir, evals=evals, dtype=f.dtype,
-                          step=f.step, progress=Progress())
+        result = evaluate(
+            f.config,
+            checkpoint=f.checkpoint,
+            workdir=f.workdir,
+            evals=evals,
+            dtype=f.dtype,
+            step=f.step,
+            progress=Progress(),
+        )
     except (RunError, EvalConfigError, TokenizerSpecError, CheckpointError, FileNotFoundError, KeyError) as e:
         # Usage problems whose message says what to fix; anything else keeps its traceback.
         logging.debug("evaluation failed", exc_info=True)

@@ -18,8 +18,9 @@ def _clean(text: str) -> str:
     return " ".join(text.strip().lower().rstrip(".").split())
 
 
-def parse_scienceqa_answer(text: str, choices: Sequence[str] | None = None,
-                           num_choices: int | None = None) -> int | None:
+def parse_scienceqa_answer(
+    text: str, choices: Sequence[str] | None = None, num_choices: int | None = None
+) -> int | None:
     """Parses the chosen option (0-based) from a model answer.
 
     Tried in order (first hit wins):
@@ -62,8 +63,9 @@ def parse_scienceqa_answer(text: str, choices: Sequence[str] | None = None,
     return None
 
 
-def scienceqa_accuracy(prediction: str, answer_index: int, choices: Sequence[str] | None = None,
-                       num_choices: int | None = None) -> bool:
+def scienceqa_accuracy(
+    prediction: str, answer_index: int, choices: Sequence[str] | None = None, num_choices: int | None = None
+) -> bool:
     """True when :func:`parse_scienceqa_answer` of ``prediction`` equals ``answer_index`` (0-based).
 
     An unparsable prediction counts as wrong.

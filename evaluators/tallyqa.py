@@ -6,16 +6,21 @@ from collections.abc import Iterable
 
 __all__ = ["normalize_count", "tallyqa_accuracy", "tallyqa_aggregate"]
 
-_NUMBER_WORDS = {w: str(i) for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen twenty".split())}
+_NUMBER_WORDS = {
+    w: str(i)
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+        "seventeen eighteen nineteen twenty".split()
+    )
+}
 _NUMBER_WORDS["none"] = "0"
 _NUMBER_WORDS["no"] = "0"
 
 
 def normalize_count(text: str) -> str:
     """Lowercases, strips whitespace and trailing ``.``, maps ``zero``..``twenty`` (and ``none``/``no``) to
-    digits, and canonicalises integer digit strings (``"03" -> "3"``). Other text is returned as is."""
+    digits, and canonicalises integer digit strings (``"03" -> "3"``). Other text is returned as is.
+    """
     t = str(text).strip().lower().rstrip(".").strip()
     t = _NUMBER_WORDS.get(t, t)
     if t.isdigit():
@@ -56,5 +61,10 @@ def tallyqa_aggregate(correct: Iterable[bool], is_simple: Iterable[bool]) -> dic
 
     s = [c for c, f in zip(correct, simple) if f]
     c_ = [c for c, f in zip(correct, simple) if not f]
-    return {"accuracy": mean(correct), "simple": mean(s), "complex": mean(c_), "num_simple": len(s),
-            "num_complex": len(c_)}
+    return {
+        "accuracy": mean(correct),
+        "simple": mean(s),
+        "complex": mean(c_),
+        "num_simple": len(s),
+        "num_complex": len(c_),
+    }

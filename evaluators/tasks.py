@@ -43,11 +43,28 @@ import jax.numpy as jnp
 import numpy as np
 
 from evaluators import metrics as M
-from evaluators.common import (EvalConfigError, Evaluator, GenerativeEvaluator, as_scalar, as_text, as_text_list,
-                               mean, register_evaluator, safe_metric_name)
+from evaluators.common import (
+    EvalConfigError,
+    Evaluator,
+    GenerativeEvaluator,
+    as_scalar,
+    as_text,
+    as_text_list,
+    mean,
+    register_evaluator,
+    safe_metric_name,
+)
 
-__all__ = ["PerplexityEvaluator", "VqaEvaluator", "AnlsEvaluator", "CaptionEvaluator", "DetectionEvaluator",
-           "RefcocoSegEvaluator", "load_vqvae", "decode_mask"]
+__all__ = [
+    "PerplexityEvaluator",
+    "VqaEvaluator",
+    "AnlsEvaluator",
+    "CaptionEvaluator",
+    "DetectionEvaluator",
+    "RefcocoSegEvaluator",
+    "load_vqvae",
+    "decode_mask",
+]
 
 
 def _id(value: Any) -> Any:
@@ -61,13 +78,22 @@ def _id(value: Any) -> Any:
 def _suffix_nll(model, params, batch):
     """Per-example mean NLL `[B]` (float32; 0 without suffix tokens) and suffix-token counts `[B]` of a
     training-layout batch. The logits are computed only at the suffix positions, a few at a time
-    (`trainers.step.weighted_nll_sums`); the values are `M.per_example_nll` of the full logits."""
+    (`trainers.step.weighted_nll_sums`); the values are `M.per_example_nll` of the full logits.
+    """
     from trainers.step import weighted_nll_sums  # pylint: disable=g-import-not-at-top
+
     text, mask_ar, mask_loss = batch["text"], batch["mask_ar"], batch["mask_loss"]
     input_mask = batch["mask_input"].astype(bool)
     variables = {"params": params}
-    hidden, _ = model.apply(variables, batch["image"], text[:, :-1], mask_ar[:, :-1], input_mask=input_mask[:, :-1],
-                            train=False, method="hidden_states")
+    hidden, _ = model.apply(
+        variables,
+        batch["image"],
+        text[:, :-1],
+        mask_ar[:, :-1],
+        input_mask=input_mask[:, :-1],
+        train=False,
+        method="hidden_states",
+    )
     weights = mask_loss[:, 1:].astype(jnp.float32)
     total = weighted_nll_sums(hidden, text[:, 1:], weights, lambda h: model.apply(variables, h, method="logits"))
     count = jnp.sum(weights, axis=-1)
@@ -103,9 +129,12 @@ class PerplexityEvaluator(Evaluator):
         kept = [r for r in records if r["num_tokens"] > 0]
         nll = [r["nll"] for r in kept]
         tokens = sum(r["num_tokens"] for r in kept)
-        return {"nll": mean(nll), "perplexity": M.perplexity(nll) if nll else float("nan"),
-                "token_nll": sum(r["nll"] * r["num_tokens"] for r in kept) / tokens if tokens else float("nan"),
-                "empty_targets": len(records) - len(kept)}
+        return {
+            "nll": mean(nll),
+            "perplexity": M.perplexity(nll) if nll else float("nan"),
+            "token_nll": sum(r["nll"] * r["num_tokens"] for r in kept) / tokens if tokens else float("nan"),
+            "empty_targets": len(records) - len(kept),
+        }
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -153,14 +182,23 @@ class _QaEvaluator(GenerativeEvaluator):
 class VqaEvaluator(_QaEvaluator):
     """VQAv2 accuracy (official script; `normalize="always"` for TextVQA / VizWiz) over the answers list."""
 
-    KEYS = dict(GenerativeEvaluator.KEYS, max_decode_len=16, answers_key="answers", id_key="question_id",
-                answer_type_key=None, normalize="vqav2", submission_file=True)
+    KEYS = dict(
+        GenerativeEvaluator.KEYS,
+        max_decode_len=16,
+        answers_key="answers",
+        id_key="question_id",
+        answer_type_key=None,
+        normalize="vqav2",
+        submission_file=True,
+    )
 
     def _check_config(self, cfg, where):
         super()._check_config(cfg, where)
         if cfg["normalize"] not in ("vqav2", "always"):
-            raise EvalConfigError(f"{where}: normalize must be 'vqav2' (official VQAv2 script) or 'always' "
-                                  f"(TextVQA / VizWiz), got {cfg['normalize']!r}")
+            raise EvalConfigError(
+                f"{where}: normalize must be 'vqav2' (official VQAv2 script) or 'always' "
+                f"(TextVQA / VizWiz), got {cfg['normalize']!r}"
+            )
 
     def _score(self, prediction, answers):
         if self.config["normalize"] == "always":
@@ -185,13 +223,24 @@ class VqaEvaluator(_QaEvaluator):
 class AnlsEvaluator(_QaEvaluator):
     """DocVQA-style ANLS over the answers list."""
 
-    KEYS = dict(GenerativeEvaluator.KEYS, max_decode_len=32, answers_key="answers", id_key="question_id",
-                threshold=0.5, collapse_whitespace=False, submission_file=True)
+    KEYS = dict(
+        GenerativeEvaluator.KEYS,
+        max_decode_len=32,
+        answers_key="answers",
+        id_key="question_id",
+        threshold=0.5,
+        collapse_whitespace=False,
+        submission_file=True,
+    )
     SUBMISSION_ID = "questionId"
 
     def _score(self, prediction, answers):
-        return M.anls(prediction, answers, float(self.config["threshold"]),
-                      collapse_whitespace=bool(self.config["collapse_whitespace"]))
+        return M.anls(
+            prediction,
+            answers,
+            float(self.config["threshold"]),
+            collapse_whitespace=bool(self.config["collapse_whitespace"]),
+        )
 
     def _metrics(self, records):
         unscored = len(records) - len(records := self.scored(records))
@@ -207,8 +256,9 @@ class AnlsEvaluator(_QaEvaluator):
 class CaptionEvaluator(GenerativeEvaluator):
     """COCO-toolkit CIDEr-D, BLEU-4 and ROUGE-L against the reference captions."""
 
-    KEYS = dict(GenerativeEvaluator.KEYS, max_decode_len=32, references_key="captions", id_key="image_id",
-                submission_file=True)
+    KEYS = dict(
+        GenerativeEvaluator.KEYS, max_decode_len=32, references_key="captions", id_key="image_id", submission_file=True
+    )
 
     def _records(self, batch, outputs, rows):
         refs = self._field(batch, self.config["references_key"])
@@ -228,8 +278,7 @@ class CaptionEvaluator(GenerativeEvaluator):
             return {"unscored": unscored}
         preds = [r["prediction"] for r in records]
         refs = [r["references"] for r in records]
-        out = {"cider": M.cider(preds, refs)[0], "bleu4": M.bleu4(preds, refs)[0],
-               "rouge_l": M.rouge_l(preds, refs)[0]}
+        out = {"cider": M.cider(preds, refs)[0], "bleu4": M.bleu4(preds, refs)[0], "rouge_l": M.rouge_l(preds, refs)[0]}
         return dict(out, unscored=unscored) if unscored else out
 
     def _submission(self, records):
@@ -261,6 +310,7 @@ class DetectionEvaluator(GenerativeEvaluator):
 
     def _metrics(self, records):
         from paligemma.tokenizer import parse_detections  # pylint: disable=g-import-not-at-top
+
         gts = [parse_detections(r["target"]) for r in records]
         res = M.detection_metrics([r["prediction"] for r in records], gts, float(self.config["iou_threshold"]))
         return {k: res[k] for k in ("map", "f1", "precision", "recall")}
@@ -279,6 +329,7 @@ def load_vqvae(checkpoint: str) -> Any:
     with _VQVAE_LOCK:
         if checkpoint not in _VQVAE:
             from paligemma import vqvae  # pylint: disable=g-import-not-at-top
+
             if checkpoint.startswith("init:"):
                 _VQVAE[checkpoint] = vqvae.init_params(jax.random.key(int(checkpoint[5:])))
             else:
@@ -306,9 +357,11 @@ def decode_mask(value: Any) -> np.ndarray:
                 try:
                     raw = base64.b64decode(raw, validate=True)
                 except (binascii.Error, ValueError) as e:
-                    raise ValueError("a mask field must be an array, encoded PNG/JPEG bytes, base64 of those, or a "
-                                     "JSON nested list") from e
+                    raise ValueError(
+                        "a mask field must be an array, encoded PNG/JPEG bytes, base64 of those, or a JSON nested list"
+                    ) from e
             from PIL import Image  # pylint: disable=g-import-not-at-top
+
             arr = np.asarray(Image.open(io.BytesIO(raw)))
     if arr.ndim == 3:
         arr = arr[..., 0]
@@ -321,18 +374,22 @@ def decode_mask(value: Any) -> np.ndarray:
 class RefcocoSegEvaluator(GenerativeEvaluator):
     """RefCOCO referring segmentation: mIoU (VQ-VAE masks) and box accuracy at IoU 0.5 / 0.75."""
 
-    KEYS = dict(GenerativeEvaluator.KEYS, max_decode_len=20, vqvae_checkpoint=None, mask_key="mask", box_key="bbox",
-                id_key=None)
+    KEYS = dict(
+        GenerativeEvaluator.KEYS, max_decode_len=20, vqvae_checkpoint=None, mask_key="mask", box_key="bbox", id_key=None
+    )
     DET_IOUS = (0.5, 0.75)
 
     def _check_config(self, cfg, where):
         super()._check_config(cfg, where)
         if cfg["max_decode_len"] < 20:
-            raise EvalConfigError(f"{where}: max_decode_len must be >= 20 (4 loc + 16 seg tokens), got "
-                                  f"{cfg['max_decode_len']}")
+            raise EvalConfigError(
+                f"{where}: max_decode_len must be >= 20 (4 loc + 16 seg tokens), got {cfg['max_decode_len']}"
+            )
         if not cfg["vqvae_checkpoint"]:
-            raise EvalConfigError(f"{where}: vqvae_checkpoint is required (the vae-oid.npz path, or 'init:0' for "
-                                  f"random weights in smoke tests)")
+            raise EvalConfigError(
+                f"{where}: vqvae_checkpoint is required (the vae-oid.npz path, or 'init:0' for "
+                f"random weights in smoke tests)"
+            )
 
     def _start_run(self, params):
         self._vqvae = load_vqvae(str(self.config["vqvae_checkpoint"]))
@@ -343,11 +400,13 @@ class RefcocoSegEvaluator(GenerativeEvaluator):
 
     def _parse(self, tokens: np.ndarray) -> tuple[np.ndarray, bool]:
         from evaluators.refcoco import tokens_from_ids  # pylint: disable=g-import-not-at-top
+
         return tokens_from_ids([int(t) for t in tokens[:20]], loc0=self._loc0, seg0=self._seg0)
 
     def _records(self, batch, outputs, rows):
         from evaluators.refcoco import LOC0, SEG0  # pylint: disable=g-import-not-at-top
         from paligemma import vqvae  # pylint: disable=g-import-not-at-top
+
         masks = self._field(batch, self.config["mask_key"])
         boxes = self._optional_field(batch, "box_key")
         ids = self._optional_field(batch, "id_key")
@@ -364,10 +423,16 @@ class RefcocoSegEvaluator(GenerativeEvaluator):
             t, ok = parsed[i]
             seg_ids = [int(v) + LOC0 for v in t[:4]] + [int(v) + SEG0 for v in t[4:]] if ok else []
             gt_box = None if boxes is None else [float(v) for v in np.asarray(boxes[r]).reshape(-1)]
-            res = M.refcoco_example(seg_ids, decode_mask(masks[r]), gt_box, mask64=decoded.get(i),
-                                    det_ious=self.DET_IOUS)
-            rec = {"prediction": text, "seg_ids": seg_ids, "iou": res["iou"], "box_iou": res["box_iou"],
-                   "valid": res["valid"]}
+            res = M.refcoco_example(
+                seg_ids, decode_mask(masks[r]), gt_box, mask64=decoded.get(i), det_ious=self.DET_IOUS
+            )
+            rec = {
+                "prediction": text,
+                "seg_ids": seg_ids,
+                "iou": res["iou"],
+                "box_iou": res["box_iou"],
+                "valid": res["valid"],
+            }
             if gt_box is not None:
                 rec["gt_box"] = gt_box
             if ids is not None:

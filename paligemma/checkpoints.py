@@ -39,7 +39,8 @@ import math
 import os
 import struct
 import zipfile
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import ml_dtypes
 import numpy as np
@@ -56,16 +57,28 @@ OWN_PARAMS_FILE = "params.npz"
 HF_WEIGHTS_FILE = "model.safetensors"
 HF_INDEX_FILE = "model.safetensors.index.json"
 
-DTYPES: dict[str, Any] = {"float32": np.dtype(np.float32), "bfloat16": np.dtype(ml_dtypes.bfloat16),
-                          "float16": np.dtype(np.float16)}
+DTYPES: dict[str, Any] = {
+    "float32": np.dtype(np.float32),
+    "bfloat16": np.dtype(ml_dtypes.bfloat16),
+    "float16": np.dtype(np.float16),
+}
 _BF16 = np.dtype(ml_dtypes.bfloat16)
 _CHUNK_BYTES = 16 << 20  # streaming granularity when casting .npz members
 _NPZ_WRAPPERS = ("params/", "opt/target/")
 
 # safetensors dtype names <-> numpy.
-_ST_DTYPES = {"F64": np.dtype(np.float64), "F32": np.dtype(np.float32), "F16": np.dtype(np.float16), "BF16": _BF16,
-              "I64": np.dtype(np.int64), "I32": np.dtype(np.int32), "I16": np.dtype(np.int16),
-              "I8": np.dtype(np.int8), "U8": np.dtype(np.uint8), "BOOL": np.dtype(np.bool_)}
+_ST_DTYPES = {
+    "F64": np.dtype(np.float64),
+    "F32": np.dtype(np.float32),
+    "F16": np.dtype(np.float16),
+    "BF16": _BF16,
+    "I64": np.dtype(np.int64),
+    "I32": np.dtype(np.int32),
+    "I16": np.dtype(np.int16),
+    "I8": np.dtype(np.int8),
+    "U8": np.dtype(np.uint8),
+    "BOOL": np.dtype(np.bool_),
+}
 _ST_NAMES = {v: k for k, v in _ST_DTYPES.items()}
 
 
@@ -148,17 +161,24 @@ def _copy_config(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _expected_shapes(config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     from paligemma import model as model_lib  # the model module imports flax; keep this module light to import
+
     return {k: _shape(v) for k, v in flatten(model_lib.param_shapes(config)).items()}
 
 
 def _mismatch_error(path: str, problems: list[str], what: str = "the model config") -> CheckpointError:
     lines = "\n".join(f"  {p}" for p in problems)
-    return CheckpointError(f"{path}: checkpoint does not match {what} ({len(problems)} problem"
-                           f"{'s' if len(problems) != 1 else ''}):\n{lines}")
+    return CheckpointError(
+        f"{path}: checkpoint does not match {what} ({len(problems)} problem"
+        f"{'s' if len(problems) != 1 else ''}):\n{lines}"
+    )
 
 
-def _compare(expected: Mapping[str, tuple], found: Mapping[str, tuple], label: Callable[[str], str] = str,
-             flexible_rows: Mapping[str, int] | None = None) -> list[str]:
+def _compare(
+    expected: Mapping[str, tuple],
+    found: Mapping[str, tuple],
+    label: Callable[[str], str] = str,
+    flexible_rows: Mapping[str, int] | None = None,
+) -> list[str]:
     """Every missing / unexpected / wrong-shape name. `flexible_rows[name] = n` accepts n or more leading rows."""
     problems = []
     flexible_rows = flexible_rows or {}
@@ -172,8 +192,9 @@ def _compare(expected: Mapping[str, tuple], found: Mapping[str, tuple], label: C
             if name in flexible_rows:
                 ok = len(e) == len(f) and f[0] >= e[0] and e[1:] == f[1:]
                 if not ok:
-                    problems.append(f"wrong shape {label(name)}: expected ({e[0]} or more, "
-                                    f"{', '.join(map(str, e[1:]))}), found {f}")
+                    problems.append(
+                        f"wrong shape {label(name)}: expected ({e[0]} or more, {', '.join(map(str, e[1:]))}), found {f}"
+                    )
             elif e != f:
                 problems.append(f"wrong shape {label(name)}: expected {e}, found {f}")
     return problems
@@ -213,8 +234,10 @@ class _NpzReader:
             self._file = paths.open(path, "rb") if paths.is_remote(path) else None
             self.zip = zipfile.ZipFile(self._file if self._file is not None else path)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-            raise CheckpointError(f"{path}: not a readable .npz checkpoint (expected a zip of .npy arrays; the file "
-                                  f"may be truncated or corrupt): {e}") from None
+            raise CheckpointError(
+                f"{path}: not a readable .npz checkpoint (expected a zip of .npy arrays; the file "
+                f"may be truncated or corrupt): {e}"
+            ) from None
         self.entries: dict[str, _NpyEntry] = {}
         try:
             for info in self.zip.infolist():
@@ -258,9 +281,9 @@ class _NpzReader:
                     buf = bytearray(step * stored.itemsize)
                     for start in range(0, count, step):
                         n = min(step, count - start)
-                        view = memoryview(buf)[:n * stored.itemsize]
+                        view = memoryview(buf)[: n * stored.itemsize]
                         _read_exact_into(f, view, entry.member)
-                        flat[start:start + n] = np.frombuffer(view, stored, n)
+                        flat[start : start + n] = np.frombuffer(view, stored, n)
                 if f.read(1):
                     raise ValueError(f"member {entry.member!r} has more data than its header announces")
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, struct.error) as e:
@@ -272,7 +295,7 @@ def _read_exact_into(f, buf: memoryview | np.ndarray, member: str):
     view = memoryview(buf).cast("B")
     done = 0
     while done < len(view):
-        n = f.readinto(view[done:done + _CHUNK_BYTES])
+        n = f.readinto(view[done : done + _CHUNK_BYTES])
         if not n:
             raise ValueError(f"{member!r} is truncated ({done} of {len(view)} data bytes)")
         done += n
@@ -302,6 +325,7 @@ def infer_config(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, dict[str, A
     4608, 32 heads, head dim 128), which scales by (width / heads)^-1/2 as that model does. `img/MAPHead_0/...`
     (SigLIP's unused pooling head) gives `pool_type="map"`. Sliding window: none (the training code's full attention).
     """
+
     def need(name: str, ndim: int) -> tuple[int, ...]:
         if name not in shapes:
             raise KeyError(name)
@@ -321,8 +345,15 @@ def infer_config(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, dict[str, A
         depth, _ = need("img/Transformer/encoderblock/LayerNorm_0/scale", 2)
         _, _, mlp = need("img/Transformer/encoderblock/MlpBlock_0/Dense_0/kernel", 3)
         _, _, heads, _ = need("img/Transformer/encoderblock/MultiHeadDotProductAttention_0/query/kernel", 4)
-        img.update(width=width, depth=depth, mlp_dim=mlp, num_heads=heads, patch_size=patch, image_size=grid * patch,
-                   pool_type="map" if any(k.startswith("img/MAPHead_0/") for k in shapes) else "none")
+        img.update(
+            width=width,
+            depth=depth,
+            mlp_dim=mlp,
+            num_heads=heads,
+            patch_size=patch,
+            image_size=grid * patch,
+            pool_type="map" if any(k.startswith("img/MAPHead_0/") for k in shapes) else "none",
+        )
     except (KeyError, ValueError) as e:
         problems.append(f"missing {e}" if isinstance(e, KeyError) else str(e))
 
@@ -338,10 +369,20 @@ def infer_config(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, dict[str, A
             _, _, kv_heads, _, _ = need("llm/layers/attn/kv_einsum/w", 5)
         _, _, _, mlp = need("llm/layers/mlp/gating_einsum", 4)
         gemma2 = "llm/layers/post_attention_norm/scale" in shapes
-        llm.update(vocab_size=vocab, width=d, depth=depth, mlp_dim=mlp, num_heads=heads, num_kv_heads=kv_heads,
-                   head_dim=head_dim, query_pre_attn_scalar=float(head_dim), post_norms=gemma2,
-                   attn_logits_softcap=50.0 if gemma2 else None, final_logits_softcap=30.0 if gemma2 else None,
-                   sliding_window=None)
+        llm.update(
+            vocab_size=vocab,
+            width=d,
+            depth=depth,
+            mlp_dim=mlp,
+            num_heads=heads,
+            num_kv_heads=kv_heads,
+            head_dim=head_dim,
+            query_pre_attn_scalar=float(head_dim),
+            post_norms=gemma2,
+            attn_logits_softcap=50.0 if gemma2 else None,
+            final_logits_softcap=30.0 if gemma2 else None,
+            sliding_window=None,
+        )
         big = gemma.VARIANTS["gemma2_27b"]
         if gemma2 and (d, heads, head_dim) == (big["width"], big["num_heads"], big["head_dim"]):
             llm["query_pre_attn_scalar"] = float(big["query_pre_attn_scalar"])
@@ -379,8 +420,7 @@ def _resample(params: dict[str, Any], from_config: Mapping, to_config: Mapping) 
         return
     posemb = params["img"]["pos_embedding"]
     log.info("Resampling img/pos_embedding from a %s to a %s grid.", old.grid, new.grid)
-    params["img"]["pos_embedding"] = np.asarray(siglip.resample_posemb(posemb, old.grid, new.grid)).astype(
-        posemb.dtype)
+    params["img"]["pos_embedding"] = np.asarray(siglip.resample_posemb(posemb, old.grid, new.grid)).astype(posemb.dtype)
 
 
 def _with_image_size(config: dict, image_size: int | None) -> dict:
@@ -396,9 +436,14 @@ def _with_image_size(config: dict, image_size: int | None) -> dict:
 # Loading.
 
 
-def load(path: str | os.PathLike, *, config: Mapping[str, Any] | None = None, dtype: Any = None,
-         image_size: int | None = None, sliding_window: int | str | None = "default",
-         ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+def load(
+    path: str | os.PathLike,
+    *,
+    config: Mapping[str, Any] | None = None,
+    dtype: Any = None,
+    image_size: int | None = None,
+    sliding_window: int | str | None = "default",
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Loads a checkpoint. Returns `(model_config, params)`: `Model(**model_config)` and a nested dict of numpy arrays.
 
     Args:
@@ -419,14 +464,17 @@ def load(path: str | os.PathLike, *, config: Mapping[str, Any] | None = None, dt
     if not paths.exists(path):
         raise FileNotFoundError(f"{path}: no such checkpoint file or folder.")
     if paths.isdir(path):
-        meta = _read_json(paths.join(path, OWN_CONFIG_FILE)) if paths.isfile(
-            paths.join(path, OWN_CONFIG_FILE)) else None
+        meta = (
+            _read_json(paths.join(path, OWN_CONFIG_FILE)) if paths.isfile(paths.join(path, OWN_CONFIG_FILE)) else None
+        )
         if meta is not None and meta.get("format") == OWN_FORMAT:
             return _load_own(path, meta, config, target_dtype, image_size, sliding_window)
         if meta is not None or _safetensors_files(path):
             return _load_hf(path, meta, config, target_dtype, image_size, sliding_window)
-        raise CheckpointError(f"{path}: a folder without {OWN_CONFIG_FILE} or *.safetensors; expected a PyTorch-hub "
-                              f"folder or one written by paligemma.checkpoints.save.")
+        raise CheckpointError(
+            f"{path}: a folder without {OWN_CONFIG_FILE} or *.safetensors; expected a PyTorch-hub "
+            f"folder or one written by paligemma.checkpoints.save."
+        )
     if path.endswith(".safetensors"):
         raise CheckpointError(f"{path}: pass the folder holding this file and its config.json, not the file.")
     return _load_npz(path, config, target_dtype, image_size, sliding_window, own_window=None)
@@ -462,13 +510,22 @@ def _apply_window(config: dict, sliding_window: Any, hf_window: int | None, keep
     return out
 
 
-def _load_npz(path: str, config: Mapping | None, dtype: np.dtype | None, image_size: int | None,
-              sliding_window: Any, own_window: Any) -> tuple[dict, dict]:
+def _load_npz(
+    path: str,
+    config: Mapping | None,
+    dtype: np.dtype | None,
+    image_size: int | None,
+    sliding_window: Any,
+    own_window: Any,
+) -> tuple[dict, dict]:
     with _NpzReader(path) as reader:
         wrapper, names = _strip_npz_wrapper(sorted(reader.entries))
-        found = {n[len(wrapper):]: reader.entries[n].shape for n in names}
-        bad_dtype = [f"not a float array {wrapper}{n}: dtype {reader.entries[wrapper + n].dtype}"
-                     for n in found if not _is_float(reader.entries[wrapper + n].dtype)]
+        found = {n[len(wrapper) :]: reader.entries[n].shape for n in names}
+        bad_dtype = [
+            f"not a float array {wrapper}{n}: dtype {reader.entries[wrapper + n].dtype}"
+            for n in found
+            if not _is_float(reader.entries[wrapper + n].dtype)
+        ]
         if config is None:
             try:
                 config = infer_config(found)
@@ -489,8 +546,9 @@ def _load_npz(path: str, config: Mapping | None, dtype: np.dtype | None, image_s
 
         expected = _expected_shapes(ckpt)
         map_unused = _unused_map_head(found, expected, path)
-        problems = bad_dtype + _compare(expected, {k: v for k, v in found.items() if k not in map_unused},
-                                        label=lambda n: wrapper + n)
+        problems = bad_dtype + _compare(
+            expected, {k: v for k, v in found.items() if k not in map_unused}, label=lambda n: wrapper + n
+        )
         if problems:
             raise _mismatch_error(path, problems)
 
@@ -505,17 +563,22 @@ def _unused_map_head(found: Mapping[str, Any], expected: Mapping[str, Any], path
     prefix = "img/MAPHead_0/"
     unused = {k for k in found if k.startswith(prefix)} if not any(k.startswith(prefix) for k in expected) else set()
     if unused:
-        log.warning("%s: dropping SigLIP's attention-pooling head (%s, %d arrays): the config has pool_type != 'map' "
-                    "and PaliGemma does not use it.", path, prefix, len(unused))
+        log.warning(
+            "%s: dropping SigLIP's attention-pooling head (%s, %d arrays): the config has pool_type != 'map' "
+            "and PaliGemma does not use it.",
+            path,
+            prefix,
+            len(unused),
+        )
     return unused
 
 
-def _load_own(path: str, meta: dict, config: Mapping | None, dtype: np.dtype | None, image_size: int | None,
-              sliding_window: Any) -> tuple[dict, dict]:
+def _load_own(
+    path: str, meta: dict, config: Mapping | None, dtype: np.dtype | None, image_size: int | None, sliding_window: Any
+) -> tuple[dict, dict]:
     version = meta.get("version", OWN_FORMAT_VERSION)
     if version > OWN_FORMAT_VERSION:
-        raise CheckpointError(f"{path}: written by a newer version of this format ({version} > "
-                              f"{OWN_FORMAT_VERSION}).")
+        raise CheckpointError(f"{path}: written by a newer version of this format ({version} > {OWN_FORMAT_VERSION}).")
     saved = meta.get("config")
     if not isinstance(saved, dict) or "img" not in saved or "llm" not in saved:
         raise CheckpointError(f"{paths.join(path, OWN_CONFIG_FILE)}: no model config ('config' with 'img', 'llm').")
@@ -559,8 +622,10 @@ class _SafetensorsFile:
                 shape = tuple(int(d) for d in info["shape"])
                 begin, end = (int(x) for x in info["data_offsets"])
                 if end - begin != math.prod(shape) * dt.itemsize or begin < 0 or self.start + end > size:
-                    raise ValueError(f"tensor {name!r}: data offsets {begin}..{end} do not fit its shape {shape} "
-                                     f"or the file (truncated?)")
+                    raise ValueError(
+                        f"tensor {name!r}: data offsets {begin}..{end} do not fit its shape {shape} "
+                        f"or the file (truncated?)"
+                    )
                 self.tensors[name] = (dt, shape, begin, end)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt?): {e}") from None
@@ -574,7 +639,8 @@ class _SafetensorsFile:
 
     def read_into(self, name: str, dest: np.ndarray, first: int = 0) -> None:
         """Fills the C-contiguous `dest` with `dest.size` elements of tensor `name` from flat index `first`, casting
-        in chunks (so a cast needs no second copy of the tensor)."""
+        in chunks (so a cast needs no second copy of the tensor).
+        """
         dt, shape, begin, _ = self.tensors[name]
         if not dest.flags.c_contiguous or first + dest.size > math.prod(shape):
             raise ValueError(f"read_into {name!r}: bad destination {dest.shape} at {first} for {shape}")
@@ -589,15 +655,19 @@ class _SafetensorsFile:
                     buf = bytearray(step * dt.itemsize)
                     for start in range(0, flat.size, step):
                         n = min(step, flat.size - start)
-                        view = memoryview(buf)[:n * dt.itemsize]
+                        view = memoryview(buf)[: n * dt.itemsize]
                         _read_exact_into(f, view, name)
-                        flat[start:start + n] = np.frombuffer(view, dt, n)
+                        flat[start : start + n] = np.frombuffer(view, dt, n)
         except (OSError, ValueError) as e:
             raise CheckpointError(f"{self.path}: cannot read tensor {name!r}: {e}") from None
 
 
-def write_safetensors(path: str, tensors: Mapping[str, np.ndarray], dtype: np.dtype | None = None,
-                      metadata: Mapping[str, str] | None = None) -> int:
+def write_safetensors(
+    path: str,
+    tensors: Mapping[str, np.ndarray],
+    dtype: np.dtype | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> int:
     """Writes `tensors` (cast to `dtype` if given) as one safetensors file, one tensor at a time, atomically.
 
     Returns the number of bytes written.
@@ -632,7 +702,8 @@ def write_safetensors(path: str, tensors: Mapping[str, np.ndarray], dtype: np.dt
 def atomic_write(path: str, write: Callable[[Any], None]) -> None:
     """Calls `write(file)` on a temporary binary file, then puts it at `path` in one step, so readers see the old
     file or the whole new one, never a partial one (local: renamed next to it; gs://: uploaded once complete). See
-    `paligemma.paths.atomic_write`."""
+    `paligemma.paths.atomic_write`.
+    """
     paths.atomic_write(path, write)
 
 
@@ -642,28 +713,35 @@ def atomic_write(path: str, write: Callable[[Any], None]) -> None:
 # Names are handled in a canonical form: "vision/<name under the SigLIP vision model>", "projector/<name>",
 # "text/<name under the Gemma model>". `to_hf` writes the prefixes of the published checkpoints.
 
-_HF_PREFIXES = (("vision_tower.vision_model.", "vision/"), ("vision_tower.", "vision/"),
-                ("multi_modal_projector.", "projector/"), ("language_model.model.", "text/"),
-                ("language_model.", "text/"))
-_HF_OUT_PREFIX = {"vision/": "vision_tower.vision_model.", "projector/": "multi_modal_projector.",
-                  "text/": "language_model.model."}
+_HF_PREFIXES = (
+    ("vision_tower.vision_model.", "vision/"),
+    ("vision_tower.", "vision/"),
+    ("multi_modal_projector.", "projector/"),
+    ("language_model.model.", "text/"),
+    ("language_model.", "text/"),
+)
+_HF_OUT_PREFIX = {
+    "vision/": "vision_tower.vision_model.",
+    "projector/": "multi_modal_projector.",
+    "text/": "language_model.model.",
+}
 
 
 def canonical_hf_name(name: str) -> str | None:
     """Canonical name of a PyTorch tensor name; None for the tied `lm_head`; unchanged if unknown."""
-    n = name[len("model."):] if name.startswith("model.") else name
+    n = name[len("model.") :] if name.startswith("model.") else name
     if n in ("lm_head.weight", "language_model.lm_head.weight") or name == "lm_head.weight":
         return None
     for prefix, tag in _HF_PREFIXES:
         if n.startswith(prefix):
-            return tag + n[len(prefix):]
+            return tag + n[len(prefix) :]
     return name
 
 
 def _hf_published(canonical: str) -> str:
     for tag, prefix in _HF_OUT_PREFIX.items():
         if canonical.startswith(tag):
-            return prefix + canonical[len(tag):]
+            return prefix + canonical[len(tag) :]
     return canonical
 
 
@@ -702,11 +780,20 @@ def _rules(img: siglip.SiglipConfig, llm: gemma.GemmaConfig) -> list[_Rule]:
         rules.append(_Rule(ours, hf, to_ours, to_hf, **kw))
 
     # Vision tower.
-    rule("img/embedding/kernel", "vision/embeddings.patch_embedding.weight",
-         lambda t: t.transpose(2, 3, 1, 0), lambda o: o.transpose(3, 2, 0, 1))
+    rule(
+        "img/embedding/kernel",
+        "vision/embeddings.patch_embedding.weight",
+        lambda t: t.transpose(2, 3, 1, 0),
+        lambda o: o.transpose(3, 2, 0, 1),
+    )
     rule("img/embedding/bias", "vision/embeddings.patch_embedding.bias")
-    rule("img/pos_embedding", "vision/embeddings.position_embedding.weight", lambda t: t[None], lambda o: o[0],
-         direct=True)
+    rule(
+        "img/pos_embedding",
+        "vision/embeddings.position_embedding.weight",
+        lambda t: t[None],
+        lambda o: o[0],
+        direct=True,
+    )
 
     def attention(ours, hf, rows=None, layers=0, out="out_proj"):
         for i, name in enumerate(("query", "key", "value")):
@@ -715,12 +802,30 @@ def _rules(img: siglip.SiglipConfig, llm: gemma.GemmaConfig) -> list[_Rule]:
                 wk, bk = tensor + ".weight", tensor + ".bias"
             else:
                 wk, bk, r = f"{hf}.in_proj_weight", f"{hf}.in_proj_bias", (i * w, (i + 1) * w)
-            rule(f"{ours}/{name}/kernel", wk, lambda t: t.T.reshape(w, nh, hd), lambda o: o.reshape(w, w).T,
-                 layers=layers, hf_rows=r)
-            rule(f"{ours}/{name}/bias", bk, lambda t: t.reshape(nh, hd), lambda o: o.reshape(w), layers=layers,
-                 hf_rows=r, direct=True)
-        rule(f"{ours}/out/kernel", f"{hf}.{out}.weight", lambda t: t.T.reshape(nh, hd, w),
-             lambda o: o.reshape(w, w).T, layers=layers)
+            rule(
+                f"{ours}/{name}/kernel",
+                wk,
+                lambda t: t.T.reshape(w, nh, hd),
+                lambda o: o.reshape(w, w).T,
+                layers=layers,
+                hf_rows=r,
+            )
+            rule(
+                f"{ours}/{name}/bias",
+                bk,
+                lambda t: t.reshape(nh, hd),
+                lambda o: o.reshape(w),
+                layers=layers,
+                hf_rows=r,
+                direct=True,
+            )
+        rule(
+            f"{ours}/out/kernel",
+            f"{hf}.{out}.weight",
+            lambda t: t.T.reshape(nh, hd, w),
+            lambda o: o.reshape(w, w).T,
+            layers=layers,
+        )
         rule(f"{ours}/out/bias", f"{hf}.{out}.bias", layers=layers)
 
     def linear(ours, hf, layers=0):
@@ -755,15 +860,32 @@ def _rules(img: siglip.SiglipConfig, llm: gemma.GemmaConfig) -> list[_Rule]:
     q_to_hf = lambda o: o.transpose(0, 2, 1).reshape(-1, d)  # noqa: E731
     if n == k:
         for part, name in enumerate("qkv"):
-            rule("llm/layers/attn/qkv_einsum/w", f"{tl}.self_attn.{name}_proj.weight", q_to_ours, q_to_hf,
-                 layers=depth, part=part)
+            rule(
+                "llm/layers/attn/qkv_einsum/w",
+                f"{tl}.self_attn.{name}_proj.weight",
+                q_to_ours,
+                q_to_hf,
+                layers=depth,
+                part=part,
+            )
     else:
         rule("llm/layers/attn/q_einsum/w", f"{tl}.self_attn.q_proj.weight", q_to_ours, q_to_hf, layers=depth)
         for part, name in enumerate("kv"):
-            rule("llm/layers/attn/kv_einsum/w", f"{tl}.self_attn.{name}_proj.weight", q_to_ours, q_to_hf,
-                 layers=depth, part=part)
-    rule("llm/layers/attn/attn_vec_einsum/w", f"{tl}.self_attn.o_proj.weight", lambda t: t.T.reshape(n, h, d),
-         lambda o: o.reshape(n * h, d).T, layers=depth)
+            rule(
+                "llm/layers/attn/kv_einsum/w",
+                f"{tl}.self_attn.{name}_proj.weight",
+                q_to_ours,
+                q_to_hf,
+                layers=depth,
+                part=part,
+            )
+    rule(
+        "llm/layers/attn/attn_vec_einsum/w",
+        f"{tl}.self_attn.o_proj.weight",
+        lambda t: t.T.reshape(n, h, d),
+        lambda o: o.reshape(n * h, d).T,
+        layers=depth,
+    )
     rule("llm/layers/mlp/gating_einsum", f"{tl}.mlp.gate_proj.weight", _transpose, _transpose, layers=depth, part=0)
     rule("llm/layers/mlp/gating_einsum", f"{tl}.mlp.up_proj.weight", _transpose, _transpose, layers=depth, part=1)
     rule("llm/layers/mlp/linear", f"{tl}.mlp.down_proj.weight", _transpose, _transpose, layers=depth)
@@ -780,7 +902,7 @@ def _rules(img: siglip.SiglipConfig, llm: gemma.GemmaConfig) -> list[_Rule]:
 
 def _rule_instances(rules: list[_Rule]) -> Iterator[tuple[_Rule, int | None, str]]:
     for r in rules:
-        for i in (range(r.layers) if r.layers else [None]):
+        for i in range(r.layers) if r.layers else [None]:
             yield r, i, r.hf.format(i=i)
 
 
@@ -802,8 +924,12 @@ def _expected_hf_shapes(rules: list[_Rule], shapes: Mapping[str, tuple[int, ...]
     return out
 
 
-def to_hf(params: Mapping[str, Any], config: Mapping[str, Any], *, pad_vocab_to: int | None = None,
-          ) -> dict[str, np.ndarray]:
+def to_hf(
+    params: Mapping[str, Any],
+    config: Mapping[str, Any],
+    *,
+    pad_vocab_to: int | None = None,
+) -> dict[str, np.ndarray]:
     """Our parameters -> `{PyTorch name: array}` in the published layout (`language_model.model.*`,
     `vision_tower.vision_model.*`, `multi_modal_projector.*`; no `lm_head`, it is tied).
 
@@ -833,8 +959,7 @@ def to_hf(params: Mapping[str, Any], config: Mapping[str, Any], *, pad_vocab_to:
     return {_hf_published(k): v for k, v in out.items()}
 
 
-def hf_config(config: Mapping[str, Any], *, dtype: Any = "float32", vocab_size: int | None = None
-              ) -> dict[str, Any]:
+def hf_config(config: Mapping[str, Any], *, dtype: Any = "float32", vocab_size: int | None = None) -> dict[str, Any]:
     """A `PaliGemmaConfig`-compatible dict for our model config.
 
     The text vocabulary is the model's (or `vocab_size` when the table is padded); `image_token_index` is the model's
@@ -850,23 +975,35 @@ def hf_config(config: Mapping[str, Any], *, dtype: Any = "float32", vocab_size: 
         raise ValueError("The PyTorch layout needs the projection head (img num_classes).")
     text_vocab = int(vocab_size or llm.vocab_size)
     text: dict[str, Any] = {
-        "hidden_size": llm.width, "intermediate_size": llm.mlp_dim, "num_hidden_layers": llm.depth,
-        "num_attention_heads": llm.num_heads, "num_key_value_heads": llm.num_kv_heads, "head_dim": llm.head_dim,
-        "vocab_size": text_vocab, "rms_norm_eps": llm.norm_eps,
+        "hidden_size": llm.width,
+        "intermediate_size": llm.mlp_dim,
+        "num_hidden_layers": llm.depth,
+        "num_attention_heads": llm.num_heads,
+        "num_key_value_heads": llm.num_kv_heads,
+        "head_dim": llm.head_dim,
+        "vocab_size": text_vocab,
+        "rms_norm_eps": llm.norm_eps,
         "rope_parameters": {"rope_type": "default", "rope_theta": float(llm.rope_base)},
-        "max_position_embeddings": 8192, "pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 1,
-        "tie_word_embeddings": True, "attention_bias": False,
+        "max_position_embeddings": 8192,
+        "pad_token_id": 0,
+        "bos_token_id": 2,
+        "eos_token_id": 1,
+        "tie_word_embeddings": True,
+        "attention_bias": False,
     }
     if llm.post_norms:
         window = llm.sliding_window
         text.update(
-            model_type="gemma2", hidden_activation="gelu_pytorch_tanh",
+            model_type="gemma2",
+            hidden_activation="gelu_pytorch_tanh",
             query_pre_attn_scalar=_int_if_whole(llm.query_pre_attn_scalar),
             attn_logit_softcapping=llm.attn_logits_softcap or None,
             final_logit_softcapping=llm.final_logits_softcap or None,
             sliding_window=window,
-            layer_types=[("sliding_attention" if window and i % 2 == 0 else "full_attention")
-                         for i in range(llm.depth)])
+            layer_types=[
+                ("sliding_attention" if window and i % 2 == 0 else "full_attention") for i in range(llm.depth)
+            ],
+        )
     else:
         unsupported = []
         if llm.query_pre_attn_scalar != llm.head_dim:
@@ -879,17 +1016,30 @@ def hf_config(config: Mapping[str, Any], *, dtype: Any = "float32", vocab_size: 
             raise ValueError(f"transformers' Gemma (1) cannot express {', '.join(unsupported)}.")
         text.update(model_type="gemma", hidden_act="gelu_pytorch_tanh", hidden_activation="gelu_pytorch_tanh")
     vision = {
-        "model_type": "siglip_vision_model", "hidden_size": img.width, "intermediate_size": img.mlp_dim,
-        "num_hidden_layers": img.depth, "num_attention_heads": img.num_heads, "patch_size": img.patch_size,
-        "image_size": img.image_hw[0], "projection_dim": img.num_classes, "num_channels": 3,
-        "layer_norm_eps": img.layer_norm_eps, "hidden_act": "gelu_pytorch_tanh",
+        "model_type": "siglip_vision_model",
+        "hidden_size": img.width,
+        "intermediate_size": img.mlp_dim,
+        "num_hidden_layers": img.depth,
+        "num_attention_heads": img.num_heads,
+        "patch_size": img.patch_size,
+        "image_size": img.image_hw[0],
+        "projection_dim": img.num_classes,
+        "num_channels": 3,
+        "layer_norm_eps": img.layer_norm_eps,
+        "hidden_act": "gelu_pytorch_tanh",
         "vision_use_head": img.pool_type == "map",
     }
     return {
-        "architectures": ["PaliGemmaForConditionalGeneration"], "model_type": "paligemma",
-        "vision_config": vision, "text_config": text, "image_token_index": int(llm.vocab_size),
-        "projection_dim": img.num_classes, "hidden_size": llm.width, "vocab_size": text_vocab,
-        "tie_word_embeddings": True, "dtype": _dtype_name(out_dtype),
+        "architectures": ["PaliGemmaForConditionalGeneration"],
+        "model_type": "paligemma",
+        "vision_config": vision,
+        "text_config": text,
+        "image_token_index": int(llm.vocab_size),
+        "projection_dim": img.num_classes,
+        "hidden_size": llm.width,
+        "vocab_size": text_vocab,
+        "tie_word_embeddings": True,
+        "dtype": _dtype_name(out_dtype),
     }
 
 
@@ -907,10 +1057,25 @@ def config_from_hf(hf: Mapping[str, Any], *, sliding_window: Any = "default") ->
     if act not in ("gelu_pytorch_tanh", "gelu", "gelu_tanh", "gelu_new"):
         raise ValueError(f"text_config activation {act!r} is not the tanh GELU this model implements.")
     gemma2 = text_type == "gemma2"
-    defaults = (dict(hidden_size=2304, intermediate_size=9216, num_hidden_layers=26, num_attention_heads=8,
-                     num_key_value_heads=4, head_dim=256) if gemma2 else
-                dict(hidden_size=2048, intermediate_size=16384, num_hidden_layers=18, num_attention_heads=8,
-                     num_key_value_heads=1, head_dim=256))
+    defaults = (
+        dict(
+            hidden_size=2304,
+            intermediate_size=9216,
+            num_hidden_layers=26,
+            num_attention_heads=8,
+            num_key_value_heads=4,
+            head_dim=256,
+        )
+        if gemma2
+        else dict(
+            hidden_size=2048,
+            intermediate_size=16384,
+            num_hidden_layers=18,
+            num_attention_heads=8,
+            num_key_value_heads=1,
+            head_dim=256,
+        )
+    )
     t = {**defaults, **{k: v for k, v in text.items() if v is not None}}
     width, heads = int(t["hidden_size"]), int(t["num_attention_heads"])
     head_dim = int(t.get("head_dim") or width // heads)
@@ -919,27 +1084,46 @@ def config_from_hf(hf: Mapping[str, Any], *, sliding_window: Any = "default") ->
     vocab = int(image_token) if image_token is not None and 0 < int(image_token) < text_vocab else text_vocab
     rope = t.get("rope_parameters") or {}
     llm: dict[str, Any] = dict(
-        variant=None, vocab_size=vocab, width=width, depth=int(t["num_hidden_layers"]),
-        mlp_dim=int(t["intermediate_size"]), num_heads=heads, num_kv_heads=int(t["num_key_value_heads"]),
-        head_dim=head_dim, rope_base=float(rope.get("rope_theta", t.get("rope_theta", 10_000.0))),
-        norm_eps=float(t.get("rms_norm_eps", 1e-6)), post_norms=gemma2, sliding_window=None)
+        variant=None,
+        vocab_size=vocab,
+        width=width,
+        depth=int(t["num_hidden_layers"]),
+        mlp_dim=int(t["intermediate_size"]),
+        num_heads=heads,
+        num_kv_heads=int(t["num_key_value_heads"]),
+        head_dim=head_dim,
+        rope_base=float(rope.get("rope_theta", t.get("rope_theta", 10_000.0))),
+        norm_eps=float(t.get("rms_norm_eps", 1e-6)),
+        post_norms=gemma2,
+        sliding_window=None,
+    )
     hf_window = None
     if gemma2:
-        llm.update(query_pre_attn_scalar=float(t.get("query_pre_attn_scalar", 256)),
-                   attn_logits_softcap=_float_or_none(text.get("attn_logit_softcapping", 50.0)),
-                   final_logits_softcap=_float_or_none(text.get("final_logit_softcapping", 30.0)))
+        llm.update(
+            query_pre_attn_scalar=float(t.get("query_pre_attn_scalar", 256)),
+            attn_logits_softcap=_float_or_none(text.get("attn_logit_softcapping", 50.0)),
+            final_logits_softcap=_float_or_none(text.get("final_logit_softcapping", 30.0)),
+        )
         window = text.get("sliding_window", gemma.GEMMA2_SLIDING_WINDOW)
         types = text.get("layer_types")
         alternating = [("sliding_attention" if i % 2 == 0 else "full_attention") for i in range(llm["depth"])]
         if window and (types is None or list(types) == alternating):
             hf_window = int(window)
         elif window and types and any(x == "sliding_attention" for x in types) and sliding_window == "hf":
-            raise ValueError(f"text_config.layer_types {types} is not the alternating pattern (local first) this "
-                             f"model implements.")
+            raise ValueError(
+                f"text_config.layer_types {types} is not the alternating pattern (local first) this model implements."
+            )
     else:
         llm.update(query_pre_attn_scalar=float(head_dim), attn_logits_softcap=None, final_logits_softcap=None)
-    v = {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "num_attention_heads": 16,
-         "patch_size": 14, "image_size": 224, **{k: x for k, x in vision.items() if x is not None}}
+    v = {
+        "hidden_size": 1152,
+        "intermediate_size": 4304,
+        "num_hidden_layers": 27,
+        "num_attention_heads": 16,
+        "patch_size": 14,
+        "image_size": 224,
+        **{k: x for k, x in vision.items() if x is not None},
+    }
     image_size, patch = v["image_size"], v["patch_size"]
     if not isinstance(image_size, int):
         image_size = tuple(int(s) for s in image_size)
@@ -947,10 +1131,17 @@ def config_from_hf(hf: Mapping[str, Any], *, sliding_window: Any = "default") ->
         if len(set(patch)) != 1:
             raise ValueError(f"non-square patches {patch} are not supported.")
         patch = int(patch[0])
-    img = dict(variant=None, width=int(v["hidden_size"]), depth=int(v["num_hidden_layers"]),
-               mlp_dim=int(v["intermediate_size"]), num_heads=int(v["num_attention_heads"]), patch_size=int(patch),
-               image_size=image_size, pool_type="map" if v.get("vision_use_head") else "none",
-               layer_norm_eps=float(v.get("layer_norm_eps", 1e-6)))
+    img = dict(
+        variant=None,
+        width=int(v["hidden_size"]),
+        depth=int(v["num_hidden_layers"]),
+        mlp_dim=int(v["intermediate_size"]),
+        num_heads=int(v["num_attention_heads"]),
+        patch_size=int(patch),
+        image_size=image_size,
+        pool_type="map" if v.get("vision_use_head") else "none",
+        layer_norm_eps=float(v.get("layer_norm_eps", 1e-6)),
+    )
     projection = hf.get("projection_dim", vision.get("projection_dim"))
     if projection is not None and int(projection) != width:
         raise ValueError(f"projection_dim {projection} differs from the text width {width}.")
@@ -965,8 +1156,14 @@ def _safetensors_files(folder: str) -> list[str]:
     return sorted(f for f in paths.listdir(folder) if f.endswith(".safetensors"))
 
 
-def _load_hf(path: str, meta: dict | None, config: Mapping | None, dtype: np.dtype | None,
-             image_size: int | None, sliding_window: Any) -> tuple[dict, dict]:
+def _load_hf(
+    path: str,
+    meta: dict | None,
+    config: Mapping | None,
+    dtype: np.dtype | None,
+    image_size: int | None,
+    sliding_window: Any,
+) -> tuple[dict, dict]:
     if meta is None and config is None:
         raise CheckpointError(f"{path}: no config.json; pass config=.")
     if meta is not None and meta.get("model_type", "paligemma") != "paligemma":
@@ -1023,8 +1220,12 @@ def _load_hf(path: str, meta: dict | None, config: Mapping | None, dtype: np.dty
     if img.pool_type != "map":
         head = [k for k in tensors if k.startswith("vision/head.")]
         if head:
-            log.warning("%s: dropping SigLIP's attention-pooling head (vision_tower...head.*, %d tensors): the config "
-                        "has pool_type != 'map' and PaliGemma does not use it.", path, len(head))
+            log.warning(
+                "%s: dropping SigLIP's attention-pooling head (vision_tower...head.*, %d tensors): the config "
+                "has pool_type != 'map' and PaliGemma does not use it.",
+                path,
+                len(head),
+            )
             for k in head:
                 del tensors[k]
     shapes = _expected_shapes(ckpt)
@@ -1032,16 +1233,28 @@ def _load_hf(path: str, meta: dict | None, config: Mapping | None, dtype: np.dty
     expected = _expected_hf_shapes(rules, shapes)
     found = {k: r.tensors[n][1] for k, (r, n) in tensors.items()}
     emb = "text/embed_tokens.weight"
-    problems = duplicates + _compare(expected, found, label=lambda k: tensors[k][1] if k in tensors else
-                                     _hf_published(k), flexible_rows={emb: llm.vocab_size})
-    problems += [f"not a float tensor {n}: dtype {r.tensors[n][0]}" for k, (r, n) in tensors.items()
-                 if k in expected and not _is_float(r.tensors[n][0])]
+    problems = duplicates + _compare(
+        expected,
+        found,
+        label=lambda k: tensors[k][1] if k in tensors else _hf_published(k),
+        flexible_rows={emb: llm.vocab_size},
+    )
+    problems += [
+        f"not a float tensor {n}: dtype {r.tensors[n][0]}"
+        for k, (r, n) in tensors.items()
+        if k in expected and not _is_float(r.tensors[n][0])
+    ]
     if problems:
         where = path if len(readers) > 1 else readers[files[0]].path
         raise _mismatch_error(where, problems)
     if found[emb][0] > llm.vocab_size:
-        log.info("%s: keeping the first %d of %d embedding rows (the rest is the PyTorch layout's <image> token and "
-                 "padding).", path, llm.vocab_size, found[emb][0])
+        log.info(
+            "%s: keeping the first %d of %d embedding rows (the rest is the PyTorch layout's <image> token and "
+            "padding).",
+            path,
+            llm.vocab_size,
+            found[emb][0],
+        )
 
     # Allocate our arrays and fill them one HF tensor at a time.
     out_dtype = {}
@@ -1058,7 +1271,7 @@ def _load_hf(path: str, meta: dict | None, config: Mapping | None, dtype: np.dty
             continue
         t = reader.array(stored_name)
         if r.hf_rows is not None:
-            t = t[r.hf_rows[0]:r.hf_rows[1]]
+            t = t[r.hf_rows[0] : r.hf_rows[1]]
         dest[...] = r.to_ours(t)
         del t
     params = unflatten(flat)
@@ -1112,15 +1325,26 @@ def save(path: str | os.PathLike, config: Mapping[str, Any], params: Mapping[str
     paths.makedirs(path)
     size = save_npz(paths.join(path, OWN_PARAMS_FILE), params, dtype)
     from paligemma import model as model_lib
-    meta = {"format": OWN_FORMAT, "version": OWN_FORMAT_VERSION, "config": _jsonable(config),
-            "num_params": model_lib.count_params(params)}
+
+    meta = {
+        "format": OWN_FORMAT,
+        "version": OWN_FORMAT_VERSION,
+        "config": _jsonable(config),
+        "num_params": model_lib.count_params(params),
+    }
     blob = json.dumps(meta, indent=2).encode("utf-8")
     atomic_write(paths.join(path, OWN_CONFIG_FILE), lambda f: f.write(blob))
     return size + len(blob)
 
 
-def save_hf(folder: str | os.PathLike, params: Mapping[str, Any], config: Mapping[str, Any], dtype: Any = None,
-            *, pad_vocab_to: int | None = None) -> int:
+def save_hf(
+    folder: str | os.PathLike,
+    params: Mapping[str, Any],
+    config: Mapping[str, Any],
+    dtype: Any = None,
+    *,
+    pad_vocab_to: int | None = None,
+) -> int:
     """Writes a folder that `PaliGemmaForConditionalGeneration.from_pretrained(folder)` loads.
 
     `config.json` (see `hf_config`) and one `model.safetensors` in the published naming. `dtype` (default: the
@@ -1146,11 +1370,12 @@ def _jsonable(config: Mapping[str, Any]) -> dict:
         if isinstance(v, (np.integer, np.floating)):
             return v.item()
         return v
+
     return {section: {k: fix(v) for k, v in dict(values).items()} for section, values in config.items()}
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """"npz", "hf" or "ours" for an existing checkpoint path (without reading the weights)."""
+    """ "npz", "hf" or "ours" for an existing checkpoint path (without reading the weights)."""
     path = os.fspath(path)
     if paths.isdir(path):
         cfg = paths.join(path, OWN_CONFIG_FILE)

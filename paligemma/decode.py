@@ -40,7 +40,8 @@ import collections
 import dataclasses
 import math
 import threading
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -52,8 +53,15 @@ MAX_SEQUENCE_LEN = 8192
 # A log-probability score that no real hypothesis reaches (finite, so that sums and divisions stay finite).
 _NEG = -1e30
 
-_KNOWN = ("greedy", "temperature(t=1.0)", "top_k(k, t=1.0)", "top_p(p, t=1.0)", "nucleus(p, t=1.0)",
-          "beam(n, length_penalty=0.0)", "best_of_n(n, t=1.0)")
+_KNOWN = (
+    "greedy",
+    "temperature(t=1.0)",
+    "top_k(k, t=1.0)",
+    "top_p(p, t=1.0)",
+    "nucleus(p, t=1.0)",
+    "beam(n, length_penalty=0.0)",
+    "best_of_n(n, t=1.0)",
+)
 
 # name -> ((argument, default or _REQUIRED), ...)
 _REQUIRED = object()
@@ -99,8 +107,10 @@ class Sampler:
 
 
 def _sampler_error(spec: str, problem: str) -> ValueError:
-    return ValueError(f"Bad sampler {spec!r}: {problem}. Known samplers: {', '.join(_KNOWN)} "
-                      f"(e.g. 'top_k(k=40, t=0.7)', 'beam(4, length_penalty=0.6)').")
+    return ValueError(
+        f"Bad sampler {spec!r}: {problem}. Known samplers: {', '.join(_KNOWN)} "
+        f"(e.g. 'top_k(k=40, t=0.7)', 'beam(4, length_penalty=0.6)')."
+    )
 
 
 def _literal(node: ast.AST, spec: str) -> Any:
@@ -212,19 +222,25 @@ def _repeat_batch(tree: Any, n: int) -> Any:
     if n == 1:
         return tree
     if isinstance(tree, dict):
-        return {"k": jnp.repeat(tree["k"], n, axis=1), "v": jnp.repeat(tree["v"], n, axis=1),
-                "length": jnp.repeat(tree["length"], n, axis=0)}
+        return {
+            "k": jnp.repeat(tree["k"], n, axis=1),
+            "v": jnp.repeat(tree["v"], n, axis=1),
+            "length": jnp.repeat(tree["length"], n, axis=0),
+        }
     return jnp.repeat(tree, n, axis=0)
 
 
 def _gather_batch(cache: dict[str, jax.Array], index: jax.Array) -> dict[str, jax.Array]:
     """Reorders the cache rows by int `index [B*n]`."""
-    return {"k": jnp.take(cache["k"], index, axis=1), "v": jnp.take(cache["v"], index, axis=1),
-            "length": jnp.take(cache["length"], index, axis=0)}
+    return {
+        "k": jnp.take(cache["k"], index, axis=1),
+        "v": jnp.take(cache["v"], index, axis=1),
+        "length": jnp.take(cache["length"], index, axis=0),
+    }
 
 
 def _set_column(tokens: jax.Array, step: jax.Array, column: jax.Array) -> jax.Array:
-    """tokens [..., L] with column `step` replaced by `column [...]`."""
+    """Tokens [..., L] with column `step` replaced by `column [...]`."""
     return jnp.where(jnp.arange(tokens.shape[-1]) == step, column[..., None], tokens)
 
 
@@ -232,9 +248,18 @@ def _set_column(tokens: jax.Array, step: jax.Array, column: jax.Array) -> jax.Ar
 # The decoding loops. `extend(tokens [B], cache) -> (logits [B, V], cache)`.
 
 
-def _sample_loop(extend: Callable, logits: jax.Array, cache: dict[str, jax.Array], *, sampler: Sampler,
-                 values: Mapping[str, jax.Array], rng: jax.Array | None, max_decode_len: int, eos_id: jax.Array,
-                 pad_id: jax.Array) -> dict[str, jax.Array]:
+def _sample_loop(
+    extend: Callable,
+    logits: jax.Array,
+    cache: dict[str, jax.Array],
+    *,
+    sampler: Sampler,
+    values: Mapping[str, jax.Array],
+    rng: jax.Array | None,
+    max_decode_len: int,
+    eos_id: jax.Array,
+    pad_id: jax.Array,
+) -> dict[str, jax.Array]:
     """One token per step for every example until all have produced eos. Greedy and the sampling samplers."""
     batch = logits.shape[0]
 
@@ -243,16 +268,25 @@ def _sample_loop(extend: Callable, logits: jax.Array, cache: dict[str, jax.Array
         sampled = _choose(sampler, logits, key, values)
         done = state["done"]
         # Finished examples record pad_id but keep feeding a valid token (their rows are ignored).
-        return dict(state, step=step + 1, last=sampled,
-                    tokens=_set_column(state["tokens"], step, jnp.where(done, pad_id, sampled)),
-                    lengths=state["lengths"] + (~done).astype(jnp.int32),
-                    logprob=state["logprob"] + jnp.where(done, 0.0, _token_logprob(logits, sampled)),
-                    done=done | (sampled == eos_id))
+        return dict(
+            state,
+            step=step + 1,
+            last=sampled,
+            tokens=_set_column(state["tokens"], step, jnp.where(done, pad_id, sampled)),
+            lengths=state["lengths"] + (~done).astype(jnp.int32),
+            logprob=state["logprob"] + jnp.where(done, 0.0, _token_logprob(logits, sampled)),
+            done=done | (sampled == eos_id),
+        )
 
-    state = dict(step=jnp.int32(0), last=jnp.zeros((batch,), jnp.int32),
-                 tokens=jnp.full((batch, max_decode_len), pad_id, jnp.int32),
-                 lengths=jnp.zeros((batch,), jnp.int32), logprob=jnp.zeros((batch,), jnp.float32),
-                 done=jnp.zeros((batch,), bool), cache=cache)
+    state = dict(
+        step=jnp.int32(0),
+        last=jnp.zeros((batch,), jnp.int32),
+        tokens=jnp.full((batch, max_decode_len), pad_id, jnp.int32),
+        lengths=jnp.zeros((batch,), jnp.int32),
+        logprob=jnp.zeros((batch,), jnp.float32),
+        done=jnp.zeros((batch,), bool),
+        cache=cache,
+    )
     state = choose_and_record(state, logits, jnp.int32(0))
 
     def body(state):
@@ -264,9 +298,17 @@ def _sample_loop(extend: Callable, logits: jax.Array, cache: dict[str, jax.Array
     return {"tokens": state["tokens"], "lengths": state["lengths"], "logprob": state["logprob"]}
 
 
-def _beam_search(extend: Callable, logits: jax.Array, cache: dict[str, jax.Array], *, n: int,
-                 length_penalty: jax.Array, max_decode_len: int, eos_id: jax.Array,
-                 pad_id: jax.Array) -> dict[str, jax.Array]:
+def _beam_search(
+    extend: Callable,
+    logits: jax.Array,
+    cache: dict[str, jax.Array],
+    *,
+    n: int,
+    length_penalty: jax.Array,
+    max_decode_len: int,
+    eos_id: jax.Array,
+    pad_id: jax.Array,
+) -> dict[str, jax.Array]:
     """Beam search with `n` beams per example (cache rows B*n, reordered by parent beam every step).
 
     Each step takes the 2n best one-token extensions of the open beams: those ending in eos compete for the best
@@ -298,28 +340,40 @@ def _beam_search(extend: Callable, logits: jax.Array, cache: dict[str, jax.Array
         best = dict(
             best_tokens=jnp.where(better[:, None], pick_tokens, state["best_tokens"]),
             best_score=jnp.where(better, jnp.max(finished, axis=1), state["best_score"]),
-            best_logprob=jnp.where(better, jnp.take_along_axis(top_scores, pick[:, None], axis=1)[:, 0],
-                                   state["best_logprob"]),
-            best_length=jnp.where(better, length, state["best_length"]))
+            best_logprob=jnp.where(
+                better, jnp.take_along_axis(top_scores, pick[:, None], axis=1)[:, 0], state["best_logprob"]
+            ),
+            best_length=jnp.where(better, length, state["best_length"]),
+        )
 
         scores, keep = jax.lax.top_k(jnp.where(is_eos, _NEG, top_scores), n)
         rows = (jnp.arange(batch)[:, None] * n + jnp.take_along_axis(parent, keep, axis=1)).reshape(-1)
         open_bound = jnp.maximum(normalise(scores[:, 0], length), normalise(scores[:, 0], steps))
         has_finished = best["best_length"] > 0
-        return dict(state, **best, step=length, scores=scores,
-                    last=jnp.take_along_axis(token, keep, axis=1).reshape(-1),
-                    tokens=jnp.take_along_axis(cand_tokens, keep[:, :, None], axis=1),
-                    cache=_gather_batch(state["cache"], rows) if n > 1 else state["cache"],
-                    done=state["done"] | (has_finished & (best["best_score"] >= open_bound)))
+        return dict(
+            state,
+            **best,
+            step=length,
+            scores=scores,
+            last=jnp.take_along_axis(token, keep, axis=1).reshape(-1),
+            tokens=jnp.take_along_axis(cand_tokens, keep[:, :, None], axis=1),
+            cache=_gather_batch(state["cache"], rows) if n > 1 else state["cache"],
+            done=state["done"] | (has_finished & (best["best_score"] >= open_bound)),
+        )
 
     first_scores = jnp.where(jnp.arange(n) == 0, 0.0, _NEG).astype(jnp.float32)
-    state = dict(step=jnp.int32(0), last=jnp.zeros((batch * n,), jnp.int32),
-                 scores=jnp.broadcast_to(first_scores, (batch, n)),
-                 tokens=jnp.full((batch, n, steps), pad_id, jnp.int32),
-                 best_tokens=jnp.full((batch, steps), pad_id, jnp.int32),
-                 best_score=jnp.full((batch,), _NEG, jnp.float32), best_logprob=jnp.zeros((batch,), jnp.float32),
-                 best_length=jnp.zeros((batch,), jnp.int32), done=jnp.zeros((batch,), bool),
-                 cache=_repeat_batch(cache, n))
+    state = dict(
+        step=jnp.int32(0),
+        last=jnp.zeros((batch * n,), jnp.int32),
+        scores=jnp.broadcast_to(first_scores, (batch, n)),
+        tokens=jnp.full((batch, n, steps), pad_id, jnp.int32),
+        best_tokens=jnp.full((batch, steps), pad_id, jnp.int32),
+        best_score=jnp.full((batch,), _NEG, jnp.float32),
+        best_logprob=jnp.zeros((batch,), jnp.float32),
+        best_length=jnp.zeros((batch,), jnp.int32),
+        done=jnp.zeros((batch,), bool),
+        cache=_repeat_batch(cache, n),
+    )
     state = choose_and_record(state, _repeat_batch(logits, n), jnp.int32(0))
 
     def body(state):
@@ -330,20 +384,34 @@ def _beam_search(extend: Callable, logits: jax.Array, cache: dict[str, jax.Array
     state = jax.lax.while_loop(cond, body, state)
     # Examples not done ran to max_decode_len: their best open beam (index 0, same length for all) competes too.
     use_open = ~state["done"] & (normalise(state["scores"][:, 0], steps) > state["best_score"])
-    return {"tokens": jnp.where(use_open[:, None], state["tokens"][:, 0], state["best_tokens"]),
-            "lengths": jnp.where(use_open, steps, state["best_length"]).astype(jnp.int32),
-            "logprob": jnp.where(use_open, state["scores"][:, 0], state["best_logprob"])}
+    return {
+        "tokens": jnp.where(use_open[:, None], state["tokens"][:, 0], state["best_tokens"]),
+        "lengths": jnp.where(use_open, steps, state["best_length"]).astype(jnp.int32),
+        "logprob": jnp.where(use_open, state["scores"][:, 0], state["best_logprob"]),
+    }
 
 
 def _best_of_n(extend, logits, cache, *, sampler, values, rng, max_decode_len, eos_id, pad_id):
-    """n independent temperature samples per example (rows b*n..b*n+n-1); keeps the highest logprob."""
+    """N independent temperature samples per example (rows b*n..b*n+n-1); keeps the highest logprob."""
     n, batch = sampler.n, logits.shape[0]
-    out = _sample_loop(extend, _repeat_batch(logits, n), _repeat_batch(cache, n), sampler=sampler, values=values,
-                       rng=rng, max_decode_len=max_decode_len, eos_id=eos_id, pad_id=pad_id)
+    out = _sample_loop(
+        extend,
+        _repeat_batch(logits, n),
+        _repeat_batch(cache, n),
+        sampler=sampler,
+        values=values,
+        rng=rng,
+        max_decode_len=max_decode_len,
+        eos_id=eos_id,
+        pad_id=pad_id,
+    )
     logprob = out["logprob"].reshape(batch, n)
     pick = jnp.argmax(logprob, axis=1)
-    take = lambda x: jnp.take_along_axis(  # noqa: E731
-        x.reshape(batch, n, *x.shape[1:]), pick.reshape((batch, 1) + (1,) * (x.ndim - 1)), axis=1)[:, 0]
+    take = (
+        lambda x: jnp.take_along_axis(  # noqa: E731
+            x.reshape(batch, n, *x.shape[1:]), pick.reshape((batch, 1) + (1,) * (x.ndim - 1)), axis=1
+        )[:, 0]
+    )
     return {name: take(x) for name, x in out.items()}
 
 
@@ -352,29 +420,34 @@ def _best_of_n(extend, logits, cache, *, sampler, values, rng, max_decode_len, e
 
 
 def _prefill_program(model) -> Callable:
-    """jit of `Model.prefill` into a cache of exactly image tokens + T positions; the decoding loop pads it.
+    """Jit of `Model.prefill` into a cache of exactly image tokens + T positions; the decoding loop pads it.
 
     Kept apart from the loop so that one compiled prefill serves every sampler and decode length of a shape.
     """
+
     def prefill(params, image, text, mask_ar, mask_input):
         num_img = jax.eval_shape(lambda: model.apply({"params": params}, image, method="embed_image")).shape[1]
-        return model.apply({"params": params}, image, text, mask_ar, mask_input, cache_size=num_img + text.shape[1],
-                           method="prefill")
+        return model.apply(
+            {"params": params}, image, text, mask_ar, mask_input, cache_size=num_img + text.shape[1], method="prefill"
+        )
 
     return jax.jit(prefill)
 
 
 def _loop_program(model, sampler: Sampler, max_decode_len: int) -> Callable:
-    """jit of the decoding loop: `(params, logits [B, V], cache, rng, eos_id, pad_id, values) -> outputs`."""
+    """Jit of the decoding loop: `(params, logits [B, V], cache, rng, eos_id, pad_id, values) -> outputs`."""
+
     def loop(params, logits, cache, rng, eos_id, pad_id, values):
         grow = max_decode_len  # cache positions: image tokens + T + max_decode_len
-        cache = {"k": jnp.pad(cache["k"], ((0, 0), (0, 0), (0, grow), (0, 0), (0, 0))),
-                 "v": jnp.pad(cache["v"], ((0, 0), (0, 0), (0, grow), (0, 0), (0, 0))), "length": cache["length"]}
+        cache = {
+            "k": jnp.pad(cache["k"], ((0, 0), (0, 0), (0, grow), (0, 0), (0, 0))),
+            "v": jnp.pad(cache["v"], ((0, 0), (0, 0), (0, grow), (0, 0), (0, 0))),
+            "length": cache["length"],
+        }
         extend = lambda tokens, cache: model.apply({"params": params}, tokens, cache, method="extend")  # noqa: E731
         common = dict(max_decode_len=max_decode_len, eos_id=eos_id, pad_id=pad_id)
         if sampler.kind == "beam":
-            return _beam_search(extend, logits, cache, n=sampler.n, length_penalty=values["length_penalty"],
-                                **common)
+            return _beam_search(extend, logits, cache, n=sampler.n, length_penalty=values["length_penalty"], **common)
         if sampler.kind == "best_of_n":
             return _best_of_n(extend, logits, cache, sampler=sampler, values=values, rng=rng, **common)
         return _sample_loop(extend, logits, cache, sampler=sampler, values=values, rng=rng, **common)
@@ -429,8 +502,10 @@ def _program(model, *what: Any) -> Callable:
 def _check_batch(batch: Mapping[str, Any]) -> tuple[Any, Any, Any, Any]:
     missing = [k for k in ("image", "text", "mask_ar") if k not in batch]
     if missing:
-        raise ValueError(f"batch lacks {missing}; generate needs 'image', 'text', 'mask_ar' (and 'mask_input' for "
-                         f"padded prompts), e.g. from the tok_paligemma_prompt pp op. Got keys {sorted(batch)}.")
+        raise ValueError(
+            f"batch lacks {missing}; generate needs 'image', 'text', 'mask_ar' (and 'mask_input' for "
+            f"padded prompts), e.g. from the tok_paligemma_prompt pp op. Got keys {sorted(batch)}."
+        )
     image, text, mask_ar = batch["image"], batch["text"], batch["mask_ar"]
     mask_input = batch.get("mask_input")
     if mask_input is None:
@@ -439,11 +514,15 @@ def _check_batch(batch: Mapping[str, Any]) -> tuple[Any, Any, Any, Any]:
         raise ValueError(f"batch['text'] must be int [B, T]; got shape {np.shape(text)}.")
     for name, value in (("mask_ar", mask_ar), ("mask_input", mask_input)):
         if np.shape(value) != np.shape(text):
-            raise ValueError(f"batch[{name!r}] has shape {np.shape(value)} but batch['text'] has "
-                             f"{np.shape(text)}; they must match ([B, T]).")
+            raise ValueError(
+                f"batch[{name!r}] has shape {np.shape(value)} but batch['text'] has "
+                f"{np.shape(text)}; they must match ([B, T])."
+            )
     if len(np.shape(image)) not in (4, 5) or np.shape(image)[0] != np.shape(text)[0]:
-        raise ValueError(f"batch['image'] must be [B, H, W, 3] or [B, F, H, W, 3] with B = {np.shape(text)[0]} "
-                         f"like batch['text']; got shape {np.shape(image)}.")
+        raise ValueError(
+            f"batch['image'] must be [B, H, W, 3] or [B, F, H, W, 3] with B = {np.shape(text)[0]} "
+            f"like batch['text']; got shape {np.shape(image)}."
+        )
     text_dtype = text.dtype if hasattr(text, "dtype") else np.asarray(text).dtype
     if not np.issubdtype(text_dtype, np.integer):
         raise ValueError(f"batch['text'] must hold integer token ids; got dtype {text_dtype}.")
@@ -451,13 +530,24 @@ def _check_batch(batch: Mapping[str, Any]) -> tuple[Any, Any, Any, Any]:
         valid = mask_input.astype(bool)
         if np.any(valid[:, 1:] & ~valid[:, :-1]):
             rows = np.nonzero(np.any(valid[:, 1:] & ~valid[:, :-1], axis=1))[0].tolist()
-            raise ValueError(f"prompts must be left-aligned (mask_input 1s first, padding after); rows {rows} "
-                             f"have a valid token after padding. Use tok_paligemma_prompt or move the padding.")
+            raise ValueError(
+                f"prompts must be left-aligned (mask_input 1s first, padding after); rows {rows} "
+                f"have a valid token after padding. Use tok_paligemma_prompt or move the padding."
+            )
     return image, text, mask_ar, mask_input
 
 
-def generate(model, params: Any, batch: Mapping[str, Any], *, max_decode_len: int, eos_id: int,
-             sampler: str | Sampler = "greedy", rng: jax.Array | None = None, pad_id: int = 0) -> dict[str, jax.Array]:
+def generate(
+    model,
+    params: Any,
+    batch: Mapping[str, Any],
+    *,
+    max_decode_len: int,
+    eos_id: int,
+    sampler: str | Sampler = "greedy",
+    rng: jax.Array | None = None,
+    pad_id: int = 0,
+) -> dict[str, jax.Array]:
     """Generates up to `max_decode_len` tokens after each prompt of `batch` (layout in the module docstring).
 
     Args:
@@ -470,6 +560,7 @@ def generate(model, params: Any, batch: Mapping[str, Any], *, max_decode_len: in
       sampler: a sampler string (module docstring) or a `Sampler`.
       rng: a jax PRNG key; required by the stochastic samplers (same key -> same output), ignored otherwise.
       pad_id: written after an example's eos.
+
     Returns:
       {"tokens": int32 `[B, max_decode_len]` (eos included, pad_id after it), "lengths": int32 `[B]` (generated
       tokens incl. eos), "logprob": float32 `[B]` (sum of the model's log-probs of the generated tokens)}.
@@ -481,8 +572,10 @@ def generate(model, params: Any, batch: Mapping[str, Any], *, max_decode_len: in
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise ValueError(f"{name} must be an int token id, got {value!r}.")
     if spec.stochastic and rng is None:
-        raise ValueError(f"sampler {sampler!r} draws random tokens and needs rng=jax.random.key(seed); greedy and "
-                         f"beam(...) need none.")
+        raise ValueError(
+            f"sampler {sampler!r} draws random tokens and needs rng=jax.random.key(seed); greedy and "
+            f"beam(...) need none."
+        )
     inputs = (params, *_check_batch(batch))
     prefill = _program(model)
     logits_shape, cache_shape = jax.eval_shape(prefill, *inputs)  # traced once per shape (jit's cache)
@@ -492,15 +585,23 @@ def generate(model, params: Any, batch: Mapping[str, Any], *, max_decode_len: in
         raise ValueError(
             f"{prompt_len - text_len} image tokens + prompt length {text_len} + max_decode_len {max_decode_len} = "
             f"{prompt_len + max_decode_len} exceeds the model's context of {MAX_SEQUENCE_LEN} tokens; lower "
-            f"max_decode_len, the prompt length (text_len of the eval pp) or the image resolution.")
+            f"max_decode_len, the prompt length (text_len of the eval pp) or the image resolution."
+        )
     if spec.kind == "top_k" and spec.k > vocab:
         raise ValueError(f"top_k k={spec.k} exceeds the vocabulary size {vocab}; lower k.")
     if spec.kind == "beam" and 2 * spec.n > vocab:
         raise ValueError(f"beam n={spec.n} needs 2n <= the vocabulary size {vocab}; lower n.")
     logits, cache = prefill(*inputs)
     loop = _program(model, spec, int(max_decode_len))
-    return loop(params, logits, cache, rng if spec.stochastic else None, jnp.int32(eos_id), jnp.int32(pad_id),
-                spec.runtime_values())
+    return loop(
+        params,
+        logits,
+        cache,
+        rng if spec.stochastic else None,
+        jnp.int32(eos_id),
+        jnp.int32(pad_id),
+        spec.runtime_values(),
+    )
 
 
 def decode_texts(tokenizer, tokens: Any, lengths: Any) -> list[str]:
@@ -513,8 +614,10 @@ def decode_texts(tokenizer, tokens: Any, lengths: Any) -> list[str]:
     if tokens.ndim != 2 or lengths.shape != tokens.shape[:1]:
         raise ValueError(f"tokens must be [B, L] and lengths [B]; got {tokens.shape} and {lengths.shape}.")
     drop = {tokenizer.eos_id, tokenizer.pad_id}
-    return [tokenizer.decode([int(i) for i in row[:n] if int(i) not in drop], stop_at_eos=True)
-            for row, n in zip(tokens, lengths)]
+    return [
+        tokenizer.decode([int(i) for i in row[:n] if int(i) not in drop], stop_at_eos=True)
+        for row, n in zip(tokens, lengths)
+    ]
 
 
 __all__: Sequence[str] = ("generate", "decode_texts", "parse_sampler", "Sampler", "MAX_SEQUENCE_LEN")

@@ -37,8 +37,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "gemma_7b": dict(width=3072, depth=28, mlp_dim=24576, num_heads=16, num_kv_heads=16, head_dim=256),
     "gemma2_2b": dict(width=2304, depth=26, mlp_dim=9216, num_heads=8, num_kv_heads=4, head_dim=256, **_GEMMA2),
     "gemma2_9b": dict(width=3584, depth=42, mlp_dim=14336, num_heads=16, num_kv_heads=8, head_dim=256, **_GEMMA2),
-    "gemma2_27b": dict(width=4608, depth=46, mlp_dim=36864, num_heads=32, num_kv_heads=16, head_dim=128,
-                       query_pre_attn_scalar=4608 / 32, **_GEMMA2),
+    "gemma2_27b": dict(
+        width=4608,
+        depth=46,
+        mlp_dim=36864,
+        num_heads=32,
+        num_kv_heads=16,
+        head_dim=128,
+        query_pre_attn_scalar=4608 / 32,
+        **_GEMMA2,
+    ),
     # Small decoders for tests, benchmarks and the CPU demo.
     "gemma_tiny": dict(width=64, depth=2, mlp_dim=128, num_heads=4, num_kv_heads=1, head_dim=16),
     "gemma2_tiny": dict(width=64, depth=2, mlp_dim=128, num_heads=4, num_kv_heads=2, head_dim=16, **_GEMMA2),
@@ -81,8 +89,9 @@ class GemmaConfig:
     scan_unroll: int = 1
 
     def __post_init__(self):
-        defaults = dict(query_pre_attn_scalar=None, attn_logits_softcap=None, final_logits_softcap=None,
-                        post_norms=False)
+        defaults = dict(
+            query_pre_attn_scalar=None, attn_logits_softcap=None, final_logits_softcap=None, post_norms=False
+        )
         if self.variant is not None:
             if self.variant not in VARIANTS:
                 raise ValueError(f"Unknown Gemma variant {self.variant!r}; known: {sorted(VARIANTS)}.")
@@ -90,8 +99,11 @@ class GemmaConfig:
         for name, value in defaults.items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
-        missing = [n for n in ("width", "depth", "mlp_dim", "num_heads", "num_kv_heads", "head_dim")
-                   if getattr(self, n) is None]
+        missing = [
+            n
+            for n in ("width", "depth", "mlp_dim", "num_heads", "num_kv_heads", "head_dim")
+            if getattr(self, n) is None
+        ]
         if missing:
             raise ValueError(f"Gemma config needs a `variant` or explicit {missing}.")
         if self.query_pre_attn_scalar is None:
@@ -128,14 +140,15 @@ class Embedder(nn.Module):
         self.input_embedding = self.param("input_embedding", init, (self.vocab_size, self.width), self.param_dtype)
 
     def encode(self, ids: jax.Array) -> jax.Array:
-        """int `[B, T]` -> `[B, T, D]` in the compute dtype (the sqrt(width) factor is rounded to it first)."""
+        """Int `[B, T]` -> `[B, T, D]` in the compute dtype (the sqrt(width) factor is rounded to it first)."""
         x = jnp.take(self.input_embedding, ids, axis=0).astype(self.dtype)
         return x * jnp.sqrt(jnp.float32(self.width)).astype(self.dtype)
 
     def decode(self, x: jax.Array) -> jax.Array:
         """`[..., D]` -> float32 logits `[..., V]`."""
-        return jnp.einsum("...d,vd->...v", x, self.input_embedding.astype(self.dtype),
-                          preferred_element_type=jnp.float32)
+        return jnp.einsum(
+            "...d,vd->...v", x, self.input_embedding.astype(self.dtype), preferred_element_type=jnp.float32
+        )
 
 
 def apply_rope(x: jax.Array, positions: jax.Array, base: float = 10_000.0) -> jax.Array:
@@ -157,8 +170,9 @@ class Einsum(nn.Module):
 
     @nn.compact
     def __call__(self, equation: str, x: jax.Array) -> jax.Array:
-        w = self.param("w", nn.initializers.lecun_normal(in_axis=-2, out_axis=-1, batch_axis=()),
-                       self.shape, self.param_dtype)
+        w = self.param(
+            "w", nn.initializers.lecun_normal(in_axis=-2, out_axis=-1, batch_axis=()), self.shape, self.param_dtype
+        )
         return jnp.einsum(equation, x, w.astype(self.dtype))
 
 
@@ -174,8 +188,14 @@ class Attention(nn.Module):
     cfg: GemmaConfig
 
     @nn.compact
-    def __call__(self, x: jax.Array, positions: jax.Array, mask: jax.Array,
-                 kv_cache: tuple[jax.Array, jax.Array] | None, write_index: jax.Array | None):
+    def __call__(
+        self,
+        x: jax.Array,
+        positions: jax.Array,
+        mask: jax.Array,
+        kv_cache: tuple[jax.Array, jax.Array] | None,
+        write_index: jax.Array | None,
+    ):
         cfg = self.cfg
         dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
         n, k, h, d = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.width
@@ -184,7 +204,7 @@ class Attention(nn.Module):
         else:
             q = Einsum((n, d, h), dtype, param_dtype, name="q_einsum")("btd,ndh->btnh", x)
             key, value = Einsum((2, k, d, h), dtype, param_dtype, name="kv_einsum")("btd,skdh->sbtkh", x)
-        q = apply_rope(q, positions, cfg.rope_base) * jnp.asarray(cfg.query_pre_attn_scalar ** -0.5, dtype)
+        q = apply_rope(q, positions, cfg.rope_base) * jnp.asarray(cfg.query_pre_attn_scalar**-0.5, dtype)
         key = apply_rope(key, positions, cfg.rope_base)
 
         if kv_cache is not None:
@@ -234,8 +254,9 @@ class Block(nn.Module):
             kv_cache = tuple(layers.constrain_batch(c) for c in kv_cache)  # [B, S, K, H]
         norm = lambda name: RMSNorm(cfg.norm_eps, jnp.dtype(cfg.param_dtype), name=name)  # noqa: E731
         mask = jnp.where(is_local, masks[1], masks[0]) if masks[1] is not None else masks[0]
-        y, new_cache = Attention(cfg, name="attn")(norm("pre_attention_norm")(x), positions, mask, kv_cache,
-                                                   write_index)
+        y, new_cache = Attention(cfg, name="attn")(
+            norm("pre_attention_norm")(x), positions, mask, kv_cache, write_index
+        )
         if cfg.post_norms:
             y = norm("post_attention_norm")(y)
         x = x + nn.Dropout(cfg.dropout)(y, deterministic=deterministic)
@@ -257,8 +278,9 @@ def attention_mask(q_block: jax.Array, q_valid: jax.Array, kv_block: jax.Array, 
     return (kv_block[:, None, :] <= q_block[:, :, None]) & kv_valid[:, None, :] & q_valid[:, :, None]
 
 
-def local_attention_mask(mask: jax.Array, q_pos: jax.Array, kv_pos: jax.Array, q_block: jax.Array,
-                         kv_block: jax.Array, window: int) -> jax.Array:
+def local_attention_mask(
+    mask: jax.Array, q_pos: jax.Array, kv_pos: jax.Array, q_block: jax.Array, kv_block: jax.Array, window: int
+) -> jax.Array:
     """Restricts `mask [B, T, S]` to keys less than `window` positions back, except within one bidirectional block."""
     in_window = kv_pos[:, None, :] > q_pos[:, :, None] - window
     same_block = kv_block[:, None, :] == q_block[:, :, None]
@@ -273,18 +295,29 @@ class Gemma(nn.Module):
     def setup(self):
         cfg = self.cfg
         self.embedder = Embedder(cfg.vocab_size, cfg.width, jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype))
-        self.layers = layers.stacked(Block, cfg.depth, cfg.remat_policy, cfg.scan_unroll,
-                                     in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
-                                     static_argnums=(6,))(cfg)
+        self.layers = layers.stacked(
+            Block,
+            cfg.depth,
+            cfg.remat_policy,
+            cfg.scan_unroll,
+            in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
+            static_argnums=(6,),
+        )(cfg)
         self.final_norm = RMSNorm(cfg.norm_eps, jnp.dtype(cfg.param_dtype))
 
     def embed(self, ids: jax.Array) -> jax.Array:
-        """int `[B, T]` -> `[B, T, D]` in the compute dtype (batch-split over the mesh context's batch axes)."""
+        """Int `[B, T]` -> `[B, T, D]` in the compute dtype (batch-split over the mesh context's batch axes)."""
         return layers.constrain_batch(self.embedder.encode(ids))
 
-    def __call__(self, x: jax.Array, positions: jax.Array, masks: tuple[jax.Array, jax.Array | None],
-                 cache: dict[str, jax.Array] | None = None, write_index: jax.Array | None = None,
-                 deterministic: bool = True) -> tuple[jax.Array, dict[str, jax.Array] | None]:
+    def __call__(
+        self,
+        x: jax.Array,
+        positions: jax.Array,
+        masks: tuple[jax.Array, jax.Array | None],
+        cache: dict[str, jax.Array] | None = None,
+        write_index: jax.Array | None = None,
+        deterministic: bool = True,
+    ) -> tuple[jax.Array, dict[str, jax.Array] | None]:
         """Runs the layers and the final norm.
 
         Args:
@@ -293,6 +326,7 @@ class Gemma(nn.Module):
           masks: (global, local) bool `[B, T, S]` attention masks; local (for the sliding-window layers) may be None.
             S = T without a cache, else the cache length.
           cache: optional `{"k", "v"}: [L, B, S, K, H]`; the new keys/values are written at `write_index` int `[B]`.
+
         Returns:
           `([B, T, D]` final-normed hidden states, the updated cache or None).
         """

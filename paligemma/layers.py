@@ -1,10 +1,12 @@
 """Building blocks shared by the image encoder and the decoder: stacking layers along a depth axis, and keeping
-activations split over the batch axes of the current device mesh."""
+activations split over the batch axes of the current device mesh.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -35,6 +37,7 @@ def constrain_batch(x: jax.Array, dim: int = 0) -> jax.Array:
     spec[dim] = axes[0] if len(axes) == 1 else axes
     return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, PartitionSpec(*spec)))
 
+
 # Names a config can use for `remat_policy` (what to keep from the forward pass for the backward pass).
 REMAT_POLICIES: dict[str, Any] = {
     "none": None,  # no rematerialisation
@@ -44,8 +47,14 @@ REMAT_POLICIES: dict[str, Any] = {
 }
 
 
-def stacked(block: type[nn.Module], depth: int, remat_policy: str = "none", unroll: int = 1,
-            in_axes: Any = nn.broadcast, static_argnums: Sequence[int] = ()) -> type[nn.Module]:
+def stacked(
+    block: type[nn.Module],
+    depth: int,
+    remat_policy: str = "none",
+    unroll: int = 1,
+    in_axes: Any = nn.broadcast,
+    static_argnums: Sequence[int] = (),
+) -> type[nn.Module]:
     """Returns `block` scanned `depth` times with its parameters stacked on a leading depth axis.
 
     The parameters always have the released checkpoints' stacked layout; `unroll` (1..depth) trades compile time for
@@ -56,7 +65,14 @@ def stacked(block: type[nn.Module], depth: int, remat_policy: str = "none", unro
     if remat_policy not in REMAT_POLICIES:
         raise ValueError(f"Unknown remat_policy {remat_policy!r}; choose one of {sorted(REMAT_POLICIES)}.")
     if remat_policy != "none":
-        block = nn.remat(block, policy=REMAT_POLICIES[remat_policy], prevent_cse=False,
-                         static_argnums=tuple(static_argnums))
-    return nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
-                   in_axes=in_axes, length=depth, unroll=max(1, min(unroll, depth)))
+        block = nn.remat(
+            block, policy=REMAT_POLICIES[remat_policy], prevent_cse=False, static_argnums=tuple(static_argnums)
+        )
+    return nn.scan(
+        block,
+        variable_axes={"params": 0},
+        split_rngs={"params": True, "dropout": True},
+        in_axes=in_axes,
+        length=depth,
+        unroll=max(1, min(unroll, depth)),
+    )

@@ -12,7 +12,8 @@ text positions. Image tokens come first, always valid, in the bidirectional pref
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -23,16 +24,18 @@ from paligemma import gemma, layers, siglip
 # A block index larger than any cumsum(mask_ar): a decoded token may attend to everything before it.
 _AFTER_ALL_BLOCKS = jnp.iinfo(jnp.int32).max
 
-_LLM_BY_SIZE = {("paligemma", "3b"): "gemma_2b", ("paligemma2", "3b"): "gemma2_2b",
-                ("paligemma2", "10b"): "gemma2_9b", ("paligemma2", "28b"): "gemma2_27b"}
+_LLM_BY_SIZE = {
+    ("paligemma", "3b"): "gemma_2b",
+    ("paligemma2", "3b"): "gemma2_2b",
+    ("paligemma2", "10b"): "gemma2_9b",
+    ("paligemma2", "28b"): "gemma2_27b",
+}
 
 # Small named models for tests, benchmarks and CPU runs (not released checkpoints).
 _SMALL = {
     "paligemma-tiny": dict(img=dict(variant="mu/8", image_size=32), llm=dict(variant="gemma_tiny", vocab_size=1280)),
-    "paligemma2-tiny": dict(img=dict(variant="mu/8", image_size=32),
-                            llm=dict(variant="gemma2_tiny", vocab_size=1280)),
-    "paligemma-small": dict(img=dict(variant="S/16", image_size=64),
-                            llm=dict(variant="gemma_small", vocab_size=2048)),
+    "paligemma2-tiny": dict(img=dict(variant="mu/8", image_size=32), llm=dict(variant="gemma2_tiny", vocab_size=1280)),
+    "paligemma-small": dict(img=dict(variant="S/16", image_size=64), llm=dict(variant="gemma_small", vocab_size=2048)),
 }
 
 
@@ -50,8 +53,10 @@ def get_config(name: str) -> dict[str, dict[str, Any]]:
         known = ["paligemma-3b-{224,448,896}", "paligemma2-{3b,10b,28b}-{224,448,896}", *_SMALL]
         raise ValueError(f"Unknown model name {name!r}. Known: {', '.join(known)}.")
     family, size, res = match.group(1), match.group(2), int(match.group(3))
-    return {"img": dict(variant="So400m/14", image_size=res),
-            "llm": dict(variant=_LLM_BY_SIZE[(family, size)], vocab_size=257152)}
+    return {
+        "img": dict(variant="So400m/14", image_size=res),
+        "llm": dict(variant=_LLM_BY_SIZE[(family, size)], vocab_size=257152),
+    }
 
 
 class Model(nn.Module):
@@ -69,7 +74,7 @@ class Model(nn.Module):
         self._llm = gemma.Gemma(self.llm_config, name="llm")
 
     def embed_image(self, image: jax.Array, *, train: bool = False) -> jax.Array:
-        """float `[B, H, W, 3]` or `[B, F, H, W, 3]` in [-1, 1] -> image tokens `[B, F*N, D]` (compute dtype).
+        """Float `[B, H, W, 3]` or `[B, F, H, W, 3]` in [-1, 1] -> image tokens `[B, F*N, D]` (compute dtype).
 
         Each of the F images is encoded separately; their tokens are concatenated in order.
         """
@@ -90,8 +95,9 @@ class Model(nn.Module):
             raise ValueError(f"input_mask must be [B, T] like text {text.shape}; got {input_mask.shape}.")
         img_tokens = self.embed_image(image, train=train)
         batch, num_img = img_tokens.shape[:2]
-        x = layers.constrain_batch(jnp.concatenate([img_tokens.astype(self.llm_config.dtype), self._llm.embed(text)],
-                                                   axis=1))
+        x = layers.constrain_batch(
+            jnp.concatenate([img_tokens.astype(self.llm_config.dtype), self._llm.embed(text)], axis=1)
+        )
         full_ar = jnp.concatenate([jnp.zeros((batch, num_img), jnp.int32), mask_ar.astype(jnp.int32)], axis=1)
         valid = jnp.concatenate([jnp.ones((batch, num_img), bool), input_mask.astype(bool)], axis=1)
         return x, img_tokens, jnp.cumsum(full_ar, axis=1), valid
@@ -99,11 +105,18 @@ class Model(nn.Module):
     def _masks(self, q_block, q_valid, q_pos, kv_block, kv_valid, kv_pos):
         mask = gemma.attention_mask(q_block, q_valid, kv_block, kv_valid)
         window = self.llm_config.sliding_window
-        local = (gemma.local_attention_mask(mask, q_pos, kv_pos, q_block, kv_block, window) if window else None)
+        local = gemma.local_attention_mask(mask, q_pos, kv_pos, q_block, kv_block, window) if window else None
         return mask, local
 
-    def __call__(self, image: jax.Array, text: jax.Array, mask_ar: jax.Array, input_mask: jax.Array | None = None,
-                 *, train: bool = False) -> tuple[jax.Array, dict[str, jax.Array]]:
+    def __call__(
+        self,
+        image: jax.Array,
+        text: jax.Array,
+        mask_ar: jax.Array,
+        input_mask: jax.Array | None = None,
+        *,
+        train: bool = False,
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Full forward. Returns float32 logits `[B, T, V]` over the text positions and
         `aux = {"img_tokens": [B, N, D], "pre_logits": [B, T, D]}`.
 
@@ -112,9 +125,15 @@ class Model(nn.Module):
         text_hidden, aux = self.hidden_states(image, text, mask_ar, input_mask, train=train)
         return self.logits(text_hidden), aux
 
-    def hidden_states(self, image: jax.Array, text: jax.Array, mask_ar: jax.Array,
-                      input_mask: jax.Array | None = None, *, train: bool = False
-                      ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    def hidden_states(
+        self,
+        image: jax.Array,
+        text: jax.Array,
+        mask_ar: jax.Array,
+        input_mask: jax.Array | None = None,
+        *,
+        train: bool = False,
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """The forward pass without the output projection: the final-normed hidden states `[B, T, D]` (compute
         dtype) of the text positions and `aux = {"img_tokens": [B, N, D], "pre_logits": [B, T, D]}`.
 
@@ -124,16 +143,24 @@ class Model(nn.Module):
         positions = jnp.cumsum(valid, axis=1) - 1
         masks = self._masks(block, valid, positions, block, valid, positions)
         hidden, _ = self._llm(x, positions, masks, deterministic=not train)
-        text_hidden = layers.constrain_batch(hidden[:, img_tokens.shape[1]:])
+        text_hidden = layers.constrain_batch(hidden[:, img_tokens.shape[1] :])
         return text_hidden, {"img_tokens": img_tokens, "pre_logits": text_hidden}
 
     def logits(self, hidden: jax.Array) -> jax.Array:
         """Hidden states `[..., D]` (from `hidden_states`) -> float32 logits `[..., V]` (the tied output projection,
-        then Gemma 2's final soft-cap when configured)."""
+        then Gemma 2's final soft-cap when configured).
+        """
         return self._llm.logits(hidden)
 
-    def prefill(self, image: jax.Array, text: jax.Array, mask_ar: jax.Array, input_mask: jax.Array | None = None,
-                *, cache_size: int) -> tuple[jax.Array, dict[str, jax.Array]]:
+    def prefill(
+        self,
+        image: jax.Array,
+        text: jax.Array,
+        mask_ar: jax.Array,
+        input_mask: jax.Array | None = None,
+        *,
+        cache_size: int,
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Encodes image + prompt into a fresh KV cache of `cache_size` positions.
 
         Prompts must be left-aligned: valid tokens first, padding (input_mask 0) at the end, so example b has
@@ -144,12 +171,20 @@ class Model(nn.Module):
         x, _, block, valid = self._embed_inputs(image, text, mask_ar, input_mask, False)
         batch, seq = x.shape[:2]
         if seq > cache_size:
-            raise ValueError(f"cache_size {cache_size} is smaller than the prefill length {seq} "
-                             f"(image tokens + text); raise cache_size.")
+            raise ValueError(
+                f"cache_size {cache_size} is smaller than the prefill length {seq} "
+                f"(image tokens + text); raise cache_size."
+            )
         pad = lambda a, value: jnp.pad(a, ((0, 0), (0, cache_size - seq)), constant_values=value)  # noqa: E731
         positions = jnp.cumsum(valid, axis=1) - 1
-        masks = self._masks(block, valid, positions, pad(block, 0), pad(valid, False),
-                            jnp.broadcast_to(jnp.arange(cache_size), (batch, cache_size)))
+        masks = self._masks(
+            block,
+            valid,
+            positions,
+            pad(block, 0),
+            pad(valid, False),
+            jnp.broadcast_to(jnp.arange(cache_size), (batch, cache_size)),
+        )
         cache = self._llm.init_cache(batch, cache_size)
         hidden, cache = self._llm(x, positions, masks, cache, jnp.zeros((batch,), jnp.int32))
         length = jnp.sum(valid, axis=1, dtype=jnp.int32)
@@ -158,14 +193,21 @@ class Model(nn.Module):
 
     def extend(self, tokens: jax.Array, cache: dict[str, jax.Array]) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Appends one token per example (int `[B]`) after each example's `length`; returns float32 logits `[B, V]`
-        for the next token and the updated cache. The caller must keep `length < cache_size`."""
+        for the next token and the updated cache. The caller must keep `length < cache_size`.
+        """
         batch, cache_size = cache["k"].shape[1:3]
         length = cache["length"]
         positions = length[:, None]
         kv_pos = jnp.broadcast_to(jnp.arange(cache_size), (batch, cache_size))
         q_block = jnp.full((batch, 1), _AFTER_ALL_BLOCKS, jnp.int32)
-        masks = self._masks(q_block, jnp.ones((batch, 1), bool), positions, jnp.zeros((batch, cache_size), jnp.int32),
-                            kv_pos <= positions, kv_pos)
+        masks = self._masks(
+            q_block,
+            jnp.ones((batch, 1), bool),
+            positions,
+            jnp.zeros((batch, cache_size), jnp.int32),
+            kv_pos <= positions,
+            kv_pos,
+        )
         x = self._llm.embed(tokens[:, None])
         hidden, kv = self._llm(x, positions, masks, {"k": cache["k"], "v": cache["v"]}, length)
         return self._llm.logits(hidden[:, 0]), dict(kv, length=length + 1)
@@ -187,8 +229,11 @@ def dummy_inputs(config: Mapping[str, Any], batch_size: int = 1, text_len: int =
     """Zero `(image [B, H, W, 3], text [B, T], mask_ar [B, T])` of the config's resolution, for initialisation."""
     img = siglip.SiglipConfig(**{"num_classes": None, **dict(config["img"])})
     h, w = img.image_hw
-    return (jnp.zeros((batch_size, h, w, 3), jnp.float32), jnp.zeros((batch_size, text_len), jnp.int32),
-            jnp.zeros((batch_size, text_len), jnp.int32))
+    return (
+        jnp.zeros((batch_size, h, w, 3), jnp.float32),
+        jnp.zeros((batch_size, text_len), jnp.int32),
+        jnp.zeros((batch_size, text_len), jnp.int32),
+    )
 
 
 def count_params(tree: Any) -> int:

@@ -28,7 +28,8 @@ import posixpath
 import shutil
 import sys
 import tempfile
-from typing import IO, Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import IO, Any
 
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 
@@ -39,7 +40,8 @@ class StorageError(OSError):
 
 def configure() -> None:
     """Sets the environment defaults described in the module docstring (called on import; call it again after
-    setting `STORAGE_EMULATOR_HOST` in a running process, before the first gs:// access)."""
+    setting `STORAGE_EMULATOR_HOST` in a running process, before the first gs:// access).
+    """
     os.environ.setdefault("EPATH_USE_TF", "false")
     os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
     emulator = os.environ.get(EMULATOR_ENV, "")
@@ -49,6 +51,7 @@ def configure() -> None:
         os.environ.setdefault("GOOGLE_AUTH_TOKEN_FOR_TESTING", "emulator")
     try:  # every gcsfs instance of the process (ours, orbax's) lists afresh: other processes write the same folders
         from fsspec import config as fsspec_config  # pylint: disable=g-import-not-at-top
+
         fsspec_config.conf.setdefault("gs", {}).setdefault("use_listings_cache", False)
     except ImportError:
         pass
@@ -70,8 +73,10 @@ _FILESYSTEMS: dict[tuple[str, str], Any] = {}
 
 def _fs(path: str):
     """The fsspec filesystem of URL `path` (one per protocol and emulator address; no listing cache, so that files
-    written by other processes are seen at once)."""
+    written by other processes are seen at once).
+    """
     import fsspec  # pylint: disable=g-import-not-at-top
+
     protocol = path.split("://", 1)[0]
     emulator = os.environ.get(EMULATOR_ENV, "")
     key = (protocol, emulator)
@@ -84,8 +89,10 @@ def _fs(path: str):
         try:
             _FILESYSTEMS[key] = fsspec.filesystem(protocol, **kwargs)
         except (ImportError, ValueError) as e:
-            raise StorageError(f"{path}: no file system for {protocol}:// ({e}); gs:// needs the gcsfs package "
-                               f"(pip install -r requirements.txt).") from None
+            raise StorageError(
+                f"{path}: no file system for {protocol}:// ({e}); gs:// needs the gcsfs package "
+                f"(pip install -r requirements.txt)."
+            ) from None
     return _FILESYSTEMS[key]
 
 
@@ -93,8 +100,11 @@ def _missing(path: str) -> FileNotFoundError:
     hint = ""
     if is_remote(path):
         where = os.environ.get(EMULATOR_ENV)
-        hint = (f" (no such object or prefix in the emulator at {where}; upload it or fix the path)" if where else
-                " (no such object or prefix; check the bucket name and path, e.g. `gcloud storage ls` it)")
+        hint = (
+            f" (no such object or prefix in the emulator at {where}; upload it or fix the path)"
+            if where
+            else " (no such object or prefix; check the bucket name and path, e.g. `gcloud storage ls` it)"
+        )
     return FileNotFoundError(f"{path}: not found{hint}.")
 
 
@@ -139,6 +149,7 @@ def glob(pattern: str | os.PathLike) -> list[str]:
     pattern = os.fspath(pattern)
     if not is_remote(pattern):
         import glob as glob_lib  # pylint: disable=g-import-not-at-top
+
         return sorted(glob_lib.glob(pattern, recursive=True))
     protocol = pattern.split("://", 1)[0]
     return sorted(f"{protocol}://{p}" for p in _fs(pattern).glob(pattern))
@@ -221,7 +232,8 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 def append_text(path: str | os.PathLike, text: str) -> None:
     """Appends `text` to a file (created if missing). Cloud Storage objects cannot grow, so for URLs the object is
-    read and rewritten whole (fine for logs of a few MB)."""
+    read and rewritten whole (fine for logs of a few MB).
+    """
     path = os.fspath(path)
     if not is_remote(path):
         with builtins.open(path, "a", encoding="utf-8") as f:
@@ -312,7 +324,8 @@ def remove(path: str | os.PathLike) -> None:
 @contextlib.contextmanager
 def local_copy(path: str | os.PathLike) -> Iterator[str]:
     """A local path with the contents of `path`: itself when local, else a temporary download (removed on exit), for
-    libraries that only open local files."""
+    libraries that only open local files.
+    """
     path = os.fspath(path)
     if not is_remote(path):
         yield path

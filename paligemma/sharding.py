@@ -28,7 +28,8 @@ import ast
 import logging
 import math
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -48,19 +49,19 @@ _STACKED = re.compile(r"^(llm/layers/|img/Transformer/encoderblock/)")
 # L = layers, N = heads, K = kv heads, H = head dim, D/W = width, F/M = MLP width, V = vocabulary.
 T = "tensor"
 DEFAULT_TENSOR_RULES: list[tuple[str, tuple]] = [
-    (r"^llm/embedder/input_embedding$", (T, None)),                                    # (V, D)
-    (r"^llm/layers/attn/q_einsum/w$", (None, T, None, None)),                         # (L, N, D, H)
-    (r"^llm/layers/attn/kv_einsum/w$", (None, None, T, None, None)),                  # (L, 2, K, D, H)
-    (r"^llm/layers/attn/qkv_einsum/w$", (None, None, T, None, None)),                 # (L, 3, N, D, H)
-    (r"^llm/layers/attn/attn_vec_einsum/w$", (None, T, None, None)),                  # (L, N, H, D)
-    (r"^llm/layers/mlp/gating_einsum$", (None, None, None, T)),                       # (L, 2, D, F)
-    (r"^llm/layers/mlp/linear$", (None, T, None)),                                    # (L, F, D)
+    (r"^llm/embedder/input_embedding$", (T, None)),  # (V, D)
+    (r"^llm/layers/attn/q_einsum/w$", (None, T, None, None)),  # (L, N, D, H)
+    (r"^llm/layers/attn/kv_einsum/w$", (None, None, T, None, None)),  # (L, 2, K, D, H)
+    (r"^llm/layers/attn/qkv_einsum/w$", (None, None, T, None, None)),  # (L, 3, N, D, H)
+    (r"^llm/layers/attn/attn_vec_einsum/w$", (None, T, None, None)),  # (L, N, H, D)
+    (r"^llm/layers/mlp/gating_einsum$", (None, None, None, T)),  # (L, 2, D, F)
+    (r"^llm/layers/mlp/linear$", (None, T, None)),  # (L, F, D)
     (r"/MultiHeadDotProductAttention_0/(query|key|value)/kernel$", (None, None, T, None)),  # (L, W, N, H)
-    (r"/MultiHeadDotProductAttention_0/(query|key|value)/bias$", (None, T, None)),   # (L, N, H)
-    (r"/MultiHeadDotProductAttention_0/out/kernel$", (None, T, None, None)),         # (L, N, H, W)
-    (r"/MlpBlock_0/Dense_0/kernel$", (None, None, T)),                                # (L, W, M)
-    (r"/MlpBlock_0/Dense_0/bias$", (None, T)),                                        # (L, M)
-    (r"/MlpBlock_0/Dense_1/kernel$", (None, T, None)),                                # (L, M, W)
+    (r"/MultiHeadDotProductAttention_0/(query|key|value)/bias$", (None, T, None)),  # (L, N, H)
+    (r"/MultiHeadDotProductAttention_0/out/kernel$", (None, T, None, None)),  # (L, N, H, W)
+    (r"/MlpBlock_0/Dense_0/kernel$", (None, None, T)),  # (L, W, M)
+    (r"/MlpBlock_0/Dense_0/bias$", (None, T)),  # (L, M)
+    (r"/MlpBlock_0/Dense_1/kernel$", (None, T, None)),  # (L, M, W)
 ]
 del T
 
@@ -87,8 +88,9 @@ def mesh_shape(spec: Sequence[Sequence[Any]], num_devices: int) -> tuple[tuple[s
     names = tuple(str(n) for n, _ in pairs)
     unknown = [n for n in names if n not in AXES]
     if unknown:
-        raise ShardingError(f"mesh axes {unknown} unknown; use {AXES} (e.g. [('data', -1)] or "
-                            f"[('fsdp', -1), ('tensor', 2)]).")
+        raise ShardingError(
+            f"mesh axes {unknown} unknown; use {AXES} (e.g. [('data', -1)] or [('fsdp', -1), ('tensor', 2)])."
+        )
     if len(set(names)) != len(names):
         raise ShardingError(f"mesh axis repeated in {spec!r}.")
     sizes = [int(s) for _, s in pairs]
@@ -99,8 +101,9 @@ def mesh_shape(spec: Sequence[Sequence[Any]], num_devices: int) -> tuple[tuple[s
     fixed = math.prod(s for s in sizes if s != -1)
     if -1 in sizes:
         if num_devices % fixed:
-            raise ShardingError(f"mesh {spec!r}: {num_devices} devices are not divisible by the fixed sizes' product "
-                                f"{fixed}.")
+            raise ShardingError(
+                f"mesh {spec!r}: {num_devices} devices are not divisible by the fixed sizes' product {fixed}."
+            )
         sizes[sizes.index(-1)] = num_devices // fixed
     elif fixed != num_devices:
         raise ShardingError(f"mesh {spec!r} has {fixed} devices but there are {num_devices}; make one size -1.")
@@ -117,6 +120,7 @@ def make_mesh(spec: Sequence[Sequence[Any]] = (("data", -1),), devices: Sequence
     names, sizes = mesh_shape(spec, len(devices))
     try:
         from jax.experimental import mesh_utils
+
         grid = mesh_utils.create_device_mesh(sizes, devices)
     except (ValueError, NotImplementedError, AssertionError) as e:  # unusual topologies: plain order
         log.info("create_device_mesh failed (%s); using the devices in jax.devices() order.", e)
@@ -178,15 +182,19 @@ def parse_strategy(text: str) -> tuple[str, dict[str, Any]]:
         except ValueError:
             raise ShardingError(f"sharding strategy {text!r}: arguments must be literals.") from None
     else:
-        raise ShardingError(f"sharding strategy {text!r} not understood; use 'replicate' or "
-                            f"\"fsdp(axis='fsdp', min_size_mb=4)\" (keyword arguments only).")
+        raise ShardingError(
+            f"sharding strategy {text!r} not understood; use 'replicate' or "
+            f"\"fsdp(axis='fsdp', min_size_mb=4)\" (keyword arguments only)."
+        )
     allowed = {"replicate": set(), "fsdp": {"axis", "min_size_mb"}}
     if kind not in allowed:
         raise ShardingError(f"sharding strategy {text!r}: unknown kind {kind!r}; use 'replicate' or 'fsdp'.")
     extra = set(kwargs) - allowed[kind]
     if extra:
-        raise ShardingError(f"sharding strategy {text!r}: unknown arguments {sorted(extra)}; "
-                            f"{kind} takes {sorted(allowed[kind]) or 'none'}.")
+        raise ShardingError(
+            f"sharding strategy {text!r}: unknown arguments {sorted(extra)}; "
+            f"{kind} takes {sorted(allowed[kind]) or 'none'}."
+        )
     return kind, kwargs
 
 
@@ -209,8 +217,10 @@ def _axes_tuple(entry: Any) -> tuple[str, ...]:
 
 def _tensor_dims(name: str, shape: tuple[int, ...], spec: Sequence[Any], mesh: Mesh) -> list[tuple[str, ...]]:
     if len(spec) != len(shape):
-        raise ShardingError(f"sharding rule {tuple(spec)!r} has {len(spec)} entries but parameter {name} has shape "
-                            f"{shape}; give one entry (None, an axis or a tuple of axes) per dim.")
+        raise ShardingError(
+            f"sharding rule {tuple(spec)!r} has {len(spec)} entries but parameter {name} has shape "
+            f"{shape}; give one entry (None, an axis or a tuple of axes) per dim."
+        )
     dims: list[tuple[str, ...]] = []
     for d, entry in enumerate(spec):
         axes = tuple(a for a in _axes_tuple(entry) if a in mesh.shape and mesh.shape[a] > 1)
@@ -218,8 +228,14 @@ def _tensor_dims(name: str, shape: tuple[int, ...], spec: Sequence[Any], mesh: M
             if a not in AXES:
                 raise ShardingError(f"sharding rule for {name}: unknown axis {a!r}; use one of {AXES}.")
         if axes and shape[d] % axis_size(mesh, axes):
-            log.info("%s: dim %d (size %d) not divisible by %s (size %d); left unsplit.", name, d, shape[d], axes,
-                     axis_size(mesh, axes))
+            log.info(
+                "%s: dim %d (size %d) not divisible by %s (size %d); left unsplit.",
+                name,
+                d,
+                shape[d],
+                axes,
+                axis_size(mesh, axes),
+            )
             axes = ()
         dims.append(axes)
     used = [a for axes in dims for a in axes]
@@ -239,8 +255,9 @@ def _fsdp_axes(kwargs: Mapping[str, Any], mesh: Mesh) -> tuple[str, ...]:
     return tuple(a for a in axes if a in mesh.shape and mesh.shape[a] > 1)
 
 
-def _apply_fsdp(name: str, shape: tuple[int, ...], itemsize: int, dims: list[tuple[str, ...]],
-                kwargs: Mapping[str, Any], mesh: Mesh) -> None:
+def _apply_fsdp(
+    name: str, shape: tuple[int, ...], itemsize: int, dims: list[tuple[str, ...]], kwargs: Mapping[str, Any], mesh: Mesh
+) -> None:
     axes = tuple(a for a in _fsdp_axes(kwargs, mesh) if not any(a in d for d in dims))
     size = axis_size(mesh, axes)
     if size == 1 or math.prod(shape) * itemsize < float(kwargs.get("min_size_mb", 4)) * 2**20:
@@ -254,8 +271,15 @@ def _apply_fsdp(name: str, shape: tuple[int, ...], itemsize: int, dims: list[tup
     dims[best] = axes
 
 
-def param_spec(name: str, shape: Sequence[int], mesh: Mesh, *, rules: Sequence[Sequence[Any]] | None = None,
-               strategy: Sequence[Sequence[Any]] | None = None, itemsize: int = 4) -> PartitionSpec:
+def param_spec(
+    name: str,
+    shape: Sequence[int],
+    mesh: Mesh,
+    *,
+    rules: Sequence[Sequence[Any]] | None = None,
+    strategy: Sequence[Sequence[Any]] | None = None,
+    itemsize: int = 4,
+) -> PartitionSpec:
     """The `PartitionSpec` of one parameter (see the module docstring for `rules` and `strategy`)."""
     shape = tuple(int(s) for s in shape)
     rules = DEFAULT_TENSOR_RULES if rules is None else rules
@@ -270,12 +294,21 @@ def param_spec(name: str, shape: Sequence[int], mesh: Mesh, *, rules: Sequence[S
     return PartitionSpec(*[(d[0] if len(d) == 1 else d) if d else None for d in dims])
 
 
-def param_specs(shapes: Mapping[str, Any], mesh: Mesh, *, rules: Sequence[Sequence[Any]] | None = None,
-                strategy: Sequence[Sequence[Any]] | None = None) -> dict[str, Any]:
+def param_specs(
+    shapes: Mapping[str, Any],
+    mesh: Mesh,
+    *,
+    rules: Sequence[Sequence[Any]] | None = None,
+    strategy: Sequence[Sequence[Any]] | None = None,
+) -> dict[str, Any]:
     """Tree of `PartitionSpec` with the structure of `shapes` (a nested dict of arrays or `ShapeDtypeStruct`s)."""
     flat = flatten(shapes)
-    return unflatten({name: param_spec(name, x.shape, mesh, rules=rules, strategy=strategy,
-                                        itemsize=np.dtype(x.dtype).itemsize) for name, x in flat.items()})
+    return unflatten(
+        {
+            name: param_spec(name, x.shape, mesh, rules=rules, strategy=strategy, itemsize=np.dtype(x.dtype).itemsize)
+            for name, x in flat.items()
+        }
+    )
 
 
 def to_shardings(specs: Any, mesh: Mesh) -> Any:
@@ -283,8 +316,13 @@ def to_shardings(specs: Any, mesh: Mesh) -> Any:
     return jax.tree.map(lambda s: NamedSharding(mesh, s), specs, is_leaf=lambda x: isinstance(x, PartitionSpec))
 
 
-def param_shardings(shapes: Mapping[str, Any], mesh: Mesh, *, rules: Sequence[Sequence[Any]] | None = None,
-                    strategy: Sequence[Sequence[Any]] | None = None) -> dict[str, Any]:
+def param_shardings(
+    shapes: Mapping[str, Any],
+    mesh: Mesh,
+    *,
+    rules: Sequence[Sequence[Any]] | None = None,
+    strategy: Sequence[Sequence[Any]] | None = None,
+) -> dict[str, Any]:
     """Tree of `NamedSharding` for the parameters (`param_specs` placed on `mesh`)."""
     return to_shardings(param_specs(shapes, mesh, rules=rules, strategy=strategy), mesh)
 
@@ -316,9 +354,11 @@ def put_batch(batch: Mapping[str, Any], mesh: Mesh) -> dict[str, Any]:
         if x.ndim == 0 or (x.shape[0] * processes) % shards:
             if processes == 1:
                 return jax.device_put(x, replicated(mesh))
-            raise ShardingError(f"a batch of {x.shape[0] if x.ndim else 'no'} rows per process cannot be split over "
-                                f"the {shards} batch shards of the mesh; use a batch size that is a multiple of "
-                                f"{shards}.")
+            raise ShardingError(
+                f"a batch of {x.shape[0] if x.ndim else 'no'} rows per process cannot be split over "
+                f"the {shards} batch shards of the mesh; use a batch size that is a multiple of "
+                f"{shards}."
+            )
         return jax.make_array_from_process_local_data(sharding, x)
 
     return jax.tree.map(put, dict(batch))

@@ -53,8 +53,13 @@ class SiglipConfig:
     scan_unroll: int = 1
 
     def __post_init__(self):
-        sizes = dict(width=self.width, depth=self.depth, mlp_dim=self.mlp_dim, num_heads=self.num_heads,
-                     patch_size=self.patch_size)
+        sizes = dict(
+            width=self.width,
+            depth=self.depth,
+            mlp_dim=self.mlp_dim,
+            num_heads=self.num_heads,
+            patch_size=self.patch_size,
+        )
         if self.variant is not None:
             if self.variant not in VARIANTS:
                 raise ValueError(f"Unknown SigLIP variant {self.variant!r}; known: {sorted(VARIANTS)}.")
@@ -132,9 +137,10 @@ class MultiHeadAttention(nn.Module):
         width = x.shape[-1]
         head_dim = width // self.num_heads
         proj = lambda name: nn.DenseGeneral(  # noqa: E731
-            (self.num_heads, head_dim), dtype=self.dtype, param_dtype=self.param_dtype, name=name)
+            (self.num_heads, head_dim), dtype=self.dtype, param_dtype=self.param_dtype, name=name
+        )
         q, k, v = proj("query")(x), proj("key")(kv), proj("value")(kv)  # [B, T|S, N, H]
-        logits = jnp.einsum("bqnh,bknh->bnqk", q * (head_dim ** -0.5), k, preferred_element_type=jnp.float32)
+        logits = jnp.einsum("bqnh,bknh->bnqk", q * (head_dim**-0.5), k, preferred_element_type=jnp.float32)
         probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
         out = jnp.einsum("bnqk,bknh->bqnh", probs, v)
         return nn.DenseGeneral(width, axis=(-2, -1), dtype=self.dtype, param_dtype=self.param_dtype, name="out")(out)
@@ -150,7 +156,8 @@ class Encoder1DBlock(nn.Module):
         cfg = self.cfg
         dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
         norm = lambda name: nn.LayerNorm(  # noqa: E731
-            epsilon=cfg.layer_norm_eps, dtype=dtype, param_dtype=param_dtype, name=name)
+            epsilon=cfg.layer_norm_eps, dtype=dtype, param_dtype=param_dtype, name=name
+        )
         x = layers.constrain_batch(x)  # [B, N, W]: each chip keeps its rows (no-op without a mesh context)
         y = norm("LayerNorm_0")(x)
         y = MultiHeadAttention(cfg.num_heads, dtype, param_dtype, name="MultiHeadDotProductAttention_0")(y)
@@ -169,11 +176,14 @@ class Encoder(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, deterministic: bool) -> jax.Array:
         cfg = self.cfg
-        block = layers.stacked(Encoder1DBlock, cfg.depth, cfg.remat_policy, cfg.scan_unroll,
-                               static_argnums=(2,))
+        block = layers.stacked(Encoder1DBlock, cfg.depth, cfg.remat_policy, cfg.scan_unroll, static_argnums=(2,))
         x, _ = block(cfg, name="encoderblock")(x, deterministic)
-        return nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.dtype(cfg.dtype),
-                            param_dtype=jnp.dtype(cfg.param_dtype), name="encoder_norm")(x)
+        return nn.LayerNorm(
+            epsilon=cfg.layer_norm_eps,
+            dtype=jnp.dtype(cfg.dtype),
+            param_dtype=jnp.dtype(cfg.param_dtype),
+            name="encoder_norm",
+        )(x)
 
 
 class MAPHead(nn.Module):
@@ -209,12 +219,23 @@ class SigLIP(nn.Module):
     def __call__(self, image: jax.Array, *, train: bool = False) -> jax.Array:
         cfg = self.cfg
         dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
-        x = nn.Conv(cfg.width, (cfg.patch_size, cfg.patch_size), strides=(cfg.patch_size, cfg.patch_size),
-                    padding="VALID", dtype=dtype, param_dtype=param_dtype, name="embedding")(image.astype(dtype))
+        x = nn.Conv(
+            cfg.width,
+            (cfg.patch_size, cfg.patch_size),
+            strides=(cfg.patch_size, cfg.patch_size),
+            padding="VALID",
+            dtype=dtype,
+            param_dtype=param_dtype,
+            name="embedding",
+        )(image.astype(dtype))
         batch, h, w, c = x.shape
         x = layers.constrain_batch(jnp.reshape(x, (batch, h * w, c)))
-        posemb = self.param("pos_embedding", nn.initializers.normal(stddev=1 / cfg.width ** 0.5),
-                            (1, cfg.num_tokens, cfg.width), param_dtype)
+        posemb = self.param(
+            "pos_embedding",
+            nn.initializers.normal(stddev=1 / cfg.width**0.5),
+            (1, cfg.num_tokens, cfg.width),
+            param_dtype,
+        )
         x = x + resample_posemb(posemb, cfg.grid, (h, w)).astype(dtype)
         x = nn.Dropout(cfg.dropout)(x, deterministic=not train)
         x = Encoder(cfg, name="Transformer")(x, not train)

@@ -60,6 +60,7 @@ Box = tuple[float, float, float, float]
 # Model-proto editing.
 # ----------------------------------------------------------------------------------------------------------
 
+
 def _ensure_loc_seg(proto: sp_pb2.ModelProto) -> bool:
     """Appends the missing loc/seg pieces to ``proto`` in place; returns True when ``proto`` changed."""
     index = {p.piece: i for i, p in enumerate(proto.pieces)}
@@ -115,6 +116,7 @@ def add_loc_seg_tokens(model_proto_bytes: bytes) -> bytes:
 # ----------------------------------------------------------------------------------------------------------
 # Tokenizer.
 # ----------------------------------------------------------------------------------------------------------
+
 
 class Tokenizer:
     """SentencePiece tokenizer with PaliGemma's special tokens.
@@ -175,8 +177,9 @@ class Tokenizer:
         `model_vocab` 0 or None: unknown, nothing is checked.
         """
         if model_vocab and self.vocab_size > model_vocab:
-            raise ValueError(f"the tokenizer has {self.vocab_size} pieces but the model's vocabulary is "
-                             f"{model_vocab}; {fix}")
+            raise ValueError(
+                f"the tokenizer has {self.vocab_size} pieces but the model's vocabulary is {model_vocab}; {fix}"
+            )
 
     @property
     def pad_id(self) -> int:
@@ -235,8 +238,7 @@ class Tokenizer:
             raise TypeError(f"text must be str, got {type(text).__name__}")
         return self._sp.encode(text, add_bos=add_bos, add_eos=add_eos)
 
-    def encode_batch(self, texts: Sequence[str], *, add_bos: bool = False,
-                     add_eos: bool = False) -> list[list[int]]:
+    def encode_batch(self, texts: Sequence[str], *, add_bos: bool = False, add_eos: bool = False) -> list[list[int]]:
         """Encodes a sequence of strings; returns one id list per string (ragged, no padding)."""
         texts = list(texts)
         for t in texts:
@@ -279,7 +281,8 @@ class Tokenizer:
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the model (as :meth:`serialized_model_proto`) to ``path`` (local or gs://), creating parent
-        directories."""
+        directories.
+        """
         path = os.fspath(path)
         parent = paths.dirname(path)
         if parent:
@@ -295,9 +298,15 @@ _TOO_HIGH = re.compile(r"Vocabulary size too high \((\d+)\)\. Please set it to a
 _TOO_LOW = re.compile(r"Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)")
 
 
-def train_tokenizer(texts: Iterable[str], output_path: str | os.PathLike | None = None, *,
-                    vocab_size: int = 1000, model_type: str = "bpe", character_coverage: float = 1.0,
-                    max_sentence_length: int = 1 << 16) -> Tokenizer:
+def train_tokenizer(
+    texts: Iterable[str],
+    output_path: str | os.PathLike | None = None,
+    *,
+    vocab_size: int = 1000,
+    model_type: str = "bpe",
+    character_coverage: float = 1.0,
+    max_sentence_length: int = 1 << 16,
+) -> Tokenizer:
     """Trains a small tokenizer with Gemma's conventions, in-process, from an iterator of strings.
 
     The result follows Gemma/PaliGemma: pad 0 ``<pad>``, eos 1 ``<eos>``, bos 2 ``<bos>``, unk 3 ``<unk>``;
@@ -338,8 +347,14 @@ def train_tokenizer(texts: Iterable[str], output_path: str | os.PathLike | None 
             model_writer=buf,
             vocab_size=vocab_size + n_special,
             model_type=model_type,
-            pad_id=0, eos_id=1, bos_id=2, unk_id=3,
-            pad_piece="<pad>", eos_piece="<eos>", bos_piece="<bos>", unk_piece="<unk>",
+            pad_id=0,
+            eos_id=1,
+            bos_id=2,
+            unk_id=3,
+            pad_piece="<pad>",
+            eos_piece="<eos>",
+            bos_piece="<bos>",
+            unk_piece="<unk>",
             user_defined_symbols=["\n", *LOC_PIECES, *SEG_PIECES],
             normalization_rule_name="identity",
             remove_extra_whitespaces=False,
@@ -358,12 +373,14 @@ def train_tokenizer(texts: Iterable[str], output_path: str | os.PathLike | None 
             limit = int(m.group(2)) - n_special
             raise ValueError(
                 f"vocab_size={vocab_size} is too large for this training corpus ({len(sentences)} texts): "
-                f"pass vocab_size <= {limit}, or train on more text") from e
+                f"pass vocab_size <= {limit}, or train on more text"
+            ) from e
         if m := _TOO_LOW.search(msg):
             need = int(m.group(2)) - n_special
             raise ValueError(
                 f"vocab_size={vocab_size} is too small for this corpus: it must hold the special, byte and "
-                f"character pieces, pass vocab_size >= {need} (or lower character_coverage)") from e
+                f"character pieces, pass vocab_size >= {need} (or lower character_coverage)"
+            ) from e
         raise ValueError(f"SentencePiece training failed: {msg}") from e
 
     # Move the loc/seg pieces (ids 5..1156 after training) to the end, as in PaliGemma.
@@ -385,6 +402,7 @@ def train_tokenizer(texts: Iterable[str], output_path: str | os.PathLike | None 
 # ----------------------------------------------------------------------------------------------------------
 # Location / segmentation text helpers.
 # ----------------------------------------------------------------------------------------------------------
+
 
 def loc_bin_to_coordinate(b: int) -> float:
     """Converts a loc bin ``b`` in 0..1023 to a coordinate in [0, 1] as ``b / 1023`` (not ``/ 1024``)."""
@@ -429,8 +447,9 @@ def seg_codes_to_tokens(codes: Sequence[int]) -> str:
 # One object: 4 loc tokens, then any run of seg tokens, then a label up to the next "<" or ";".
 _OBJECT_RE = re.compile(
     r"<loc(\d{4})>\s*<loc(\d{4})>\s*<loc(\d{4})>\s*<loc(\d{4})>"  # 4 loc tokens
-    r"((?:\s*<seg\d+>)*)"                                           # optional seg tokens
-    r"([^<;]*)")                                                    # label
+    r"((?:\s*<seg\d+>)*)"  # optional seg tokens
+    r"([^<;]*)"
+)  # label
 _SEG_RE = re.compile(r"<seg(\d+)>")
 
 

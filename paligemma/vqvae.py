@@ -55,9 +55,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["NUM_CODES", "NUM_TOKENS", "MASK_SIZE", "Encoder", "Decoder", "ResBlock", "load_params",
-           "params_from_state_dict", "init_params", "encode", "encode_continuous", "quantize", "decode",
-           "expected_keys", "encode_jit", "decode_jit"]
+__all__ = [
+    "NUM_CODES",
+    "NUM_TOKENS",
+    "MASK_SIZE",
+    "Encoder",
+    "Decoder",
+    "ResBlock",
+    "load_params",
+    "params_from_state_dict",
+    "init_params",
+    "encode",
+    "encode_continuous",
+    "quantize",
+    "decode",
+    "expected_keys",
+    "encode_jit",
+    "decode_jit",
+]
 
 NUM_CODES = 128
 NUM_TOKENS = 16
@@ -67,6 +82,7 @@ _GRID = 4
 
 class ResBlock(nn.Module):
     """``x + conv1x1(relu(conv3x3(relu(conv3x3(x)))))`` (PyTorch ``net.0``, ``net.2``, ``net.4``)."""
+
     features: int
     kernel_size: int = 3
 
@@ -83,6 +99,7 @@ class ResBlock(nn.Module):
 
 class Encoder(nn.Module):
     """Mask ``[N,64,64,1]`` in [-1,1] -> continuous latents ``[N,4,4,D]`` (before quantisation)."""
+
     channels: Sequence[int] = (16, 32, 64, 128)
     embedding_dim: int = 512
     kernel_size: int = 3
@@ -110,6 +127,7 @@ class Encoder(nn.Module):
 
 class Decoder(nn.Module):
     """Codebook rows ``[N,4,4,D]`` -> mask logits ``[N,64,64,1]``."""
+
     hidden: int = 128
     channels: Sequence[int] = (128, 64, 32, 16)
     num_res_blocks: int = 2
@@ -125,8 +143,9 @@ class Decoder(nn.Module):
             x = ResBlock(self.hidden, self.res_kernel_size, name=f"ResBlock_{i}")(x)
         for i, c in enumerate(self.channels):
             # == torch ConvTranspose2d(kernel 4, stride 2, padding 1): output 2x the input size.
-            x = nn.ConvTranspose(c, (4, 4), strides=(2, 2), padding=2, transpose_kernel=True,
-                                 name=f"ConvTranspose_{i}")(x)
+            x = nn.ConvTranspose(
+                c, (4, 4), strides=(2, 2), padding=2, transpose_kernel=True, name=f"ConvTranspose_{i}"
+            )(x)
             x = nn.relu(x)
         return nn.Conv(1, (ko, ko), padding="SAME", name="Conv_1")(x)
 
@@ -134,6 +153,7 @@ class Decoder(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------
 # Architecture from the parameter shapes (static under jit).
 # ---------------------------------------------------------------------------------------------------------------
+
 
 def _num_indexed(tree: Mapping, prefix: str) -> int:
     return sum(1 for k in tree if re.fullmatch(rf"{prefix}_\d+", k))
@@ -143,12 +163,15 @@ def _encoder_module(enc: Mapping, embedding_dim: int, padding: str) -> Encoder:
     n_res = _num_indexed(enc, "ResBlock")
     n_conv = _num_indexed(enc, "Conv")
     channels = tuple(int(enc[f"Conv_{i}"]["kernel"].shape[-1]) for i in range(n_conv - 1))
-    return Encoder(channels=channels, embedding_dim=embedding_dim,
-                   kernel_size=int(enc["Conv_0"]["kernel"].shape[0]),
-                   out_kernel_size=int(enc[f"Conv_{n_conv - 1}"]["kernel"].shape[0]),
-                   num_res_blocks=n_res,
-                   res_kernel_size=int(enc["ResBlock_0"]["Conv_0"]["kernel"].shape[0]) if n_res else 3,
-                   padding=padding)
+    return Encoder(
+        channels=channels,
+        embedding_dim=embedding_dim,
+        kernel_size=int(enc["Conv_0"]["kernel"].shape[0]),
+        out_kernel_size=int(enc[f"Conv_{n_conv - 1}"]["kernel"].shape[0]),
+        num_res_blocks=n_res,
+        res_kernel_size=int(enc["ResBlock_0"]["Conv_0"]["kernel"].shape[0]) if n_res else 3,
+        padding=padding,
+    )
 
 
 def _decoder_module(dec: Mapping) -> Decoder:
@@ -156,19 +179,30 @@ def _decoder_module(dec: Mapping) -> Decoder:
     n_up = _num_indexed(dec, "ConvTranspose")
     # ConvTranspose kernels are (kH, kW, out, in) (transpose_kernel=True).
     channels = tuple(int(dec[f"ConvTranspose_{i}"]["kernel"].shape[2]) for i in range(n_up))
-    return Decoder(hidden=int(dec["Conv_0"]["kernel"].shape[-1]), channels=channels, num_res_blocks=n_res,
-                   res_kernel_size=int(dec["ResBlock_0"]["Conv_0"]["kernel"].shape[0]) if n_res else 3,
-                   in_kernel_size=int(dec["Conv_0"]["kernel"].shape[0]),
-                   out_kernel_size=int(dec["Conv_1"]["kernel"].shape[0]))
+    return Decoder(
+        hidden=int(dec["Conv_0"]["kernel"].shape[-1]),
+        channels=channels,
+        num_res_blocks=n_res,
+        res_kernel_size=int(dec["ResBlock_0"]["Conv_0"]["kernel"].shape[0]) if n_res else 3,
+        in_kernel_size=int(dec["Conv_0"]["kernel"].shape[0]),
+        out_kernel_size=int(dec["Conv_1"]["kernel"].shape[0]),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Public functions.
 # ---------------------------------------------------------------------------------------------------------------
 
-def init_params(rng, *, embedding_dim: int = 512, encoder_channels: Sequence[int] = (16, 32, 64, 128),
-                decoder_hidden: int = 128, decoder_channels: Sequence[int] = (128, 64, 32, 16),
-                num_codes: int = NUM_CODES) -> dict:
+
+def init_params(
+    rng,
+    *,
+    embedding_dim: int = 512,
+    encoder_channels: Sequence[int] = (16, 32, 64, 128),
+    decoder_hidden: int = 128,
+    decoder_channels: Sequence[int] = (128, 64, 32, 16),
+    num_codes: int = NUM_CODES,
+) -> dict:
     """Random parameters with the released layout (for tests and smoke runs).
 
     Kernels are He-normal (std ``sqrt(2 / fan_in)``; for the stride-2 transposed convs ``fan_in = kH kW in / 4``)
@@ -194,8 +228,9 @@ def init_params(rng, *, embedding_dim: int = 512, encoder_channels: Sequence[int
     dec = Decoder(hidden=decoder_hidden, channels=tuple(decoder_channels))
     dummy_key = jax.random.PRNGKey(0)
     enc_shapes = jax.eval_shape(enc.init, dummy_key, jax.ShapeDtypeStruct((1, MASK_SIZE, MASK_SIZE, 1), jnp.float32))
-    dec_shapes = jax.eval_shape(dec.init, dummy_key, jax.ShapeDtypeStruct((1, _GRID, _GRID, embedding_dim),
-                                                                          jnp.float32))
+    dec_shapes = jax.eval_shape(
+        dec.init, dummy_key, jax.ShapeDtypeStruct((1, _GRID, _GRID, embedding_dim), jnp.float32)
+    )
 
     def fill(path, leaf):
         names = [getattr(p, "key", str(p)) for p in path]
@@ -232,8 +267,7 @@ def encode_continuous(params: Mapping, masks, padding: str = "SAME"):
     if x.ndim == 3:
         x = x[..., None]
     if x.shape[1:] != (MASK_SIZE, MASK_SIZE, 1):
-        raise ValueError(f"masks must be [N,{MASK_SIZE},{MASK_SIZE}] or [N,{MASK_SIZE},{MASK_SIZE},1], "
-                         f"got {x.shape}")
+        raise ValueError(f"masks must be [N,{MASK_SIZE},{MASK_SIZE}] or [N,{MASK_SIZE},{MASK_SIZE},1], got {x.shape}")
     codebook = params["codebook"]
     module = _encoder_module(params["encoder"], int(codebook.shape[1]), padding)
     return module.apply({"params": params["encoder"]}, x)
@@ -251,8 +285,7 @@ def quantize(codebook, latents):
     codebook = jnp.asarray(codebook, jnp.float32)
     z = jnp.asarray(latents, jnp.float32)
     flat = z.reshape(-1, z.shape[-1])
-    dist = (jnp.sum(flat ** 2, axis=1, keepdims=True) + jnp.sum(codebook ** 2, axis=1)[None, :]
-            - 2.0 * flat @ codebook.T)
+    dist = jnp.sum(flat**2, axis=1, keepdims=True) + jnp.sum(codebook**2, axis=1)[None, :] - 2.0 * flat @ codebook.T
     return jnp.argmin(dist, axis=1).astype(jnp.int32).reshape(z.shape[:-1])
 
 
@@ -324,6 +357,7 @@ def _to_float32(a) -> np.ndarray:
     a = np.asarray(a)
     if a.dtype.kind == "V" and a.dtype.itemsize == 2:  # bfloat16 saved by numpy as raw 2-byte void
         import ml_dtypes
+
         a = a.view(ml_dtypes.bfloat16)
     return a.astype(np.float32)
 
@@ -342,7 +376,7 @@ def params_from_state_dict(state: Mapping[str, np.ndarray], require_encoder: boo
     Raises:
       ValueError: with the list of missing and unexpected keys, or of shape mismatches.
     """
-    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+    state = {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in state.items()}
     has_encoder = any(k.startswith("encoder.") for k in state)
     want_encoder = require_encoder or has_encoder
     used: set[str] = set()
@@ -387,13 +421,16 @@ def params_from_state_dict(state: Mapping[str, np.ndarray], require_encoder: boo
     decoder.update({f"ConvTranspose_{n}": conv(f"decoder.{i}", transposed=True) for n, i in enumerate(_DEC_UP)})
     decoder["Conv_1"] = conv(f"decoder.{_DEC_OUT}")
 
-    unexpected = sorted(k for k in state if k not in used and not k.startswith("_vq_vae.")
-                        and not k.endswith("num_batches_tracked"))
+    unexpected = sorted(
+        k for k in state if k not in used and not k.startswith("_vq_vae.") and not k.endswith("num_batches_tracked")
+    )
     if missing or unexpected:
-        raise ValueError("VQ-VAE state dict does not match the expected layout.\n"
-                         f"  missing keys ({len(missing)}): {missing}\n"
-                         f"  unexpected keys ({len(unexpected)}): {unexpected}\n"
-                         f"  expected: {expected_keys(want_encoder)}")
+        raise ValueError(
+            "VQ-VAE state dict does not match the expected layout.\n"
+            f"  missing keys ({len(missing)}): {missing}\n"
+            f"  unexpected keys ({len(unexpected)}): {unexpected}\n"
+            f"  expected: {expected_keys(want_encoder)}"
+        )
     if codebook.ndim != 2:
         errors.append(f"{_EMBEDDING}: expected (num_codes, D), got {codebook.shape}")
     if errors:
@@ -466,6 +503,7 @@ def load_params(path: str | os.PathLike, require_encoder: bool = True) -> dict:
       ``{"codebook", "encoder", "decoder"}`` float32 params for :func:`encode` / :func:`decode`.
     """
     from paligemma import paths  # pylint: disable=g-import-not-at-top
+
     path = os.fspath(path)
     if not paths.isfile(path):
         raise FileNotFoundError(f"{path}: VQ-VAE file not found (the released vae-oid.npz; pass its path).")

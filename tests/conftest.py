@@ -1,4 +1,5 @@
 """Test-wide settings: CPU only, 8 host devices for sharding tests, float32 matmuls at full precision."""
+
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")

@@ -111,8 +111,7 @@ def test_infer_config(name):
     inferred = checkpoints.infer_config(shapes)
     llm = model_lib.gemma.GemmaConfig(**config["llm"])
     img = siglip.SiglipConfig(**config["img"])
-    for field in ("vocab_size", "width", "depth", "mlp_dim", "num_heads", "num_kv_heads", "head_dim",
-                  "post_norms"):
+    for field in ("vocab_size", "width", "depth", "mlp_dim", "num_heads", "num_kv_heads", "head_dim", "post_norms"):
         assert inferred["llm"][field] == getattr(llm, field), field
     for field in ("width", "depth", "mlp_dim", "num_heads", "patch_size", "image_size"):
         assert inferred["img"][field] == getattr(img, field), field
@@ -128,8 +127,10 @@ def test_infer_config(name):
 
 
 def test_infer_config_mha_map_head_and_27b_scale():
-    config = {"img": dict(variant="mu/8", image_size=32, pool_type="map"),
-              "llm": dict(variant="gemma_tiny", vocab_size=64, num_kv_heads=4)}  # qkv_einsum layout
+    config = {
+        "img": dict(variant="mu/8", image_size=32, pool_type="map"),
+        "llm": dict(variant="gemma_tiny", vocab_size=64, num_kv_heads=4),
+    }  # qkv_einsum layout
     inferred = checkpoints.infer_config(_shapes(config))
     assert inferred["img"]["pool_type"] == "map" and inferred["llm"]["num_kv_heads"] == 4
     assert _shapes(inferred) == _shapes(config)
@@ -140,8 +141,12 @@ def test_infer_config_mha_map_head_and_27b_scale():
 
 
 REFERENCE_COUNTS = {  # REFERENCE.md section 1, at vocabulary 257152
-    "paligemma-3b-224": 2_938_573_760, "paligemma-3b-448": 2_939_458_496, "paligemma-3b-896": 2_942_997_440,
-    "paligemma2-3b-224": 3_047_333_312, "paligemma2-10b-224": 9_677_647_808, "paligemma2-28b-224": 27_665_430_464,
+    "paligemma-3b-224": 2_938_573_760,
+    "paligemma-3b-448": 2_939_458_496,
+    "paligemma-3b-896": 2_942_997_440,
+    "paligemma2-3b-224": 3_047_333_312,
+    "paligemma2-10b-224": 9_677_647_808,
+    "paligemma2-28b-224": 27_665_430_464,
 }
 MAP_HEAD_PARAMS = 15_238_352  # SigLIP So400m's attention-pooling head, unused by PaliGemma
 
@@ -175,7 +180,7 @@ def test_truncated_and_garbage_npz(tmp_path, params1):
         info = zf.getinfo("llm/embedder/input_embedding.npy")
     damaged = bytearray(data)
     middle = info.header_offset + 200 + info.file_size // 2
-    damaged[middle:middle + 8] = bytes(8 - i for i in range(8))
+    damaged[middle : middle + 8] = bytes(8 - i for i in range(8))
     (tmp_path / "damaged.npz").write_bytes(bytes(damaged))
     with pytest.raises(checkpoints.CheckpointError, match="damaged.npz.*(CRC|corrupt)"):
         checkpoints.load(tmp_path / "damaged.npz")
@@ -249,8 +254,9 @@ def test_hf_prefix_styles_shards_and_padding(tmp_path, params2):
     newer = {}
     for name, value in tensors.items():  # the newer naming, with an lm_head, in two shards
         name = name.replace("language_model.model.", "model.language_model.")
-        name = name.replace("vision_tower.", "model.vision_tower.").replace("multi_modal_projector.",
-                                                                           "model.multi_modal_projector.")
+        name = name.replace("vision_tower.", "model.vision_tower.").replace(
+            "multi_modal_projector.", "model.multi_modal_projector."
+        )
         newer[name] = value
     newer["lm_head.weight"] = tensors["language_model.model.embed_tokens.weight"]
     names = sorted(newer)

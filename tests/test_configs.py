@@ -1,5 +1,6 @@
 """The benchmark configs: every variant resolves, a missing checkpoint/dataset fails at once saying what to get,
 and `mode=mock` runs each config end to end (data -> training -> its evaluators) on this CPU."""
+
 import importlib
 import os
 
@@ -55,8 +56,12 @@ def test_mock_mode_trains_and_evaluates(name, tmp_path):
     assert result["step"] == result["total_steps"] == 3
     last = result["records"][-1]
     metrics = {k for k in last if "/" in k}
-    expected = {"vqav2": "vqa/accuracy", "cococap": "coco/cider", "docvqa": "anls/anls",
-                "refcoco_seg": "seg_validation/miou"}[name]
+    expected = {
+        "vqav2": "vqa/accuracy",
+        "cococap": "coco/cider",
+        "docvqa": "anls/anls",
+        "refcoco_seg": "seg_validation/miou",
+    }[name]
     assert expected in metrics, sorted(last)
 
 
@@ -66,7 +71,8 @@ def test_released_models_compute_in_bfloat16_with_float32_weights_and_remat(name
         model = config_lib.model_config(config_lib.resolve(_config(name, arg)))
         for tower in ("img", "llm"):
             assert {k: model[tower][k] for k in ("dtype", "param_dtype", "remat_policy")} == dict(
-                dtype="bfloat16", param_dtype="float32", remat_policy="full"), (name, arg, tower)
+                dtype="bfloat16", param_dtype="float32", remat_policy="full"
+            ), (name, arg, tower)
     mock = config_lib.model_config(config_lib.resolve(_config(name, "mode=mock")))  # the tiny CPU model: float32
     for tower in ("img", "llm"):
         assert mock[tower].get("dtype", "float32") == "float32" and mock[tower].get("remat_policy", "none") == "none"

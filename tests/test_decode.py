@@ -1,7 +1,6 @@
 """Decoding: every sampler against a recomputation with the full (uncached) forward pass of the model."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -43,9 +42,12 @@ def _batch(prompt_lens, width, vocab, seed=0):
     rng = np.random.default_rng(seed)
     batch = len(prompt_lens)
     mask = np.array([[i < n for i in range(width)] for n in prompt_lens], np.int32)
-    return {"image": rng.uniform(-1, 1, (batch, 32, 32, 3)).astype(np.float32),
-            "text": np.where(mask, rng.integers(3, vocab, (batch, width)), 0).astype(np.int32),
-            "mask_ar": np.zeros((batch, width), np.int32), "mask_input": mask}
+    return {
+        "image": rng.uniform(-1, 1, (batch, 32, 32, 3)).astype(np.float32),
+        "text": np.where(mask, rng.integers(3, vocab, (batch, width)), 0).astype(np.int32),
+        "mask_ar": np.zeros((batch, width), np.int32),
+        "mask_input": mask,
+    }
 
 
 class FullForward:
@@ -65,9 +67,9 @@ class FullForward:
         valid = np.zeros_like(text)
         for b, n in enumerate(self.prompt_lens):
             text[b, :n] = self.batch["text"][b, :n]
-            text[b, n:n + lengths[b]] = generated[b, :lengths[b]]
+            text[b, n : n + lengths[b]] = generated[b, : lengths[b]]
             mask_ar[b, n:] = 1
-            valid[b, :n + lengths[b]] = 1
+            valid[b, : n + lengths[b]] = 1
         full = np.asarray(self._apply(self.params, self.batch["image"], text, mask_ar, valid))
         index = self.prompt_lens[:, None] - 1 + np.arange(self.max_len)[None]
         return np.take_along_axis(full, index[:, :, None], axis=1)
@@ -128,8 +130,11 @@ def test_eos_stops_each_example_and_pads(setup):
 def test_mixed_prompt_lengths_equal_decoding_alone(setup):
     model, params, batch, _, greedy = setup
     b = 1  # prompt of 3 tokens, padded to 6 in the batch
-    alone = {"image": batch["image"][b:b + 1], "text": batch["text"][b:b + 1, :3],
-             "mask_ar": batch["mask_ar"][b:b + 1, :3]}  # no mask_input: all valid
+    alone = {
+        "image": batch["image"][b : b + 1],
+        "text": batch["text"][b : b + 1, :3],
+        "mask_ar": batch["mask_ar"][b : b + 1, :3],
+    }  # no mask_input: all valid
     out = decode.generate(model, params, alone, max_decode_len=MAX_LEN, eos_id=NEVER)
     np.testing.assert_array_equal(np.asarray(out["tokens"])[0], greedy[b])
 
@@ -145,8 +150,9 @@ def test_temperature_near_zero_equals_greedy_and_sampling_is_seeded(setup):
     np.testing.assert_array_equal(first["tokens"], again["tokens"])
     assert not np.array_equal(first["tokens"], other["tokens"])
     assert not np.array_equal(first["tokens"], greedy)
-    np.testing.assert_allclose(first["logprob"], setup[3].logprob(first["tokens"], first["lengths"]),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        first["logprob"], setup[3].logprob(first["tokens"], first["lengths"]), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_stochastic_sampler_needs_rng(setup):
@@ -176,14 +182,19 @@ def test_beam_of_one_equals_greedy(setup):
     greedy = setup[4]
     np.testing.assert_array_equal(_generate(setup, "beam(1)")["tokens"], greedy)
     eos = int(greedy[0, 2])
-    np.testing.assert_array_equal(_generate(setup, "beam(n=1)", eos_id=eos)["tokens"],
-                                  _generate(setup, "greedy", eos_id=eos)["tokens"])
+    np.testing.assert_array_equal(
+        _generate(setup, "beam(n=1)", eos_id=eos)["tokens"], _generate(setup, "greedy", eos_id=eos)["tokens"]
+    )
 
 
 def test_beam_search_finds_likelier_sequences_with_exact_logprob(setup):
     model, params, batch, ref, greedy = setup
-    run = lambda sampler, eos: {k: np.asarray(v) for k, v in decode.generate(  # noqa: E731
-        model, params, batch, max_decode_len=2, eos_id=eos, sampler=sampler).items()}
+    run = lambda sampler, eos: {
+        k: np.asarray(v)
+        for k, v in decode.generate(  # noqa: E731
+            model, params, batch, max_decode_len=2, eos_id=eos, sampler=sampler
+        ).items()
+    }
     # Two steps without eos: the greedy path is among the candidates, so beam search scores at least as well.
     out = run("beam(4)", NEVER)
     greedy_logprob = ref.logprob(greedy, np.full(8, 2))
@@ -200,7 +211,7 @@ def test_beam_search_finds_likelier_sequences_with_exact_logprob(setup):
         for b in range(8):
             n = out["lengths"][b]
             assert n == 2 or out["tokens"][b, n - 1] == eos
-            assert np.all(out["tokens"][b, n:] == 0) and eos not in out["tokens"][b, :n - 1]
+            assert np.all(out["tokens"][b, n:] == 0) and eos not in out["tokens"][b, : n - 1]
         if penalty == 0.0:  # eos, the likeliest first token, beats every longer sequence on raw log-prob
             assert out["lengths"][0] == 1
 
@@ -209,8 +220,12 @@ def test_best_of_n_keeps_the_likeliest_sample(setup):
     model, params, batch, _, greedy = setup
     n, key = 8, jax.random.key(4)
     first = {k: v[:1] for k, v in batch.items()}
-    run = lambda sampler, b: {k: np.asarray(v) for k, v in decode.generate(  # noqa: E731
-        model, params, b, max_decode_len=MAX_LEN, eos_id=NEVER, sampler=sampler, rng=key).items()}
+    run = lambda sampler, b: {
+        k: np.asarray(v)
+        for k, v in decode.generate(  # noqa: E731
+            model, params, b, max_decode_len=MAX_LEN, eos_id=NEVER, sampler=sampler, rng=key
+        ).items()
+    }
     out = run(f"best_of_n({n}, t=1.0)", first)
     np.testing.assert_array_equal(out["tokens"], run(f"best_of_n({n}, t=1.0)", first)["tokens"])
     np.testing.assert_array_equal(run(f"best_of_n(n={n}, t=1e-6)", first)["tokens"][0], greedy[0])
@@ -233,30 +248,35 @@ def test_sharded_batch_gives_the_same_tokens(setup):
     assert len(out["tokens"].sharding.device_set) == 8
     # Beam search reorders cache rows across the sharded batch.
     eos = int(greedy[0, 0])
-    beams = [decode.generate(model, p, b, max_decode_len=2, eos_id=eos, sampler="beam(4, 0.5)")
-             for p, b in ((params, batch), (replicated, sharded))]
+    beams = [
+        decode.generate(model, p, b, max_decode_len=2, eos_id=eos, sampler="beam(4, 0.5)")
+        for p, b in ((params, batch), (replicated, sharded))
+    ]
     for name in ("tokens", "lengths"):
         np.testing.assert_array_equal(np.asarray(beams[0][name]), np.asarray(beams[1][name]))
     np.testing.assert_allclose(np.asarray(beams[0]["logprob"]), np.asarray(beams[1]["logprob"]), rtol=1e-5)
 
 
-@pytest.mark.parametrize("spec,match", [
-    ("foo", "unknown sampler 'foo'"),
-    ("top_k", "needs argument 'k'"),
-    ("top_k(k=0)", "integer >= 1"),
-    ("top_k(2.5)", "integer >= 1"),
-    ("top_p(p=1.5)", r"p must be in \(0, 1\]"),
-    ("temperature(t=-1)", "t must be >= 0"),
-    ("beam(n=2, alpha=0.6)", "no argument 'alpha'"),
-    ("beam(2, 0.6, 1)", "at most 2 argument"),
-    ("greedy(1)", "at most 0 argument"),
-    ("best_of_n(2, n=3)", "given twice"),
-    ("temperature(t=__import__('os'))", "not a Python literal"),
-    ("temperature(t=float('nan'))", "not a Python literal"),
-    ("os.system('x')", "not of the form"),
-    ("top_k(k=4", "not of the form"),
-    ("temperature(t='hot')", "finite number"),
-])
+@pytest.mark.parametrize(
+    "spec,match",
+    [
+        ("foo", "unknown sampler 'foo'"),
+        ("top_k", "needs argument 'k'"),
+        ("top_k(k=0)", "integer >= 1"),
+        ("top_k(2.5)", "integer >= 1"),
+        ("top_p(p=1.5)", r"p must be in \(0, 1\]"),
+        ("temperature(t=-1)", "t must be >= 0"),
+        ("beam(n=2, alpha=0.6)", "no argument 'alpha'"),
+        ("beam(2, 0.6, 1)", "at most 2 argument"),
+        ("greedy(1)", "at most 0 argument"),
+        ("best_of_n(2, n=3)", "given twice"),
+        ("temperature(t=__import__('os'))", "not a Python literal"),
+        ("temperature(t=float('nan'))", "not a Python literal"),
+        ("os.system('x')", "not of the form"),
+        ("top_k(k=4", "not of the form"),
+        ("temperature(t='hot')", "finite number"),
+    ],
+)
 def test_bad_sampler_strings_raise(spec, match):
     with pytest.raises(ValueError, match=match) as info:
         decode.parse_sampler(spec)
@@ -292,8 +312,10 @@ def test_invalid_requests_name_the_problem(setup, monkeypatch):
 
 def test_decode_texts_strips_eos_and_pad(tmp_path):
     from paligemma.tokenizer import train_tokenizer
-    tok = train_tokenizer(["a red circle", "a blue square", "the green triangle is small"] * 20,
-                          tmp_path / "t.model", vocab_size=300)
+
+    tok = train_tokenizer(
+        ["a red circle", "a blue square", "the green triangle is small"] * 20, tmp_path / "t.model", vocab_size=300
+    )
     ids = tok.encode("a red circle")
     tokens = np.array([ids + [tok.eos_id, 0, 0], ids[:2] + [tok.pad_id] * (len(ids) + 1)], np.int32)
     lengths = np.array([len(ids) + 1, 2], np.int32)

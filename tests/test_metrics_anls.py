@@ -1,4 +1,5 @@
 """ANLS."""
+
 import pytest
 
 from evaluators.metrics import anls, levenshtein
@@ -14,16 +15,16 @@ def test_levenshtein():
 
 def test_anls_values():
     assert anls("hello", ["hello"]) == 1.0
-    assert anls(" Hello ", ["hello"]) == 1.0            # lowercase + strip
+    assert anls(" Hello ", ["hello"]) == 1.0  # lowercase + strip
     assert anls("hallo", ["hello"]) == pytest.approx(0.8)  # NL = 1/5
     assert anls("abd", ["abc"]) == pytest.approx(2 / 3)
-    assert anls("abcd", ["abxy"]) == 0.0                 # NL = 0.5 is not < 0.5
+    assert anls("abcd", ["abxy"]) == 0.0  # NL = 0.5 is not < 0.5
     assert anls("abcd", ["abxy"], threshold=0.6) == pytest.approx(0.5)
     assert anls("abcdefgh", ["zzzzzzzz"]) == 0.0
     assert anls("hallo", ["xyz", "hello", "hallo!!!!"]) == pytest.approx(0.8)  # max over answers
     assert anls("", [""]) == 1.0
     assert anls("", ["a"]) == 0.0
-    assert anls("ab", ["abc"]) == pytest.approx(2 / 3)   # max length in the denominator
+    assert anls("ab", ["abc"]) == pytest.approx(2 / 3)  # max length in the denominator
 
 
 def test_anls_whitespace_variant():

@@ -1,5 +1,6 @@
 """CIDEr-D, BLEU, ROUGE-L against pycocoevalcap (the reference), and the Python PTB tokenizer against the
 toolkit's Java PTBTokenizer (recorded fixture; live check when java is available)."""
+
 import json
 import math
 import os
@@ -23,8 +24,13 @@ def _random_corpus(seed, num_images, vocab_size, max_len, max_refs, min_len=0):
     rng = random.Random(seed)
     vocab = [f"w{i}" for i in range(vocab_size)]
     preds = [" ".join(rng.choice(vocab) for _ in range(rng.randint(min_len, max_len))) for _ in range(num_images)]
-    refs = [[" ".join(rng.choice(vocab) for _ in range(rng.randint(1, max_len + 2)))
-             for _ in range(rng.randint(1, max_refs))] for _ in range(num_images)]
+    refs = [
+        [
+            " ".join(rng.choice(vocab) for _ in range(rng.randint(1, max_len + 2)))
+            for _ in range(rng.randint(1, max_refs))
+        ]
+        for _ in range(num_images)
+    ]
     return preds, refs
 
 
@@ -34,11 +40,13 @@ def _as_dicts(preds, refs):
 
 # ------------------------------------------------------------------------------------------------ CIDEr-D
 
+
 def test_cider_reference_checks():
     assert cider(["a b c"], [["a b c"]], tokenize=False)[0] == 0.0  # one image: ln(1) = 0
     assert cider(["a b c", "d e f"], [["a b c"], ["d e f"]], tokenize=False)[0] == pytest.approx(7.5, abs=1e-12)
     assert cider(["a b c d", "e f g h"], [["a b c d"], ["e f g h"]], tokenize=False)[0] == pytest.approx(
-        10.0, abs=1e-12)
+        10.0, abs=1e-12
+    )
 
 
 def test_cider_hand_case():
@@ -59,13 +67,16 @@ def test_cider_length_penalty_counts_bigrams():
     np.testing.assert_allclose(scores, ref_scores, atol=1e-12)
 
 
-@pytest.mark.parametrize("seed, num_images, vocab, max_len, max_refs", [
-    (0, 40, 12, 10, 5),      # small vocab: many shared n-grams, high df
-    (1, 25, 60, 14, 7),
-    (2, 3, 5, 6, 3),
-    (3, 60, 30, 18, 5),
-    (4, 10, 4, 4, 10),
-])
+@pytest.mark.parametrize(
+    "seed, num_images, vocab, max_len, max_refs",
+    [
+        (0, 40, 12, 10, 5),  # small vocab: many shared n-grams, high df
+        (1, 25, 60, 14, 7),
+        (2, 3, 5, 6, 3),
+        (3, 60, 30, 18, 5),
+        (4, 10, 4, 4, 10),
+    ],
+)
 def test_cider_matches_pycocoevalcap(seed, num_images, vocab, max_len, max_refs):
     preds, refs = _random_corpus(seed, num_images, vocab, max_len, max_refs)
     ref_score, ref_scores = pycoco_cider.Cider().compute_score(*_as_dicts(preds, refs))
@@ -105,13 +116,14 @@ def test_cider_input_errors():
 
 # ------------------------------------------------------------------------------------------------ BLEU
 
+
 def test_bleu_hand_cases():
     score, _ = bleu4(["a b c d"], [["a b c d"]], tokenize=False)
     assert score == pytest.approx(1.0, abs=1e-8)
     # p1..p4 = 4/5, 3/4, 2/3, 1/2, same length -> (0.2) ** 0.25.
     score, per_image = bleu4(["a b c d e"], [["a b c d f"]], tokenize=False)
-    assert score == pytest.approx(0.2 ** 0.25, abs=1e-8)
-    assert per_image[0] == pytest.approx(0.2 ** 0.25, abs=1e-8)
+    assert score == pytest.approx(0.2**0.25, abs=1e-8)
+    assert per_image[0] == pytest.approx(0.2**0.25, abs=1e-8)
     # Brevity penalty: hyp 2 words, closest ref 4 words -> exp(1 - 4/2); BLEU-1 = 1 * BP.
     corpus, _ = bleu(["a b"], [["a b c d"]], tokenize=False)
     assert corpus[0] == pytest.approx(math.exp(1 - 2), abs=1e-8)
@@ -128,6 +140,7 @@ def test_bleu_matches_pycocoevalcap(seed):
 
 
 # ------------------------------------------------------------------------------------------------ ROUGE-L
+
 
 def test_rouge_hand_case():
     # LCS("a b c d", "a c d e f") = 3; P = 3/4, R = 3/5; F = (1 + b^2) P R / (R + b^2 P), b = 1.2.
@@ -148,21 +161,27 @@ def test_rouge_matches_pycocoevalcap(seed):
 
 # ------------------------------------------------------------------------------------------------ PTB tokenizer
 
-@pytest.mark.parametrize("raw, tokens", [
-    ("A man riding a wave on top of a surfboard.", "a man riding a wave on top of a surfboard"),
-    ("Don't do it, it's the dog's bone; they're here!", "do n't do it it 's the dog 's bone they 're here"),
-    ("I'm sure he'd've gone.", "i 'm sure he 'd 've gone"),
-    ("can't won't cannot gonna", "ca n't wo n't can not gon na"),
-    ("The (big) [red] {blue} \"quoted\" 'single' text...", "the -lrb- big -rrb- -lsb- red -rsb- -lcb- blue -rcb- "
-                                                            "quoted single text"),
-    ("well-known 2-year-old, 3.5 and 1,000 at 5:30 p.m.", "well-known 2-year-old 3.5 and 1,000 at 5:30 p.m."),
-    ("Mr. Smith -- dogs' toys - here", "mr. smith dogs toys here"),
-    ("What?! No!!! ok.. fine....", "what ?! no !!! ok fine"),
-    ("50% off $5 & more", "50 % off $ 5 & more"),
-    ("rock'n'roll at o'clock", "rock 'n' roll at o'clock"),
-    ("\u201cHi\u201d \u2014 the end\u2026", "hi the end"),
-    ("two\nlines", "two lines"),
-])
+
+@pytest.mark.parametrize(
+    "raw, tokens",
+    [
+        ("A man riding a wave on top of a surfboard.", "a man riding a wave on top of a surfboard"),
+        ("Don't do it, it's the dog's bone; they're here!", "do n't do it it 's the dog 's bone they 're here"),
+        ("I'm sure he'd've gone.", "i 'm sure he 'd 've gone"),
+        ("can't won't cannot gonna", "ca n't wo n't can not gon na"),
+        (
+            "The (big) [red] {blue} \"quoted\" 'single' text...",
+            "the -lrb- big -rrb- -lsb- red -rsb- -lcb- blue -rcb- quoted single text",
+        ),
+        ("well-known 2-year-old, 3.5 and 1,000 at 5:30 p.m.", "well-known 2-year-old 3.5 and 1,000 at 5:30 p.m."),
+        ("Mr. Smith -- dogs' toys - here", "mr. smith dogs toys here"),
+        ("What?! No!!! ok.. fine....", "what ?! no !!! ok fine"),
+        ("50% off $5 & more", "50 % off $ 5 & more"),
+        ("rock'n'roll at o'clock", "rock 'n' roll at o'clock"),
+        ("\u201cHi\u201d \u2014 the end\u2026", "hi the end"),
+        ("two\nlines", "two lines"),
+    ],
+)
 def test_ptb_tokenize_hand_cases(raw, tokens):
     assert ptb_tokenize(raw) == tokens
 
@@ -179,21 +198,34 @@ def test_ptb_tokenize_matches_java_fixture():
 JAR = None
 try:
     import pycocoevalcap.tokenizer.ptbtokenizer as _ptb_module
+
     JAR = os.path.join(os.path.dirname(_ptb_module.__file__), "stanford-corenlp-3.4.1.jar")
 except ImportError:  # pragma: no cover
     pass
 
 
-@pytest.mark.skipif(shutil.which("java") is None or JAR is None or not os.path.exists(JAR),
-                    reason="java / the toolkit's CoreNLP jar not available")
+@pytest.mark.skipif(
+    shutil.which("java") is None or JAR is None or not os.path.exists(JAR),
+    reason="java / the toolkit's CoreNLP jar not available",
+)
 def test_ptb_tokenize_matches_java_live(tmp_path):
     from pycocoevalcap.tokenizer.ptbtokenizer import PUNCTUATIONS
-    lines = ["A dog's toy, isn't it?", "Two (2) cats \"sleeping\" on a well-worn sofa...",
-             "It's 5:30 p.m. -- they've gone; we'll see!", "THE MAN'S HAT IS RED.", "a 10-foot pole & a #2 pencil"]
+
+    lines = [
+        "A dog's toy, isn't it?",
+        'Two (2) cats "sleeping" on a well-worn sofa...',
+        "It's 5:30 p.m. -- they've gone; we'll see!",
+        "THE MAN'S HAT IS RED.",
+        "a 10-foot pole & a #2 pencil",
+    ]
     path = tmp_path / "in.txt"
     path.write_text("\n".join(lines))
-    out = subprocess.run(["java", "-cp", JAR, "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines",
-                          "-lowerCase", str(path)], capture_output=True, text=True, timeout=60).stdout.split("\n")
+    out = subprocess.run(
+        ["java", "-cp", JAR, "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines", "-lowerCase", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.split("\n")
     for raw, java in zip(lines, out):
         want = " ".join(w for w in java.rstrip().split(" ") if w not in PUNCTUATIONS)
         assert ptb_tokenize(raw) == want

@@ -1,4 +1,5 @@
 """Detection mAP@0.5 (VOC all-point) and F1 on tiny hand-computed cases."""
+
 import numpy as np
 import pytest
 
@@ -6,8 +7,8 @@ from evaluators.metrics import average_precision, box_iou, detection_f1, detecti
 
 A = (0.0, 0.0, 0.5, 0.5)
 B = (0.5, 0.5, 1.0, 1.0)
-B_SHIFTED = (0.5, 0.5, 1.0, 0.95)   # IoU 0.9 with B
-OFF = (0.0, 0.6, 0.2, 0.9)          # overlaps nothing
+B_SHIFTED = (0.5, 0.5, 1.0, 0.95)  # IoU 0.9 with B
+OFF = (0.0, 0.6, 0.2, 0.9)  # overlaps nothing
 
 
 def test_box_iou():
@@ -66,8 +67,10 @@ def test_f1_hand_case():
 
 def test_detection_metrics_from_text():
     tok = pytest.importorskip("paligemma.tokenizer")
-    texts = [tok.box_to_loc_tokens(OFF) + " cat ; " + tok.box_to_loc_tokens(A) + " cat",
-             tok.box_to_loc_tokens(B_SHIFTED) + " cat ; " + tok.box_to_loc_tokens(B) + " bird"]
+    texts = [
+        tok.box_to_loc_tokens(OFF) + " cat ; " + tok.box_to_loc_tokens(A) + " cat",
+        tok.box_to_loc_tokens(B_SHIFTED) + " cat ; " + tok.box_to_loc_tokens(B) + " bird",
+    ]
     out = detection_metrics(texts, GTS)
     assert out["map"] == pytest.approx(1 / 3)
     assert out["f1"] == pytest.approx(4 / 7)

@@ -1,4 +1,5 @@
 """Per-example suffix NLL."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -1,41 +1,67 @@
 """ChartQA relaxed accuracy, TallyQA, POPE, ScienceQA, RSVQA."""
+
 import pytest
 
-from evaluators.metrics import (normalize_count, normalize_rsvqa_answer, parse_scienceqa_answer, parse_yes_no,
-                                pope_metrics, relaxed_accuracy, rsvqa_accuracy, rsvqa_aggregate, scienceqa_accuracy,
-                                tallyqa_accuracy, tallyqa_aggregate)
+from evaluators.metrics import (
+    normalize_count,
+    normalize_rsvqa_answer,
+    parse_scienceqa_answer,
+    parse_yes_no,
+    pope_metrics,
+    relaxed_accuracy,
+    rsvqa_accuracy,
+    rsvqa_aggregate,
+    scienceqa_accuracy,
+    tallyqa_accuracy,
+    tallyqa_aggregate,
+)
 
 
-@pytest.mark.parametrize("pred, target, ok", [
-    ("12", "12", True),
-    ("12.5", "12", True),        # 4.2 %
-    ("12.7", "12", False),       # 5.8 %
-    ("105", "100", True),        # exactly 5 % is accepted
-    ("105.1", "100", False),
-    ("95", "100", True),
-    ("-5", "-5.1", True),        # relative to |target|
-    ("45%", "0.45", True),       # trailing % -> /100
-    ("0.45", "45%", True),
-    ("45", "45%", False),        # 45 vs 0.45
-    ("0", "0", True),            # zero target: string comparison
-    ("0.0", "0", False),
-    ("0.01", "0", False),
-    (" Yes ", "yes", True),      # strip + lowercase for text
-    ("Yes", "No", False),
-    ("1,000", "1000", False),    # no comma handling (float() syntax only)
-    ("nan", "nan", True),        # not a finite number -> string comparison
-    ("inf", "1e308", False),
-    ("12 apples", "12", False),
-])
+@pytest.mark.parametrize(
+    "pred, target, ok",
+    [
+        ("12", "12", True),
+        ("12.5", "12", True),  # 4.2 %
+        ("12.7", "12", False),  # 5.8 %
+        ("105", "100", True),  # exactly 5 % is accepted
+        ("105.1", "100", False),
+        ("95", "100", True),
+        ("-5", "-5.1", True),  # relative to |target|
+        ("45%", "0.45", True),  # trailing % -> /100
+        ("0.45", "45%", True),
+        ("45", "45%", False),  # 45 vs 0.45
+        ("0", "0", True),  # zero target: string comparison
+        ("0.0", "0", False),
+        ("0.01", "0", False),
+        (" Yes ", "yes", True),  # strip + lowercase for text
+        ("Yes", "No", False),
+        ("1,000", "1000", False),  # no comma handling (float() syntax only)
+        ("nan", "nan", True),  # not a finite number -> string comparison
+        ("inf", "1e308", False),
+        ("12 apples", "12", False),
+    ],
+)
 def test_relaxed_accuracy(pred, target, ok):
     assert relaxed_accuracy(pred, target) is ok
 
 
-@pytest.mark.parametrize("pred, answer, ok", [
-    ("Three", 3, True), ("3.", "3", True), ("twenty", 20, True), ("Twenty.", "20", True), ("03", 3, True),
-    ("none", 0, True), ("zero", "0", True), ("21", "twenty one", False), ("2 dogs", 2, False), ("4", 5, False),
-    (" 7 ", "seven", True), ("eleven", 11, True),
-])
+@pytest.mark.parametrize(
+    "pred, answer, ok",
+    [
+        ("Three", 3, True),
+        ("3.", "3", True),
+        ("twenty", 20, True),
+        ("Twenty.", "20", True),
+        ("03", 3, True),
+        ("none", 0, True),
+        ("zero", "0", True),
+        ("21", "twenty one", False),
+        ("2 dogs", 2, False),
+        ("4", 5, False),
+        (" 7 ", "seven", True),
+        ("eleven", 11, True),
+    ],
+)
 def test_tallyqa(pred, answer, ok):
     assert tallyqa_accuracy(pred, answer) is ok
 
@@ -49,11 +75,22 @@ def test_tallyqa_aggregate_and_normalize():
         tallyqa_aggregate([True], [])
 
 
-@pytest.mark.parametrize("text, answer", [
-    ("Yes, there is a dog.", "yes"), ("No, there is not.", "no"), ("There is no dog in the image", "no"),
-    ("NO", "no"), ("I don't think so", "no"), ("Sure.", "yes"), ("Yes. No other dog though.", "yes"),
-    ("yes", "yes"), ("no.", "no"), ("Not really", "no"), ("Nothing", "yes"),
-])
+@pytest.mark.parametrize(
+    "text, answer",
+    [
+        ("Yes, there is a dog.", "yes"),
+        ("No, there is not.", "no"),
+        ("There is no dog in the image", "no"),
+        ("NO", "no"),
+        ("I don't think so", "no"),
+        ("Sure.", "yes"),
+        ("Yes. No other dog though.", "yes"),
+        ("yes", "yes"),
+        ("no.", "no"),
+        ("Not really", "no"),
+        ("Nothing", "yes"),
+    ],
+)
 def test_pope_parse(text, answer):
     assert parse_yes_no(text) == answer
 
@@ -72,23 +109,26 @@ def test_pope_metrics():
         pope_metrics(["yes"], ["maybe"])
 
 
-@pytest.mark.parametrize("text, kwargs, index", [
-    ("The answer is B.", {}, 1),
-    ("the answer is (c)", {}, 2),
-    ("Because x. The answer is A.", {}, 0),
-    ("B", {}, 1),
-    ("(b)", {}, 1),
-    ("B.", {}, 1),
-    ("B. cat", {}, 1),
-    ("(C) dog", {}, 2),
-    ("The answer is E.", {"num_choices": 3}, None),
-    ("D", {"choices": ["x", "y"]}, None),
-    ("cat", {"choices": ["dog", "cat"]}, 1),
-    ("The answer is cat.", {"choices": ["dog", "cat"]}, 1),
-    ("Cat.", {"choices": ["dog", "cat"]}, 1),
-    ("I think it is a bird", {"choices": ["dog", "cat"]}, None),
-    ("", {}, None),
-])
+@pytest.mark.parametrize(
+    "text, kwargs, index",
+    [
+        ("The answer is B.", {}, 1),
+        ("the answer is (c)", {}, 2),
+        ("Because x. The answer is A.", {}, 0),
+        ("B", {}, 1),
+        ("(b)", {}, 1),
+        ("B.", {}, 1),
+        ("B. cat", {}, 1),
+        ("(C) dog", {}, 2),
+        ("The answer is E.", {"num_choices": 3}, None),
+        ("D", {"choices": ["x", "y"]}, None),
+        ("cat", {"choices": ["dog", "cat"]}, 1),
+        ("The answer is cat.", {"choices": ["dog", "cat"]}, 1),
+        ("Cat.", {"choices": ["dog", "cat"]}, 1),
+        ("I think it is a bird", {"choices": ["dog", "cat"]}, None),
+        ("", {}, None),
+    ],
+)
 def test_scienceqa_parse(text, kwargs, index):
     assert parse_scienceqa_answer(text, **kwargs) == index
 
@@ -100,11 +140,22 @@ def test_scienceqa_accuracy():
     assert scienceqa_accuracy("cat", 1, choices=["dog", "cat"])
 
 
-@pytest.mark.parametrize("pred, answer, ok", [
-    ("Yes", "yes", True), ("yes, there are", "yes", True), ("no.", "no", True), ("five", "5", True),
-    ("5.0", "5", True), ("05", "5", True), ("rural", "urban", False), ("Urban", "urban", True),
-    ("between 10m2 and 100m2", "between 10m2 and 100m2", True), ("0m2", "0 m2", False), ("6", "5", False),
-])
+@pytest.mark.parametrize(
+    "pred, answer, ok",
+    [
+        ("Yes", "yes", True),
+        ("yes, there are", "yes", True),
+        ("no.", "no", True),
+        ("five", "5", True),
+        ("5.0", "5", True),
+        ("05", "5", True),
+        ("rural", "urban", False),
+        ("Urban", "urban", True),
+        ("between 10m2 and 100m2", "between 10m2 and 100m2", True),
+        ("0m2", "0 m2", False),
+        ("6", "5", False),
+    ],
+)
 def test_rsvqa_accuracy(pred, answer, ok):
     assert rsvqa_accuracy(pred, answer) is ok
 

@@ -1,4 +1,5 @@
 """RefCOCO mIoU / box accuracy on hand-made boxes and masks; PIL-compatible bilinear resize."""
+
 import numpy as np
 import pytest
 
@@ -16,7 +17,7 @@ BINS = [205, 256, 614, 768]
 CODES = list(range(16))
 IDS = [LOC0 + b for b in BINS] + [SEG0 + c for c in CODES] + [1]  # trailing eos is ignored
 
-FULL = np.ones((64, 64), np.float32)                                 # every pixel foreground
+FULL = np.ones((64, 64), np.float32)  # every pixel foreground
 LEFT = np.where(np.arange(64)[None, :] < 32, 1.0, -1.0) * np.ones((64, 1), np.float32)  # left half
 
 
@@ -50,13 +51,13 @@ def test_iou_full_and_half_masks():
 def test_token_validation():
     t, valid = tokens_from_ids(IDS)
     assert valid and list(t) == BINS + CODES
-    assert not tokens_from_ids(IDS[:19])[1]                                  # too short
-    assert not tokens_from_ids([5] + IDS[1:])[1]                             # text token instead of a loc
-    assert not tokens_from_ids(IDS[:4] + [LOC0] + IDS[5:])[1]                # loc where a seg should be
-    assert not tokens_from_ids(IDS[:19] + [SEG0 + 128])[1]                   # seg id beyond <seg127>
+    assert not tokens_from_ids(IDS[:19])[1]  # too short
+    assert not tokens_from_ids([5] + IDS[1:])[1]  # text token instead of a loc
+    assert not tokens_from_ids(IDS[:4] + [LOC0] + IDS[5:])[1]  # loc where a seg should be
+    assert not tokens_from_ids(IDS[:19] + [SEG0 + 128])[1]  # seg id beyond <seg127>
     assert not tokens_from_ids([LOC0 + 614, LOC0 + 256, LOC0 + 205, LOC0 + 768] + IDS[4:])[1]  # y2 < y1
     assert not tokens_from_ids([LOC0 + 205, LOC0 + 256, LOC0 + 205, LOC0 + 768] + IDS[4:])[1]  # y2 == y1
-    assert tokens_from_ids(IDS + [LOC0, 5, 5])[1]                            # extra tokens after 20 ignored
+    assert tokens_from_ids(IDS + [LOC0, 5, 5])[1]  # extra tokens after 20 ignored
 
 
 def test_example_and_box_accuracy():
@@ -91,9 +92,16 @@ def test_text_input():
 
 def test_metrics_with_vqvae_decoder():
     import jax
+
     from paligemma import vqvae
-    params = vqvae.init_params(jax.random.PRNGKey(0), embedding_dim=8, encoder_channels=(4, 4, 4, 8),
-                               decoder_hidden=8, decoder_channels=(8, 8, 8, 8))
+
+    params = vqvae.init_params(
+        jax.random.PRNGKey(0),
+        embedding_dim=8,
+        encoder_channels=(4, 4, 4, 8),
+        decoder_hidden=8,
+        decoder_channels=(8, 8, 8, 8),
+    )
     mask64 = np.asarray(vqvae.decode(params, np.asarray([CODES], np.int32)))[0]
     expected = refcoco_example(IDS, GT, GT_BOX, mask64=mask64)["iou"]
     out = refcoco_metrics([IDS, [5] * 20, IDS], [GT, GT, GT], [GT_BOX] * 3, vqvae_params=params)

@@ -1,4 +1,5 @@
 """VQA accuracy (VQAv2 official-script behaviour), TextVQA variant, aggregation."""
+
 import pytest
 
 from evaluators.metrics import normalize_vqa_answer, vqa_accuracy, vqa_accuracy_always_normalize, vqa_aggregate
@@ -13,8 +14,9 @@ def _reference_leave_one_out(pred, answers):
     return sum(accs) / len(accs)
 
 
-@pytest.mark.parametrize("m, expected", [(0, 0.0), (1, 0.3), (2, 0.6), (3, 0.9), (4, 1.0), (5, 1.0), (9, 1.0),
-                                         (10, 1.0)])
+@pytest.mark.parametrize(
+    "m, expected", [(0, 0.0), (1, 0.3), (2, 0.6), (3, 0.9), (4, 1.0), (5, 1.0), (9, 1.0), (10, 1.0)]
+)
 def test_leave_one_out_values(m, expected):
     answers = ["cat"] * m + ["dog"] * (10 - m)
     got = vqa_accuracy("cat", answers)
@@ -49,33 +51,36 @@ def test_normalisation_when_answers_disagree():
     assert vqa_accuracy("A dog.", ["dog"] * 2 + ["cat"] * 8) == pytest.approx(0.6)
 
 
-@pytest.mark.parametrize("raw, normalised", [
-    ("Two dogs!", "2 dogs"),
-    ("two dogs !", "2 dogs"),            # "!" touches a space -> deleted
-    ("black/white", "black white"),      # no space next to "/" -> replaced by a space
-    ("black / white", "black white"),    # "/" touches a space -> deleted, then whitespace split
-    ("left-hand side, right", "left hand side right"),  # "," touches a space (deleted); "-" -> space
-    ("1,000", "1000"),                   # digit-comma-digit -> every mark deleted
-    ("1,000-2", "10002"),                # ... including "-"
-    ("3.5", "3.5"),                      # period followed by a digit stays
-    ("The cat.", "cat"),
-    ("a man", "man"),
-    ("an apple", "apple"),
-    ("none", "0"),
-    ("zero", "0"),
-    ("ten", "10"),
-    ("eleven", "eleven"),                # only zero..ten are mapped
-    ("dont", "don't"),
-    ("isnt it", "isn't it"),
-    ("Im", "im"),                        # uppercase keys of the official table never fire
-    ("somebody'd", "somebodyd"),         # the official table maps this one backwards
-    ("twas", "'twas"),
-    ("it's", "it's"),                    # apostrophes are not punctuation here
-    ("what:", "what:"),                  # ":" is not in the list
-    ("yes\tno\n", "yes no"),
-    ("(red)", "red"),
-    ("red (dark)", "red dark"),          # " (" touches a space -> "(" deleted; ")" does not -> space
-])
+@pytest.mark.parametrize(
+    "raw, normalised",
+    [
+        ("Two dogs!", "2 dogs"),
+        ("two dogs !", "2 dogs"),  # "!" touches a space -> deleted
+        ("black/white", "black white"),  # no space next to "/" -> replaced by a space
+        ("black / white", "black white"),  # "/" touches a space -> deleted, then whitespace split
+        ("left-hand side, right", "left hand side right"),  # "," touches a space (deleted); "-" -> space
+        ("1,000", "1000"),  # digit-comma-digit -> every mark deleted
+        ("1,000-2", "10002"),  # ... including "-"
+        ("3.5", "3.5"),  # period followed by a digit stays
+        ("The cat.", "cat"),
+        ("a man", "man"),
+        ("an apple", "apple"),
+        ("none", "0"),
+        ("zero", "0"),
+        ("ten", "10"),
+        ("eleven", "eleven"),  # only zero..ten are mapped
+        ("dont", "don't"),
+        ("isnt it", "isn't it"),
+        ("Im", "im"),  # uppercase keys of the official table never fire
+        ("somebody'd", "somebodyd"),  # the official table maps this one backwards
+        ("twas", "'twas"),
+        ("it's", "it's"),  # apostrophes are not punctuation here
+        ("what:", "what:"),  # ":" is not in the list
+        ("yes\tno\n", "yes no"),
+        ("(red)", "red"),
+        ("red (dark)", "red dark"),  # " (" touches a space -> "(" deleted; ")" does not -> space
+    ],
+)
 def test_normalize_vqa_answer(raw, normalised):
     assert normalize_vqa_answer(raw) == normalised
 

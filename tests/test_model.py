@@ -73,8 +73,7 @@ def test_padding_does_not_change_valid_positions(tiny):
     np.testing.assert_allclose(padded[:, :6], short, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name,window", [("paligemma-tiny", None), ("paligemma2-tiny", None),
-                                         ("paligemma2-tiny", 5)])
+@pytest.mark.parametrize("name,window", [("paligemma-tiny", None), ("paligemma2-tiny", None), ("paligemma2-tiny", 5)])
 def test_prefill_then_extend_matches_full_forward(name, window):
     """Prompts of different lengths in one batch; a window shorter than the sequence on Gemma 2."""
     cfg, model, params = _setup(name, sliding_window=window)
@@ -84,16 +83,23 @@ def test_prefill_then_extend_matches_full_forward(name, window):
     prompts = _text(2, width, 1000, seed=4)
     suffix = _text(2, suffix_len, 1000, seed=5)
     input_mask = jnp.array([[i < n for i in range(width)] for n in prompt_lens])
-    first_logits, cache = model.apply(variables, image, prompts, jnp.zeros_like(prompts), input_mask,
-                                      cache_size=16 + width + suffix_len, method=pg.Model.prefill)
+    first_logits, cache = model.apply(
+        variables,
+        image,
+        prompts,
+        jnp.zeros_like(prompts),
+        input_mask,
+        cache_size=16 + width + suffix_len,
+        method=pg.Model.prefill,
+    )
     steps = []
     for i in range(suffix_len):
         logits, cache = model.apply(variables, suffix[:, i], cache, method=pg.Model.extend)
         steps.append(logits)
     for b, n in enumerate(prompt_lens):
-        text = jnp.concatenate([prompts[b:b + 1, :n], suffix[b:b + 1]], axis=1)
+        text = jnp.concatenate([prompts[b : b + 1, :n], suffix[b : b + 1]], axis=1)
         mask_ar = jnp.array([[0] * n + [1] * suffix_len])
-        full = model.apply(variables, image[b:b + 1], text, mask_ar)[0][0]
+        full = model.apply(variables, image[b : b + 1], text, mask_ar)[0][0]
         np.testing.assert_allclose(first_logits[b], full[n - 1], rtol=1e-5, atol=1e-5)
         for i in range(suffix_len):
             np.testing.assert_allclose(steps[i][b], full[n + i], rtol=1e-5, atol=1e-5)
@@ -137,8 +143,10 @@ def test_scan_unroll_and_remat_give_the_same_logits():
     cfg, model, params = _setup("paligemma2-tiny")
     args = (_image(2), _text(2, 6, 1000), jnp.array([[0, 0, 0, 1, 1, 1]] * 2))
     base = model.apply({"params": params}, *args)[0]
-    variant = {"img": dict(cfg["img"], scan_unroll=2, remat_policy="full"),
-               "llm": dict(cfg["llm"], scan_unroll=2, remat_policy="dots")}
+    variant = {
+        "img": dict(cfg["img"], scan_unroll=2, remat_policy="full"),
+        "llm": dict(cfg["llm"], scan_unroll=2, remat_policy="dots"),
+    }
     other = pg.Model(**variant).apply({"params": params}, *args)[0]
     np.testing.assert_allclose(base, other, rtol=1e-5, atol=1e-5)
 
@@ -164,12 +172,14 @@ def test_bfloat16_compute_keeps_float32_logits_close():
 def test_released_compute_prefill_and_extend_match_its_full_forward():
     """bfloat16 compute, float32 weights, remat "full" (configs/common.py RELEASED_COMPUTE): the decode programs."""
     from configs.common import RELEASED_COMPUTE
+
     cfg, _, params = _setup("paligemma2-tiny")
     model = pg.Model(img=dict(cfg["img"], **RELEASED_COMPUTE), llm=dict(cfg["llm"], **RELEASED_COMPUTE))
     variables = {"params": params}
     image, prompt, suffix = _image(1), _text(1, 4, 1000, seed=4), _text(1, 3, 1000, seed=5)
-    first, cache = model.apply(variables, image, prompt, jnp.zeros_like(prompt), cache_size=16 + 4 + 3,
-                               method=pg.Model.prefill)
+    first, cache = model.apply(
+        variables, image, prompt, jnp.zeros_like(prompt), cache_size=16 + 4 + 3, method=pg.Model.prefill
+    )
     assert first.dtype == jnp.float32 and cache["k"].dtype == jnp.bfloat16
     steps = [first]
     for i in range(3):
@@ -188,13 +198,20 @@ def test_bad_inputs_name_the_problem(tiny):
     with pytest.raises(ValueError, match="mask_ar"):
         model.apply({"params": params}, _image(1), _text(1, 3, 100), jnp.zeros((1, 4), jnp.int32))
     with pytest.raises(ValueError, match="cache_size"):
-        model.apply({"params": params}, _image(1), _text(1, 3, 100), jnp.zeros((1, 3), jnp.int32),
-                    cache_size=8, method=pg.Model.prefill)
+        model.apply(
+            {"params": params},
+            _image(1),
+            _text(1, 3, 100),
+            jnp.zeros((1, 3), jnp.int32),
+            cache_size=8,
+            method=pg.Model.prefill,
+        )
     with pytest.raises(ValueError, match="Unknown model name"):
         pg.get_config("paligemma-4b-224")
     with pytest.raises(ValueError, match="Unknown Gemma variant"):
         pg.Model(img={"variant": "mu/8", "image_size": 32}, llm={"variant": "gemma_3b"}).init(
-            jax.random.key(0), *pg.dummy_inputs({"img": {"variant": "mu/8", "image_size": 32}}))
+            jax.random.key(0), *pg.dummy_inputs({"img": {"variant": "mu/8", "image_size": 32}})
+        )
 
 
 def test_named_configs_cover_every_release():
@@ -208,6 +225,8 @@ def test_named_configs_cover_every_release():
 
 
 def test_model_imports_without_tensorflow():
-    code = ("import sys, paligemma.model, paligemma.gemma, paligemma.siglip; "
-            "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'")
+    code = (
+        "import sys, paligemma.model, paligemma.gemma, paligemma.siglip; "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

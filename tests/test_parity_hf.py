@@ -29,23 +29,59 @@ VOCAB, TABLE = 300, 320
 HF_MODELS = {
     # PaliGemma 1: Gemma with multi-query attention.
     "pg1": dict(
-        vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64,
-                           num_hidden_layers=2, num_attention_heads=2, patch_size=8, image_size=32,
-                           vision_use_head=False),
-        text_config=dict(model_type="gemma", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=1, head_dim=16, vocab_size=TABLE),
-        projection_dim=64, hidden_size=64),
+        vision_config=dict(
+            model_type="siglip_vision_model",
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            patch_size=8,
+            image_size=32,
+            vision_use_head=False,
+        ),
+        text_config=dict(
+            model_type="gemma",
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=1,
+            head_dim=16,
+            vocab_size=TABLE,
+        ),
+        projection_dim=64,
+        hidden_size=64,
+    ),
     # PaliGemma 2: Gemma 2 with GQA, soft-caps, sandwich norms, a query scale != head_dim and a sliding window
     # (local layers 0 and 2) shorter than the sequence. 28 px images with 14 px patches.
     "pg2": dict(
-        vision_config=dict(model_type="siglip_vision_model", hidden_size=48, intermediate_size=96,
-                           num_hidden_layers=2, num_attention_heads=3, patch_size=7, image_size=28,
-                           vision_use_head=False),
-        text_config=dict(model_type="gemma2", hidden_size=64, intermediate_size=128, num_hidden_layers=3,
-                         num_attention_heads=4, num_key_value_heads=2, head_dim=16, vocab_size=TABLE,
-                         query_pre_attn_scalar=24, attn_logit_softcapping=5.0, final_logit_softcapping=20.0,
-                         sliding_window=6),
-        projection_dim=64, hidden_size=64),
+        vision_config=dict(
+            model_type="siglip_vision_model",
+            hidden_size=48,
+            intermediate_size=96,
+            num_hidden_layers=2,
+            num_attention_heads=3,
+            patch_size=7,
+            image_size=28,
+            vision_use_head=False,
+        ),
+        text_config=dict(
+            model_type="gemma2",
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=16,
+            vocab_size=TABLE,
+            query_pre_attn_scalar=24,
+            attn_logit_softcapping=5.0,
+            final_logit_softcapping=20.0,
+            sliding_window=6,
+        ),
+        projection_dim=64,
+        hidden_size=64,
+    ),
 }
 
 
@@ -84,15 +120,19 @@ def _inputs(image_size: int, num_images: int, vocab: int, batch: int = 2, seed: 
     return pixels, image, text, mask_ar
 
 
-def _hf_logits(model, pixels, text, mask_ar, num_image_tokens: int, image_token: int, vocab: int,
-               zero_based: bool = True):
+def _hf_logits(
+    model, pixels, text, mask_ar, num_image_tokens: int, image_token: int, vocab: int, zero_based: bool = True
+):
     batch = text.shape[0]
     ids = np.concatenate([np.full((batch, num_image_tokens), image_token), text], axis=1)
     token_type = np.concatenate([np.zeros((batch, num_image_tokens), np.int64), mask_ar], axis=1)
     with torch.no_grad():
-        out = model(input_ids=torch.tensor(ids, dtype=torch.long), pixel_values=torch.tensor(pixels),
-                    token_type_ids=torch.tensor(token_type, dtype=torch.long),
-                    position_ids=torch.arange(ids.shape[1])[None] if zero_based else None)
+        out = model(
+            input_ids=torch.tensor(ids, dtype=torch.long),
+            pixel_values=torch.tensor(pixels),
+            token_type_ids=torch.tensor(token_type, dtype=torch.long),
+            position_ids=torch.arange(ids.shape[1])[None] if zero_based else None,
+        )
     return out.logits[:, num_image_tokens:, :vocab].numpy()
 
 
@@ -152,11 +192,14 @@ def test_hf_to_ours(hf_folder, num_images, record_property):
 # Our tiny configs for the reverse direction: Gemma 1 with full multi-head attention (the qkv_einsum layout) and
 # Gemma 2 with a sliding window; both vision towers carry SigLIP's MAP head (HF vision_use_head=True).
 OUR_CONFIGS = {
-    "gemma_mha": {"img": dict(variant="mu/8", image_size=32, pool_type="map"),
-                  "llm": dict(variant="gemma_tiny", vocab_size=256, num_kv_heads=4)},
-    "gemma2_window": {"img": dict(variant="mu/8", image_size=32, pool_type="map"),
-                      "llm": dict(variant="gemma2_tiny", vocab_size=256, sliding_window=6,
-                                  final_logits_softcap=20.0)},
+    "gemma_mha": {
+        "img": dict(variant="mu/8", image_size=32, pool_type="map"),
+        "llm": dict(variant="gemma_tiny", vocab_size=256, num_kv_heads=4),
+    },
+    "gemma2_window": {
+        "img": dict(variant="mu/8", image_size=32, pool_type="map"),
+        "llm": dict(variant="gemma2_tiny", vocab_size=256, sliding_window=6, final_logits_softcap=20.0),
+    },
 }
 
 
@@ -173,7 +216,8 @@ def test_ours_to_hf(name, tmp_path, caplog, record_property):
     checkpoints.save_hf(tmp_path, params, config)
     with caplog.at_level(logging.WARNING):
         hf_model, info = transformers.PaliGemmaForConditionalGeneration.from_pretrained(
-            tmp_path, attn_implementation="eager", output_loading_info=True)
+            tmp_path, attn_implementation="eager", output_loading_info=True
+        )
     hf_model.eval()
     assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys")), info
 

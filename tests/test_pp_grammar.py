@@ -1,4 +1,5 @@
 """pp-string grammar, registry and get_preprocess_fn errors (datasets.pp)."""
+
 import pytest
 import tensorflow as tf
 
@@ -7,8 +8,10 @@ from datasets.pp.grammar import parse_specs
 
 
 def test_parse_basic_layout():
-    s = ('decode|resize(224, antialias=True)|value_range(-1, 1)|strfmt("answer en {question}", outkey="prefix")'
-         '|choice(inkey="answers", outkey="suffix")|keep("image", "text", "mask_ar", "mask_loss")')
+    s = (
+        'decode|resize(224, antialias=True)|value_range(-1, 1)|strfmt("answer en {question}", outkey="prefix")'
+        '|choice(inkey="answers", outkey="suffix")|keep("image", "text", "mask_ar", "mask_loss")'
+    )
     assert pp.parse(s) == [
         ("decode", (), {}),
         ("resize", (224,), {"antialias": True}),
@@ -30,7 +33,7 @@ def test_parse_literals_pipes_in_strings_and_positions():
     ]
     assert [o.index for o in specs] == [0, 1, 2, 3]
     for o in specs:  # offsets point at the op name
-        assert s[o.offset:].startswith(o.name)
+        assert s[o.offset :].startswith(o.name)
     assert pp.parse("") == [] and pp.parse("   ") == []
 
 
@@ -48,16 +51,19 @@ def test_unknown_op_suggests_nearest():
     assert "did you mean" in msg and "'resize'" in msg
 
 
-@pytest.mark.parametrize("bad, where", [
-    ("resize(size)", "char 7"),                       # a name, not a literal
-    ("resize(224, method=bilinear)", "char 19"),      # unquoted string
-    ('decode|resize(__import__("os").system("ls"))', "char 14"),
-    ("resize(().__class__)", "char 7"),
-    ("resize((lambda: 1)())", "char 7"),
-    ('strfmt(f"{1+1}")', "char 7"),
-    ("resize([x for x in range(3)])", "char 7"),
-    ("resize(1 if True else 2)", "char 7"),
-])
+@pytest.mark.parametrize(
+    "bad, where",
+    [
+        ("resize(size)", "char 7"),  # a name, not a literal
+        ("resize(224, method=bilinear)", "char 19"),  # unquoted string
+        ('decode|resize(__import__("os").system("ls"))', "char 14"),
+        ("resize(().__class__)", "char 7"),
+        ("resize((lambda: 1)())", "char 7"),
+        ('strfmt(f"{1+1}")', "char 7"),
+        ("resize([x for x in range(3)])", "char 7"),
+        ("resize(1 if True else 2)", "char 7"),
+    ],
+)
 def test_non_literals_rejected(bad, where):
     with pytest.raises(ValueError) as e:
         pp.parse(bad)
@@ -66,21 +72,24 @@ def test_non_literals_rejected(bad, where):
     assert "'resize'" in msg or "'strfmt'" in msg
 
 
-@pytest.mark.parametrize("bad, needle", [
-    ('__import__("os")', "unknown op '__import__'"),
-    ('os.system("rm -rf /")', "expected `name` or `name(literal args)`"),
-    ('decode|__import__("os").system("x")', "op #1"),
-    ("resize(*[1])", "*args are not allowed"),
-    ("resize(**{'size': 1})", "**kwargs are not allowed"),
-    ("decode||resize(2)", "op #1 at char 7 is empty"),
-    ("decode|", "op #1 at char 7 is empty"),
-    ("resize(224", "never closed"),
-    ("resize(224))", "unbalanced ')'"),
-    ('strfmt("abc)', "unterminated string"),
-    ("resize(224, 224 224)", "syntax error"),
-    ("resize(x=1, x=2)", "given twice"),
-    ("1(2)", "expected `name`"),
-])
+@pytest.mark.parametrize(
+    "bad, needle",
+    [
+        ('__import__("os")', "unknown op '__import__'"),
+        ('os.system("rm -rf /")', "expected `name` or `name(literal args)`"),
+        ('decode|__import__("os").system("x")', "op #1"),
+        ("resize(*[1])", "*args are not allowed"),
+        ("resize(**{'size': 1})", "**kwargs are not allowed"),
+        ("decode||resize(2)", "op #1 at char 7 is empty"),
+        ("decode|", "op #1 at char 7 is empty"),
+        ("resize(224", "never closed"),
+        ("resize(224))", "unbalanced ')'"),
+        ('strfmt("abc)', "unterminated string"),
+        ("resize(224, 224 224)", "syntax error"),
+        ("resize(x=1, x=2)", "given twice"),
+        ("1(2)", "expected `name`"),
+    ],
+)
 def test_syntax_errors(bad, needle):
     with pytest.raises(ValueError) as e:
         pp.get_preprocess_fn(bad)
@@ -89,19 +98,25 @@ def test_syntax_errors(bad, needle):
 
 def test_code_is_never_executed(tmp_path):
     marker = tmp_path / "pwned"
-    for bad in [f'resize(open("{marker}", "w"))', f'__import__("pathlib").Path("{marker}").touch()',
-                f'keep(exec("open(\'{marker}\', \'w\')"))']:
+    for bad in [
+        f'resize(open("{marker}", "w"))',
+        f'__import__("pathlib").Path("{marker}").touch()',
+        f"keep(exec(\"open('{marker}', 'w')\"))",
+    ]:
         with pytest.raises(ValueError):
             pp.get_preprocess_fn(bad)
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("bad, needle", [
-    ("resize(1, 'bilinear', True, 'image', None, None, 7)", "too many positional arguments"),
-    ("resize", "missing a required argument: 'size'"),
-    ("resize(224, sise=3)", "unexpected keyword argument 'sise'"),
-    ("value_range(-1)", "missing a required argument: 'vmax'"),
-])
+@pytest.mark.parametrize(
+    "bad, needle",
+    [
+        ("resize(1, 'bilinear', True, 'image', None, None, 7)", "too many positional arguments"),
+        ("resize", "missing a required argument: 'size'"),
+        ("resize(224, sise=3)", "unexpected keyword argument 'sise'"),
+        ("value_range(-1)", "missing a required argument: 'vmax'"),
+    ],
+)
 def test_bad_arguments_name_op_and_signature(bad, needle):
     with pytest.raises(ValueError) as e:
         pp.get_preprocess_fn("decode|" + bad)
@@ -128,7 +143,9 @@ def test_register_custom_op_and_tokenizer_default():
         def fn(data):
             data[key] = data[key] + value
             return data
+
         return fn
+
     try:
         assert "_test_add" in pp.registry
         fn = pp.get_preprocess_fn("_test_add(2)|_test_add(3, key='y')", tokenizer="tok.model")

@@ -1,4 +1,5 @@
 """Image, text and key ops of datasets.pp on small tensors (eager and inside tf.data)."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -21,6 +22,7 @@ def rgb(h, w, seed=0):
 
 # ------------------------------------------------------------------------------------------------ decode
 
+
 def test_decode_png_jpeg_gray():
     img = rgb(10, 14)
     out = run_ds("decode", {"image": tf.io.encode_png(img)})
@@ -40,10 +42,13 @@ def test_decode_png_jpeg_gray():
 
 
 @pytest.mark.parametrize("checked", [True, False])
-@pytest.mark.parametrize("id_key, id_value, shown", [
-    ("question_id", 1234567, "question_id=1234567"),
-    ("image/id", "COCO_val_000042.jpg", "image/id=COCO_val_000042.jpg"),
-])
+@pytest.mark.parametrize(
+    "id_key, id_value, shown",
+    [
+        ("question_id", 1234567, "question_id=1234567"),
+        ("image/id", "COCO_val_000042.jpg", "image/id=COCO_val_000042.jpg"),
+    ],
+)
 def test_corrupt_image_names_example(checked, id_key, id_value, shown):
     data = {"image": tf.constant(b"this is not an image at all"), id_key: tf.constant(id_value)}
     with pytest.raises(tf.errors.OpError) as e:
@@ -62,20 +67,24 @@ def test_truncated_jpeg_names_example():
 
 # ------------------------------------------------------------------------------------------------ geometry
 
+
 def test_resize_int_tuple_dtype_and_masks():
     img = rgb(6, 8)
     mask = np.zeros((2, 6, 8), np.uint8)
     mask[0, :3] = 1
     mask[1, :, 4:] = 7
-    data = {"image": tf.constant(img), "objects/mask": tf.constant(mask),
-            "objects/bbox": tf.constant([[.1, .2, .3, .4]])}
+    data = {
+        "image": tf.constant(img),
+        "objects/mask": tf.constant(mask),
+        "objects/bbox": tf.constant([[0.1, 0.2, 0.3, 0.4]]),
+    }
     out = run_ds("resize(12)", data)
     assert out["image"].dtype == tf.uint8 and out["image"].shape == (12, 12, 3)
     m = out["objects/mask"].numpy()
     assert m.shape == (2, 12, 12) and set(np.unique(m)) <= {0, 1, 7}  # nearest: values kept
     np.testing.assert_array_equal(m[0, :6], 1) and np.testing.assert_array_equal(m[0, 6:], 0)
     np.testing.assert_array_equal(m[1, :, 6:], 7)
-    np.testing.assert_allclose(out["objects/bbox"].numpy(), [[.1, .2, .3, .4]])
+    np.testing.assert_allclose(out["objects/bbox"].numpy(), [[0.1, 0.2, 0.3, 0.4]])
     out = run("resize((3, 5), method='nearest')", {"image": tf.constant(img)})
     assert out["image"].shape == (3, 5, 3)
     # Integer results are rounded, not truncated: a constant image stays constant.
@@ -96,8 +105,10 @@ def test_central_crop_boxes_masks():
     img = rgb(10, 20)
     mask = np.arange(200, dtype=np.int32).reshape(10, 20, 1)
     boxes = np.array([[0.2, 0.25, 0.8, 0.75], [0.0, 0.0, 0.1, 0.1]], np.float32)
-    out = run_ds("central_crop((6, 10))", {"image": tf.constant(img), "objects/mask": tf.constant(mask),
-                                           "objects/bbox": tf.constant(boxes)})
+    out = run_ds(
+        "central_crop((6, 10))",
+        {"image": tf.constant(img), "objects/mask": tf.constant(mask), "objects/bbox": tf.constant(boxes)},
+    )
     np.testing.assert_array_equal(out["image"].numpy(), img[2:8, 5:15])
     np.testing.assert_array_equal(out["objects/mask"].numpy(), mask[2:8, 5:15])
     # y: (0.2*10 - 2)/6 = 0, (0.8*10 - 2)/6 = 1; x: (0.25*20 - 5)/10 = 0, (0.75*20 - 5)/10 = 1.
@@ -112,8 +123,11 @@ def test_central_crop_boxes_masks():
 def test_random_crop_seeded_and_consistent():
     img = np.arange(16 * 16 * 3, dtype=np.int32).reshape(16, 16, 3) % 251
     img = img.astype(np.uint8)
-    data = {"image": tf.constant(img), "objects/mask": tf.constant(img[..., 0]),
-            "objects/bbox": tf.constant([[0.25, 0.25, 0.75, 0.75]])}
+    data = {
+        "image": tf.constant(img),
+        "objects/mask": tf.constant(img[..., 0]),
+        "objects/bbox": tf.constant([[0.25, 0.25, 0.75, 0.75]]),
+    }
     fn = pp.get_preprocess_fn("random_crop(8)")
     outs = {}
     for s in range(12):
@@ -122,8 +136,8 @@ def test_random_crop_seeded_and_consistent():
         np.testing.assert_array_equal(a["image"], b["image"])  # same seed -> same crop
         crop = a["image"].numpy()
         oy, ox = np.argwhere((img == crop[0, 0]).all(-1))[0]
-        np.testing.assert_array_equal(crop, img[oy:oy + 8, ox:ox + 8])
-        np.testing.assert_array_equal(a["objects/mask"].numpy(), img[oy:oy + 8, ox:ox + 8, 0])
+        np.testing.assert_array_equal(crop, img[oy : oy + 8, ox : ox + 8])
+        np.testing.assert_array_equal(a["objects/mask"].numpy(), img[oy : oy + 8, ox : ox + 8, 0])
         want = np.clip((np.array([4, 4, 12, 12]) - [oy, ox, oy, ox]) / 8, 0, 1)
         np.testing.assert_allclose(a["objects/bbox"].numpy()[0], want, atol=1e-6)
         outs[(oy, ox)] = True
@@ -133,8 +147,11 @@ def test_random_crop_seeded_and_consistent():
 
 def test_flip_lr():
     img = rgb(4, 6)
-    data = {"image": tf.constant(img), "objects/bbox": tf.constant([[0.1, 0.2, 0.5, 0.3]]),
-            "objects/mask": tf.constant(img[None, ..., 0])}
+    data = {
+        "image": tf.constant(img),
+        "objects/bbox": tf.constant([[0.1, 0.2, 0.5, 0.3]]),
+        "objects/mask": tf.constant(img[None, ..., 0]),
+    }
     out = run_ds("flip_lr(prob=1.0)", data)
     np.testing.assert_array_equal(out["image"].numpy(), img[:, ::-1])
     np.testing.assert_array_equal(out["objects/mask"].numpy()[0], img[:, ::-1, 0])
@@ -156,8 +173,14 @@ def test_flip_lr():
 
 def test_pad_to_square():
     img = rgb(4, 8)
-    out = run_ds("pad_to_square", {"image": tf.constant(img), "objects/bbox": tf.constant([[0., 0., 1., 1.]]),
-                                   "objects/mask": tf.ones([4, 8], tf.uint8)})
+    out = run_ds(
+        "pad_to_square",
+        {
+            "image": tf.constant(img),
+            "objects/bbox": tf.constant([[0.0, 0.0, 1.0, 1.0]]),
+            "objects/mask": tf.ones([4, 8], tf.uint8),
+        },
+    )
     im = out["image"].numpy()
     assert im.shape == (8, 8, 3)
     np.testing.assert_array_equal(im[2:6], img)
@@ -179,10 +202,10 @@ def test_value_range():
 
 # ------------------------------------------------------------------------------------------------ text / keys
 
+
 def test_strfmt_lower():
     data = {"question": tf.constant("What IS this?"), "n": tf.constant(3), "objects/label": tf.constant(["a", "b"])}
-    out = run_ds('strfmt("answer en {question} {n}x {{lit}} {objects/label}", outkey="prefix")|lower("prefix")',
-                 data)
+    out = run_ds('strfmt("answer en {question} {n}x {{lit}} {objects/label}", outkey="prefix")|lower("prefix")', data)
     assert out["prefix"].numpy().decode() == "answer en what is this? 3x {lit} a, b"
     out = run('lower(key="question", outkey="q")', {"question": tf.constant("ÀB")})
     assert out["q"].numpy().decode() == "àb"
@@ -203,8 +226,10 @@ def test_choice_seeded_covers_all():
     # datasets.pipeline's per-example `_seed` is used when there is no `rng`.
     d = {"answers": answers, "_seed": tf.constant([4, 2], tf.int64)}
     assert fn(d)["suffix"].numpy() == fn(dict(d, rng=d["_seed"]))["suffix"].numpy()
-    assert len({fn({"answers": answers, "_seed": tf.constant([0, k], tf.int64)})["suffix"].numpy()
-                for k in range(20)}) == 3
+    assert (
+        len({fn({"answers": answers, "_seed": tf.constant([0, k], tf.int64)})["suffix"].numpy() for k in range(20)})
+        == 3
+    )
     # Without a seed: tf.random, any answer; in tf.data too. Default outkey = inkey.
     out = run_ds("choice", {"answers": answers})
     assert out["answers"].numpy() in {b"a", b"b", b"c"} and out["answers"].shape == ()

@@ -1,4 +1,5 @@
 """PaliGemma targets of datasets.pp: token layout, masks, truncation, prompts, detection/loc tokens."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -15,8 +16,11 @@ def tk_path(tmp_path_factory):
     texts = []
     for o in ["car", "dog", "cat", "house", "tree", "bird"]:
         for c in ["red", "blue", "green", "white"]:
-            texts += [f"answer en what is the color of the {o}?\nthe {o} is {c}.",
-                      f"caption en\na {c} {o} next to a big {o}.", f"detect {o} ; {c}\n{o}"]
+            texts += [
+                f"answer en what is the color of the {o}?\nthe {o} is {c}.",
+                f"caption en\na {c} {o} next to a big {o}.",
+                f"detect {o} ; {c}\n{o}",
+            ]
     path = str(tmp_path_factory.mktemp("tok") / "tiny.model")
     train_tokenizer(texts, path, vocab_size=320)
     return path
@@ -25,6 +29,7 @@ def tk_path(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tk(tk_path):
     from paligemma.tokenizer import Tokenizer
+
     return Tokenizer(tk_path)
 
 
@@ -34,6 +39,7 @@ def run_ds(pp_string, data, **kw):
 
 
 # ------------------------------------------------------------------------------------------------ pure layout
+
 
 def L(**kw):
     return layout.train_layout(bos_id=BOS, eos_id=EOS, sep_id=9, pad_id=PAD, **kw)
@@ -115,10 +121,13 @@ def test_prompt_layout():
 
 # ------------------------------------------------------------------------------------------------ ops with a tokenizer
 
+
 def test_tok_paligemma_layout(tk, tk_path):
     data = {"question": tf.constant("what is the color of the car?"), "answers": tf.constant(["the car is red."])}
-    s = ('strfmt("answer en {question}", outkey="prefix")|choice(inkey="answers", outkey="suffix")'
-         '|tok_paligemma(text_len=40)|keep("text", "mask_ar", "mask_loss", "mask_input", "text_truncated")')
+    s = (
+        'strfmt("answer en {question}", outkey="prefix")|choice(inkey="answers", outkey="suffix")'
+        '|tok_paligemma(text_len=40)|keep("text", "mask_ar", "mask_loss", "mask_input", "text_truncated")'
+    )
     out = run_ds(s, data, tokenizer=tk_path)
     P = tk.encode("answer en what is the color of the car?")
     S = tk.encode("the car is red.")
@@ -139,7 +148,7 @@ def test_tok_paligemma_truncation(tk, tk_path):
     data = {"prefix": tf.constant(long_q), "suffix": tf.constant("red.")}
     out = run_ds("tok_paligemma(text_len=16)", data, tokenizer=tk_path)
     S = tk.encode("red.")
-    assert out["text"][-len(S) - 1:].tolist() == S + [tk.eos_id]  # answer and eos survive a long question
+    assert out["text"][-len(S) - 1 :].tolist() == S + [tk.eos_id]  # answer and eos survive a long question
     assert out["mask_loss"].sum() == len(S) + 1 and out["text_truncated"] == 1
     assert out["text"][0] == tk.bos_id and out["text"][16 - len(S) - 2] == tk.newline_id
 
@@ -147,12 +156,12 @@ def test_tok_paligemma_truncation(tk, tk_path):
     data = {"prefix": tf.constant("caption en"), "suffix": tf.constant(long_caption)}
     out = run_ds("tok_paligemma(text_len=16)", data, tokenizer=tk_path)
     P = tk.encode("caption en")
-    assert out["text"][:len(P) + 2].tolist() == [tk.bos_id] + P + [tk.newline_id]  # prompt never cut
+    assert out["text"][: len(P) + 2].tolist() == [tk.bos_id] + P + [tk.newline_id]  # prompt never cut
     assert out["text"][-1] == tk.eos_id and out["text_truncated"] == 2  # eos kept, truncation counted
     assert out["mask_loss"].tolist() == [0] * (len(P) + 2) + [1] * (16 - len(P) - 2)
     out = run_ds("tok_paligemma(text_len=16, keep_eos=False)", data, tokenizer=tk_path)
     assert tk.eos_id not in out["text"].tolist() and out["text_truncated"] == 2
-    assert out["text"][len(P) + 2:].tolist() == tk.encode(long_caption)[:16 - len(P) - 2]
+    assert out["text"][len(P) + 2 :].tolist() == tk.encode(long_caption)[: 16 - len(P) - 2]
 
 
 def test_tok_paligemma_errors(tk_path):
@@ -183,9 +192,11 @@ def test_tok_paligemma_prompt(tk, tk_path):
 
 def test_tok_and_masked_concat_match_tok_paligemma(tk, tk_path):
     data = {"prefix": tf.constant("caption en"), "suffix": tf.constant("a red dog."), "sep": tf.constant("\n")}
-    s = ('tok(key="prefix", bos=True)|tok(key="sep")|tok(key="suffix", eos=True)'
-         '|masked_concat(["prefix", "sep", "suffix"], length=20, mask_ar=[0, 0, 1], mask_loss=[0, 0, 1],'
-         ' mask_input=[1, 1, 1])')
+    s = (
+        'tok(key="prefix", bos=True)|tok(key="sep")|tok(key="suffix", eos=True)'
+        '|masked_concat(["prefix", "sep", "suffix"], length=20, mask_ar=[0, 0, 1], mask_loss=[0, 0, 1],'
+        " mask_input=[1, 1, 1])"
+    )
     a = run_ds(s, data, tokenizer=tk_path)
     b = run_ds("tok_paligemma(text_len=20)", data, tokenizer=tk_path)
     np.testing.assert_array_equal(a["text"], b["text"])
@@ -202,6 +213,7 @@ def test_tok_and_masked_concat_match_tok_paligemma(tk, tk_path):
 
 # ------------------------------------------------------------------------------------------------ loc / detection
 
+
 def test_loc_strings_match_tokenizer():
     rng = np.random.default_rng(0)
     boxes = rng.uniform(-0.1, 1.1, (50, 4)).astype(np.float32)
@@ -213,22 +225,31 @@ def test_loc_strings_match_tokenizer():
 
 
 def test_detection_targets():
-    data = {"objects/bbox": tf.constant([[0.0, 0.25, 0.5, 1.0], [0.1, 0.1, 0.1, 0.2], [0.5, 0.5, 1.0, 1.0],
-                                         [0.2, 0.2, 0.4, 0.4]]),
-            "objects/label": tf.constant(["cat", "dog", "dog", "cat"])}
+    data = {
+        "objects/bbox": tf.constant(
+            [[0.0, 0.25, 0.5, 1.0], [0.1, 0.1, 0.1, 0.2], [0.5, 0.5, 1.0, 1.0], [0.2, 0.2, 0.4, 0.4]]
+        ),
+        "objects/label": tf.constant(["cat", "dog", "dog", "cat"]),
+    }
     out = run_ds("detection_targets", data)
     # The zero-height box (#1) is skipped; prompt lists distinct labels in order.
-    assert out["suffix"].decode() == ("<loc0000><loc0256><loc0512><loc1023> cat ; "
-                                      "<loc0512><loc0512><loc1023><loc1023> dog ; "
-                                      "<loc0205><loc0205><loc0409><loc0409> cat")
+    assert out["suffix"].decode() == (
+        "<loc0000><loc0256><loc0512><loc1023> cat ; "
+        "<loc0512><loc0512><loc1023><loc1023> dog ; "
+        "<loc0205><loc0205><loc0409><loc0409> cat"
+    )
     assert out["prefix"].decode() == "detect cat ; dog"
     data["objects/label"] = tf.constant([1, 0, 0, 1])
     out = run_ds("detection_targets(label_names=['dog', 'cat'], max_objects=1, prompt_key=None)", data)
     assert out["suffix"].decode() == "<loc0000><loc0256><loc0512><loc1023> cat" and "prefix" not in out
     out = run_ds("detection_targets(label_names=['dog', 'cat'], shuffle=True)", dict(data, rng=tf.constant([3, 4])))
     assert sorted(out["suffix"].decode().split(" ; ")) == sorted(
-        ["<loc0000><loc0256><loc0512><loc1023> cat", "<loc0512><loc0512><loc1023><loc1023> dog",
-         "<loc0205><loc0205><loc0409><loc0409> cat"])
+        [
+            "<loc0000><loc0256><loc0512><loc1023> cat",
+            "<loc0512><loc0512><loc1023><loc1023> dog",
+            "<loc0205><loc0205><loc0409><loc0409> cat",
+        ]
+    )
 
 
 def _rect_image(h, w, box_px):
@@ -246,55 +267,77 @@ def _pixel_box(img):
     return np.array([ys.min() / h, xs.min() / w, (ys.max() + 1) / h, (xs.max() + 1) / w])
 
 
-@pytest.mark.parametrize("ops", [
-    "resize((96, 64))",
-    "flip_lr(prob=1.0)",
-    "central_crop((40, 48))",
-    "pad_to_square|resize(64)",
-    "pad_to_square|resize(80)|flip_lr|random_crop(56)",
-    "resize_small(50)|flip_lr(prob=1.0)|central_crop(44)",
-])
+@pytest.mark.parametrize(
+    "ops",
+    [
+        "resize((96, 64))",
+        "flip_lr(prob=1.0)",
+        "central_crop((40, 48))",
+        "pad_to_square|resize(64)",
+        "pad_to_square|resize(80)|flip_lr|random_crop(56)",
+        "resize_small(50)|flip_lr(prob=1.0)|central_crop(44)",
+    ],
+)
 def test_loc_tokens_follow_geometry(ops):
     img, mask, box = _rect_image(60, 80, (12, 20, 36, 52))
-    data = {"image": tf.io.encode_png(img), "objects/mask": tf.constant(mask), "objects/bbox": tf.constant(box),
-            "objects/label": tf.constant(["square"]), "rng": tf.constant([5, 6])}
+    data = {
+        "image": tf.io.encode_png(img),
+        "objects/mask": tf.constant(mask),
+        "objects/bbox": tf.constant(box),
+        "objects/label": tf.constant(["square"]),
+        "rng": tf.constant([5, 6]),
+    }
     out = run_ds(f"decode|{ops}|loc_tokens|detection_targets", data)
     im = out["image"]
     got = _pixel_box(im)
     want = out["objects/bbox"][0]
     px = 1.0 / min(im.shape[:2])
     np.testing.assert_allclose(want, got, atol=1.5 * px)  # the box still frames the object in the image
-    np.testing.assert_allclose(_pixel_box(np.repeat(out["objects/mask"][0][..., None] * 255, 3, -1)), got,
-                               atol=1.5 * px)
+    np.testing.assert_allclose(
+        _pixel_box(np.repeat(out["objects/mask"][0][..., None] * 255, 3, -1)), got, atol=1.5 * px
+    )
     loc = out["loc"][0].decode()
     assert loc == box_to_loc_tokens(want) and out["suffix"].decode() == loc + " square"
-    bins = np.array([int(loc[i + 4:i + 8]) for i in range(0, 36, 9)])
+    bins = np.array([int(loc[i + 4 : i + 8]) for i in range(0, 36, 9)])
     np.testing.assert_allclose(bins / 1023, got, atol=1.5 * px + 1 / 1023)
 
 
 # ------------------------------------------------------------------------------------------------ segmentation
 
+
 def _small_vae_npz(path, seed=0):
     """A tiny random VQ-VAE in the released PyTorch-named layout (widths 4/8 instead of 16..128/512)."""
     rng = np.random.default_rng(seed)
     c, d, h = 4, 8, 8
-    shapes = {"_vq_vae._embedding": (128, d), "encoder.0.weight": (c, 1, 3, 3), "encoder.10.weight": (d, c, 1, 1),
-              "decoder.0.weight": (h, d, 1, 1), "decoder.4.weight": (h, c, 4, 4), "decoder.12.weight": (1, c, 1, 1)}
+    shapes = {
+        "_vq_vae._embedding": (128, d),
+        "encoder.0.weight": (c, 1, 3, 3),
+        "encoder.10.weight": (d, c, 1, 1),
+        "decoder.0.weight": (h, d, 1, 1),
+        "decoder.4.weight": (h, c, 4, 4),
+        "decoder.12.weight": (1, c, 1, 1),
+    }
     for i in (2, 4, 6):
         shapes[f"encoder.{i}.weight"] = (c, c, 3, 3)
     for i in (6, 8, 10):
         shapes[f"decoder.{i}.weight"] = (c, c, 4, 4)
     for part, w in (("encoder", c), ("decoder", h)):
-        for b in ((8, 9) if part == "encoder" else (2, 3)):
-            shapes.update({f"{part}.{b}.net.0.weight": (w, w, 3, 3), f"{part}.{b}.net.2.weight": (w, w, 3, 3),
-                           f"{part}.{b}.net.4.weight": (w, w, 1, 1)})
+        for b in (8, 9) if part == "encoder" else (2, 3):
+            shapes.update(
+                {
+                    f"{part}.{b}.net.0.weight": (w, w, 3, 3),
+                    f"{part}.{b}.net.2.weight": (w, w, 3, 3),
+                    f"{part}.{b}.net.4.weight": (w, w, 1, 1),
+                }
+            )
     state = {}
     for k, s in shapes.items():
         state[k] = rng.normal(0, 0.5, s).astype(np.float32)
         if k.endswith(".weight"):
-            out = s[1] if k in ("decoder.4.weight", "decoder.6.weight", "decoder.8.weight", "decoder.10.weight") \
-                else s[0]
-            state[k[:-len("weight")] + "bias"] = rng.normal(0, 0.1, (out,)).astype(np.float32)
+            out = (
+                s[1] if k in ("decoder.4.weight", "decoder.6.weight", "decoder.8.weight", "decoder.10.weight") else s[0]
+            )
+            state[k[: -len("weight")] + "bias"] = rng.normal(0, 0.1, (out,)).astype(np.float32)
     np.savez(path, **state)
     return str(path)
 
@@ -302,6 +345,7 @@ def _small_vae_npz(path, seed=0):
 @pytest.fixture(scope="module")
 def vae(tmp_path_factory):
     from paligemma import vqvae
+
     path = _small_vae_npz(tmp_path_factory.mktemp("vae") / "vae.npz")
     params = vqvae.load_params(path)
     return path, (lambda m: np.asarray(vqvae.encode(params, np.asarray(m, np.float32))))
@@ -322,9 +366,13 @@ def test_segmentation_targets(vae):
     right = left[:, ::-1]
     codes_l, codes_r = encode(np.stack([left, right]))
     assert codes_l.tolist() != codes_r.tolist()  # the tiny random VAE tells them apart
-    data = {"image": tf.zeros([64, 64, 3], tf.uint8), "objects/mask": tf.constant(mask[None]),
-            "objects/bbox": tf.constant(box), "objects/label": tf.constant(["cat"])}
-    s = (f'segmentation_targets(vae_checkpoint="{path}", labels_key="objects/label", prompt_key="prefix")')
+    data = {
+        "image": tf.zeros([64, 64, 3], tf.uint8),
+        "objects/mask": tf.constant(mask[None]),
+        "objects/bbox": tf.constant(box),
+        "objects/label": tf.constant(["cat"]),
+    }
+    s = f'segmentation_targets(vae_checkpoint="{path}", labels_key="objects/label", prompt_key="prefix")'
     out = run_ds(s, data)
     loc = "<loc0256><loc0128><loc0767><loc0639>"
     assert loc == box_to_loc_tokens(box[0])
@@ -335,11 +383,14 @@ def test_segmentation_targets(vae):
     assert out["suffix"].decode() == box_to_loc_tokens([16 / 64, 24 / 64, 48 / 64, 56 / 64]) + _seg_str(codes_r)
     # Without boxes: the tight box of the mask (the left half only, whose crop is all foreground).
     out = run_ds(f'segmentation_targets(vae_checkpoint="{path}", boxes_key=None)', data)
-    assert out["suffix"].decode() == (box_to_loc_tokens([16 / 64, 8 / 64, 48 / 64, 24 / 64])
-                                      + _seg_str(encode(np.ones((1, 64, 64)))[0]))
+    assert out["suffix"].decode() == (
+        box_to_loc_tokens([16 / 64, 8 / 64, 48 / 64, 24 / 64]) + _seg_str(encode(np.ones((1, 64, 64)))[0])
+    )
     # Two objects, one cropped away (degenerate box): skipped; joined with " ; ".
-    two = {"objects/mask": tf.constant(np.stack([mask, mask])), "objects/bbox": tf.constant(
-        np.concatenate([box, [[0.5, 0.5, 0.5, 0.9]]]))}
+    two = {
+        "objects/mask": tf.constant(np.stack([mask, mask])),
+        "objects/bbox": tf.constant(np.concatenate([box, [[0.5, 0.5, 0.5, 0.9]]])),
+    }
     out = run_ds(f'segmentation_targets(vae_checkpoint="{path}")', two)
     assert out["suffix"].decode() == loc + _seg_str(codes_l)
     with pytest.raises(ValueError, match="vae_checkpoint"):
@@ -348,12 +399,19 @@ def test_segmentation_targets(vae):
 
 def test_full_vqa_pp_string_in_tf_data(tk, tk_path, caplog):
     imgs = [tf.io.encode_jpeg(np.full((20, 30, 3), v, np.uint8)) for v in (0, 255)]
-    ds = tf.data.Dataset.from_tensor_slices({
-        "image": tf.stack(imgs), "question": tf.constant(["what is the color of the car?", "what is the dog?"]),
-        "answers": tf.constant([["red", "red"], ["white", "white"]]), "question_id": tf.constant([1, 2])})
-    s = ('decode|resize(16, antialias=True)|value_range(-1, 1)|strfmt("answer en {question}", outkey="prefix")'
-         '|choice(inkey="answers", outkey="suffix")|tok_paligemma(text_len=24)'
-         '|keep("image", "text", "mask_ar", "mask_loss", "mask_input", "text_truncated")')
+    ds = tf.data.Dataset.from_tensor_slices(
+        {
+            "image": tf.stack(imgs),
+            "question": tf.constant(["what is the color of the car?", "what is the dog?"]),
+            "answers": tf.constant([["red", "red"], ["white", "white"]]),
+            "question_id": tf.constant([1, 2]),
+        }
+    )
+    s = (
+        'decode|resize(16, antialias=True)|value_range(-1, 1)|strfmt("answer en {question}", outkey="prefix")'
+        '|choice(inkey="answers", outkey="suffix")|tok_paligemma(text_len=24)'
+        '|keep("image", "text", "mask_ar", "mask_loss", "mask_input", "text_truncated")'
+    )
     with caplog.at_level("INFO", logger="datasets.pp.registry"):
         fn = pp.get_preprocess_fn(s, tokenizer=tk_path, log_summary=True)
         batch = next(iter(ds.map(fn, num_parallel_calls=2).batch(2)))

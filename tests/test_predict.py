@@ -25,7 +25,7 @@ def _scene() -> Image.Image:
     """240x320 light image with two painted rectangles matching the boxes of BOX_TEXT."""
     img = np.full((240, 320, 3), 235, np.uint8)
     img[48:144, 64:224] = (120, 160, 200)  # y 0.2-0.6, x 0.2-0.7
-    img[168:228, 16:96] = (200, 140, 90)   # y 0.7-0.95, x 0.05-0.3
+    img[168:228, 16:96] = (200, 140, 90)  # y 0.7-0.95, x 0.05-0.3
     return Image.fromarray(img)
 
 
@@ -56,15 +56,18 @@ def test_draw_detections_puts_boxes_and_labels_in_place(tmp_path):
     assert tuple(arr[100, 150]) == (120, 160, 200)  # interior untouched
     assert tuple(arr[100, x1 - 1]) == (235, 235, 235)  # nothing outside
     # The label tag sits right above the box's top-left corner, filled with the box colour.
-    tag = arr[y1 - 14:y1, x1:x1 + 40].reshape(-1, 3)
+    tag = arr[y1 - 14 : y1, x1 : x1 + 40].reshape(-1, 3)
     assert (tag == car).all(axis=1).mean() > 0.5 and (tag != car).any(axis=1).any()  # tag with text
     # Dog box (y 168..228, x 16..96).
     assert tuple(arr[200, 16]) == dog and tuple(arr[200, 95]) == dog and tuple(arr[167, 60]) != dog
 
 
 def test_draw_detections_tag_moves_inside_at_the_top_edge():
-    out = np.asarray(draw.draw_detections(np.zeros((100, 100, 3), np.uint8), [((0.0, 0.1, 0.5, 0.9), "top")],
-                                          line_width=1, font_size=10))
+    out = np.asarray(
+        draw.draw_detections(
+            np.zeros((100, 100, 3), np.uint8), [((0.0, 0.1, 0.5, 0.9), "top")], line_width=1, font_size=10
+        )
+    )
     color = draw.color_for("top")
     assert (out[2:8, 12:30].reshape(-1, 3) == color).all(axis=1).mean() > 0.3  # tag drawn inside the box
     with pytest.raises(ValueError, match="uint8"):
@@ -90,6 +93,7 @@ def test_masks_are_pasted_into_the_box(tmp_path):
 
 def test_draw_answer_writes_png_for_detect_and_segment_output(tmp_path):
     from paligemma import vqvae
+
     scene = _scene()
     assert predict.draw_answer(scene, BOX_TEXT, str(tmp_path / "det.png"))
     assert Image.open(tmp_path / "det.png").size == (320, 240)
@@ -106,6 +110,7 @@ def test_draw_answer_writes_png_for_detect_and_segment_output(tmp_path):
 
 def test_prompt_batch_matches_the_pp_layout():
     from datasets.pp import layout  # the package path (imports TF); the tool loads the same file without it
+
     img = predict.preprocess(Image.open(os.path.join(IMAGES, "0.png")).convert("RGB"), (16, 24))
     assert img.shape == (16, 24, 3) and img.dtype == np.float32 and -1.0 <= img.min() and img.max() <= 1.0
     batch = predict.build_batch([img, img], [7, 8, 9], bos_id=2, sep_id=4, pad_id=0, multi_image=False)
@@ -131,16 +136,21 @@ def test_bad_images_give_clear_errors(tmp_path, capsys):
 
 def test_predict_cli_without_tensorflow(tmp_path):
     from paligemma import checkpoints
+
     tok_path = str(tmp_path / "tok.model")
-    tok = train_tokenizer(["caption en", "answer en what is it", "a red box", "detect box"] * 10, tok_path,
-                          vocab_size=300)
+    tok = train_tokenizer(
+        ["caption en", "answer en what is it", "a red box", "detect box"] * 10, tok_path, vocab_size=300
+    )
     cfg = {"img": dict(variant="mu/8", image_size=32), "llm": dict(variant="gemma_tiny", vocab_size=tok.vocab_size)}
     rng = np.random.default_rng(1)
     params = jax.tree.map(lambda s: rng.normal(0.0, 0.1, s.shape).astype(s.dtype), model_lib.param_shapes(cfg))
     checkpoints.save(str(tmp_path / "ckpt"), cfg, params)
     small = {"img": cfg["img"], "llm": dict(cfg["llm"], vocab_size=tok.vocab_size - 8)}
-    checkpoints.save(str(tmp_path / "small"), small,
-                     jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), model_lib.param_shapes(small)))
+    checkpoints.save(
+        str(tmp_path / "small"),
+        small,
+        jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), model_lib.param_shapes(small)),
+    )
     imgs = [os.path.join(IMAGES, f"{i}.png") for i in (0, 1)]
     code = textwrap.dedent(f"""
         import sys

@@ -1,4 +1,5 @@
 """Run reports: loss/metric curves and the demo's answered-images grid, from what a training workdir holds."""
+
 import json
 import os
 
@@ -21,8 +22,15 @@ def _workdir(tmp_path):
     config = {"evals": {"test": {"data": {"name": "jsonl", "path": FIXTURE}, "id_key": "question_id"}}}
     (tmp_path / "config.json").write_text(json.dumps(config))
     (tmp_path / "evals").mkdir()
-    preds = [{"prediction": r["answers"][0] if i % 2 == 0 else "no", "answers": r["answers"], "id": r["question_id"],
-              "score": 1.0 if i % 2 == 0 else 0.0} for i, r in enumerate(rows[:4])]
+    preds = [
+        {
+            "prediction": r["answers"][0] if i % 2 == 0 else "no",
+            "answers": r["answers"],
+            "id": r["question_id"],
+            "score": 1.0 if i % 2 == 0 else 0.0,
+        }
+        for i, r in enumerate(rows[:4])
+    ]
     (tmp_path / "evals" / "test_predictions_step4.jsonl").write_text("".join(json.dumps(p) + "\n" for p in preds))
     return tmp_path
 

@@ -3,7 +3,8 @@
 import jax
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from paligemma import model as model_lib
 from paligemma import sharding
@@ -12,9 +13,13 @@ from paligemma import sharding
 def test_mesh_shape_fills_the_rest_and_rejects_bad_specs():
     assert sharding.mesh_shape([("data", -1)], 8) == (("data",), (8,))
     assert sharding.mesh_shape([("fsdp", -1), ("tensor", 2)], 8) == (("fsdp", "tensor"), (4, 2))
-    for bad, words in [([("data", 3)], "has 3 devices"), ([("data", -1), ("fsdp", -1)], "at most one"),
-                       ([("model", 8)], "unknown"), ([("data", 2), ("data", 4)], "repeated"),
-                       ([("tensor", 3), ("data", -1)], "not divisible")]:
+    for bad, words in [
+        ([("data", 3)], "has 3 devices"),
+        ([("data", -1), ("fsdp", -1)], "at most one"),
+        ([("model", 8)], "unknown"),
+        ([("data", 2), ("data", 4)], "repeated"),
+        ([("tensor", 3), ("data", -1)], "not divisible"),
+    ]:
         with pytest.raises(sharding.ShardingError, match=words):
             sharding.mesh_shape(bad, 8)
 
@@ -33,10 +38,10 @@ def test_tiny_model_specs_on_fsdp_and_tensor_mesh():
     specs = sharding.param_specs(shapes, mesh, strategy=[(".*", "fsdp(min_size_mb=0)")])
     llm, img = specs["llm"], specs["img"]
     # Tensor rules on heads / MLP units / vocabulary, fsdp on the largest other divisible dim (never the layer dim).
-    assert llm["layers"]["attn"]["q_einsum"]["w"] == P(None, "tensor", "fsdp", None)           # (L, N=4, D=64, H=16)
-    assert llm["layers"]["mlp"]["gating_einsum"] == P(None, None, "fsdp", "tensor")             # (L, 2, D, F=128)
-    assert llm["layers"]["mlp"]["linear"] == P(None, "tensor", "fsdp")                          # (L, F, D)
-    assert llm["embedder"]["input_embedding"] == P("tensor", "fsdp")                            # (V=1280, D)
+    assert llm["layers"]["attn"]["q_einsum"]["w"] == P(None, "tensor", "fsdp", None)  # (L, N=4, D=64, H=16)
+    assert llm["layers"]["mlp"]["gating_einsum"] == P(None, None, "fsdp", "tensor")  # (L, 2, D, F=128)
+    assert llm["layers"]["mlp"]["linear"] == P(None, "tensor", "fsdp")  # (L, F, D)
+    assert llm["embedder"]["input_embedding"] == P("tensor", "fsdp")  # (V=1280, D)
     # K=1 kv head: the tensor split does not divide, so that dim stays whole.
     assert llm["layers"]["attn"]["kv_einsum"]["w"] == P(None, None, None, "fsdp", None)
     assert img["Transformer"]["encoderblock"]["MlpBlock_0"]["Dense_0"]["kernel"] == P(None, "fsdp", "tensor")
@@ -56,12 +61,14 @@ def test_strategy_minimum_size_replicate_and_custom_rules():
     assert sharding.param_spec(name, shape, mesh, strategy=[(".*", "fsdp(min_size_mb=0)")]) == P(None, "data", None)
     assert sharding.param_spec(name, shape, mesh, strategy=[(".*", "replicate")]) == P(None, None, None)
     # Not a stacked parameter: dim 0 is a candidate too; ties go to the later dim.
-    assert sharding.param_spec("img/head/kernel", (64, 64), mesh, strategy=[(".*", "fsdp(min_size_mb=0)")]) \
-        == P(None, "data")
+    assert sharding.param_spec("img/head/kernel", (64, 64), mesh, strategy=[(".*", "fsdp(min_size_mb=0)")]) == P(
+        None, "data"
+    )
     # An explicit rule over two axes.
     mesh2 = sharding.make_mesh([("data", 2), ("fsdp", 2), ("tensor", 2)])
-    spec = sharding.param_spec("x", (8, 6), mesh2, rules=[("^x$", (("data", "tensor"), None))],
-                               strategy=[(".*", "fsdp(min_size_mb=0)")])
+    spec = sharding.param_spec(
+        "x", (8, 6), mesh2, rules=[("^x$", (("data", "tensor"), None))], strategy=[(".*", "fsdp(min_size_mb=0)")]
+    )
     assert spec == P(("data", "tensor"), "fsdp")
     with pytest.raises(sharding.ShardingError, match="one entry"):
         sharding.param_spec("x", (8, 6), mesh2, rules=[("^x$", ("tensor",))])

@@ -1,4 +1,5 @@
 """Tests for paligemma.tokenizer: a tiny Gemma-style tokenizer trained in-process (no downloads)."""
+
 import io
 
 import numpy as np
@@ -7,8 +8,15 @@ import sentencepiece as spm
 
 from paligemma import tokenizer as tk
 from paligemma.tokenizer import (
-    Tokenizer, add_loc_seg_tokens, box_to_loc_tokens, loc_bin_to_coordinate, parse_detections,
-    parse_segmentations, seg_codes_to_tokens, train_tokenizer)
+    Tokenizer,
+    add_loc_seg_tokens,
+    box_to_loc_tokens,
+    loc_bin_to_coordinate,
+    parse_detections,
+    parse_segmentations,
+    seg_codes_to_tokens,
+    train_tokenizer,
+)
 
 VOCAB = 400
 
@@ -108,8 +116,10 @@ def test_box_roundtrip_within_one_bin(tok):
 
 
 def test_parse_detections_multi_object():
-    text = "<loc0100><loc0200><loc0300><loc0400> cat ; <loc0000><loc0000><loc1023><loc1023> red car ; " \
-           "<loc0010><loc0020><loc0030><loc0040> dog"
+    text = (
+        "<loc0100><loc0200><loc0300><loc0400> cat ; <loc0000><loc0000><loc1023><loc1023> red car ; "
+        "<loc0010><loc0020><loc0030><loc0040> dog"
+    )
     out = parse_detections(text)
     assert [label for _, label in out] == ["cat", "red car", "dog"]
     assert out[0][0] == (100 / 1023, 200 / 1023, 300 / 1023, 400 / 1023)
@@ -130,9 +140,16 @@ def test_parse_detections_malformed_is_ignored():
 
 def test_parse_segmentations():
     codes = list(range(16))
-    text = (box_to_loc_tokens((0.1, 0.2, 0.3, 0.4)) + seg_codes_to_tokens(codes) + " cat ; "
-            + box_to_loc_tokens((0.5, 0.5, 1.0, 1.0)) + seg_codes_to_tokens([127] * 3) + " dog ; "
-            + box_to_loc_tokens((0, 0, 1, 1)) + " bare")
+    text = (
+        box_to_loc_tokens((0.1, 0.2, 0.3, 0.4))
+        + seg_codes_to_tokens(codes)
+        + " cat ; "
+        + box_to_loc_tokens((0.5, 0.5, 1.0, 1.0))
+        + seg_codes_to_tokens([127] * 3)
+        + " dog ; "
+        + box_to_loc_tokens((0, 0, 1, 1))
+        + " bare"
+    )
     out = parse_segmentations(text)
     assert [(c, label) for _, c, label in out] == [(codes, "cat"), (None, "dog"), (None, "bare")]
     np.testing.assert_allclose(out[0][0], (0.1, 0.2, 0.3, 0.4), atol=1 / 1023)
@@ -145,10 +162,22 @@ def _plain_model_bytes(vocab_size: int = 300) -> bytes:
     """A SentencePiece model trained without any loc/seg tokens (stands in for plain Gemma)."""
     buf = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(_corpus()), model_writer=buf, vocab_size=vocab_size, model_type="bpe",
-        pad_id=0, eos_id=1, bos_id=2, unk_id=3, user_defined_symbols=["\n"], byte_fallback=True,
-        normalization_rule_name="identity", add_dummy_prefix=False, remove_extra_whitespaces=False,
-        num_threads=1, minloglevel=2)
+        sentence_iterator=iter(_corpus()),
+        model_writer=buf,
+        vocab_size=vocab_size,
+        model_type="bpe",
+        pad_id=0,
+        eos_id=1,
+        bos_id=2,
+        unk_id=3,
+        user_defined_symbols=["\n"],
+        byte_fallback=True,
+        normalization_rule_name="identity",
+        add_dummy_prefix=False,
+        remove_extra_whitespaces=False,
+        num_threads=1,
+        minloglevel=2,
+    )
     return buf.getvalue()
 
 
@@ -231,10 +260,10 @@ def test_no_tensorflow_import():
     import os
     import subprocess
     import sys
+
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     code = "import sys, paligemma.tokenizer; assert 'tensorflow' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=root,
-                   env={**os.environ, "PYTHONPATH": root})
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root, env={**os.environ, "PYTHONPATH": root})
 
 
 def test_module_constants():

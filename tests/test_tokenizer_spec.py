@@ -12,8 +12,12 @@ from datasets.tokenizers import TokenizerSpecError, resolve_tokenizer
 from paligemma.tokenizer import Tokenizer, train_tokenizer
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "eval", "eval.jsonl")
-TRAIN = dict(data=dict(name="jsonl", path=FIXTURE), keys=("question", "answers", "captions"), vocab_size=300,
-             extra_texts=["answer en", "caption en"])
+TRAIN = dict(
+    data=dict(name="jsonl", path=FIXTURE),
+    keys=("question", "answers", "captions"),
+    vocab_size=300,
+    extra_texts=["answer en", "caption en"],
+)
 
 
 def test_path_spec_with_loc_seg_tokens_is_returned_as_is(tmp_path):
@@ -26,6 +30,7 @@ def test_path_spec_with_loc_seg_tokens_is_returned_as_is(tmp_path):
 def _plain_model_without_loc_seg(path):
     """A SentencePiece model without the loc/seg pieces (like the plain Gemma tokenizer)."""
     from sentencepiece import sentencepiece_model_pb2 as sp_pb2
+
     tok = train_tokenizer(["hello world", "a b c"] * 20, None, vocab_size=280)
     proto = sp_pb2.ModelProto()
     proto.ParseFromString(tok.serialized_model_proto())
@@ -98,16 +103,19 @@ def test_other_processes_wait_for_process_0(tmp_path, monkeypatch):
         resolve_tokenizer(dict(train=TRAIN, path="other.model"), str(tmp_path), wait_timeout_s=0.2)
 
 
-@pytest.mark.parametrize("spec, workdir, match", [
-    (None, None, "config.tokenizer is not set"),
-    ("/nonexistent/tok.model", None, "Tokenizer file not found"),
-    (dict(train=TRAIN, pth="x.model"), "/tmp", r"Unknown key\(s\) \['pth'\].*known keys: \['train', 'path'\]"),
-    (dict(train=dict(TRAIN, vocab=3)), "/tmp", r"Unknown key\(s\) \['vocab'\] in the tokenizer spec's `train`"),
-    (dict(train=dict(keys=("question",))), "/tmp", "needs `data`"),
-    (dict(train=TRAIN), None, "No workdir"),
-    (dict(), None, "needs `train=dict"),
-    (42, None, "must be a path or a dict"),
-])
+@pytest.mark.parametrize(
+    "spec, workdir, match",
+    [
+        (None, None, "config.tokenizer is not set"),
+        ("/nonexistent/tok.model", None, "Tokenizer file not found"),
+        (dict(train=TRAIN, pth="x.model"), "/tmp", r"Unknown key\(s\) \['pth'\].*known keys: \['train', 'path'\]"),
+        (dict(train=dict(TRAIN, vocab=3)), "/tmp", r"Unknown key\(s\) \['vocab'\] in the tokenizer spec's `train`"),
+        (dict(train=dict(keys=("question",))), "/tmp", "needs `data`"),
+        (dict(train=TRAIN), None, "No workdir"),
+        (dict(), None, "needs `train=dict"),
+        (42, None, "must be a path or a dict"),
+    ],
+)
 def test_errors(spec, workdir, match):
     with pytest.raises(TokenizerSpecError, match=match):
         resolve_tokenizer(spec, workdir)

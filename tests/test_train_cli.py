@@ -62,8 +62,19 @@ def _env(cache: str, devices: int = 8) -> dict[str, str]:
 
 
 def _command(assets: str, workdir: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "trainers.train", "--config", f"{TINY_PATH}:{assets}", "--workdir", workdir,
-            f"--config.total_steps={STEPS}", "--config.input.data_shards=2", "--config.ckpt_steps=2", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "trainers.train",
+        "--config",
+        f"{TINY_PATH}:{assets}",
+        "--workdir",
+        workdir,
+        f"--config.total_steps={STEPS}",
+        "--config.input.data_shards=2",
+        "--config.ckpt_steps=2",
+        *extra,
+    ]
 
 
 def _launch(cmd: list[str], env: dict[str, str], log_path: str, timeout: float = 300) -> subprocess.Popen:
@@ -81,8 +92,9 @@ def _read_until(proc: subprocess.Popen, pattern: str, log_path: str) -> re.Match
         if match:
             return match
     proc.wait()
-    raise AssertionError(f"no line matching {pattern!r}; exit code {proc.returncode}; stderr tail:\n"
-                         + open(log_path).read()[-3000:])
+    raise AssertionError(
+        f"no line matching {pattern!r}; exit code {proc.returncode}; stderr tail:\n" + open(log_path).read()[-3000:]
+    )
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 300) -> str:
@@ -92,8 +104,7 @@ def _finish(proc: subprocess.Popen, timeout: float = 300) -> str:
 
 
 @pytest.mark.slow
-def test_sigterm_then_kill9_then_rerun_ends_like_an_uninterrupted_run(reference, tiny_assets, compile_cache,
-                                                                      tmp_path):
+def test_sigterm_then_kill9_then_rerun_ends_like_an_uninterrupted_run(reference, tiny_assets, compile_cache, tmp_path):
     workdir, log_path = str(tmp_path / "run"), str(tmp_path / "stderr.txt")
     cmd, env = _command(tiny_assets, workdir, "--config.export_npz=True"), _env(compile_cache)
 
@@ -141,8 +152,9 @@ def test_sigterm_then_kill9_then_rerun_ends_like_an_uninterrupted_run(reference,
 
 
 @pytest.mark.slow
-def test_two_processes_with_four_devices_each_match_one_process_with_eight(reference, tiny_assets, compile_cache,
-                                                                          tmp_path):
+def test_two_processes_with_four_devices_each_match_one_process_with_eight(
+    reference, tiny_assets, compile_cache, tmp_path
+):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -150,10 +162,23 @@ def test_two_processes_with_four_devices_each_match_one_process_with_eight(refer
     env = _env(compile_cache, devices=4)
     procs = []
     for i in range(2):
-        cmd = _command(tiny_assets, workdir, f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
-                       f"--process_id={i}", "--config.preemption_check_steps=3")
-        procs.append(subprocess.Popen(cmd, stdout=open(tmp_path / f"out{i}.txt", "w"),
-                                      stderr=open(tmp_path / f"err{i}.txt", "w"), env=env, cwd=REPO))
+        cmd = _command(
+            tiny_assets,
+            workdir,
+            f"--coordinator_address=127.0.0.1:{port}",
+            "--num_processes=2",
+            f"--process_id={i}",
+            "--config.preemption_check_steps=3",
+        )
+        procs.append(
+            subprocess.Popen(
+                cmd,
+                stdout=open(tmp_path / f"out{i}.txt", "w"),
+                stderr=open(tmp_path / f"err{i}.txt", "w"),
+                env=env,
+                cwd=REPO,
+            )
+        )
     for i, proc in enumerate(procs):
         proc.wait(timeout=400)
         assert proc.returncode == 0, (tmp_path / f"err{i}.txt").read_text()[-3000:]
@@ -162,8 +187,9 @@ def test_two_processes_with_four_devices_each_match_one_process_with_eight(refer
     assert "step" not in (tmp_path / "out1.txt").read_text()  # process 0 alone logs
     # The step loop exchanges nothing across hosts but the preemption check at steps 3, 6 and 9, and its batches
     # are placed ahead by the prefetch thread.
-    assert re.search(r"Input: the step loop waited [\d.]+s for batches in 10 steps; 3 cross-host preemption checks",
-                     out0), out0
+    assert re.search(
+        r"Input: the step loop waited [\d.]+s for batches in 10 steps; 3 cross-host preemption checks", out0
+    ), out0
     losses = [json.loads(line)["training_loss"] for line in open(os.path.join(workdir, "metrics.jsonl"))]
     np.testing.assert_allclose(losses, reference[0], rtol=1e-5)
     # Both processes wrote their shards of one orbax checkpoint. (Params are not compared element-wise: Adam turns
@@ -201,8 +227,10 @@ def test_a_bad_pp_fails_before_the_params_are_built(tiny_assets, tmp_path, monke
         raise AssertionError("params were built (compiled) despite a bad pp")
 
     monkeypatch.setattr(train_lib._State, "initial", never)
-    for pp, pattern in [("decode|no_such_op()", r"config\.input\.pp: .*no_such_op"),
-                        ('decode|keep("image")', r"config\.input .* lacks \['text'")]:
+    for pp, pattern in [
+        ("decode|no_such_op()", r"config\.input\.pp: .*no_such_op"),
+        ('decode|keep("image")', r"config\.input .* lacks \['text'"),
+    ]:
         with pytest.raises(ConfigError, match=pattern):
             train_lib.train(tiny_config(tiny_assets, **{"input.pp": pp}), str(tmp_path / "w"))
 

@@ -66,8 +66,9 @@ def test_logs_metrics_config_and_checkpoint(data_parallel_run):
     assert step == STEPS and params["llm"]["embedder"]["input_embedding"].shape == (TINY["VOCAB"] + 1152, 64)
 
 
-def test_same_losses_on_one_device_data_parallel_and_fsdp_tensor(data_parallel_run, single_device_run, tiny_assets,
-                                                                   tmp_path):
+def test_same_losses_on_one_device_data_parallel_and_fsdp_tensor(
+    data_parallel_run, single_device_run, tiny_assets, tmp_path
+):
     fsdp_tp = run(tiny_config(tiny_assets, mesh=[("fsdp", 4), ("tensor", 2)]), tmp_path)
     one, dp8 = losses(single_device_run[0]), losses(data_parallel_run[0])
     assert len(one) == STEPS and one[0] > one[-1]  # it learns
@@ -82,8 +83,10 @@ def test_accumulating_four_microbatches_matches_the_full_batch(single_device_run
 
 def _initial_params(config):
     init_rng, _ = jax.random.split(jax.random.key(config.seed))
-    model_config = {"img": dict(model_lib.get_config("paligemma-tiny")["img"]),
-                    "llm": {**model_lib.get_config("paligemma-tiny")["llm"], **config.model.llm}}
+    model_config = {
+        "img": dict(model_lib.get_config("paligemma-tiny")["img"]),
+        "llm": {**model_lib.get_config("paligemma-tiny")["llm"], **config.model.llm},
+    }
     return _init(model_config, init_rng), model_config
 
 
@@ -115,10 +118,13 @@ def test_nan_in_the_data_stops_with_the_step_and_keeps_the_last_good_checkpoint(
 
 def _opt_state_paths(workdir, step):
     import orbax.checkpoint as ocp
+
     meta = ocp.PyTreeCheckpointer().metadata(os.path.join(workdir, "checkpoints", str(step), "opt_state"))
     tree = getattr(meta.item_metadata, "tree", meta.item_metadata)
-    return ["/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
-            for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+    return [
+        "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
+        for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]
+    ]
 
 
 def test_model_init_freeze_lr_mults_and_evals(tiny_assets, tmp_path):
@@ -131,10 +137,24 @@ def test_model_init_freeze_lr_mults_and_evals(tiny_assets, tmp_path):
     ckpt = _init(ckpt_config, jax.random.key(42))
     path = str(tmp_path / "init.npz")
     checkpoints.save_npz(path, checkpoints.unflatten(ckpt))
-    evals = {"val": dict(type="perplexity", data=dict(name="jsonl", path=os.path.join(tiny_assets, "data.jsonl")),
-                         pp=TINY["PP"].format(size=32, text_len=16), batch_size=8, log_steps=2)}
-    config = tiny_config(tiny_assets, total_steps=3, model_init=path, freeze=["^img/", "^llm/embedder/"],
-                         lr_mults=[("^llm/final_norm/", 0.0)], evals=evals, **{"model_load.dont_load": ["^img/head/"]})
+    evals = {
+        "val": dict(
+            type="perplexity",
+            data=dict(name="jsonl", path=os.path.join(tiny_assets, "data.jsonl")),
+            pp=TINY["PP"].format(size=32, text_len=16),
+            batch_size=8,
+            log_steps=2,
+        )
+    }
+    config = tiny_config(
+        tiny_assets,
+        total_steps=3,
+        model_init=path,
+        freeze=["^img/", "^llm/embedder/"],
+        lr_mults=[("^llm/final_norm/", 0.0)],
+        evals=evals,
+        **{"model_load.dont_load": ["^img/head/"]},
+    )
     result = run(config, tmp_path / "run")
     _, params = checkpointing.latest_params(str(tmp_path / "run"))
     params = checkpoints.flatten(params)

@@ -14,9 +14,16 @@ from trainers import optimizer, step
 
 
 def _opt_config(**overrides):
-    base = dict(optax_name="sgd", optax={}, lr=0.1, wd=0.0, wd_mults=config_lib.DEFAULT_WD_MULTS, lr_mults=(),
-                schedule=dict(decay_type="constant", warmup_steps=0, warmup_percent=0.0, end_factor=0.0,
-                              timescale=10_000), grad_clip_norm=None)
+    base = dict(
+        optax_name="sgd",
+        optax={},
+        lr=0.1,
+        wd=0.0,
+        wd_mults=config_lib.DEFAULT_WD_MULTS,
+        lr_mults=(),
+        schedule=dict(decay_type="constant", warmup_steps=0, warmup_percent=0.0, end_factor=0.0, timescale=10_000),
+        grad_clip_norm=None,
+    )
     base.update(overrides)
     return ml_collections.ConfigDict(base, type_safe=False)
 
@@ -33,20 +40,24 @@ def test_schedules():
 
 
 def test_weight_decay_and_lr_multipliers_apply_where_configured():
-    params = {"llm": {"layers": {"mlp": {"linear": jnp.full((2, 2), 2.0)}, "pre_ffw_norm": {"scale": jnp.ones(2)}},
-                      "embedder": {"input_embedding": jnp.full((3, 2), 4.0)}},
-              "img": {"head": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}}}
+    params = {
+        "llm": {
+            "layers": {"mlp": {"linear": jnp.full((2, 2), 2.0)}, "pre_ffw_norm": {"scale": jnp.ones(2)}},
+            "embedder": {"input_embedding": jnp.full((3, 2), 4.0)},
+        },
+        "img": {"head": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}},
+    }
     grads = jax.tree.map(jnp.ones_like, params)
     cfg = _opt_config(wd=0.01, lr_mults=[("^img/", 0.5)], wd_mults=[("embedder", 2.0), *config_lib.DEFAULT_WD_MULTS])
     tx, lr_fn = optimizer.make_optimizer(cfg, params, total_steps=10)
     updates, _ = tx.update(grads, tx.init(params), params)
     lr, wd = 0.1, 0.01
     expected = {  # -(lr * lr_mult * g + wd * wd_mult * p)
-        "llm/layers/mlp/linear": -(lr * 1 + wd * 1 * 2.0),            # default wd rule covers the LLM weights
-        "llm/layers/pre_ffw_norm/scale": -(lr * 1),                   # norms: no decay
-        "llm/embedder/input_embedding": -(lr * 1 + wd * 2 * 4.0),     # first matching rule wins
-        "img/head/kernel": -(lr * 0.5 + wd * 1 * 1.0),                # lr multiplier; image weights decay too
-        "img/head/bias": -(lr * 0.5),                                 # biases: no decay
+        "llm/layers/mlp/linear": -(lr * 1 + wd * 1 * 2.0),  # default wd rule covers the LLM weights
+        "llm/layers/pre_ffw_norm/scale": -(lr * 1),  # norms: no decay
+        "llm/embedder/input_embedding": -(lr * 1 + wd * 2 * 4.0),  # first matching rule wins
+        "img/head/kernel": -(lr * 0.5 + wd * 1 * 1.0),  # lr multiplier; image weights decay too
+        "img/head/bias": -(lr * 0.5),  # biases: no decay
     }
     flat = optimizer.flatten(updates)
     for name, value in expected.items():
@@ -88,18 +99,23 @@ def test_microbatches_interleave_rows():
 
 
 def test_config_defaults_nearest_key_and_value_checks():
-    base = dict(model_name="paligemma-tiny", input=dict(data=dict(name="jsonl", path="x"), pp="keep()",
-                                                          batch_size=8), total_steps=10)
+    base = dict(
+        model_name="paligemma-tiny",
+        input=dict(data=dict(name="jsonl", path="x"), pp="keep()", batch_size=8),
+        total_steps=10,
+    )
     cfg = config_lib.resolve(base)
     assert cfg.optax_name == "adam" and cfg.loss_norm == "example" and cfg.schedule.warmup_percent == 0.05
     assert cfg.input.shuffle_buffer_size == 10_000 and list(cfg.mesh) == [("data", -1)]
-    for bad, pattern in [({"lr_mult": []}, "did you mean 'lr_mults'"),
-                         ({"input": {**base["input"], "batchsize": 2}}, "input.batchsize'; did you mean 'batch_size'"),
-                         ({"total_epochs": 2}, "exactly one of"),
-                         ({"loss_norm": "batch"}, "'example' or 'token'"),
-                         ({"optax": {"weight_decay": 0.1}}, "config.wd"),
-                         ({"freeze": "img"}, "list of regexes"),
-                         ({"wd_mults": [("(", 1.0)]}, "bad regex")]:
+    for bad, pattern in [
+        ({"lr_mult": []}, "did you mean 'lr_mults'"),
+        ({"input": {**base["input"], "batchsize": 2}}, "input.batchsize'; did you mean 'batch_size'"),
+        ({"total_epochs": 2}, "exactly one of"),
+        ({"loss_norm": "batch"}, "'example' or 'token'"),
+        ({"optax": {"weight_decay": 0.1}}, "config.wd"),
+        ({"freeze": "img"}, "list of regexes"),
+        ({"wd_mults": [("(", 1.0)]}, "bad regex"),
+    ]:
         with pytest.raises(config_lib.ConfigError, match=pattern):
             config_lib.resolve({**base, **bad})
     with pytest.raises(config_lib.ConfigError, match="input.pp is required"):
@@ -109,8 +125,10 @@ def test_config_defaults_nearest_key_and_value_checks():
 
 def test_load_config_file_with_argument(tmp_path):
     path = tmp_path / "cfg.py"
-    path.write_text("import ml_collections\n\ndef get_config(arg=None):\n"
-                    "    return ml_collections.ConfigDict(dict(seed=int(arg or 0)))\n")
+    path.write_text(
+        "import ml_collections\n\ndef get_config(arg=None):\n"
+        "    return ml_collections.ConfigDict(dict(seed=int(arg or 0)))\n"
+    )
     assert config_lib.load(f"{path}:7").seed == 7 and config_lib.load(str(path)).seed == 0
     with pytest.raises(config_lib.ConfigError, match="not found"):
         config_lib.load(str(tmp_path / "missing.py"))
@@ -125,8 +143,13 @@ def test_bf16_compute_keeps_float32_master_params_and_optimizer_state():
     tx, lr_fn = optimizer.make_optimizer(_opt_config(optax_name="adam"), shapes, total_steps=10)
     fn = step.make_train_step(model, tx, trainable=list(optimizer.flatten(shapes)), lr_fn=lr_fn, accum_steps=2)
     text = jax.ShapeDtypeStruct((4, 8), jnp.int32)
-    batch = dict(image=jax.ShapeDtypeStruct((4, 32, 32, 3), jnp.float32), text=text, mask_ar=text, mask_loss=text,
-                 mask_input=text)
+    batch = dict(
+        image=jax.ShapeDtypeStruct((4, 32, 32, 3), jnp.float32),
+        text=text,
+        mask_ar=text,
+        mask_loss=text,
+        mask_input=text,
+    )
     args = (shapes, jax.eval_shape(tx.init, shapes), batch, jnp.int32(0), jax.random.key(0))
     params, opt_state, metrics = jax.eval_shape(fn, *args)
     assert {x.dtype for x in jax.tree.leaves(params)} == {np.dtype(np.float32)}

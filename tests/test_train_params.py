@@ -1,6 +1,7 @@
 """`model_init` loading keeps the checkpoint in its stored dtype on the host and casts shard by shard as it places the
 arrays: a bfloat16 .npz gives exactly the float32 parameters it gave when the whole file was cast on the host first
 (same resolution, a resampled position embedding, an extended vocabulary)."""
+
 import types
 
 import jax
@@ -14,9 +15,13 @@ from trainers import train
 
 
 def _setup(model_config, path):
-    return types.SimpleNamespace(cfg=ml_collections.ConfigDict(dict(model_load=dict(dont_load=[]))),
-                                 shapes=model_lib.param_shapes(model_config), init_path=str(path),
-                                 model_config=model_config, compiler_options=None)
+    return types.SimpleNamespace(
+        cfg=ml_collections.ConfigDict(dict(model_load=dict(dont_load=[]))),
+        shapes=model_lib.param_shapes(model_config),
+        init_path=str(path),
+        model_config=model_config,
+        compiler_options=None,
+    )
 
 
 def _shardings(shapes):

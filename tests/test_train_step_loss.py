@@ -1,6 +1,7 @@
 """The suffix-only loss (logits only where mask_loss is set) equals the full-vocabulary loss at every position: same
 loss and gradients (relative 1e-6, float32) for prompts of varied length, examples without suffix tokens, label
 smoothing, both loss_norm modes and accumulated microbatches; and it never builds the `[B, T, V]` logits."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,20 +23,22 @@ def _batch(seed: int, vocab: int, layout=LAYOUT) -> dict[str, np.ndarray]:
     text = rng.integers(1, vocab, shape).astype(np.int32)
     mask_ar, mask_loss, mask_input = (np.zeros(shape, np.int32) for _ in range(3))
     for b, (prompt, suffix) in enumerate(layout):
-        mask_ar[b, prompt:prompt + suffix] = 1
-        mask_loss[b, prompt:prompt + suffix] = 1
-        mask_input[b, :prompt + suffix] = 1
-        text[b, prompt + suffix:] = 0  # padding
+        mask_ar[b, prompt : prompt + suffix] = 1
+        mask_loss[b, prompt : prompt + suffix] = 1
+        mask_input[b, : prompt + suffix] = 1
+        text[b, prompt + suffix :] = 0  # padding
     image = rng.uniform(-1, 1, (len(layout), RES, RES, 3)).astype(np.float32)
     return dict(image=image, text=text, mask_ar=mask_ar, mask_loss=mask_loss, mask_input=mask_input)
 
 
 def _reference_loss_fn(model, label_smoothing, loss_norm):
     """The loss as it was: float32 logits over the whole vocabulary at every text position."""
+
     def loss_fn(params, micro, key):
         inputs, targets, weights = step.model_inputs(micro)
         logits, _ = model.apply({"params": params}, *inputs, train=True, rngs={"dropout": key})
         return step.loss_parts(step.token_nll(logits, targets, label_smoothing), weights, loss_norm)
+
     return loss_fn
 
 
@@ -52,11 +55,14 @@ def _relative_error(new, ref) -> float:
     return max(float(jnp.max(jnp.abs(new[k] - ref[k]))) for k in ref) / scale
 
 
-@pytest.mark.parametrize("name, label_smoothing, loss_norm, chunk", [
-    ("paligemma-tiny", 0.0, "example", 3),
-    ("paligemma-tiny", 0.3, "token", 1),
-    ("paligemma2-tiny", 0.1, "example", 100),  # soft-capped logits; one chunk longer than the sequence
-])
+@pytest.mark.parametrize(
+    "name, label_smoothing, loss_norm, chunk",
+    [
+        ("paligemma-tiny", 0.0, "example", 3),
+        ("paligemma-tiny", 0.3, "token", 1),
+        ("paligemma2-tiny", 0.1, "example", 100),  # soft-capped logits; one chunk longer than the sequence
+    ],
+)
 def test_loss_and_gradients_equal_the_full_vocabulary_loss(name, label_smoothing, loss_norm, chunk):
     model, params, config = _model(name, dropout=0.1)
     batch = _batch(0, config["llm"]["vocab_size"])
@@ -102,8 +108,9 @@ def test_the_full_logits_are_never_built():
     jaxpr = str(jax.make_jaxpr(jax.grad(lambda p: loss_fn(p, batch, jax.random.key(0))[0]))(params))
     assert f"f32[{B},4,{vocab}]" in jaxpr  # one chunk of logits at a time
     assert f"f32[{B},{T - 1},{vocab}]" not in jaxpr
-    reference = str(jax.make_jaxpr(lambda p: _reference_loss_fn(model, 0.0, "example")(
-        p, batch, jax.random.key(0))[0])(params))
+    reference = str(
+        jax.make_jaxpr(lambda p: _reference_loss_fn(model, 0.0, "example")(p, batch, jax.random.key(0))[0])(params)
+    )
     assert f"f32[{B},{T - 1},{vocab}]" in reference
 
 
@@ -115,16 +122,28 @@ def test_train_step_equals_the_full_vocabulary_step(accum_steps, loss_norm, monk
     trainable = [n for n in flatten(params) if not n.startswith("img/")]  # the image encoder frozen
     train_tree = {n: v for n, v in flatten(params).items() if n in trainable}
     from paligemma.checkpoints import unflatten
+
     opt_state = tx.init(unflatten(train_tree))
 
     def run():
-        fn = step.make_train_step(model, tx, trainable=trainable, lr_fn=lambda c: 1.0, accum_steps=accum_steps,
-                                  label_smoothing=0.2, loss_norm=loss_norm, loss_chunk=2)
+        fn = step.make_train_step(
+            model,
+            tx,
+            trainable=trainable,
+            lr_fn=lambda c: 1.0,
+            accum_steps=accum_steps,
+            label_smoothing=0.2,
+            loss_norm=loss_norm,
+            loss_chunk=2,
+        )
         return jax.jit(fn)(params, opt_state, batch, jnp.int32(0), jax.random.key(1))
 
     new_params, _, new_metrics = run()
-    monkeypatch.setattr(step, "make_loss_fn", lambda model, label_smoothing, loss_norm, loss_chunk:
-                        _reference_loss_fn(model, label_smoothing, loss_norm))
+    monkeypatch.setattr(
+        step,
+        "make_loss_fn",
+        lambda model, label_smoothing, loss_norm, loss_chunk: _reference_loss_fn(model, label_smoothing, loss_norm),
+    )
     ref_params, _, ref_metrics = run()
     for k in ("training_loss", "grad_norm"):
         assert abs(float(new_metrics[k]) - float(ref_metrics[k])) <= 1e-6 * abs(float(ref_metrics[k])), k
@@ -135,6 +154,7 @@ def test_train_step_equals_the_full_vocabulary_step(accum_steps, loss_norm, monk
 def test_the_perplexity_evaluator_equals_the_full_logits_nll():
     from evaluators import perplexity as P
     from evaluators import tasks
+
     model, params, config = _model("paligemma2-tiny")
     batch = _batch(4, config["llm"]["vocab_size"])
     nll, count = jax.jit(lambda p, b: tasks._suffix_nll(model, p, b))(params, batch)

@@ -1,4 +1,5 @@
 """Segmentation VQ-VAE: loader + parity with the equivalent PyTorch model, round trip, shapes, errors."""
+
 import jax
 import numpy as np
 import pytest
@@ -15,8 +16,9 @@ D = 32  # codebook dimension for the tests (the released file's D is read from i
 class _TorchResBlock(tnn.Module):
     def __init__(self, c):
         super().__init__()
-        self.net = tnn.Sequential(tnn.Conv2d(c, c, 3, padding=1), tnn.ReLU(), tnn.Conv2d(c, c, 3, padding=1),
-                                  tnn.ReLU(), tnn.Conv2d(c, c, 1))
+        self.net = tnn.Sequential(
+            tnn.Conv2d(c, c, 3, padding=1), tnn.ReLU(), tnn.Conv2d(c, c, 3, padding=1), tnn.ReLU(), tnn.Conv2d(c, c, 1)
+        )
 
     def forward(self, x):
         return x + self.net(x)
@@ -34,15 +36,34 @@ class _TorchVQVAE(tnn.Module):
     def __init__(self, d=D):
         super().__init__()
         self.encoder = tnn.Sequential(
-            tnn.Conv2d(1, 16, 3, 2, 1), tnn.ReLU(), tnn.Conv2d(16, 32, 3, 2, 1), tnn.ReLU(),
-            tnn.Conv2d(32, 64, 3, 2, 1), tnn.ReLU(), tnn.Conv2d(64, 128, 3, 2, 1), tnn.ReLU(),
-            _TorchResBlock(128), _TorchResBlock(128), tnn.Conv2d(128, d, 1))
+            tnn.Conv2d(1, 16, 3, 2, 1),
+            tnn.ReLU(),
+            tnn.Conv2d(16, 32, 3, 2, 1),
+            tnn.ReLU(),
+            tnn.Conv2d(32, 64, 3, 2, 1),
+            tnn.ReLU(),
+            tnn.Conv2d(64, 128, 3, 2, 1),
+            tnn.ReLU(),
+            _TorchResBlock(128),
+            _TorchResBlock(128),
+            tnn.Conv2d(128, d, 1),
+        )
         self._vq_vae = _TorchVQ(d)
         self.decoder = tnn.Sequential(
-            tnn.Conv2d(d, 128, 1), tnn.ReLU(), _TorchResBlock(128), _TorchResBlock(128),
-            tnn.ConvTranspose2d(128, 128, 4, 2, 1), tnn.ReLU(), tnn.ConvTranspose2d(128, 64, 4, 2, 1), tnn.ReLU(),
-            tnn.ConvTranspose2d(64, 32, 4, 2, 1), tnn.ReLU(), tnn.ConvTranspose2d(32, 16, 4, 2, 1), tnn.ReLU(),
-            tnn.Conv2d(16, 1, 1))
+            tnn.Conv2d(d, 128, 1),
+            tnn.ReLU(),
+            _TorchResBlock(128),
+            _TorchResBlock(128),
+            tnn.ConvTranspose2d(128, 128, 4, 2, 1),
+            tnn.ReLU(),
+            tnn.ConvTranspose2d(128, 64, 4, 2, 1),
+            tnn.ReLU(),
+            tnn.ConvTranspose2d(64, 32, 4, 2, 1),
+            tnn.ReLU(),
+            tnn.ConvTranspose2d(32, 16, 4, 2, 1),
+            tnn.ReLU(),
+            tnn.Conv2d(16, 1, 1),
+        )
         gen = torch.Generator().manual_seed(0)
         with torch.no_grad():  # LeCun-normal weights: outputs O(0.1..1), so a 1e-5 tolerance means something
             for m in self.modules():
@@ -106,7 +127,7 @@ def test_encoder_matches_torch(torch_model_and_params, padding):
     with torch.no_grad():
         z = (model.encoder(x) if padding == "TORCH" else model.encode_same(x)).permute(0, 2, 3, 1)
         emb = model._vq_vae._embedding
-        dist = (z.reshape(-1, D) ** 2).sum(1, keepdim=True) + (emb ** 2).sum(1) - 2 * z.reshape(-1, D) @ emb.T
+        dist = (z.reshape(-1, D) ** 2).sum(1, keepdim=True) + (emb**2).sum(1) - 2 * z.reshape(-1, D) @ emb.T
         want_codes = dist.argmin(1).reshape(3, 16).numpy()
     got_z = np.asarray(vqvae.encode_continuous(params, masks, padding=padding))
     assert got_z.shape == (3, 4, 4, D)
@@ -126,8 +147,13 @@ def test_same_and_torch_padding_differ(torch_model_and_params):
 
 
 def test_round_trip_with_codebook_made_of_latents():
-    params = vqvae.init_params(jax.random.PRNGKey(0), embedding_dim=16, encoder_channels=(8, 8, 16, 16),
-                               decoder_hidden=16, decoder_channels=(16, 16, 8, 8))
+    params = vqvae.init_params(
+        jax.random.PRNGKey(0),
+        embedding_dim=16,
+        encoder_channels=(8, 8, 16, 16),
+        decoder_hidden=16,
+        decoder_channels=(16, 16, 8, 8),
+    )
     masks = _masks(2, seed=5)
     z = np.asarray(vqvae.encode_continuous(params, masks)).reshape(-1, 16)
     params["codebook"] = np.concatenate([z, np.full((96, 16), 100.0, np.float32)])  # 32 latents + far rows
@@ -141,8 +167,9 @@ def test_round_trip_with_codebook_made_of_latents():
 
 
 def test_jit_encode_and_decode():
-    params = vqvae.init_params(1, embedding_dim=8, encoder_channels=(4, 4, 4, 8), decoder_hidden=8,
-                               decoder_channels=(8, 8, 8, 8))
+    params = vqvae.init_params(
+        1, embedding_dim=8, encoder_channels=(4, 4, 4, 8), decoder_hidden=8, decoder_channels=(8, 8, 8, 8)
+    )
     masks = _masks(2, seed=7)
     codes = vqvae.encode_jit(params, masks)
     np.testing.assert_array_equal(np.asarray(codes), np.asarray(vqvae.encode(params, masks)))
@@ -164,8 +191,11 @@ def test_loader_errors(torch_model_and_params):
     broken = dict(state)
     del broken["decoder.6.weight"]
     broken["decoder.14.weight"] = np.zeros((1, 1, 1, 1), np.float32)
-    with pytest.raises(ValueError, match=r"(?s)missing keys \(1\).*decoder\.6\.weight.*unexpected keys \(1\).*"
-                                         r"decoder\.14\.weight"):
+    with pytest.raises(
+        ValueError,
+        match=r"(?s)missing keys \(1\).*decoder\.6\.weight.*unexpected keys \(1\).*"
+        r"decoder\.14\.weight",
+    ):
         vqvae.params_from_state_dict(broken)
     bad_shape = dict(state)
     bad_shape["decoder.0.weight"] = np.zeros((128, D + 1, 1, 1), np.float32)

@@ -71,21 +71,32 @@ def decode_benchmark(argv: list[str]) -> int:
     (_, height, width, _), _, _ = (x.shape for x in pg.dummy_inputs(cfg))
     vocab = cfg["llm"]["vocab_size"]
     device = jax.devices()[0]
-    print(f"model {args.model} ({pg.count_params(params) / 1e6:.1f}M params, {height}x{width} px, vocab {vocab}), "
-          f"prompt {args.prompt_len} tokens, {args.max_decode_len} generated, sampler {args.sampler!r}, "
-          f"{jax.device_count()} x {device.platform} ({device.device_kind}); random init {init_s:.1f} s")
+    print(
+        f"model {args.model} ({pg.count_params(params) / 1e6:.1f}M params, {height}x{width} px, vocab {vocab}), "
+        f"prompt {args.prompt_len} tokens, {args.max_decode_len} generated, sampler {args.sampler!r}, "
+        f"{jax.device_count()} x {device.platform} ({device.device_kind}); random init {init_s:.1f} s"
+    )
 
     rows = []
     rng = np.random.default_rng(args.seed)
     for batch_size in batch_sizes:
-        batch = {"image": rng.uniform(-1, 1, (batch_size, height, width, 3)).astype(np.float32),
-                 "text": rng.integers(3, vocab, (batch_size, args.prompt_len)).astype(np.int32),
-                 "mask_ar": np.zeros((batch_size, args.prompt_len), np.int32),
-                 "mask_input": np.ones((batch_size, args.prompt_len), np.int32)}
+        batch = {
+            "image": rng.uniform(-1, 1, (batch_size, height, width, 3)).astype(np.float32),
+            "text": rng.integers(3, vocab, (batch_size, args.prompt_len)).astype(np.int32),
+            "mask_ar": np.zeros((batch_size, args.prompt_len), np.int32),
+            "mask_input": np.ones((batch_size, args.prompt_len), np.int32),
+        }
 
         def run(length, batch=batch):
-            out = decode.generate(model, params, batch, max_decode_len=length, eos_id=-1, sampler=args.sampler,
-                                  rng=jax.random.key(args.seed))
+            out = decode.generate(
+                model,
+                params,
+                batch,
+                max_decode_len=length,
+                eos_id=-1,
+                sampler=args.sampler,
+                rng=jax.random.key(args.seed),
+            )
             jax.block_until_ready(out)
             assert int(np.min(out["lengths"])) == length
 
@@ -94,8 +105,16 @@ def decode_benchmark(argv: list[str]) -> int:
         step = (total - prefill) / (args.max_decode_len - 1)
         tokens = batch_size * args.max_decode_len
         compile_s = (compile_prefill - prefill) + (compile_full - total)
-        rows.append([batch_size, f"{1000 * prefill:.1f}", f"{1000 * step:.2f}", f"{tokens / total:,.0f}",
-                     f"{1000 * total:.1f}", f"{compile_s:.1f}"])
+        rows.append(
+            [
+                batch_size,
+                f"{1000 * prefill:.1f}",
+                f"{1000 * step:.2f}",
+                f"{tokens / total:,.0f}",
+                f"{1000 * total:.1f}",
+                f"{compile_s:.1f}",
+            ]
+        )
         print(f"  batch {batch_size}: {tokens / total:,.0f} tokens/s", flush=True)
     print()
     print_table(["batch", "prefill ms", "ms/token", "tokens/s", "generate ms", "compile s"], rows)

@@ -36,14 +36,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("src", help="source checkpoint: .npz file or folder")
     p.add_argument("dst", help="destination: .npz file or folder")
     p.add_argument("--to", choices=("npz", "hf", "ours"), default=None, help="destination format")
-    p.add_argument("--dtype", choices=sorted(checkpoints.DTYPES), default=None,
-                   help="cast every array (default: keep the stored dtype)")
+    p.add_argument(
+        "--dtype",
+        choices=sorted(checkpoints.DTYPES),
+        default=None,
+        help="cast every array (default: keep the stored dtype)",
+    )
     p.add_argument("--image_size", type=int, default=None, help="resample the position embedding to this resolution")
-    p.add_argument("--sliding_window", type=_window, default="default",
-                   help="Gemma 2 local attention of the loaded config: default (full attention, as the released "
-                        "weights were trained), hf (the PyTorch port's window), none, or an int")
-    p.add_argument("--pad_vocab_to", type=int, default=None,
-                   help="--to hf: pad the embedding table to this many rows (the published files use 257216)")
+    p.add_argument(
+        "--sliding_window",
+        type=_window,
+        default="default",
+        help="Gemma 2 local attention of the loaded config: default (full attention, as the released "
+        "weights were trained), hf (the PyTorch port's window), none, or an int",
+    )
+    p.add_argument(
+        "--pad_vocab_to",
+        type=int,
+        default=None,
+        help="--to hf: pad the embedding table to this many rows (the published files use 257216)",
+    )
     return p
 
 
@@ -56,10 +68,12 @@ def _size_on_disk(path: str) -> int:
 def _summary(config) -> str:
     img, llm = config["img"], config["llm"]
     kind = "Gemma 2" if llm.get("post_norms") else "Gemma"
-    return (f"SigLIP width {img['width']} depth {img['depth']} patch {img['patch_size']} image {img['image_size']} "
-            f"(pool {img.get('pool_type', 'none')}); {kind} width {llm['width']} depth {llm['depth']} heads "
-            f"{llm['num_heads']}/{llm['num_kv_heads']} head_dim {llm['head_dim']} vocab {llm['vocab_size']}"
-            f" sliding_window {llm.get('sliding_window')}")
+    return (
+        f"SigLIP width {img['width']} depth {img['depth']} patch {img['patch_size']} image {img['image_size']} "
+        f"(pool {img.get('pool_type', 'none')}); {kind} width {llm['width']} depth {llm['depth']} heads "
+        f"{llm['num_heads']}/{llm['num_kv_heads']} head_dim {llm['head_dim']} vocab {llm['vocab_size']}"
+        f" sliding_window {llm.get('sliding_window')}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,8 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         if paths.abspath(args.src) == paths.abspath(args.dst):
             raise ValueError("SRC and DST are the same path.")
 
-        config, params = checkpoints.load(args.src, dtype=args.dtype, image_size=args.image_size,
-                                          sliding_window=args.sliding_window)
+        config, params = checkpoints.load(
+            args.src, dtype=args.dtype, image_size=args.image_size, sliding_window=args.sliding_window
+        )
         print(f"read {src_format} checkpoint {args.src}: {_summary(config)}")
         if to == "npz":
             checkpoints.save_npz(args.dst, params, args.dtype)
@@ -94,11 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     leaves = list(checkpoints.flatten(params).values())
     count = sum(int(np.prod(x.shape)) for x in leaves)
     dtypes = sorted({args.dtype or str(x.dtype) for x in leaves})
-    print(f"wrote {to} checkpoint {args.dst}: {count:,} parameters, dtype {'/'.join(dtypes)}, "
-          f"{_size_on_disk(args.dst) / 2**20:,.1f} MiB on disk")
+    print(
+        f"wrote {to} checkpoint {args.dst}: {count:,} parameters, dtype {'/'.join(dtypes)}, "
+        f"{_size_on_disk(args.dst) / 2**20:,.1f} MiB on disk"
+    )
     if to == "npz":
-        print("note: a .npz holds no config; loading infers the sizes from the shapes (Gemma 2: soft-caps 50/30, "
-              "full attention) - pass config= to paligemma.checkpoints.load for anything else.")
+        print(
+            "note: a .npz holds no config; loading infers the sizes from the shapes (Gemma 2: soft-caps 50/30, "
+            "full attention) - pass config= to paligemma.checkpoints.load for anything else."
+        )
     return 0
 
 

@@ -15,7 +15,7 @@ import os
 import re
 import sys
 import textwrap
-from typing import Sequence
+from collections.abc import Sequence
 
 from tools import plots
 
@@ -28,6 +28,7 @@ def _final_predictions(workdir: str, name: str) -> tuple[str, int | None]:
     def step(path):
         m = re.search(r"_step(\d+)\.jsonl$", path)
         return int(m.group(1)) if m else -1
+
     path = max(files, key=step)
     return path, step(path)
 
@@ -35,7 +36,9 @@ def _final_predictions(workdir: str, name: str) -> tuple[str, int | None]:
 def _examples(data_config: dict, ids: set, id_key: str = "question_id") -> dict:
     """{id: (image uint8 [H, W, 3], question)} for the given ids, read in split order from the eval data."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
     from datasets import sources  # pylint: disable=g-import-not-at-top
+
     out = {}
     for ex in sources.get_source(data_config).get_tfdata(ordered=True):
         qid = int(ex[id_key].numpy())
@@ -50,8 +53,10 @@ def _examples(data_config: dict, ids: set, id_key: str = "question_id") -> dict:
 def prediction_grid(records: Sequence[dict], examples: dict, out_png: str, columns: int = 4) -> str:
     """A PNG grid: each cell an image titled with its question, the prediction and the answer(s)."""
     import matplotlib  # pylint: disable=g-import-not-at-top
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
     rows = (len(records) + columns - 1) // columns
     fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 4.0 * rows), squeeze=False)
     for ax in axes.flat:
@@ -60,9 +65,12 @@ def prediction_grid(records: Sequence[dict], examples: dict, out_png: str, colum
         image, question = examples[rec["id"]]
         ax.imshow(image, interpolation="nearest")
         right = rec["score"] is not None and rec["score"] >= 1.0
-        ax.set_title("\n".join(textwrap.wrap(question, 32)) + f"\npredicted: {rec['prediction']!r}\n"
-                     f"answer: {', '.join(sorted(set(rec['answers'])))}", fontsize=9,
-                     color="darkgreen" if right else "darkred")
+        ax.set_title(
+            "\n".join(textwrap.wrap(question, 32)) + f"\npredicted: {rec['prediction']!r}\n"
+            f"answer: {', '.join(sorted(set(rec['answers'])))}",
+            fontsize=9,
+            color="darkgreen" if right else "darkred",
+        )
     fig.tight_layout()
     fig.savefig(out_png, dpi=90)
     plt.close(fig)
@@ -77,9 +85,12 @@ def report(workdir: str, name: str = "test", num_images: int = 16) -> dict:
     final = next((r for r in reversed(records) if f"{name}/accuracy" in r), None)
     if final is None:
         raise ValueError(f"metrics.jsonl of {workdir} has no {name}/accuracy: the evaluator {name!r} did not run")
-    curves = plots.plot_curves(records, os.path.join(workdir, "curves.png"),
-                               [k for k in plots.default_metrics(records) if k.startswith(f"{name}/")],
-                               title=f"{os.path.basename(os.path.abspath(workdir))}: loss and {name} accuracy")
+    curves = plots.plot_curves(
+        records,
+        os.path.join(workdir, "curves.png"),
+        [k for k in plots.default_metrics(records) if k.startswith(f"{name}/")],
+        title=f"{os.path.basename(os.path.abspath(workdir))}: loss and {name} accuracy",
+    )
     pred_path, step = _final_predictions(workdir, name)
     with open(pred_path) as f:
         preds = [json.loads(line) for _, line in zip(range(num_images), f)]
@@ -88,11 +99,17 @@ def report(workdir: str, name: str = "test", num_images: int = 16) -> dict:
     grid = prediction_grid(preds, examples, os.path.join(workdir, "predictions.png"))
     started = os.path.getmtime(os.path.join(workdir, "config.json"))
     ended = os.path.getmtime(pred_path)
-    return dict(step=final["step"], metrics={k.split("/", 1)[1]: v for k, v in final.items()
-                                             if k.startswith(f"{name}/")},
-                minutes=(ended - started) / 60, curves=curves, grid=grid, predictions=pred_path,
-                metrics_file=os.path.join(workdir, "metrics.jsonl"),
-                tensorboard=os.path.join(workdir, "tensorboard"), checkpoints=os.path.join(workdir, "checkpoints"))
+    return dict(
+        step=final["step"],
+        metrics={k.split("/", 1)[1]: v for k, v in final.items() if k.startswith(f"{name}/")},
+        minutes=(ended - started) / 60,
+        curves=curves,
+        grid=grid,
+        predictions=pred_path,
+        metrics_file=os.path.join(workdir, "metrics.jsonl"),
+        tensorboard=os.path.join(workdir, "tensorboard"),
+        checkpoints=os.path.join(workdir, "checkpoints"),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -107,15 +124,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     m = s["metrics"]
-    by_type = ", ".join(f"{k[len('accuracy_'):]} {v:.1%}" for k, v in sorted(m.items()) if k.startswith("accuracy_"))
-    print(f"\nTest accuracy after {s['step']} steps: {m['accuracy']:.2%} on {int(m.get('num_examples', 0))} "
-          f"questions ({by_type}); the run took {s['minutes']:.1f} min.")
-    print(f"  metrics (JSON lines): {s['metrics_file']}\n  TensorBoard events:   {s['tensorboard']}  "
-          f"(tensorboard --logdir {s['tensorboard']})\n  loss/accuracy curves: {s['curves']}\n"
-          f"  answered test images: {s['grid']}\n  all test predictions: {s['predictions']}\n"
-          f"  checkpoints:          {s['checkpoints']}")
-    print(f"Ask it yourself: python -m tools.predict --checkpoint {args.workdir} --image IMAGE.png "
-          f"--prompt \"answer en what shape is in the image?\" --max_decode_len 4")
+    by_type = ", ".join(f"{k[len('accuracy_') :]} {v:.1%}" for k, v in sorted(m.items()) if k.startswith("accuracy_"))
+    print(
+        f"\nTest accuracy after {s['step']} steps: {m['accuracy']:.2%} on {int(m.get('num_examples', 0))} "
+        f"questions ({by_type}); the run took {s['minutes']:.1f} min."
+    )
+    print(
+        f"  metrics (JSON lines): {s['metrics_file']}\n  TensorBoard events:   {s['tensorboard']}  "
+        f"(tensorboard --logdir {s['tensorboard']})\n  loss/accuracy curves: {s['curves']}\n"
+        f"  answered test images: {s['grid']}\n  all test predictions: {s['predictions']}\n"
+        f"  checkpoints:          {s['checkpoints']}"
+    )
+    print(
+        f"Ask it yourself: python -m tools.predict --checkpoint {args.workdir} --image IMAGE.png "
+        f'--prompt "answer en what shape is in the image?" --max_decode_len 4'
+    )
     return 0
 
 

@@ -21,8 +21,20 @@ from PIL import Image, ImageDraw, ImageFont
 __all__ = ["draw_detections", "draw_masks", "mask_in_box", "color_for", "PALETTE"]
 
 PALETTE: tuple[tuple[int, int, int], ...] = (
-    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
-    (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255), (170, 110, 40), (128, 0, 0),
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+    (0, 128, 128),
+    (220, 190, 255),
+    (170, 110, 40),
+    (128, 0, 0),
 )
 
 
@@ -68,8 +80,9 @@ def _draw_tag(draw: ImageDraw.ImageDraw, x: int, y_top: int, y_inside: int, text
     draw.text((x + 2 - left, y + 2 - top), text, fill=_text_color(color), font=font)
 
 
-def draw_detections(image: Any, detections: Sequence[Sequence[Any]], *, line_width: int | None = None,
-                    font_size: int | None = None) -> Image.Image:
+def draw_detections(
+    image: Any, detections: Sequence[Sequence[Any]], *, line_width: int | None = None, font_size: int | None = None
+) -> Image.Image:
     """Draws labelled boxes on a copy of `image`.
 
     Args:
@@ -109,6 +122,7 @@ def mask_in_box(mask64: np.ndarray, box: Sequence[float], height: int, width: in
       bool `[height, width]` (all False when the pixel box is empty).
     """
     from evaluators.refcoco import resize_bilinear_pil  # pylint: disable=g-import-not-at-top  (numpy only)
+
     out = np.zeros((height, width), bool)
     y1, x1, y2, x2 = (float(v) for v in box)
     py1, px1, py2, px2 = int(y1 * height), int(x1 * width), int(y2 * height), int(x2 * width)
@@ -119,8 +133,9 @@ def mask_in_box(mask64: np.ndarray, box: Sequence[float], height: int, width: in
     return out
 
 
-def draw_masks(image: Any, masks: Sequence[np.ndarray], *, labels: Sequence[str] | None = None,
-               alpha: float = 0.5) -> Image.Image:
+def draw_masks(
+    image: Any, masks: Sequence[np.ndarray], *, labels: Sequence[str] | None = None, alpha: float = 0.5
+) -> Image.Image:
     """Overlays binary masks (each bool `[H, W]` at the image's size) in their label colours on a copy of `image`.
 
     Args:

@@ -19,23 +19,33 @@ import json
 import os
 import subprocess
 import sys
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-GIB = 2 ** 30
+GIB = 2**30
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_one(config: str, model: str, res: int, slice_name: str | None, out: str) -> str:
     """Runs the dry run of one combination (a subprocess); returns the JSON path (written even when it does not
-    fit; missing when the run failed otherwise: see the `.log` next to it)."""
+    fit; missing when the run failed otherwise: see the `.log` next to it).
+    """
     sys.path.insert(0, REPO)
     from configs import common
     from trainers import dry_run
+
     slice_name = slice_name or common.released_slice(model, res)[0]
     topology = dry_run.topology_name(slice_name)
     stem = os.path.join(out, f"{config}_{model}_{res}_{topology.replace(':', '-')}")
-    cmd = [sys.executable, "-m", "trainers.train", f"--config=configs/transfer/{config}.py:model={model},res={res}",
-           f"--workdir={stem}_workdir", f"--dry_run={topology}", f"--dry_run_json={stem}.json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "trainers.train",
+        f"--config=configs/transfer/{config}.py:model={model},res={res}",
+        f"--workdir={stem}_workdir",
+        f"--dry_run={topology}",
+        f"--dry_run_json={stem}.json",
+    ]
     with open(f"{stem}.log", "w") as log:
         subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, check=False)
     return f"{stem}.json"
@@ -45,8 +55,10 @@ def _gib(x: float) -> str:
     return f"{x / GIB:.2f}"
 
 
-HEADER = ("| config | model | res | slice (mesh) | batch (accum) | params | opt state | act+temp | total (% HBM) | fits "
-          "| evals: largest total (% HBM) | est. step | examples/s | MFU |")
+HEADER = (
+    "| config | model | res | slice (mesh) | batch (accum) | params | opt state | act+temp | total (% HBM) | fits "
+    "| evals: largest total (% HBM) | est. step | examples/s | MFU |"
+)
 
 
 def row(report: Mapping[str, Any]) -> str:
@@ -59,21 +71,29 @@ def row(report: Mapping[str, Any]) -> str:
     config = os.path.basename(report["config"].split(":")[0]).removesuffix(".py") or "?"
     mesh = ", ".join(f"{k}={v}" for k, v in report["mesh"].items())
     seconds = step["step_seconds"]
-    cells = [config, report["model"].rsplit("-", 1)[0], report["res"].split("x")[0],
-             f"{report['topology']} = {report['chips']} chips ({mesh})",
-             f"{report['batch_size']} ({report['accum_steps']})",
-             _gib(step["args"].get("params", 0)), _gib(step["args"].get("opt_state", 0)), _gib(step["temp"]),
-             f"{_gib(step['total'])} ({100 * step['total'] / usable:.0f}%)", "yes" if report["fits"] else "**no**",
-             f"{_gib(worst['total'])} ({100 * worst['total'] / usable:.0f}%, {worst['name']})" if worst else "-",
-             f"{seconds:.2f} s" if seconds else "-",
-             f"{report['batch_size'] / seconds:.0f}" if seconds else "-",
-             f"{100 * step['mfu']:.0f}%" if step["mfu"] else "-"]
+    cells = [
+        config,
+        report["model"].rsplit("-", 1)[0],
+        report["res"].split("x")[0],
+        f"{report['topology']} = {report['chips']} chips ({mesh})",
+        f"{report['batch_size']} ({report['accum_steps']})",
+        _gib(step["args"].get("params", 0)),
+        _gib(step["args"].get("opt_state", 0)),
+        _gib(step["temp"]),
+        f"{_gib(step['total'])} ({100 * step['total'] / usable:.0f}%)",
+        "yes" if report["fits"] else "**no**",
+        f"{_gib(worst['total'])} ({100 * worst['total'] / usable:.0f}%, {worst['name']})" if worst else "-",
+        f"{seconds:.2f} s" if seconds else "-",
+        f"{report['batch_size'] / seconds:.0f}" if seconds else "-",
+        f"{100 * step['mfu']:.0f}%" if step["mfu"] else "-",
+    ]
     return "| " + " | ".join(cells) + " |"
 
 
 def table(paths: Sequence[str]) -> str:
     """The markdown table of the JSON reports `paths` (files, or folders of `*.json`), sorted by config, model
-    size and resolution."""
+    size and resolution.
+    """
     files = []
     for path in paths:
         files += sorted(glob.glob(os.path.join(path, "*.json"))) if os.path.isdir(path) else [path]
@@ -96,8 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parts = entry.split(",")
             if len(parts) not in (3, 4):
                 parser.error(f"--run {entry!r}: expected config,model,res[,slice]")
-            paths.append(run_one(parts[0], parts[1], int(parts[2]), parts[3] if len(parts) == 4 else None,
-                                 args.out))
+            paths.append(run_one(parts[0], parts[1], int(parts[2]), parts[3] if len(parts) == 4 else None, args.out))
     if not paths:
         parser.error("give JSON reports / folders, or --run entries")
     print(table(paths))

@@ -11,7 +11,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from paligemma import paths
 
@@ -36,10 +36,12 @@ def default_metrics(records: Sequence[dict]) -> list[str]:
     return [k for k in keys if k.split("/", 1)[1] in MAIN_METRICS or k.split("/", 1)[1].startswith("accuracy_")]
 
 
-def plot_curves(records: Sequence[dict], out_png: str, metrics: Sequence[str] | None = None,
-                title: str | None = None) -> str:
+def plot_curves(
+    records: Sequence[dict], out_png: str, metrics: Sequence[str] | None = None, title: str | None = None
+) -> str:
     """Writes a PNG with the training loss (left) and the evaluator metrics (right) against the step."""
     import matplotlib  # pylint: disable=g-import-not-at-top
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
@@ -81,9 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out = plot_curves(records, args.out or paths.join(args.workdir, "curves.png"),
-                      args.metrics.split(",") if args.metrics else None,
-                      title=os.path.basename(args.workdir.rstrip("/")))
+    out = plot_curves(
+        records,
+        args.out or paths.join(args.workdir, "curves.png"),
+        args.metrics.split(",") if args.metrics else None,
+        title=os.path.basename(args.workdir.rstrip("/")),
+    )
     print(out)
     return 0
 

@@ -22,7 +22,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +37,7 @@ class PredictError(ValueError):
 def load_image(path: str):
     """Opens `path` with PIL as RGB. PredictError for a missing or unreadable file."""
     from PIL import Image, UnidentifiedImageError  # pylint: disable=g-import-not-at-top
+
     if not paths.isfile(path):
         raise PredictError(f"image file not found: {path}")
     try:
@@ -49,21 +51,28 @@ def load_image(path: str):
 def preprocess(image, size: tuple[int, int]) -> np.ndarray:
     """PIL RGB image -> float32 `[H, W, 3]` in [-1, 1] at `size` = (height, width) (bilinear, antialiased)."""
     from PIL import Image  # pylint: disable=g-import-not-at-top
+
     h, w = size
     resized = image.resize((w, h), Image.BILINEAR) if image.size != (w, h) else image
     return np.asarray(resized, np.float32) / 127.5 - 1.0
 
 
-def build_batch(images: Sequence[np.ndarray], prompt_ids: Sequence[int], *, bos_id: int, sep_id: int, pad_id: int,
-                multi_image: bool) -> dict[str, np.ndarray]:
+def build_batch(
+    images: Sequence[np.ndarray], prompt_ids: Sequence[int], *, bos_id: int, sep_id: int, pad_id: int, multi_image: bool
+) -> dict[str, np.ndarray]:
     """The eval-prompt batch: image `[N, H, W, 3]` (or `[1, N, H, W, 3]`), text/mask_ar/mask_input int32 `[B, T]`."""
     from datasets.pp import layout  # numpy only: importing it does not import TensorFlow
+
     row = layout.prompt_layout(prompt_ids, len(prompt_ids) + 2, bos_id=bos_id, sep_id=sep_id, pad_id=pad_id)
     pixels = np.stack(images)[None] if multi_image else np.stack(images)
     b = pixels.shape[0]
     tile = lambda x: np.tile(x[None], (b, 1)).astype(np.int32)  # noqa: E731
-    return {"image": pixels, "text": tile(row["text"]), "mask_ar": tile(row["mask_ar"]),
-            "mask_input": tile(row["mask_input"])}
+    return {
+        "image": pixels,
+        "text": tile(row["text"]),
+        "mask_ar": tile(row["mask_ar"]),
+        "mask_input": tile(row["mask_input"]),
+    }
 
 
 def _out_paths(draw: str, n: int) -> list[str]:
@@ -75,9 +84,11 @@ def _out_paths(draw: str, n: int) -> list[str]:
 
 def draw_answer(image, text: str, out_path: str, vqvae_params: Any = None) -> bool:
     """Draws the boxes (and masks, when `vqvae_params` is given and the answer has 16 seg tokens) of `text` on
-    `image` and saves a PNG; returns False (nothing written) when the answer has no boxes."""
+    `image` and saves a PNG; returns False (nothing written) when the answer has no boxes.
+    """
     from paligemma.tokenizer import parse_segmentations  # pylint: disable=g-import-not-at-top
     from tools import draw  # pylint: disable=g-import-not-at-top
+
     objects = parse_segmentations(text)
     if not objects:
         return False
@@ -85,6 +96,7 @@ def draw_answer(image, text: str, out_path: str, vqvae_params: Any = None) -> bo
     with_codes = [(box, codes, label) for box, codes, label in objects if codes is not None]
     if with_codes and vqvae_params is not None:
         from paligemma import vqvae  # pylint: disable=g-import-not-at-top
+
         logits = np.asarray(vqvae.decode_jit(vqvae_params, np.asarray([c for _, c, _ in with_codes], np.int32)))
         w, h = image.size
         masks = [draw.mask_in_box(m, box, h, w) for m, (box, _, _) in zip(logits, with_codes)]
@@ -98,13 +110,22 @@ def draw_answer(image, text: str, out_path: str, vqvae_params: Any = None) -> bo
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m tools.predict", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True,
-                   help=".npz, HF folder, paligemma.checkpoints.save folder, or a training workdir (latest params)")
-    p.add_argument("--tokenizer", default=None,
-                   help="SentencePiece .model (loc/seg tokens are added if missing); default: a training workdir's "
-                        "config.tokenizer file, or the tokenizer.model the run trained")
+    p = argparse.ArgumentParser(
+        prog="python -m tools.predict",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help=".npz, HF folder, paligemma.checkpoints.save folder, or a training workdir (latest params)",
+    )
+    p.add_argument(
+        "--tokenizer",
+        default=None,
+        help="SentencePiece .model (loc/seg tokens are added if missing); default: a training workdir's "
+        "config.tokenizer file, or the tokenizer.model the run trained",
+    )
     p.add_argument("--image", required=True, nargs="+", help="image file(s)")
     p.add_argument("--prompt", required=True, help='e.g. "caption en", "answer en what is this?", "detect cat"')
     p.add_argument("--sampler", default="greedy", help='greedy, "temperature(t=0.7)", "top_k(40)", "beam(n=4)", ...')
@@ -126,10 +147,12 @@ def predict(args: argparse.Namespace, out=sys.stdout) -> list[str]:
     if not paths.exists(args.checkpoint):
         raise PredictError(f"checkpoint not found: {args.checkpoint} (pass a .npz file or a checkpoint folder)")
     import jax  # pylint: disable=g-import-not-at-top
+
+    from evaluators import run as eval_run  # pylint: disable=g-import-not-at-top  (checkpoint/workdir loading)
     from paligemma import checkpoints, decode, siglip  # pylint: disable=g-import-not-at-top
     from paligemma import model as model_lib  # pylint: disable=g-import-not-at-top
     from paligemma.tokenizer import Tokenizer  # pylint: disable=g-import-not-at-top
-    from evaluators import run as eval_run  # pylint: disable=g-import-not-at-top  (checkpoint/workdir loading)
+
     run_config = eval_run.config_from_training_workdir(args.checkpoint)
     tokenizer = args.tokenizer
     if tokenizer is None and run_config is not None:  # the run's tokenizer file, or the one it trained
@@ -145,8 +168,9 @@ def predict(args: argparse.Namespace, out=sys.stdout) -> list[str]:
         raise PredictError(f"bad --tokenizer: {e}") from e
     try:
         if run_config is not None:  # a training workdir: its run config and the latest checkpoint
-            cfg, params, _, _ = eval_run.load_params(args.checkpoint, None, eval_run.model_config_from(run_config),
-                                                     args.dtype)
+            cfg, params, _, _ = eval_run.load_params(
+                args.checkpoint, None, eval_run.model_config_from(run_config), args.dtype
+            )
             if args.res:
                 raise PredictError("--res works with checkpoint files/folders, not with a training workdir")
         else:
@@ -154,21 +178,36 @@ def predict(args: argparse.Namespace, out=sys.stdout) -> list[str]:
     except (FileNotFoundError, checkpoints.CheckpointError, eval_run.RunError) as e:
         raise PredictError(f"cannot load --checkpoint: {e}") from e
     try:
-        tok.check_fits(cfg["llm"].get("vocab_size"), "pass the tokenizer this checkpoint was trained with (--tokenizer).")
+        tok.check_fits(
+            cfg["llm"].get("vocab_size"), "pass the tokenizer this checkpoint was trained with (--tokenizer)."
+        )
     except ValueError as e:
         raise PredictError(str(e)) from None
     size = siglip.SiglipConfig(**{"num_classes": None, **dict(cfg["img"])}).image_hw
     pixels = [preprocess(img, tuple(size)) for img in originals]
-    batch = build_batch(pixels, tok.encode(args.prompt), bos_id=tok.bos_id, sep_id=tok.newline_id,
-                        pad_id=max(tok.pad_id, 0), multi_image=args.multi_image)
+    batch = build_batch(
+        pixels,
+        tok.encode(args.prompt),
+        bos_id=tok.bos_id,
+        sep_id=tok.newline_id,
+        pad_id=max(tok.pad_id, 0),
+        multi_image=args.multi_image,
+    )
     model = model_lib.Model(**cfg)
     try:
         decode.parse_sampler(args.sampler)
     except ValueError as e:
         raise PredictError(f"bad --sampler: {e}") from e
-    result = decode.generate(model, jax.device_put(params), batch, max_decode_len=args.max_decode_len,
-                             eos_id=tok.eos_id, sampler=args.sampler, rng=jax.random.key(args.seed),
-                             pad_id=max(tok.pad_id, 0))
+    result = decode.generate(
+        model,
+        jax.device_put(params),
+        batch,
+        max_decode_len=args.max_decode_len,
+        eos_id=tok.eos_id,
+        sampler=args.sampler,
+        rng=jax.random.key(args.seed),
+        pad_id=max(tok.pad_id, 0),
+    )
     answers = decode.decode_texts(tok, result["tokens"], result["lengths"])
     names = [" + ".join(args.image)] if args.multi_image else list(args.image)
     for name, answer in zip(names, answers):
@@ -178,6 +217,7 @@ def predict(args: argparse.Namespace, out=sys.stdout) -> list[str]:
         vq = None
         if args.vqvae:
             from paligemma import vqvae  # pylint: disable=g-import-not-at-top
+
             vq = vqvae.load_params(args.vqvae, require_encoder=False)
         targets = [(img, answers[0]) for img in originals] if args.multi_image else list(zip(originals, answers))
         for (img, answer), path in zip(targets, _out_paths(args.draw, len(targets))):

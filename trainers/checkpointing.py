@@ -33,11 +33,13 @@ class Checkpointer:
     """orbax `CheckpointManager` for the trainer's (params, opt_state, meta) triples."""
 
     def __init__(self, workdir: str, *, keep: int = 3, async_save: bool = True):
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save, create=True,
-                                               cleanup_tmp_directories=True)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep, enable_async_checkpointing=async_save, create=True, cleanup_tmp_directories=True
+        )
         self.directory = checkpoint_dir(workdir)
-        self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                              item_names=("params", "opt_state", "meta"))
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options, item_names=("params", "opt_state", "meta")
+        )
 
     def latest_step(self) -> int | None:
         """The newest complete checkpoint's step, or None."""
@@ -49,15 +51,20 @@ class Checkpointer:
 
     def save(self, step: int, params: Any, opt_state: Any, meta: dict[str, Any]) -> None:
         """Starts an async save of `step` (returns once the arrays are copied off the devices' live buffers)."""
-        args = ocp.args.Composite(params=ocp.args.StandardSave(params), opt_state=ocp.args.StandardSave(opt_state),
-                                  meta=ocp.args.JsonSave(meta))
+        args = ocp.args.Composite(
+            params=ocp.args.StandardSave(params),
+            opt_state=ocp.args.StandardSave(opt_state),
+            meta=ocp.args.JsonSave(meta),
+        )
         self._manager.save(step, args=args, force=True)
 
     def restore(self, step: int, abstract_params: Any, abstract_opt_state: Any) -> tuple[Any, Any, dict[str, Any]]:
         """(params, opt_state, meta) of `step`, placed like the `jax.ShapeDtypeStruct` (with sharding) targets."""
-        args = ocp.args.Composite(params=ocp.args.StandardRestore(abstract_params),
-                                  opt_state=ocp.args.StandardRestore(abstract_opt_state),
-                                  meta=ocp.args.JsonRestore())
+        args = ocp.args.Composite(
+            params=ocp.args.StandardRestore(abstract_params),
+            opt_state=ocp.args.StandardRestore(abstract_opt_state),
+            meta=ocp.args.JsonRestore(),
+        )
         out = self._manager.restore(step, args=args)
         return out["params"], out["opt_state"], dict(out["meta"])
 
@@ -94,8 +101,10 @@ def latest_params(workdir: str, step: int | None = None) -> tuple[int, dict[str,
     finally:
         manager.close()
     if not steps:
-        raise FileNotFoundError(f"{directory}: no complete checkpoint (was the training run started with this "
-                                f"workdir, and did it reach its first ckpt_steps?).")
+        raise FileNotFoundError(
+            f"{directory}: no complete checkpoint (was the training run started with this "
+            f"workdir, and did it reach its first ckpt_steps?)."
+        )
     if step is None:
         step = steps[-1]
     elif step not in steps:

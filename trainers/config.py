@@ -62,7 +62,8 @@ import difflib
 import importlib.util
 import os
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import ml_collections
 
@@ -80,8 +81,16 @@ SCHEMA: dict[str, Any] = dict(
     model=None,
     model_init=None,
     model_load=dict(dont_load=()),
-    input=dict(data=REQUIRED, pp=REQUIRED, batch_size=REQUIRED, shuffle_buffer_size=10_000, data_shards=None,
-               prefetch=2, device_prefetch=2, tokenizer=None),
+    input=dict(
+        data=REQUIRED,
+        pp=REQUIRED,
+        batch_size=REQUIRED,
+        shuffle_buffer_size=10_000,
+        data_shards=None,
+        prefetch=2,
+        device_prefetch=2,
+        tokenizer=None,
+    ),
     total_steps=None,
     total_epochs=None,
     total_examples=None,
@@ -201,8 +210,9 @@ def _positive_int(value: Any, where: str, allow_none: bool = False) -> None:
 def _check_values(c: dict[str, Any]) -> None:
     totals = [k for k in ("total_steps", "total_epochs", "total_examples") if c[k] is not None]
     if len(totals) != 1:
-        raise ConfigError(f"set exactly one of config.total_steps / total_epochs / total_examples (got "
-                          f"{totals or 'none'}).")
+        raise ConfigError(
+            f"set exactly one of config.total_steps / total_epochs / total_examples (got {totals or 'none'})."
+        )
     if c["total_steps"] is not None:
         _positive_int(c["total_steps"], "total_steps")
     for key in ("total_epochs", "total_examples"):
@@ -214,8 +224,10 @@ def _check_values(c: dict[str, Any]) -> None:
     for key in ("accum_steps", "log_training_steps", "preemption_check_steps", "ckpt_steps", "keep_ckpts"):
         _positive_int(c[key], key)
     if c["model_name"] is None and not c["model"]:
-        raise ConfigError("set config.model_name (e.g. 'paligemma-3b-224' or 'paligemma-tiny') or config.model "
-                          "(dict(img=..., llm=...)).")
+        raise ConfigError(
+            "set config.model_name (e.g. 'paligemma-3b-224' or 'paligemma-tiny') or config.model "
+            "(dict(img=..., llm=...))."
+        )
     if c["model"] is not None and not isinstance(c["model"], Mapping):
         raise ConfigError(f"config.model must be a dict(img=..., llm=...), got {type(c['model']).__name__}.")
     if c["model"]:
@@ -227,15 +239,17 @@ def _check_values(c: dict[str, Any]) -> None:
     if not isinstance(c["optax"], Mapping):
         raise ConfigError(f"config.optax must be a dict of keyword arguments, got {c['optax']!r}.")
     if "weight_decay" in c["optax"]:
-        raise ConfigError("config.optax.weight_decay is not used; set config.wd (decoupled weight decay) and "
-                          "config.wd_mults instead.")
+        raise ConfigError(
+            "config.optax.weight_decay is not used; set config.wd (decoupled weight decay) and config.wd_mults instead."
+        )
     for key in ("lr", "wd", "label_smoothing"):
         if not isinstance(c[key], (int, float)) or c[key] < 0:
             raise ConfigError(f"config.{key} must be a non-negative number, got {c[key]!r}.")
     if c["label_smoothing"] >= 1:
         raise ConfigError(f"config.label_smoothing must be < 1, got {c['label_smoothing']}.")
-    if c["grad_clip_norm"] is not None and (not isinstance(c["grad_clip_norm"], (int, float))
-                                            or c["grad_clip_norm"] < 0):
+    if c["grad_clip_norm"] is not None and (
+        not isinstance(c["grad_clip_norm"], (int, float)) or c["grad_clip_norm"] < 0
+    ):
         raise ConfigError(f"config.grad_clip_norm must be None or a non-negative number, got {c['grad_clip_norm']!r}.")
     if c["loss_norm"] not in ("example", "token"):
         raise ConfigError(f"config.loss_norm must be 'example' or 'token', got {c['loss_norm']!r}.")
@@ -249,8 +263,9 @@ def _check_values(c: dict[str, Any]) -> None:
     if not isinstance(c["evals"], Mapping):
         raise ConfigError(f"config.evals must be a dict {{name: dict(type=..., ...)}}, got {c['evals']!r}.")
     if c["export_dtype"] not in (None, "float32", "bfloat16", "float16"):
-        raise ConfigError(f"config.export_dtype must be None, 'float32', 'bfloat16' or 'float16'; "
-                          f"got {c['export_dtype']!r}.")
+        raise ConfigError(
+            f"config.export_dtype must be None, 'float32', 'bfloat16' or 'float16'; got {c['export_dtype']!r}."
+        )
     if not isinstance(c["export_npz"], (type(None), bool, str)):
         raise ConfigError(f"config.export_npz must be None, True or a path; got {c['export_npz']!r}.")
 
@@ -289,6 +304,7 @@ def resolve(config: Any) -> ml_collections.ConfigDict:
 def model_config(config: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
     """`{"img": {...}, "llm": {...}}` from config.model_name with config.model's fields on top."""
     from paligemma import model as model_lib
+
     base: dict[str, dict[str, Any]] = {"img": {}, "llm": {}}
     if config.model_name is not None:
         try:
@@ -303,7 +319,8 @@ def model_config(config: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]
 def resolve_checkpoint_path(model_init: str) -> str:
     """A model_init value -> an existing path (itself, or NAME[.npz|.bf16.npz|.f16.npz] in $PALIGEMMA_CKPT_DIR).
 
-    Both may be local or gs:// (`paligemma.paths`)."""
+    Both may be local or gs:// (`paligemma.paths`).
+    """
     path = str(model_init) if paths.is_remote(str(model_init)) else os.path.expanduser(str(model_init))
     if paths.exists(path):
         return path
@@ -318,7 +335,8 @@ def resolve_checkpoint_path(model_init: str) -> str:
     hint = ("" if root else " $PALIGEMMA_CKPT_DIR is not set.") + (
         " Download the released big_vision checkpoint (e.g. `paligemma-3b-pt-224.npz` from Kaggle 'google/paligemma'"
         " or Hugging Face 'google/paligemma-3b-pt-224-jax'; a PyTorch-hub folder works too) into $PALIGEMMA_CKPT_DIR,"
-        " or pass --config.model_init=PATH.")
+        " or pass --config.model_init=PATH."
+    )
     raise ConfigError(f"config.model_init: checkpoint not found; tried {', '.join(tried)}.{hint}")
 
 

@@ -40,21 +40,22 @@ import os
 import re
 import sys
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from datasets.pp import grammar as pp_grammar
-from paligemma import sharding
 from paligemma import model as model_lib
+from paligemma import sharding
 from trainers import config as config_lib
 from trainers import train
 from trainers.config import ConfigError
 
 LIBTPU_PIN = "libtpu==0.0.42.1"  # the version jax[tpu]==0.10.2 pins; also in requirements-dev.txt
-GIB = 2 ** 30
+GIB = 2**30
 # Total steps assumed when the config counts epochs (only the learning-rate schedule depends on it).
 PLACEHOLDER_STEPS = 10_000
 
@@ -97,8 +98,10 @@ def topology_name(name: str) -> str:
     if match:
         chips = int(match.group(1))
         if chips not in _V5E_SHAPES:
-            raise DryRunError(f"--dry_run={name}: v5e slices have {sorted(_V5E_SHAPES)} chips here; or give a "
-                              f"topology such as v5e:2x4.")
+            raise DryRunError(
+                f"--dry_run={name}: v5e slices have {sorted(_V5E_SHAPES)} chips here; or give a "
+                f"topology such as v5e:2x4."
+            )
         return f"v5e:{_V5E_SHAPES[chips]}"
     return name.strip()
 
@@ -109,17 +112,21 @@ def topology_devices(name: str) -> list[Any]:
     Raises DryRunError when libtpu is not installed or the name is not a topology libtpu knows.
     """
     import importlib.util
+
     if importlib.util.find_spec("libtpu") is None:
         raise DryRunError(f"--dry_run needs libtpu (TPU compiler, runs on a CPU host): pip install {LIBTPU_PIN}")
     # libtpu takes a machine-wide lock file by default; compiling for a topology needs no exclusive TPU access.
     os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     from jax.experimental import topologies
+
     full = topology_name(name)
     try:
         return list(topologies.get_topology_desc(platform="tpu", topology_name=full).devices)
     except Exception as e:  # libtpu reports bad names as a runtime error
-        raise DryRunError(f"--dry_run={name}: libtpu does not know topology {full!r} ({' '.join(str(e).split())}); "
-                          f"use e.g. v5e:2x2, v5e:2x4, v5e:4x4, v5e:4x8, v5e:8x8 (or v5e-8 ...).") from None
+        raise DryRunError(
+            f"--dry_run={name}: libtpu does not know topology {full!r} ({' '.join(str(e).split())}); "
+            f"use e.g. v5e:2x2, v5e:2x4, v5e:4x4, v5e:4x8, v5e:8x8 (or v5e-8 ...)."
+        ) from None
 
 
 def chip_of(devices: Sequence[Any]) -> Chip:
@@ -136,7 +143,8 @@ def chip_of(devices: Sequence[Any]) -> Chip:
 
 class _Setup(train._ModelSetup):
     """What `trainers.train._State` reads from a run's set-up (cfg, mesh, model, shapes, specs, total_steps, ...),
-    built from the config alone, with the trainer's checks and messages."""
+    built from the config alone, with the trainer's checks and messages.
+    """
 
     def __init__(self, cfg, devices: Sequence[Any]):
         super().__init__(cfg, devices, data_shards=None)
@@ -147,6 +155,7 @@ class _Setup(train._ModelSetup):
         self.evaluators = {}
         if cfg.evals:
             from evaluators import common
+
             try:
                 self.evaluators = common.build_evaluators(cfg.evals, model=self.model, tokenizer_path=None)
             except ValueError as e:
@@ -163,12 +172,15 @@ def text_len(pp: str, what: str, ops: Sequence[str] = ("tok_paligemma",)) -> int
         for name, _, kwargs in specs:
             if name == op and isinstance(kwargs.get("text_len"), int):
                 return kwargs["text_len"]
-    raise ConfigError(f"{what}: no {' or '.join(f'{op}(text_len=N)' for op in ops)} in the pp string; the dry run "
-                      f"reads the text length from it.")
+    raise ConfigError(
+        f"{what}: no {' or '.join(f'{op}(text_len=N)' for op in ops)} in the pp string; the dry run "
+        f"reads the text length from it."
+    )
 
 
 def _image_shape(model_config: Mapping[str, Any]) -> tuple[int, int]:
     from paligemma import siglip
+
     return siglip.SiglipConfig(**{"num_classes": None, **dict(model_config["img"])}).image_hw
 
 
@@ -181,8 +193,9 @@ def _batch_struct(mesh, shapes: Mapping[str, tuple[tuple[int, ...], Any]]) -> di
     out = {}
     for name, (shape, dtype) in shapes.items():
         split = shape[0] % sharding.data_parallel_size(mesh) == 0
-        out[name] = jax.ShapeDtypeStruct(shape, dtype, sharding=sharding.batch_sharding(mesh) if split
-                                         else sharding.replicated(mesh))
+        out[name] = jax.ShapeDtypeStruct(
+            shape, dtype, sharding=sharding.batch_sharding(mesh) if split else sharding.replicated(mesh)
+        )
     return out
 
 
@@ -199,8 +212,9 @@ def _shard_bytes(structs: Any) -> int:
 # FLOPs.
 
 
-def analytic_forward_flops(model_config: Mapping[str, Any], batch: int, text_positions: int,
-                           logit_positions: int | None = None) -> dict[str, float]:
+def analytic_forward_flops(
+    model_config: Mapping[str, Any], batch: int, text_positions: int, logit_positions: int | None = None
+) -> dict[str, float]:
     """Matmul FLOPs (2 per multiply-add) of one forward pass of `batch` examples with `text_positions` text tokens.
 
     Returns {"img_layers", "llm_layers", "other"}: the scanned layers of the image encoder and the decoder, and the
@@ -208,27 +222,39 @@ def analytic_forward_flops(model_config: Mapping[str, Any], batch: int, text_pos
     text positions). Attention counts the full (masked) score matrix, as the model computes it.
     """
     from paligemma import gemma, siglip
+
     img = siglip.SiglipConfig(**{"num_classes": None, **dict(model_config["img"])})
     llm = gemma.GemmaConfig(**dict(model_config["llm"]))
     n, w, m, p = img.num_tokens, img.width, img.mlp_dim, img.patch_size
     img_layer = 2 * n * (4 * w * w + 2 * n * w + 2 * w * m)
     s, d, f = n + text_positions, llm.width, llm.mlp_dim
     qkv = llm.num_heads + 2 * llm.num_kv_heads
-    llm_layer = 2 * s * (d * qkv * llm.head_dim + 2 * s * llm.num_heads * llm.head_dim
-                         + llm.num_heads * llm.head_dim * d + 3 * d * f)
+    llm_layer = (
+        2
+        * s
+        * (d * qkv * llm.head_dim + 2 * s * llm.num_heads * llm.head_dim + llm.num_heads * llm.head_dim * d + 3 * d * f)
+    )
     logits = text_positions if logit_positions is None else logit_positions
     other = 2 * n * (p * p * 3 * w + w * d) + 2 * logits * d * llm.vocab_size
-    return {"img_layers": batch * img.depth * img_layer, "llm_layers": batch * llm.depth * llm_layer,
-            "other": batch * other}
+    return {
+        "img_layers": batch * img.depth * img_layer,
+        "llm_layers": batch * llm.depth * llm_layer,
+        "other": batch * other,
+    }
 
 
 def analytic_decode_flops(model_config: Mapping[str, Any], rows: int, cache_size: int, steps: int) -> float:
     """Matmul FLOPs of `steps` one-token decoder steps of `rows` sequences attending over `cache_size` positions."""
     from paligemma import gemma
+
     llm = gemma.GemmaConfig(**dict(model_config["llm"]))
     d, hd = llm.width, llm.head_dim
-    layer = 2 * (d * (llm.num_heads + 2 * llm.num_kv_heads) * hd + 2 * cache_size * llm.num_heads * hd
-                 + llm.num_heads * hd * d + 3 * d * llm.mlp_dim)
+    layer = 2 * (
+        d * (llm.num_heads + 2 * llm.num_kv_heads) * hd
+        + 2 * cache_size * llm.num_heads * hd
+        + llm.num_heads * hd * d
+        + 3 * d * llm.mlp_dim
+    )
     return float(rows * steps * (llm.depth * layer + 2 * d * llm.vocab_size))
 
 
@@ -257,7 +283,7 @@ def _split_type(rhs: str) -> tuple[str, str]:
             depth += c == "("
             depth -= c == ")"
             if depth == 0:
-                return rhs[:i + 1], rhs[i + 1:].strip()
+                return rhs[: i + 1], rhs[i + 1 :].strip()
     head, _, rest = rhs.partition(" ")
     return head, rest.strip()
 
@@ -273,7 +299,7 @@ def _operands(call: str) -> tuple[str, list[str], str]:
             end = i
             break
     names = re.findall(r"%([\w.\-]+)", rest[:end])
-    return op.strip(), names, rest[end + 1:]
+    return op.strip(), names, rest[end + 1 :]
 
 
 def _dims(type_text: str) -> list[int] | None:
@@ -283,18 +309,51 @@ def _dims(type_text: str) -> list[int] | None:
     return [int(v) for v in match.group(1).split(",") if v]
 
 
-_ITEMSIZE = {"pred": 1, "s8": 1, "u8": 1, "bf16": 2, "f16": 2, "s16": 2, "u16": 2, "f32": 4, "s32": 4, "u32": 4,
-             "f64": 8, "s64": 8, "u64": 8, "c64": 8, "c128": 16}
+_ITEMSIZE = {
+    "pred": 1,
+    "s8": 1,
+    "u8": 1,
+    "bf16": 2,
+    "f16": 2,
+    "s16": 2,
+    "u16": 2,
+    "f32": 4,
+    "s32": 4,
+    "u32": 4,
+    "f64": 8,
+    "s64": 8,
+    "u64": 8,
+    "c64": 8,
+    "c128": 16,
+}
 # Instructions that move no data of their own (aliases, views, control).
-_NO_TRAFFIC = {"parameter", "constant", "tuple", "get-tuple-element", "bitcast", "after-all", "partition-id",
-               "replica-id", "custom-call", "copy-done", "all-gather-done", "all-reduce-done",
-               "collective-permute-done", "async-done", "send-done", "recv-done", "opt-barrier"}
+_NO_TRAFFIC = {
+    "parameter",
+    "constant",
+    "tuple",
+    "get-tuple-element",
+    "bitcast",
+    "after-all",
+    "partition-id",
+    "replica-id",
+    "custom-call",
+    "copy-done",
+    "all-gather-done",
+    "all-reduce-done",
+    "collective-permute-done",
+    "async-done",
+    "send-done",
+    "recv-done",
+    "opt-barrier",
+}
 
 
 def _type_bytes(type_text: str) -> int:
     """Bytes of an HLO type (`bf16[2,3]{...}` or a tuple of them)."""
-    return sum(_ITEMSIZE.get(dtype, 0) * math.prod(int(v) for v in dims.split(",") if v)
-               for dtype, dims in re.findall(r"\b([a-z]+\d*)\[([\d,]*)\]", type_text))
+    return sum(
+        _ITEMSIZE.get(dtype, 0) * math.prod(int(v) for v in dims.split(",") if v)
+        for dtype, dims in re.findall(r"\b([a-z]+\d*)\[([\d,]*)\]", type_text)
+    )
 
 
 class _Hlo:
@@ -324,7 +383,8 @@ class _Hlo:
 
     def bytes(self, loops: bool) -> float:
         """HBM bytes read and written by the entry computation's (unfused) instructions: each instruction's operands
-        and result, a fusion as one instruction (`loops`: multiply while bodies by their trip counts)."""
+        and result, a fusion as one instruction (`loops`: multiply while bodies by their trip counts).
+        """
         return self._comp(self.entry, loops)[1] if self.entry else 0.0
 
     def _comp(self, name: str, loops: bool) -> tuple[float, float]:
@@ -343,8 +403,11 @@ class _Hlo:
             if op == "while":
                 body = re.search(r"body=%?([\w.\-]+)", attrs)
                 cond = re.search(r"condition=%?([\w.\-]+)", attrs)
-                trips = (self._trips(cond.group(1), body.group(1) if body else "", operands, calls_by_name)
-                         if (loops and cond) else 1)
+                trips = (
+                    self._trips(cond.group(1), body.group(1) if body else "", operands, calls_by_name)
+                    if (loops and cond)
+                    else 1
+                )
                 if body:
                     inner = self._comp(body.group(1), loops)
                     flops, nbytes = flops + trips * inner[0], nbytes + trips * inner[1]
@@ -366,11 +429,13 @@ class _Hlo:
         self._memo[key] = (flops, nbytes)
         return flops, nbytes
 
-    def _traffic(self, op: str, type_text: str, operands: list[str], called: list[str],
-                 shapes: dict[str, str]) -> float:
+    def _traffic(
+        self, op: str, type_text: str, operands: list[str], called: list[str], shapes: dict[str, str]
+    ) -> float:
         """HBM bytes of one instruction: its operands and result, except that a (dynamic-)slice reads only the
         slice and a dynamic-update-slice writes only the update in place (also inside a fusion: the scanned
-        layers read their weights from the stacked arrays this way)."""
+        layers read their weights from the stacked arrays this way).
+        """
         sizes = [_type_bytes(shapes.get(o, "")) for o in operands]
         out = _type_bytes(type_text)
         if op in ("dynamic-slice", "slice", "gather"):
@@ -420,8 +485,12 @@ class _Hlo:
             return 2.0 * math.prod(out) * k
         lhs, rhs = _dims(shapes.get(operands[0], "")), _dims(shapes.get(operands[1], ""))
         labels = re.search(r"dim_labels=(\w+)_(\w+)->(\w+)", attrs)
-        if lhs is None or rhs is None or not labels or [len(x) for x in labels.groups()] != [len(lhs), len(rhs),
-                                                                                              len(out)]:
+        if (
+            lhs is None
+            or rhs is None
+            or not labels
+            or [len(x) for x in labels.groups()] != [len(lhs), len(rhs), len(out)]
+        ):
             return 0.0
         lhs_l, rhs_l, out_l = labels.groups()
         window = re.search(r"window=\{([^}]*)\}", attrs)
@@ -438,10 +507,10 @@ class _Hlo:
             stride = int(strides[j]) if strides else 1
             pad_lo = int(pads[j].split("_")[0]) if pads else 0
             dl, dr = (int(lhs_dil[j]) if lhs_dil else 1), (int(rhs_dil[j]) if rhs_dil else 1)
-            if out_size * k_size > 2 ** 24:  # too many pairs to count: the dense estimate
+            if out_size * k_size > 2**24:  # too many pairs to count: the dense estimate
                 macs *= out_size * k_size // dl
                 continue
-            pos = (np.arange(out_size)[:, None] * stride + np.arange(k_size)[None, :] * dr - pad_lo)
+            pos = np.arange(out_size)[:, None] * stride + np.arange(k_size)[None, :] * dr - pad_lo
             macs *= int(np.sum((pos >= 0) & (pos <= (in_size - 1) * dl) & (pos % dl == 0)))
         return 2.0 * macs
 
@@ -449,7 +518,8 @@ class _Hlo:
         """Trip count of a `counter < N` loop: (N - start) / step, rounded up; start when the counter starts at a
         constant (XLA may peel the first iteration), step when the body adds a constant to it (XLA unrolls loops,
         e.g. the windowed einsums of sharded matmuls by 2); the largest constant of the condition when it is not of
-        that form."""
+        that form.
+        """
         instrs = self.comps.get(cond, [])
         consts = {n: int(m.group(1)) for n, _, c in instrs for m in [re.match(r"constant\((-?\d+)\)", c)] if m}
         for _, _, c in instrs:
@@ -512,19 +582,19 @@ class Program:
     """One compiled program's per-chip numbers (bytes, FLOPs, seconds); `error` when XLA ran out of memory."""
 
     name: str
-    args: dict[str, int]                # argument bytes per chip by category (params, opt_state, batch, ...)
-    temp: float = 0.0                   # activations + temporaries (XLA)
-    outputs: float = 0.0                # outputs not aliased with donated arguments
-    resident: float = 0.0               # other bytes on the chip meanwhile (the optimizer state during evals)
-    xla_flops: float = 0.0              # XLA cost_analysis, loop bodies once
-    flops: float = 0.0                  # XLA's count corrected for loop trip counts
+    args: dict[str, int]  # argument bytes per chip by category (params, opt_state, batch, ...)
+    temp: float = 0.0  # activations + temporaries (XLA)
+    outputs: float = 0.0  # outputs not aliased with donated arguments
+    resident: float = 0.0  # other bytes on the chip meanwhile (the optimizer state during evals)
+    xla_flops: float = 0.0  # XLA cost_analysis, loop bodies once
+    flops: float = 0.0  # XLA's count corrected for loop trip counts
     loop_factor: float = 1.0
-    bytes_accessed: float = 0.0         # XLA cost_analysis, corrected like flops
-    analytic_flops: float = 0.0         # per chip
-    analytic_model_flops: float = 0.0   # per chip, without rematerialisation
+    bytes_accessed: float = 0.0  # XLA cost_analysis, corrected like flops
+    analytic_flops: float = 0.0  # per chip
+    analytic_model_flops: float = 0.0  # per chip, without rematerialisation
     compile_seconds: float = 0.0
     error: str | None = None
-    full_batch_matmuls: float = 0.0     # share of the matmuls whose result holds the whole batch on each chip
+    full_batch_matmuls: float = 0.0  # share of the matmuls whose result holds the whole batch on each chip
 
     @property
     def total(self) -> float:
@@ -532,11 +602,10 @@ class Program:
 
 
 _OOM = re.compile(r"HLO temporaries \(([\d.]+)([KMGT]?)\).*?available HBM \(([\d.]+)([KMGT]?)\)", re.S)
-_UNIT = {"": 1, "K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40}
+_UNIT = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 
-def _compile(program: Program, lowered, chip: Chip,
-             batch_rows: tuple[int, int] | None = None) -> tuple[Any, Chip]:
+def _compile(program: Program, lowered, chip: Chip, batch_rows: tuple[int, int] | None = None) -> tuple[Any, Chip]:
     """Compiles; fills memory and cost fields of `program`. Returns (compiled or None, chip with XLA's usable HBM).
 
     `batch_rows` = (global batch, rows per chip when split): measures `full_batch_matmuls`, the share of the compiled
@@ -567,8 +636,14 @@ def _compile(program: Program, lowered, chip: Chip,
     program.loop_factor = program.flops / program.xla_flops if program.xla_flops else 1.0
     program.bytes_accessed = float(cost.get("bytes accessed", 0.0)) + hlo.bytes(loops=True) - hlo.bytes(loops=False)
     if batch_rows and batch_rows[0] != batch_rows[1]:
-        leading = [d[0] for comp in hlo.comps.values() for _, t, c in comp
-                   if c.startswith(("convolution(", "dot(")) for d in [_dims(t)] if d]
+        leading = [
+            d[0]
+            for comp in hlo.comps.values()
+            for _, t, c in comp
+            if c.startswith(("convolution(", "dot("))
+            for d in [_dims(t)]
+            if d
+        ]
         program.full_batch_matmuls = sum(d == batch_rows[0] for d in leading) / max(1, len(leading))
     return compiled, chip
 
@@ -582,15 +657,22 @@ def _train_step(setup: _Setup, chip: Chip) -> tuple[Program, Chip, Any]:
     batch_size = cfg.input.batch_size
     length = text_len(cfg.input.pp, "config.input.pp")
     h, w = _image_shape(setup.model_config)
-    batch = _batch_struct(mesh, {"image": ((batch_size, h, w, 3), jnp.float32),
-                                 **{k: ((batch_size, length), jnp.int32)
-                                    for k in ("text", "mask_ar", "mask_loss", "mask_input")}})
+    batch = _batch_struct(
+        mesh,
+        {
+            "image": ((batch_size, h, w, 3), jnp.float32),
+            **{k: ((batch_size, length), jnp.int32) for k in ("text", "mask_ar", "mask_loss", "mask_input")},
+        },
+    )
     replicated = sharding.replicated(mesh)
     count = jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated)
-    rng = jax.ShapeDtypeStruct(np.asarray(jax.random.key_data(jax.random.key(0))).shape, jnp.uint32,
-                               sharding=replicated)
-    program = Program("train_step", args=dict(params=_shard_bytes(params), opt_state=_shard_bytes(opt_state),
-                                              batch=_shard_bytes(batch)))
+    rng = jax.ShapeDtypeStruct(
+        np.asarray(jax.random.key_data(jax.random.key(0))).shape, jnp.uint32, sharding=replicated
+    )
+    program = Program(
+        "train_step",
+        args=dict(params=_shard_bytes(params), opt_state=_shard_bytes(opt_state), batch=_shard_bytes(batch)),
+    )
     lowered = step.lower(params, opt_state, batch, count, rng)
     micro = batch_size // cfg.accum_steps
     _, chip = _compile(program, lowered, chip, (micro, micro // sharding.data_parallel_size(mesh)))
@@ -604,6 +686,7 @@ def _eval_programs(setup: _Setup, params: Any, opt_bytes: int, chip: Chip) -> tu
     """The evaluators' compiled programs (decode prefill + loop, or the perplexity forward) and what was skipped."""
     from evaluators import common, tasks
     from paligemma import decode
+
     mesh, model, n = setup.mesh, setup.model, setup.mesh.devices.size
     h, w = _image_shape(setup.model_config)
     programs, skipped = [], []
@@ -615,46 +698,75 @@ def _eval_programs(setup: _Setup, params: Any, opt_bytes: int, chip: Chip) -> tu
         where = f"config.evals.{name}.pp"
         if isinstance(ev, tasks.PerplexityEvaluator):
             length = text_len(cfg["pp"], where)
-            batch = _batch_struct(mesh, {"image": ((bsz, h, w, 3), jnp.float32),
-                                         **{k: ((bsz, length), jnp.int32)
-                                            for k in ("text", "mask_ar", "mask_loss", "mask_input")}})
-            program = Program(f"{name} (perplexity)", args=dict(params=_shard_bytes(params),
-                                                                 batch=_shard_bytes(batch)), resident=opt_bytes)
+            batch = _batch_struct(
+                mesh,
+                {
+                    "image": ((bsz, h, w, 3), jnp.float32),
+                    **{k: ((bsz, length), jnp.int32) for k in ("text", "mask_ar", "mask_loss", "mask_input")},
+                },
+            )
+            program = Program(
+                f"{name} (perplexity)",
+                args=dict(params=_shard_bytes(params), batch=_shard_bytes(batch)),
+                resident=opt_bytes,
+            )
             _, chip = _compile(program, ev._fn.lower(params, batch), chip, rows)
-            program.analytic_flops = program.analytic_model_flops = sum(
-                analytic_forward_flops(setup.model_config, bsz, length - 1).values()) / n
+            program.analytic_flops = program.analytic_model_flops = (
+                sum(analytic_forward_flops(setup.model_config, bsz, length - 1).values()) / n
+            )
             programs.append(program)
         elif isinstance(ev, common.GenerativeEvaluator):
             length = text_len(cfg["pp"], where, ops=("tok_paligemma_prompt", "tok_paligemma"))
-            batch = _batch_struct(mesh, {"image": ((bsz, h, w, 3), jnp.float32),
-                                         **{k: ((bsz, length), jnp.int32) for k in ("text", "mask_ar", "mask_input")}})
+            batch = _batch_struct(
+                mesh,
+                {
+                    "image": ((bsz, h, w, 3), jnp.float32),
+                    **{k: ((bsz, length), jnp.int32) for k in ("text", "mask_ar", "mask_input")},
+                },
+            )
             args = (params, batch["image"], batch["text"], batch["mask_ar"], batch["mask_input"])
-            prefill = Program(f"{name} (decode prefill)", args=dict(params=_shard_bytes(params),
-                                                                   batch=_shard_bytes(batch)), resident=opt_bytes)
+            prefill = Program(
+                f"{name} (decode prefill)",
+                args=dict(params=_shard_bytes(params), batch=_shard_bytes(batch)),
+                resident=opt_bytes,
+            )
             compiled, chip = _compile(prefill, decode._prefill_program(model).lower(*args), chip, rows)
-            prefill.analytic_flops = prefill.analytic_model_flops = sum(
-                analytic_forward_flops(setup.model_config, bsz, length, logit_positions=1).values()) / n
+            prefill.analytic_flops = prefill.analytic_model_flops = (
+                sum(analytic_forward_flops(setup.model_config, bsz, length, logit_positions=1).values()) / n
+            )
             programs.append(prefill)
             if compiled is None:
                 continue
-            logits, cache = jax.tree.map(lambda s, x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                                         compiled.output_shardings, jax.eval_shape(
-                                             decode._prefill_program(model), *args))
+            logits, cache = jax.tree.map(
+                lambda s, x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                compiled.output_shardings,
+                jax.eval_shape(decode._prefill_program(model), *args),
+            )
             sampler = decode.parse_sampler(cfg["sampler"])
             replicated = sharding.replicated(mesh)
             scalar = lambda dtype: jax.ShapeDtypeStruct((), dtype, sharding=replicated)  # noqa: E731
-            key = (jax.ShapeDtypeStruct((), jax.eval_shape(lambda: jax.random.key(0)).dtype, sharding=replicated)
-                   if sampler.stochastic else None)
+            key = (
+                jax.ShapeDtypeStruct((), jax.eval_shape(lambda: jax.random.key(0)).dtype, sharding=replicated)
+                if sampler.stochastic
+                else None
+            )
             values = {k: scalar(jnp.float32) for k in sampler.runtime_values()}
-            loop = Program(f"{name} (decode loop, {cfg['max_decode_len']} tokens)",
-                           args=dict(params=_shard_bytes(params), cache=_shard_bytes((logits, cache))),
-                           resident=opt_bytes)
+            loop = Program(
+                f"{name} (decode loop, {cfg['max_decode_len']} tokens)",
+                args=dict(params=_shard_bytes(params), cache=_shard_bytes((logits, cache))),
+                resident=opt_bytes,
+            )
             lowered = decode._loop_program(model, sampler, int(cfg["max_decode_len"])).lower(
-                params, logits, cache, key, scalar(jnp.int32), scalar(jnp.int32), values)
+                params, logits, cache, key, scalar(jnp.int32), scalar(jnp.int32), values
+            )
             _compile(loop, lowered, chip)
             steps = int(cfg["max_decode_len"]) - 1  # the first token comes from the prefill's logits
-            loop.analytic_flops = loop.analytic_model_flops = analytic_decode_flops(
-                setup.model_config, bsz * sampler.n, cache["k"].shape[2] + int(cfg["max_decode_len"]), steps) / n
+            loop.analytic_flops = loop.analytic_model_flops = (
+                analytic_decode_flops(
+                    setup.model_config, bsz * sampler.n, cache["k"].shape[2] + int(cfg["max_decode_len"]), steps
+                )
+                / n
+            )
             programs.append(loop)
         else:
             skipped.append(f"{name} ({ev.TYPE})")
@@ -670,20 +782,23 @@ def _advice(setup: _Setup, train_step: Program) -> list[str]:
     out = []
     no_remat = [s for s in ("img", "llm") if mc[s].get("remat_policy", "none") == "none"]
     if no_remat:
-        out.append("rematerialise the layers: " + ", ".join(f"config.model.{s}.remat_policy='full'"
-                                                           for s in no_remat))
+        out.append("rematerialise the layers: " + ", ".join(f"config.model.{s}.remat_policy='full'" for s in no_remat))
     f32 = [s for s in ("img", "llm") if mc[s].get("dtype", "float32") == "float32"]
     if f32:
         out.append("compute in bfloat16: " + ", ".join(f"config.model.{s}.dtype='bfloat16'" for s in f32))
     micro = cfg.input.batch_size // cfg.accum_steps
     dp = sharding.data_parallel_size(setup.mesh)
     if micro > dp:
-        out.append(f"smaller microbatches: config.accum_steps={cfg.accum_steps * 2} (microbatch {micro} -> "
-                   f"{micro // 2}, {micro // dp} -> {micro // dp // 2} examples per chip) or a smaller "
-                   f"config.input.batch_size")
+        out.append(
+            f"smaller microbatches: config.accum_steps={cfg.accum_steps * 2} (microbatch {micro} -> "
+            f"{micro // 2}, {micro // dp} -> {micro // dp // 2} examples per chip) or a smaller "
+            f"config.input.batch_size"
+        )
     if train_step.args["params"] + train_step.args["opt_state"] > 0.5 * train_step.total:
-        out.append("shard the weights further: more chips (a larger slice), or config.mesh=[('fsdp', -1), "
-                   "('tensor', 2)] with tensor-parallel rules")
+        out.append(
+            "shard the weights further: more chips (a larger slice), or config.mesh=[('fsdp', -1), "
+            "('tensor', 2)] with tensor-parallel rules"
+        )
     else:
         out.append("or a larger slice (activations split over more chips)")
     return out
@@ -696,47 +811,86 @@ def _gib(x: float) -> str:
 def format_table(report: Mapping[str, Any]) -> str:
     """The per-chip table of a `plan` report (one row per program)."""
     chip = report["chip"]
-    head = (f"Dry run: {report['config']} | model {report['model']} ({report['params']:,} params), image "
-            f"{report['res']} px, text {report['text_len']} | {report['topology']}: {report['chips']} x {chip['name']} "
-            f"(usable HBM {_gib(chip['usable'])} GiB, {chip['peak_flops'] / 1e12:.0f} TFLOP/s bf16, "
-            f"{chip['hbm_bandwidth'] / 1e9:.0f} GB/s) | mesh {report['mesh']} | batch {report['batch_size']} "
-            f"(accum_steps {report['accum_steps']}) | remat img/llm {report['remat']} | dtype img/llm "
-            f"{report['dtype']}")
+    head = (
+        f"Dry run: {report['config']} | model {report['model']} ({report['params']:,} params), image "
+        f"{report['res']} px, text {report['text_len']} | {report['topology']}: {report['chips']} x {chip['name']} "
+        f"(usable HBM {_gib(chip['usable'])} GiB, {chip['peak_flops'] / 1e12:.0f} TFLOP/s bf16, "
+        f"{chip['hbm_bandwidth'] / 1e9:.0f} GB/s) | mesh {report['mesh']} | batch {report['batch_size']} "
+        f"(accum_steps {report['accum_steps']}) | remat img/llm {report['remat']} | dtype img/llm "
+        f"{report['dtype']}"
+    )
     programs = report["programs"]
-    unit, scale = ("GiB", GIB) if max(p["total"] for p in programs) >= GIB else ("MiB", 2 ** 20)
+    unit, scale = ("GiB", GIB) if max(p["total"] for p in programs) >= GIB else ("MiB", 2**20)
     funit, fscale = ("TFLOP", 1e12) if max(p["flops"] for p in programs) >= 1e12 else ("GFLOP", 1e9)
     mem = lambda x: f"{x / scale:.2f}"  # noqa: E731
     fl = lambda x: f"{x / fscale:.2f}"  # noqa: E731
-    cols = ["program", "params", "opt state", "batch/cache", "act+temp", "out", "resident", f"total {unit}",
-            "HBM %", "fits", f"XLA {funit}", "loop x", f"{funit}/chip", "analytic", "est. ms", "MFU %", "compile s"]
+    cols = [
+        "program",
+        "params",
+        "opt state",
+        "batch/cache",
+        "act+temp",
+        "out",
+        "resident",
+        f"total {unit}",
+        "HBM %",
+        "fits",
+        f"XLA {funit}",
+        "loop x",
+        f"{funit}/chip",
+        "analytic",
+        "est. ms",
+        "MFU %",
+        "compile s",
+    ]
     rows = [cols]
     for p in programs:
         args = dict(p["args"])
-        rows.append([p["name"], mem(args.pop("params", 0)), mem(args.pop("opt_state", 0)), mem(sum(args.values())),
-                     mem(p["temp"]), mem(p["outputs"]), mem(p["resident"]), mem(p["total"]),
-                     f"{100 * p['total'] / chip['usable']:.0f}", "yes" if p["fits"] else "NO",
-                     fl(p["xla_flops"]), f"{p['loop_factor']:.1f}", fl(p["flops"]), fl(p["analytic_flops"]),
-                     f"{1e3 * p['step_seconds']:.3g}" if p["step_seconds"] else "-",
-                     f"{100 * p['mfu']:.0f}" if p["mfu"] else "-", f"{p['compile_seconds']:.0f}"])
+        rows.append(
+            [
+                p["name"],
+                mem(args.pop("params", 0)),
+                mem(args.pop("opt_state", 0)),
+                mem(sum(args.values())),
+                mem(p["temp"]),
+                mem(p["outputs"]),
+                mem(p["resident"]),
+                mem(p["total"]),
+                f"{100 * p['total'] / chip['usable']:.0f}",
+                "yes" if p["fits"] else "NO",
+                fl(p["xla_flops"]),
+                f"{p['loop_factor']:.1f}",
+                fl(p["flops"]),
+                fl(p["analytic_flops"]),
+                f"{1e3 * p['step_seconds']:.3g}" if p["step_seconds"] else "-",
+                f"{100 * p['mfu']:.0f}" if p["mfu"] else "-",
+                f"{p['compile_seconds']:.0f}",
+            ]
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
     lines = [head, f"per chip ({unit}; {funit} per step and chip):"]
     for r in rows:
         lines.append("  " + "  ".join(v.ljust(widths[i]) if i == 0 else v.rjust(widths[i]) for i, v in enumerate(r)))
-    lines.append("  XLA: cost_analysis (a while body counted once); per chip: XLA + the matmul FLOPs of the loop "
-                 "iterations it did not count (from the compiled HLO; a decode loop: max_decode_len trips, an upper "
-                 "bound); loop x = per chip / XLA; analytic: the model's matmuls "
-                 "(+ recomputed forward with remat 'full'); est. ms: max(FLOPs / peak, bytes / HBM bandwidth); MFU: "
-                 "analytic model FLOPs (no recompute) / (est. time x peak), an upper bound.")
+    lines.append(
+        "  XLA: cost_analysis (a while body counted once); per chip: XLA + the matmul FLOPs of the loop "
+        "iterations it did not count (from the compiled HLO; a decode loop: max_decode_len trips, an upper "
+        "bound); loop x = per chip / XLA; analytic: the model's matmuls "
+        "(+ recomputed forward with remat 'full'); est. ms: max(FLOPs / peak, bytes / HBM bandwidth); MFU: "
+        "analytic model FLOPs (no recompute) / (est. time x peak), an upper bound."
+    )
     for p in programs:
         if p["full_batch_matmuls"] > 0.25:
-            lines.append(f"  {p['name']}: {100 * p['full_batch_matmuls']:.0f}% of the compiled matmuls hold the whole "
-                         f"(micro)batch on every chip: XLA split the weights' dims instead of the batch (activation "
-                         f"memory and traffic x the batch shards); activation sharding constraints would fix it.")
+            lines.append(
+                f"  {p['name']}: {100 * p['full_batch_matmuls']:.0f}% of the compiled matmuls hold the whole "
+                f"(micro)batch on every chip: XLA split the weights' dims instead of the batch (activation "
+                f"memory and traffic x the batch shards); activation sharding constraints would fix it."
+            )
     if report["skipped"]:
         lines.append(f"  not compiled: {', '.join(report['skipped'])} (no program for this evaluator type)")
     if report["placeholder_steps"]:
-        lines.append(f"  (total steps unknown without the data: {PLACEHOLDER_STEPS} assumed; only the schedule "
-                     f"depends on it)")
+        lines.append(
+            f"  (total steps unknown without the data: {PLACEHOLDER_STEPS} assumed; only the schedule depends on it)"
+        )
     return "\n".join(lines)
 
 
@@ -770,17 +924,33 @@ def plan(config: Any, topology: str, *, evals: bool = True, config_name: str = "
         compute = p.flops / chip.peak_flops
         memory = p.bytes_accessed / chip.hbm_bandwidth
         seconds = max(compute, memory) if p.error is None else 0.0
-        out_programs.append(dict(dataclasses.asdict(p), total=p.total, fits=p.error is None and p.total <= chip.usable,
-                                 step_seconds=seconds,
-                                 mfu=(p.analytic_model_flops / (seconds * chip.peak_flops)) if seconds else 0.0))
+        out_programs.append(
+            dict(
+                dataclasses.asdict(p),
+                total=p.total,
+                fits=p.error is None and p.total <= chip.usable,
+                step_seconds=seconds,
+                mfu=(p.analytic_model_flops / (seconds * chip.peak_flops)) if seconds else 0.0,
+            )
+        )
     report = dict(
-        config=config_name, model=cfg.model_name or "custom", res="x".join(map(str, _image_shape(mc))),
-        text_len=text_len(cfg.input.pp, "config.input.pp"), topology=topology_name(topology), chips=len(devices),
-        chip=dataclasses.asdict(chip), mesh=dict(setup.mesh.shape), batch_size=cfg.input.batch_size,
-        accum_steps=cfg.accum_steps, remat="/".join(mc[s].get("remat_policy", "none") for s in ("img", "llm")),
+        config=config_name,
+        model=cfg.model_name or "custom",
+        res="x".join(map(str, _image_shape(mc))),
+        text_len=text_len(cfg.input.pp, "config.input.pp"),
+        topology=topology_name(topology),
+        chips=len(devices),
+        chip=dataclasses.asdict(chip),
+        mesh=dict(setup.mesh.shape),
+        batch_size=cfg.input.batch_size,
+        accum_steps=cfg.accum_steps,
+        remat="/".join(mc[s].get("remat_policy", "none") for s in ("img", "llm")),
         dtype="/".join(mc[s].get("dtype", "float32") for s in ("img", "llm")),
-        params=model_lib.count_params(setup.shapes), placeholder_steps=setup.total_steps == PLACEHOLDER_STEPS
-        and cfg.total_steps is None, skipped=skipped, programs=out_programs)
+        params=model_lib.count_params(setup.shapes),
+        placeholder_steps=setup.total_steps == PLACEHOLDER_STEPS and cfg.total_steps is None,
+        skipped=skipped,
+        programs=out_programs,
+    )
     report["fits"] = all(p["fits"] for p in out_programs)
     report["advice"] = [] if report["fits"] else _advice(setup, train)
     return report
@@ -800,8 +970,11 @@ def run(config: Any, topology: str, *, json_path: str | None = None, config_name
     if not report["fits"]:
         worst = [p for p in report["programs"] if not p["fits"]]
         what = "; ".join(f"{p['name']} needs {_gib(p['total'])} GiB" for p in worst)
-        print(f"Config error: does not fit {report['topology']} ({what} per chip; "
-              f"{_gib(report['chip']['usable'])} GiB usable). Change: " + "; ".join(report["advice"]) + ".",
-              file=sys.stderr, flush=True)
+        print(
+            f"Config error: does not fit {report['topology']} ({what} per chip; "
+            f"{_gib(report['chip']['usable'])} GiB usable). Change: " + "; ".join(report["advice"]) + ".",
+            file=sys.stderr,
+            flush=True,
+        )
         return train.EXIT_CONFIG_ERROR
     return 0

@@ -16,7 +16,8 @@ import os
 import sys
 import tempfile
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from paligemma import paths
 
@@ -38,12 +39,16 @@ def format_duration(seconds: float) -> str:
     return str(datetime.timedelta(seconds=int(round(seconds))))
 
 
-def progress_line(step: int, total: int, metrics: Mapping[str, float], examples_per_sec: float | None,
-                  eta_seconds: float | None) -> str:
+def progress_line(
+    step: int, total: int, metrics: Mapping[str, float], examples_per_sec: float | None, eta_seconds: float | None
+) -> str:
     """`step 10/100 (10.0%) | loss 2.3456 | lr 1.00e-05 | grad_norm 1.234 | 12.3 ex/s | ETA 0:01:23`."""
-    parts = [f"step {step}/{total} ({100.0 * step / max(total, 1):.1f}%)",
-             f"loss {metrics['training_loss']:.4f}", f"lr {metrics['lr']:.3g}",
-             f"grad_norm {metrics['grad_norm']:.4g}"]
+    parts = [
+        f"step {step}/{total} ({100.0 * step / max(total, 1):.1f}%)",
+        f"loss {metrics['training_loss']:.4f}",
+        f"lr {metrics['lr']:.3g}",
+        f"grad_norm {metrics['grad_norm']:.4g}",
+    ]
     if examples_per_sec is not None:
         parts.append(f"{examples_per_sec:.1f} ex/s")
     if eta_seconds is not None:
@@ -66,10 +71,12 @@ class MetricsWriter:
         if enabled and tensorboard:
             try:
                 import tensorflow as tf
+
                 if self._tb_remote is not None:
                     self._tb_local = tempfile.TemporaryDirectory(prefix="tensorboard_")
                 self._tb = tf.summary.create_file_writer(
-                    self._tb_local.name if self._tb_local else os.path.join(workdir, TENSORBOARD_DIR))
+                    self._tb_local.name if self._tb_local else os.path.join(workdir, TENSORBOARD_DIR)
+                )
             except ImportError:
                 log.warning("TensorFlow is not installed: no TensorBoard events (metrics.jsonl is still written).")
 
@@ -103,13 +110,16 @@ class MetricsWriter:
         # tf.summary.scalar it does not need the tensorboard package installed.
         import tensorflow as tf
         from tensorflow.core.framework import summary_pb2
-        metadata = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(
-            plugin_name="scalars"))
+
+        metadata = summary_pb2.SummaryMetadata(
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+        )
         with self._tb.as_default():
             for name, value in record.items():
                 if name != "step" and isinstance(value, (int, float)):
-                    tf.summary.write(name, tf.constant(value, tf.float32), step=int(step),
-                                     metadata=metadata.SerializeToString())
+                    tf.summary.write(
+                        name, tf.constant(value, tf.float32), step=int(step), metadata=metadata.SerializeToString()
+                    )
         self._tb.flush()
         self._upload_tensorboard()
 

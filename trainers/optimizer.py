@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -92,8 +93,9 @@ class ScheduleState(NamedTuple):
     count: jax.Array
 
 
-def scale_and_decay(lr: float, wd: float, schedule: Schedule, lr_mults: Mapping[str, float],
-                    wd_mults: Mapping[str, float]) -> optax.GradientTransformation:
+def scale_and_decay(
+    lr: float, wd: float, schedule: Schedule, lr_mults: Mapping[str, float], wd_mults: Mapping[str, float]
+) -> optax.GradientTransformation:
     """`u -> -s(t) * (lr * lr_mult * u + wd * wd_mult * p)` per parameter (multipliers keyed by "/"-joined name)."""
 
     def init(params):
@@ -136,8 +138,9 @@ def _direction(name: str, kwargs: Mapping[str, Any]) -> optax.GradientTransforma
     raise OptimizerConfigError(f"config.optax_name {name!r} unknown; use adam, adamw, adafactor or sgd.")
 
 
-def make_optimizer(config: Any, trainable: Mapping[str, Any], total_steps: int
-                   ) -> tuple[optax.GradientTransformation, Callable[[Any], jax.Array]]:
+def make_optimizer(
+    config: Any, trainable: Mapping[str, Any], total_steps: int
+) -> tuple[optax.GradientTransformation, Callable[[Any], jax.Array]]:
     """The optax transform for the trainable parameter tree, and `lr_fn(t)` (the learning rate of update t).
 
     `config` carries optax_name, optax, lr, wd, wd_mults, lr_mults, schedule, grad_clip_norm (see
@@ -149,7 +152,14 @@ def make_optimizer(config: Any, trainable: Mapping[str, Any], total_steps: int
     if config.grad_clip_norm:
         parts.append(optax.clip_by_global_norm(float(config.grad_clip_norm)))
     parts.append(_direction(config.optax_name, config.optax or {}))
-    parts.append(scale_and_decay(float(config.lr), float(config.wd), schedule,
-                                 multipliers(names, config.lr_mults, 1.0), multipliers(names, config.wd_mults, 0.0)))
+    parts.append(
+        scale_and_decay(
+            float(config.lr),
+            float(config.wd),
+            schedule,
+            multipliers(names, config.lr_mults, 1.0),
+            multipliers(names, config.wd_mults, 0.0),
+        )
+    )
     lr = float(config.lr)
     return optax.chain(*parts), lambda t: lr * schedule(t)

@@ -14,7 +14,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
+
 
 class DevicePrefetcher:
     """Calls `produce()` in a background thread, keeping up to `depth` results ready, in order.
@@ -53,7 +55,7 @@ class DevicePrefetcher:
             if not self._put(item):
                 return
 
-    def __iter__(self) -> "DevicePrefetcher":
+    def __iter__(self) -> DevicePrefetcher:
         return self
 
     def __next__(self) -> Any:
@@ -77,7 +79,7 @@ class DevicePrefetcher:
                 break
         self._thread.join(timeout=10)
 
-    def __enter__(self) -> "DevicePrefetcher":
+    def __enter__(self) -> DevicePrefetcher:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -24,7 +24,8 @@ the train step's peak lies in the layers' backward pass, not in the loss (whole 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -40,13 +41,15 @@ def check_batch(batch: Mapping[str, Any]) -> None:
     """Raises ValueError when the training batch lacks a field the step needs."""
     missing = [k for k in REQUIRED_KEYS if k not in batch]
     if missing:
-        raise ValueError(f"the training batch lacks {missing} (has {sorted(batch)}); the training pp must produce "
-                         f"{list(REQUIRED_KEYS)} (tok_paligemma(...)|keep(\"image\", \"text\", \"mask_ar\", "
-                         f"\"mask_loss\", \"mask_input\")).")
+        raise ValueError(
+            f"the training batch lacks {missing} (has {sorted(batch)}); the training pp must produce "
+            f'{list(REQUIRED_KEYS)} (tok_paligemma(...)|keep("image", "text", "mask_ar", '
+            f'"mask_loss", "mask_input")).'
+        )
 
 
 def token_nll(logits: jax.Array, targets: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
-    """float logits [B, T, V], int targets [B, T] -> float32 [B, T] cross-entropy.
+    """Float logits [B, T, V], int targets [B, T] -> float32 [B, T] cross-entropy.
 
     With label smoothing e the target distribution is (1 - e) * onehot + e / V.
     """
@@ -73,9 +76,15 @@ def normalise(total: jax.Array, count: jax.Array, loss_norm: str = "example") ->
     return jnp.sum(per_example), jnp.asarray(total.shape[0], jnp.float32)
 
 
-def weighted_nll_sums(hidden: jax.Array, targets: jax.Array, weights: jax.Array,
-                      logits_fn: Callable[[jax.Array], jax.Array], *, label_smoothing: float = 0.0,
-                      chunk: int = 4) -> jax.Array:
+def weighted_nll_sums(
+    hidden: jax.Array,
+    targets: jax.Array,
+    weights: jax.Array,
+    logits_fn: Callable[[jax.Array], jax.Array],
+    *,
+    label_smoothing: float = 0.0,
+    chunk: int = 4,
+) -> jax.Array:
     """Per-example `sum_t weights * token_nll(logits_fn(hidden))`, computing logits only where weights != 0.
 
     Args:
@@ -112,8 +121,9 @@ def weighted_nll_sums(hidden: jax.Array, targets: jax.Array, weights: jax.Array,
         sums = jax.lax.cond(jnp.any(w != 0), chunk_sums, lambda h, t, w: jnp.zeros((batch,), jnp.float32), h, t, w)
         return total + sums, None
 
-    total, _ = jax.lax.scan(body, jnp.zeros((batch,), jnp.float32),
-                            (chunks(hidden), chunks(targets.astype(jnp.int32)), chunks(weights)))
+    total, _ = jax.lax.scan(
+        body, jnp.zeros((batch,), jnp.float32), (chunks(hidden), chunks(targets.astype(jnp.int32)), chunks(weights))
+    )
     return total
 
 
@@ -129,11 +139,13 @@ def split_microbatches(batch: Mapping[str, jax.Array], accum_steps: int) -> dict
 
     Interleaving keeps each device's rows on that device when the batch is split over devices in blocks.
     """
+
     def split(x):
         if x.shape[0] % accum_steps:
             raise ValueError(f"batch size {x.shape[0]} is not divisible by accum_steps {accum_steps}.")
         x = x.reshape(x.shape[0] // accum_steps, accum_steps, *x.shape[1:])
         return jnp.swapaxes(x, 0, 1)
+
     return {k: split(v) for k, v in batch.items()}
 
 
@@ -145,23 +157,32 @@ def make_loss_fn(model: Any, *, label_smoothing: float = 0.0, loss_norm: str = "
     positions per example at a time (see the module docstring); the result equals
     `loss_parts(token_nll(model.apply(...)[0], targets, label_smoothing), weights, loss_norm)`.
     """
+
     def loss_fn(params, micro, key):
         variables = {"params": params}
         inputs, targets, weights = model_inputs(micro)
         hidden, _ = model.apply(variables, *inputs, train=True, rngs={"dropout": key}, method="hidden_states")
         logits_fn = lambda h: model.apply(variables, h, method="logits")  # noqa: E731
-        total = weighted_nll_sums(hidden, targets, weights, logits_fn, label_smoothing=label_smoothing,
-                                  chunk=loss_chunk)
+        total = weighted_nll_sums(
+            hidden, targets, weights, logits_fn, label_smoothing=label_smoothing, chunk=loss_chunk
+        )
         return normalise(total, jnp.sum(weights.astype(jnp.float32), axis=-1), loss_norm)
 
     return loss_fn
 
 
-def make_train_step(model: Any, tx: optax.GradientTransformation, *, trainable: Sequence[str],
-                    lr_fn: Callable[[Any], jax.Array], accum_steps: int = 1, label_smoothing: float = 0.0,
-                    loss_norm: str = "example",
-                    constrain_micro: Callable[[dict[str, jax.Array]], dict[str, jax.Array]] | None = None,
-                    loss_chunk: int = 4):
+def make_train_step(
+    model: Any,
+    tx: optax.GradientTransformation,
+    *,
+    trainable: Sequence[str],
+    lr_fn: Callable[[Any], jax.Array],
+    accum_steps: int = 1,
+    label_smoothing: float = 0.0,
+    loss_norm: str = "example",
+    constrain_micro: Callable[[dict[str, jax.Array]], dict[str, jax.Array]] | None = None,
+    loss_chunk: int = 4,
+):
     """Builds `step(params, opt_state, batch, count, rng) -> (params, opt_state, metrics)` (pure; jit it).
 
     params: the full nested parameter tree (frozen ones included, returned unchanged); opt_state: `tx`'s state for
@@ -213,8 +234,12 @@ def make_train_step(model: Any, tx: optax.GradientTransformation, *, trainable: 
         updates, opt_state = tx.update(grads, opt_state, train_tree)
         train_tree = optax.apply_updates(train_tree, updates)
         params = unflatten({**flat, **flatten(train_tree)})
-        metrics = dict(training_loss=loss, grad_norm=grad_norm, lr=jnp.asarray(lr_fn(count), jnp.float32),
-                       finite=(jnp.isfinite(loss) & jnp.isfinite(grad_norm)).astype(jnp.float32))
+        metrics = dict(
+            training_loss=loss,
+            grad_norm=grad_norm,
+            lr=jnp.asarray(lr_fn(count), jnp.float32),
+            finite=(jnp.isfinite(loss) & jnp.isfinite(grad_norm)).astype(jnp.float32),
+        )
         return params, opt_state, metrics
 
     return step

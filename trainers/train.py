@@ -38,7 +38,8 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -47,16 +48,28 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from paligemma import checkpoints, paths, sharding
 from paligemma import model as model_lib
-from trainers import checkpointing, logging_utils, optimizer, prefetch, step as step_lib
+from trainers import checkpointing, logging_utils, optimizer, prefetch
 from trainers import config as config_lib
+from trainers import step as step_lib
 from trainers.config import ConfigError
 
 log = logging.getLogger("trainers.train")
 
 EMBEDDING = "llm/embedder/input_embedding"
 # Config keys the train step program depends on (besides the model, mesh, shardings and total steps).
-_STEP_KEYS = ("optax_name", "optax", "lr", "wd", "wd_mults", "lr_mults", "schedule", "grad_clip_norm",
-              "label_smoothing", "loss_norm", "accum_steps")
+_STEP_KEYS = (
+    "optax_name",
+    "optax",
+    "lr",
+    "wd",
+    "wd_mults",
+    "lr_mults",
+    "schedule",
+    "grad_clip_norm",
+    "label_smoothing",
+    "loss_norm",
+    "accum_steps",
+)
 EXIT_CONFIG_ERROR = 2
 EXIT_DIVERGED = 1
 EXIT_PREEMPTED = 143
@@ -76,8 +89,12 @@ def _on_cloud_tpu_vm() -> bool:
     return bool(glob.glob("/dev/accel[0-9]*") or glob.glob("/dev/vfio/[0-9]*"))
 
 
-def initialize_distributed(mode: str = "auto", coordinator_address: str | None = None,
-                           num_processes: int | None = None, process_id: int | None = None) -> bool:
+def initialize_distributed(
+    mode: str = "auto",
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> bool:
     """Calls `jax.distributed.initialize` when asked or on a Cloud TPU VM; returns whether it did.
 
     mode: "auto" (initialize on a Cloud TPU VM, or when any explicit argument is given), "on" (always; the cluster
@@ -85,15 +102,22 @@ def initialize_distributed(mode: str = "auto", coordinator_address: str | None =
     """
     if mode not in ("auto", "on", "off"):
         raise ValueError(f"--multihost must be auto, on or off; got {mode!r}.")
-    explicit = {k: v for k, v in dict(coordinator_address=coordinator_address, num_processes=num_processes,
-                                      process_id=process_id).items() if v is not None}
+    explicit = {
+        k: v
+        for k, v in dict(
+            coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id
+        ).items()
+        if v is not None
+    }
     if mode == "off" or (mode == "auto" and not explicit and not _on_cloud_tpu_vm()):
         return False
     try:
         jax.distributed.initialize(**explicit)
     except (ValueError, RuntimeError) as e:
-        raise RuntimeError(f"jax.distributed.initialize({explicit or ''}) failed: {e}. On a single machine pass "
-                           f"--multihost=off; by hand: --coordinator_address, --num_processes, --process_id.") from e
+        raise RuntimeError(
+            f"jax.distributed.initialize({explicit or ''}) failed: {e}. On a single machine pass "
+            f"--multihost=off; by hand: --coordinator_address, --num_processes, --process_id."
+        ) from e
     return True
 
 
@@ -102,6 +126,7 @@ def _any_process(flag: bool) -> bool:
     if jax.process_count() == 1:
         return flag
     from jax.experimental import multihost_utils
+
     return bool(np.max(multihost_utils.process_allgather(np.asarray([int(flag)], np.int32))))
 
 
@@ -109,6 +134,7 @@ def _to_host(x: jax.Array) -> np.ndarray:
     if getattr(x, "is_fully_addressable", True):
         return np.asarray(jax.device_get(x))
     from jax.experimental import multihost_utils
+
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
@@ -132,26 +158,33 @@ def _check_batch_split(cfg, mesh, data_shards: int | None) -> None:
     if data_shards is not None and data_shards % pc:
         raise ConfigError(f"config.input.data_shards={data_shards} is not a multiple of the {pc} processes.")
     if data_shards is not None and batch % data_shards:
-        raise ConfigError(f"config.input.batch_size={batch} is not divisible by the {data_shards} data shards "
-                          f"(one per process unless config.input.data_shards is set).")
+        raise ConfigError(
+            f"config.input.batch_size={batch} is not divisible by the {data_shards} data shards "
+            f"(one per process unless config.input.data_shards is set)."
+        )
     if batch % accum:
         raise ConfigError(f"config.input.batch_size={batch} is not divisible by config.accum_steps={accum}.")
     if (batch // accum) % dp:
-        raise ConfigError(f"config.input.batch_size={batch} (microbatch {batch // accum} with accum_steps={accum}) is "
-                          f"not divisible by the {dp} batch shards of the mesh ({axes}); use a multiple of {dp}.")
+        raise ConfigError(
+            f"config.input.batch_size={batch} (microbatch {batch // accum} with accum_steps={accum}) is "
+            f"not divisible by the {dp} batch shards of the mesh ({axes}); use a multiple of {dp}."
+        )
     if data_shards is None:
         return
     rows = sharding.batch_sharding(mesh).addressable_devices_indices_map((batch,))
     local = len({(s[0].start, s[0].stop) for s in rows.values()}) * (batch // dp)
     if local != batch // pc:
-        raise ConfigError(f"config.mesh {list(map(tuple, cfg.mesh))}: the batch rows of this process ({local}) are not "
-                          f"1/{pc} of the batch; keep the 'tensor' axis within a host (put it last in config.mesh).")
+        raise ConfigError(
+            f"config.mesh {list(map(tuple, cfg.mesh))}: the batch rows of this process ({local}) are not "
+            f"1/{pc} of the batch; keep the 'tensor' axis within a host (put it last in config.mesh)."
+        )
 
 
 def _resolve_tokenizer(cfg, workdir: str) -> str | None:
     if cfg.tokenizer is None:
         return None
     from datasets import tokenizers
+
     try:
         return tokenizers.resolve_tokenizer(cfg.tokenizer, workdir)
     except (ValueError, OSError) as e:
@@ -160,7 +193,8 @@ def _resolve_tokenizer(cfg, workdir: str) -> str | None:
 
 class _ModelSetup:
     """What a run builds from the config and the devices alone: mesh (with the batch split checked), model, parameter
-    shapes and specs. `data_shards` None: the devices are not this host's (`trainers.dry_run`)."""
+    shapes and specs. `data_shards` None: the devices are not this host's (`trainers.dry_run`).
+    """
 
     def __init__(self, cfg, devices: Sequence[Any] | None, data_shards: int | None):
         self.cfg = cfg
@@ -178,8 +212,9 @@ class _ModelSetup:
         except (TypeError, ValueError) as e:
             raise ConfigError(f"config.model / model_name: {_one_line(e)}") from None
         try:
-            self.specs = sharding.param_specs(self.shapes, self.mesh, rules=cfg.sharding_rules,
-                                              strategy=cfg.sharding_strategy)
+            self.specs = sharding.param_specs(
+                self.shapes, self.mesh, rules=cfg.sharding_rules, strategy=cfg.sharding_strategy
+            )
         except sharding.ShardingError as e:
             raise ConfigError(f"config.sharding_rules / sharding_strategy: {e}") from None
 
@@ -200,6 +235,7 @@ class _Setup(_ModelSetup):
                 missing.append(str(e))
         try:
             from datasets import sources
+
             self.source = sources.get_source(cfg.input.data)
             num_examples = self.source.num_examples
         except Exception as e:  # any failure to open the data is a config problem here
@@ -215,10 +251,13 @@ class _Setup(_ModelSetup):
         self.total_steps = config_lib.num_steps(cfg, num_examples)
         if self.tokenizer_path is not None:
             from paligemma.tokenizer import Tokenizer
+
             tok = Tokenizer(self.tokenizer_path)
             try:
-                tok.check_fits(self.shapes["llm"]["embedder"]["input_embedding"].shape[0],
-                               f"set config.model.llm.vocab_size >= {tok.vocab_size}.")
+                tok.check_fits(
+                    self.shapes["llm"]["embedder"]["input_embedding"].shape[0],
+                    f"set config.model.llm.vocab_size >= {tok.vocab_size}.",
+                )
             except ValueError as e:
                 raise ConfigError(f"{self.tokenizer_path}: {e}") from None
         self.evaluators = self._evaluators(workdir)
@@ -227,9 +266,15 @@ class _Setup(_ModelSetup):
         if not self.cfg.evals:
             return {}
         from evaluators import common
+
         try:
-            return common.build_evaluators(self.cfg.evals, model=self.model, tokenizer_path=self.tokenizer_path,
-                                           workdir=workdir, put_batch=lambda b: sharding.put_batch(b, self.mesh))
+            return common.build_evaluators(
+                self.cfg.evals,
+                model=self.model,
+                tokenizer_path=self.tokenizer_path,
+                workdir=workdir,
+                put_batch=lambda b: sharding.put_batch(b, self.mesh),
+            )
         except ValueError as e:
             raise ConfigError(f"config.evals: {_one_line(e)}") from None
 
@@ -240,7 +285,8 @@ class _Setup(_ModelSetup):
 
 def _put_host(host: np.ndarray, target: NamedSharding, dtype: Any = None) -> jax.Array:
     """Places the host array `host` on `target`'s devices as `dtype` (default: its own). Each device's shard is cast
-    on its own while it is copied, so the host never holds a converted copy of the whole array."""
+    on its own while it is copied, so the host never holds a converted copy of the whole array.
+    """
     dtype = np.dtype(host.dtype if dtype is None else dtype)
     return jax.make_array_from_callback(host.shape, target, lambda index: np.asarray(host[index], dtype))
 
@@ -270,8 +316,13 @@ def _shardings_key(flat_shardings: dict[str, Any]) -> dict[str, str]:
     return {name: str(s.spec) for name, s in flat_shardings.items()}
 
 
-def _random_params(model_config, names: Sequence[str], shardings: dict[str, Any], rng: jax.Array,
-                   compiler_options: dict[str, Any] | None = None) -> dict[str, Any]:
+def _random_params(
+    model_config,
+    names: Sequence[str],
+    shardings: dict[str, Any],
+    rng: jax.Array,
+    compiler_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Random init of the parameters `names` only (XLA drops the rest of the init), placed by `shardings`."""
     out_shardings = {n: shardings[n] for n in names}
 
@@ -298,7 +349,8 @@ def _image_size(model_config) -> int | None:
 def _fit_posemb(loaded: dict[str, np.ndarray], flat_shapes: dict[str, Any], model_config) -> None:
     """Resamples the checkpoint's `img/pos_embedding` (a square grid) to the model's grid, in float32, when they
     differ (what `checkpoints.load(..., dtype="float32", image_size=...)` does; done here so that the other arrays
-    stay in their stored dtype)."""
+    stay in their stored dtype).
+    """
     name = "img/pos_embedding"
     if name not in loaded or name not in flat_shapes or _image_size(model_config) is None:
         return
@@ -307,6 +359,7 @@ def _fit_posemb(loaded: dict[str, np.ndarray], flat_shapes: dict[str, Any], mode
     if have == want or len(want) != 3 or (have[0], have[2]) != (want[0], want[2]) or old * old != have[1]:
         return  # same grid, or reported as a mismatch
     from paligemma import siglip
+
     new_grid = siglip.SiglipConfig(**{**dict(model_config["img"]), "num_classes": None}).grid
     log.info("model_init: resampling img/pos_embedding from a %s to a %s grid.", (old, old), new_grid)
     loaded[name] = np.asarray(siglip.resample_posemb(np.asarray(loaded[name], np.float32), (old, old), new_grid))
@@ -341,37 +394,49 @@ def _loaded_params(setup: _Setup, shardings: dict[str, Any], rng: jax.Array) -> 
                 problems.append(f"{name} is {have} in the checkpoint but {shape.shape} in the model")
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise ConfigError(f"config.model_init {setup.init_path} does not fit the model: {'; '.join(problems[:3])}"
-                          f"{more}; fix config.model, or list them in config.model_load.dont_load.")
+        raise ConfigError(
+            f"config.model_init {setup.init_path} does not fit the model: {'; '.join(problems[:3])}"
+            f"{more}; fix config.model, or list them in config.model_load.dont_load."
+        )
     unused = sorted(set(loaded) - set(flat_shapes))
     if unused:
         log.warning("model_init: %d checkpoint arrays are not used by the model: %s", len(unused), unused[:5])
-    random = (_random_params(setup.model_config, random_names, shardings, rng, setup.compiler_options)
-              if random_names else {})
+    random = (
+        _random_params(setup.model_config, random_names, shardings, rng, setup.compiler_options) if random_names else {}
+    )
     out = {}
     for name, shape in flat_shapes.items():
         if name in extend:
             rows = extend[name]
             host = np.zeros(shape.shape, loaded[name].dtype)
             host[:rows] = loaded[name]
-            keep = jax.jit(lambda ckpt, init, n=rows: jnp.where(jnp.arange(ckpt.shape[0])[:, None] < n, ckpt, init),
-                           out_shardings=shardings[name], compiler_options=setup.compiler_options)
+            keep = jax.jit(
+                lambda ckpt, init, n=rows: jnp.where(jnp.arange(ckpt.shape[0])[:, None] < n, ckpt, init),
+                out_shardings=shardings[name],
+                compiler_options=setup.compiler_options,
+            )
             out[name] = keep(_put_host(host, shardings[name], shape.dtype), random[name])
-            log.info("model_init: vocabulary extended from %d to %d rows (new rows randomly initialised).", rows,
-                     shape.shape[0])
+            log.info(
+                "model_init: vocabulary extended from %d to %d rows (new rows randomly initialised).",
+                rows,
+                shape.shape[0],
+            )
         elif name in random:
             out[name] = random[name]
         else:
             out[name] = _put_host(loaded[name], shardings[name], shape.dtype)
         loaded.pop(name, None)
-    log.info("model_init %s: %d arrays loaded, %d randomly initialised (%s).", setup.init_path,
-             len(flat_shapes) - len(random_names) + len(extend), len(random_names) - len(extend),
-             ", ".join(n for n in random_names if n not in extend) or "none")
+    log.info(
+        "model_init %s: %d arrays loaded, %d randomly initialised (%s).",
+        setup.init_path,
+        len(flat_shapes) - len(random_names) + len(extend),
+        len(random_names) - len(extend),
+        ", ".join(n for n in random_names if n not in extend) or "none",
+    )
     return checkpoints.unflatten(out)
 
 
-def _opt_state_shardings(opt_shapes: Any, param_shardings: dict[str, Any], param_shapes: dict[str, Any],
-                         mesh) -> Any:
+def _opt_state_shardings(opt_shapes: Any, param_shardings: dict[str, Any], param_shapes: dict[str, Any], mesh) -> Any:
     """Optimizer-state leaves shaped like a parameter (Adam's mu, nu, ...) share its sharding; the rest replicate."""
     replicated = sharding.replicated(mesh)
 
@@ -397,6 +462,7 @@ class _TrainData:
 
     def __init__(self, setup: _Setup, position: int):
         from datasets import pipeline
+
         cfg = setup.cfg
         self.describe = setup.source.describe() if hasattr(setup.source, "describe") else cfg.input.data
         per_process = setup.data_shards // jax.process_count()
@@ -404,11 +470,19 @@ class _TrainData:
         try:
             self.iterators = [
                 pipeline.make_train_iterator(
-                    setup.source, cfg.input.pp, batch_size=cfg.input.batch_size // setup.data_shards,
-                    shuffle_buffer_size=cfg.input.shuffle_buffer_size, seed=cfg.seed, start_example=position,
-                    process_index=shard, process_count=setup.data_shards, prefetch=cfg.input.prefetch,
-                    tokenizer=setup.tokenizer_path)
-                for shard in range(first, first + per_process)]
+                    setup.source,
+                    cfg.input.pp,
+                    batch_size=cfg.input.batch_size // setup.data_shards,
+                    shuffle_buffer_size=cfg.input.shuffle_buffer_size,
+                    seed=cfg.seed,
+                    start_example=position,
+                    process_index=shard,
+                    process_count=setup.data_shards,
+                    prefetch=cfg.input.prefetch,
+                    tokenizer=setup.tokenizer_path,
+                )
+                for shard in range(first, first + per_process)
+            ]
         except (ValueError, KeyError, TypeError) as e:  # pp strings are parsed here
             raise ConfigError(f"config.input.pp: {_one_line(e)}") from None
 
@@ -437,8 +511,9 @@ class _TrainData:
 # The run.
 
 
-def _device_batches(data: _TrainData, first_batch: dict[str, np.ndarray], mesh,
-                    depth: int) -> prefetch.DevicePrefetcher:
+def _device_batches(
+    data: _TrainData, first_batch: dict[str, np.ndarray], mesh, depth: int
+) -> prefetch.DevicePrefetcher:
     """`(global device batch, data position after it)` pairs, prepared `depth` steps ahead in a background thread.
 
     The first batch was read (and checked) before compiling; the position goes with each batch because the
@@ -490,8 +565,9 @@ def _export(params, cfg, workdir: str) -> str | None:
     return path
 
 
-def train(config: Any, workdir: str, *, devices: Sequence[Any] | None = None,
-          compiler_options: dict[str, Any] | None = None) -> dict[str, Any]:
+def train(
+    config: Any, workdir: str, *, devices: Sequence[Any] | None = None, compiler_options: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Trains (or resumes) the run `config` in `workdir`. All processes call it.
 
     Args:
@@ -545,26 +621,40 @@ class _State:
             raise ConfigError(_one_line(e)) from None
         self.opt_shardings = _opt_state_shardings(self.opt_shapes, self.flat_shardings, self.flat_shapes, mesh)
         # Everything the compiled init/step programs depend on.
-        self.program_key = [setup.model_config, self.trainable, _shardings_key(self.flat_shardings), _mesh_key(mesh),
-                            setup.total_steps, {k: config_lib.to_dict(cfg[k]) for k in _STEP_KEYS},
-                            setup.compiler_options]
+        self.program_key = [
+            setup.model_config,
+            self.trainable,
+            _shardings_key(self.flat_shardings),
+            _mesh_key(mesh),
+            setup.total_steps,
+            {k: config_lib.to_dict(cfg[k]) for k in _STEP_KEYS},
+            setup.compiler_options,
+        ]
 
     def initial(self, setup: _Setup, rng: jax.Array) -> tuple[Any, Any]:
         """(params, opt_state) at step 0: from model_init or random, placed on the mesh."""
         if setup.init_path:
             params = _loaded_params(setup, self.flat_shardings, rng)
         else:
-            params = checkpoints.unflatten(_random_params(setup.model_config, list(self.flat_shapes),
-                                                          self.flat_shardings, rng, setup.compiler_options))
+            params = checkpoints.unflatten(
+                _random_params(
+                    setup.model_config, list(self.flat_shapes), self.flat_shardings, rng, setup.compiler_options
+                )
+            )
         flat = checkpoints.flatten(params)
-        opt_init = _cached_jit(["opt_init", self.program_key], lambda: jax.jit(
-            self.tx.init, out_shardings=self.opt_shardings, compiler_options=setup.compiler_options))
+        opt_init = _cached_jit(
+            ["opt_init", self.program_key],
+            lambda: jax.jit(self.tx.init, out_shardings=self.opt_shardings, compiler_options=setup.compiler_options),
+        )
         return params, opt_init(checkpoints.unflatten({n: flat[n] for n in self.trainable}))
 
     def restore(self, ckpt: checkpointing.Checkpointer, step: int, shapes: Any) -> tuple[Any, Any, dict[str, Any]]:
         """(params, opt_state, meta) of checkpoint `step`, placed on the mesh."""
-        return ckpt.restore(step, checkpointing.abstract_like(shapes, self.param_shardings),
-                            checkpointing.abstract_like(self.opt_shapes, self.opt_shardings))
+        return ckpt.restore(
+            step,
+            checkpointing.abstract_like(shapes, self.param_shardings),
+            checkpointing.abstract_like(self.opt_shapes, self.opt_shardings),
+        )
 
     def train_step(self, setup: _Setup) -> Callable:
         """The jitted `(params, opt_state, batch, count, rng_data) -> (params, opt_state, metrics)` (donates state)."""
@@ -574,9 +664,15 @@ class _State:
 
         def build():
             step_fn = step_lib.make_train_step(
-                setup.model, self.tx, trainable=self.trainable, lr_fn=self.lr_fn, accum_steps=cfg.accum_steps,
-                label_smoothing=cfg.label_smoothing, loss_norm=cfg.loss_norm,
-                constrain_micro=lambda m: jax.lax.with_sharding_constraint(m, micro_sharding))
+                setup.model,
+                self.tx,
+                trainable=self.trainable,
+                lr_fn=self.lr_fn,
+                accum_steps=cfg.accum_steps,
+                label_smoothing=cfg.label_smoothing,
+                loss_norm=cfg.loss_norm,
+                constrain_micro=lambda m: jax.lax.with_sharding_constraint(m, micro_sharding),
+            )
 
             def wrapped(params, opt_state, batch, count, rng_data):
                 # Traced with the mesh as context: the model keeps its activations split over the batch axes
@@ -584,10 +680,19 @@ class _State:
                 with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
                     return step_fn(params, opt_state, batch, count, jax.random.wrap_key_data(rng_data))
 
-            return jax.jit(wrapped, donate_argnums=(0, 1), compiler_options=setup.compiler_options,
-                           in_shardings=(self.param_shardings, self.opt_shardings, sharding.batch_sharding(mesh),
-                                         replicated, replicated),
-                           out_shardings=(self.param_shardings, self.opt_shardings, replicated))
+            return jax.jit(
+                wrapped,
+                donate_argnums=(0, 1),
+                compiler_options=setup.compiler_options,
+                in_shardings=(
+                    self.param_shardings,
+                    self.opt_shardings,
+                    sharding.batch_sharding(mesh),
+                    replicated,
+                    replicated,
+                ),
+                out_shardings=(self.param_shardings, self.opt_shardings, replicated),
+            )
 
         return _cached_jit(["step", self.program_key], build)
 
@@ -597,19 +702,32 @@ def _resume_position(meta: dict[str, Any], setup: _Setup) -> int:
     saved_shards = int(meta.get("data_shards", setup.data_shards))
     if saved_shards != setup.data_shards:
         position = position * saved_shards // setup.data_shards
-        log.warning("Resuming with %d data shards instead of %d: the data order differs from the interrupted run "
-                    "(pin config.input.data_shards to keep it).", setup.data_shards, saved_shards)
+        log.warning(
+            "Resuming with %d data shards instead of %d: the data order differs from the interrupted run "
+            "(pin config.input.data_shards to keep it).",
+            setup.data_shards,
+            saved_shards,
+        )
     if int(meta.get("total_steps", setup.total_steps)) != setup.total_steps:
-        log.warning("The checkpoint was written by a run of %s steps; this one has %d (the schedule changes).",
-                    meta["total_steps"], setup.total_steps)
+        log.warning(
+            "The checkpoint was written by a run of %s steps; this one has %d (the schedule changes).",
+            meta["total_steps"],
+            setup.total_steps,
+        )
     return position
 
 
 class _Logger:
     """Checks each step's metrics (NaN/Inf stops the run) and logs them every log_training_steps."""
 
-    def __init__(self, setup: _Setup, writer: logging_utils.MetricsWriter, start: int, ckpt_dir: str,
-                 batches: prefetch.DevicePrefetcher | None):
+    def __init__(
+        self,
+        setup: _Setup,
+        writer: logging_utils.MetricsWriter,
+        start: int,
+        ckpt_dir: str,
+        batches: prefetch.DevicePrefetcher | None,
+    ):
         self.setup, self.writer, self.ckpt_dir, self.batches = setup, writer, ckpt_dir, batches
         self.total = setup.total_steps
         self.throughput = logging_utils.Throughput(start, self.total, setup.cfg.input.batch_size)
@@ -625,7 +743,8 @@ class _Logger:
             raise TrainingDiverged(
                 f"non-finite training loss ({values['training_loss']}) or gradient norm ({values['grad_norm']}) at "
                 f"step {step}; stopping without saving. The last good checkpoint is step {self.last_saved or 'none'} "
-                f"in {self.ckpt_dir}. Check the data of that step, lower config.lr or set config.grad_clip_norm.")
+                f"in {self.ckpt_dir}. Check the data of that step, lower config.lr or set config.grad_clip_norm."
+            )
         if step % self.setup.cfg.log_training_steps and step != self.total:
             return {}
         examples_per_sec, eta = self.throughput.update(step)
@@ -644,8 +763,9 @@ class _Logger:
             with jax.sharding.use_abstract_mesh(self.setup.mesh.abstract_mesh):  # batch-split activations
                 metrics = self.setup.evaluators[name].run(params, step=step)
             record.update({f"{name}/{k}": v for k, v in metrics.items()})
-            self.writer.print(f"step {step}/{self.total} | eval {name}: "
-                              + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+            self.writer.print(
+                f"step {step}/{self.total} | eval {name}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+            )
 
     def emit(self, step: int, record: dict[str, float]) -> None:
         if record:
@@ -670,9 +790,11 @@ def _run(setup: _Setup, workdir: str, writer: logging_utils.MetricsWriter, stop:
     else:
         params, opt_state = state.initial(setup, init_rng)
     n_train = sum(int(np.prod(state.flat_shapes[n].shape)) for n in state.trainable)
-    writer.print(f"Training {model_lib.count_params(setup.shapes):,} params ({n_train:,} trainable) on mesh "
-                 f"{dict(mesh.shape)} ({jax.process_count()} processes), batch {cfg.input.batch_size}, {total} steps; "
-                 f"workdir {workdir}")
+    writer.print(
+        f"Training {model_lib.count_params(setup.shapes):,} params ({n_train:,} trainable) on mesh "
+        f"{dict(mesh.shape)} ({jax.process_count()} processes), batch {cfg.input.batch_size}, {total} steps; "
+        f"workdir {workdir}"
+    )
     log.info("Parameter sharding:\n%s", "\n".join(sharding.describe(setup.specs, setup.shapes)))
     batches = _device_batches(data, first_batch, mesh, cfg.input.device_prefetch) if start < total else None
     train_step = state.train_step(setup)
@@ -699,14 +821,24 @@ def _run(setup: _Setup, workdir: str, writer: logging_utils.MetricsWriter, stop:
                 logger.evaluate(done, params, due_evals, record)
                 logger.emit(done, record)
             if save:
-                ckpt.save(done, params, opt_state, dict(step=done, data_position=position,
-                                                        data_shards=setup.data_shards, rng=rng_data.tolist(),
-                                                        total_steps=total))
+                ckpt.save(
+                    done,
+                    params,
+                    opt_state,
+                    dict(
+                        step=done,
+                        data_position=position,
+                        data_shards=setup.data_shards,
+                        rng=rng_data.tolist(),
+                        total_steps=total,
+                    ),
+                )
                 logger.last_saved = done
             if preempted:
                 ckpt.wait()
-                writer.print(f"Stopped by SIGTERM after step {done}/{total}; checkpoint saved. Rerun the same "
-                             f"command to resume.")
+                writer.print(
+                    f"Stopped by SIGTERM after step {done}/{total}; checkpoint saved. Rerun the same command to resume."
+                )
                 break
         if done == total:
             export = _export(params, cfg, workdir)
@@ -715,11 +847,21 @@ def _run(setup: _Setup, workdir: str, writer: logging_utils.MetricsWriter, stop:
             batches.close()
         ckpt.close()
     if batches is not None and done > start:
-        writer.print(f"Input: the step loop waited {batches.wait_seconds:.1f}s for batches in {done - start} steps; "
-                     f"{logger.host_syncs} cross-host preemption checks.")
-    return dict(step=done, total_steps=total, start_step=start, records=logger.records, preempted=preempted,
-                checkpoint_step=logger.last_saved, export=export, input_wait_seconds=batches and batches.wait_seconds,
-                host_syncs=logger.host_syncs)
+        writer.print(
+            f"Input: the step loop waited {batches.wait_seconds:.1f}s for batches in {done - start} steps; "
+            f"{logger.host_syncs} cross-host preemption checks."
+        )
+    return dict(
+        step=done,
+        total_steps=total,
+        start_step=start,
+        records=logger.records,
+        preempted=preempted,
+        checkpoint_step=logger.last_saved,
+        export=export,
+        input_wait_seconds=batches and batches.wait_seconds,
+        host_syncs=logger.host_syncs,
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -729,17 +871,30 @@ def _run(setup: _Setup, workdir: str, writer: logging_utils.MetricsWriter, stop:
 def _define_flags():
     from absl import flags
     from ml_collections import config_flags
-    config_flags.DEFINE_config_file("config", None, "Run config file (get_config(arg)); path.py:arg passes arg.",
-                                    lock_config=False)
+
+    config_flags.DEFINE_config_file(
+        "config", None, "Run config file (get_config(arg)); path.py:arg passes arg.", lock_config=False
+    )
     flags.DEFINE_string("workdir", None, "Folder of the run (local or gs://...): checkpoints, logs, metrics.")
-    flags.DEFINE_enum("multihost", "auto", ["auto", "on", "off"],
-                      "jax.distributed.initialize(): auto = on Cloud TPU VMs or with the flags below.")
-    flags.DEFINE_string("coordinator_address", os.environ.get("JAX_COORDINATOR_ADDRESS"),
-                        "host:port of process 0 (multi-process runs set up by hand).")
+    flags.DEFINE_enum(
+        "multihost",
+        "auto",
+        ["auto", "on", "off"],
+        "jax.distributed.initialize(): auto = on Cloud TPU VMs or with the flags below.",
+    )
+    flags.DEFINE_string(
+        "coordinator_address",
+        os.environ.get("JAX_COORDINATOR_ADDRESS"),
+        "host:port of process 0 (multi-process runs set up by hand).",
+    )
     flags.DEFINE_integer("num_processes", None, "Number of processes (with --coordinator_address).")
     flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator_address).")
-    flags.DEFINE_string("dry_run", None, "Compile the run for a TPU topology (e.g. v5e:2x4 or v5e-8) on this host and "
-                        "print its per-chip memory, FLOPs and estimated step time; trains nothing (needs libtpu).")
+    flags.DEFINE_string(
+        "dry_run",
+        None,
+        "Compile the run for a TPU topology (e.g. v5e:2x4 or v5e-8) on this host and "
+        "print its per-chip memory, FLOPs and estimated step time; trains nothing (needs libtpu).",
+    )
     flags.DEFINE_string("dry_run_json", None, "With --dry_run: also write the numbers to this JSON file.")
     flags.mark_flags_as_required(["config", "workdir"])
 
@@ -747,25 +902,39 @@ def _define_flags():
 def main(argv: Sequence[str]) -> int:
     """CLI entry: returns the exit code (0 done, 1 diverged, 2 bad config, 143 stopped by SIGTERM)."""
     from absl import flags
+
     FLAGS = flags.FLAGS
     if len(argv) > 1:
         print(f"Unexpected arguments: {argv[1:]}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
     initialize_distributed(FLAGS.multihost, FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-    logging.basicConfig(level=logging.INFO if jax.process_index() == 0 else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if jax.process_index() == 0 else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every file it writes at INFO
     try:
         if FLAGS.dry_run:
             from ml_collections import config_flags
+
             from trainers import dry_run
-            return dry_run.run(FLAGS.config, FLAGS.dry_run, json_path=FLAGS.dry_run_json,
-                               config_name=config_flags.get_config_filename(FLAGS["config"]))
+
+            return dry_run.run(
+                FLAGS.config,
+                FLAGS.dry_run,
+                json_path=FLAGS.dry_run_json,
+                config_name=config_flags.get_config_filename(FLAGS["config"]),
+            )
         result = train(FLAGS.config, FLAGS.workdir)
     except ConfigError as e:
         problems = str(e).split("\n- ") if str(e).startswith("- ") else [str(e)]
-        print("Config error:" + "".join(f"\n  - {' '.join(p.removeprefix('- ').split())}" for p in problems)
-              if len(problems) > 1 else f"Config error: {_one_line(e)}", file=sys.stderr, flush=True)
+        print(
+            "Config error:" + "".join(f"\n  - {' '.join(p.removeprefix('- ').split())}" for p in problems)
+            if len(problems) > 1
+            else f"Config error: {_one_line(e)}",
+            file=sys.stderr,
+            flush=True,
+        )
         return EXIT_CONFIG_ERROR
     except TrainingDiverged as e:
         print(f"Training stopped: {_one_line(e)}", file=sys.stderr, flush=True)
@@ -775,5 +944,6 @@ def main(argv: Sequence[str]) -> int:
 
 if __name__ == "__main__":
     from absl import app
+
     _define_flags()
     app.run(main)

@@ -30,14 +30,20 @@ import ml_collections
 from configs import common
 
 PROMPT = 'strfmt("caption en", outkey="prefix")'
-IMAGE = 'decode|resize({res}, antialias=True)|value_range(-1, 1)|'
-TRAIN_PP = (IMAGE + PROMPT + '|choice(inkey="captions/text", outkey="suffix")|tok_paligemma(text_len={text_len})'
-            '|keep("image", "text", "mask_ar", "mask_loss", "mask_input")')
-COCO_EVAL_PP = (IMAGE + PROMPT + '|copy("captions/text", "references")|copy("image/id", "image_id")'
-                '|tok_paligemma_prompt(text_len={text_len})'
-                '|keep("image", "text", "mask_ar", "mask_input", "references", "image_id")')
-NOCAPS_EVAL_PP = (IMAGE + PROMPT + '|copy("captions", "references")|tok_paligemma_prompt(text_len={text_len})'
-                  '|keep("image", "text", "mask_ar", "mask_input", "references", "image_id")')
+IMAGE = "decode|resize({res}, antialias=True)|value_range(-1, 1)|"
+TRAIN_PP = (
+    IMAGE + PROMPT + '|choice(inkey="captions/text", outkey="suffix")|tok_paligemma(text_len={text_len})'
+    '|keep("image", "text", "mask_ar", "mask_loss", "mask_input")'
+)
+COCO_EVAL_PP = (
+    IMAGE + PROMPT + '|copy("captions/text", "references")|copy("image/id", "image_id")'
+    "|tok_paligemma_prompt(text_len={text_len})"
+    '|keep("image", "text", "mask_ar", "mask_input", "references", "image_id")'
+)
+NOCAPS_EVAL_PP = (
+    IMAGE + PROMPT + '|copy("captions", "references")|tok_paligemma_prompt(text_len={text_len})'
+    '|keep("image", "text", "mask_ar", "mask_input", "references", "image_id")'
+)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -51,9 +57,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.seed = 0
     common.released_model(config, arg.model, arg.res)
 
-    config.input = dict(data=dict(name="coco_captions", split="train+restval+val" if arg.final_split
-                                  else "train+restval"),
-                        batch_size=256, shuffle_buffer_size=50_000, pp=TRAIN_PP.format(res=res, text_len=text_len))
+    config.input = dict(
+        data=dict(name="coco_captions", split="train+restval+val" if arg.final_split else "train+restval"),
+        batch_size=256,
+        shuffle_buffer_size=50_000,
+        pp=TRAIN_PP.format(res=res, text_len=text_len),
+    )
     config.total_epochs = 5
 
     common.original_transfer_recipe(config)
@@ -63,15 +72,27 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # grows with the image tokens, (res / 224)^2: PaliGemma 3B at 448 px needed 15.1 GiB at eval batch 256 on v5e-16,
     # at 896 px 16.3 GiB at 64 on v5e-32. The eval batch shrinks with them, down to one example per chip.
     chips = common.released_slice(arg.model, arg.res)[1]
-    caption_batch = max(chips, (256 if arg.model == "paligemma-3b" else 32) * 224 ** 2 // arg.res ** 2)
-    caption = dict(type="caption", batch_size=caption_batch, max_decode_len=32,
-                   sampler="beam(n=2)",
-                   references_key="references", id_key="image_id", log_percent=0.2)
+    caption_batch = max(chips, (256 if arg.model == "paligemma-3b" else 32) * 224**2 // arg.res**2)
+    caption = dict(
+        type="caption",
+        batch_size=caption_batch,
+        max_decode_len=32,
+        sampler="beam(n=2)",
+        references_key="references",
+        id_key="image_id",
+        log_percent=0.2,
+    )
     config.evals = {}
-    config.evals.coco = dict(caption, data=dict(name="coco_captions", split="test" if arg.final_split else "val"),
-                             pp=COCO_EVAL_PP.format(res=res, text_len=text_len))
-    config.evals.nocaps = dict(caption, data=dict(name="nocaps", split="test" if arg.final_split else "validation"),
-                               pp=NOCAPS_EVAL_PP.format(res=res, text_len=text_len))
+    config.evals.coco = dict(
+        caption,
+        data=dict(name="coco_captions", split="test" if arg.final_split else "val"),
+        pp=COCO_EVAL_PP.format(res=res, text_len=text_len),
+    )
+    config.evals.nocaps = dict(
+        caption,
+        data=dict(name="nocaps", split="test" if arg.final_split else "validation"),
+        pp=NOCAPS_EVAL_PP.format(res=res, text_len=text_len),
+    )
     common.fit_released_slice(config, arg.model, arg.res)  # mesh + accum_steps for the planned TPU slice
     if mock:
         common.mock_mode(config, tokenizer_keys=("captions/text",), prompts=("caption en",), res=res)

@@ -30,11 +30,15 @@ import ml_collections
 from configs import common
 
 PROMPT = 'strfmt("{{question}}", outkey="prefix")'  # {{}}: .format() comes later
-IMAGE = 'decode|resize({res}, antialias=True)|value_range(-1, 1)|'
-TRAIN_PP = (IMAGE + PROMPT + '|choice(inkey="answers", outkey="suffix")|tok_paligemma(text_len={text_len})'
-            '|keep("image", "text", "mask_ar", "mask_loss", "mask_input")')
-EVAL_PP = (IMAGE + PROMPT + '|tok_paligemma_prompt(text_len={text_len})'
-           '|keep("image", "text", "mask_ar", "mask_input", "answers", "question_id")')
+IMAGE = "decode|resize({res}, antialias=True)|value_range(-1, 1)|"
+TRAIN_PP = (
+    IMAGE + PROMPT + '|choice(inkey="answers", outkey="suffix")|tok_paligemma(text_len={text_len})'
+    '|keep("image", "text", "mask_ar", "mask_loss", "mask_input")'
+)
+EVAL_PP = (
+    IMAGE + PROMPT + "|tok_paligemma_prompt(text_len={text_len})"
+    '|keep("image", "text", "mask_ar", "mask_input", "answers", "question_id")'
+)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -48,16 +52,26 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.seed = 0
     common.released_model(config, arg.model, arg.res)  # bfloat16 compute, float32 weights, remat "full"
 
-    config.input = dict(data=dict(name="docvqa", split="train+validation" if arg.final_split else "train"),
-                        batch_size=256, shuffle_buffer_size=20_000, pp=TRAIN_PP.format(res=res, text_len=text_len))
+    config.input = dict(
+        data=dict(name="docvqa", split="train+validation" if arg.final_split else "train"),
+        batch_size=256,
+        shuffle_buffer_size=20_000,
+        pp=TRAIN_PP.format(res=res, text_len=text_len),
+    )
     config.total_epochs = 10
 
     common.original_transfer_recipe(config, ckpt_steps=500)
 
     config.evals = {}
-    config.evals.anls = dict(type="anls", data=dict(name="docvqa", split="test" if arg.final_split else "validation"),
-                             pp=EVAL_PP.format(res=res, text_len=text_len), batch_size=64, max_decode_len=32,
-                             sampler="greedy", log_percent=0.1)
+    config.evals.anls = dict(
+        type="anls",
+        data=dict(name="docvqa", split="test" if arg.final_split else "validation"),
+        pp=EVAL_PP.format(res=res, text_len=text_len),
+        batch_size=64,
+        max_decode_len=32,
+        sampler="greedy",
+        log_percent=0.1,
+    )
     common.fit_released_slice(config, arg.model, arg.res)  # mesh + accum_steps for the planned TPU slice
     if mock:
         common.mock_mode(config, tokenizer_keys=("question", "answers"), prompts=(), res=res)

@@ -28,10 +28,14 @@ import ml_collections
 from configs import common
 
 IMAGE = 'decode|resize(32, antialias=True)|value_range(-1, 1)|strfmt("answer en {question}", outkey="prefix")'
-TRAIN_PP = (IMAGE + '|copy("answer", "suffix")|tok_paligemma(text_len=20)'
-            '|keep("image", "text", "mask_ar", "mask_loss", "mask_input")')
-EVAL_PP = (IMAGE + '|tok_paligemma_prompt(text_len=20)'
-           '|keep("image", "text", "mask_ar", "mask_input", "answers", "question_id", "question_type", "question")')
+TRAIN_PP = (
+    IMAGE + '|copy("answer", "suffix")|tok_paligemma(text_len=20)'
+    '|keep("image", "text", "mask_ar", "mask_loss", "mask_input")'
+)
+EVAL_PP = (
+    IMAGE + "|tok_paligemma_prompt(text_len=20)"
+    '|keep("image", "text", "mask_ar", "mask_input", "answers", "question_id", "question_type", "question")'
+)
 TOKENIZER_VOCAB = 400
 # Share of the training stream per question type (the train split itself has 13% colour, 13% shape, 74% yes/no).
 QUESTION_TYPE_WEIGHTS = {"color": 0.1, "shape": 0.5, "yes/no": 0.4}
@@ -44,18 +48,35 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     config = ml_collections.ConfigDict()
     config.seed = 0
-    config.tokenizer = dict(train=dict(data=dict(data, split="train"), keys=("question", "answer"),
-                                       vocab_size=TOKENIZER_VOCAB, extra_texts=["answer en"]),
-                            path="tokenizer.model")
+    config.tokenizer = dict(
+        train=dict(
+            data=dict(data, split="train"),
+            keys=("question", "answer"),
+            vocab_size=TOKENIZER_VOCAB,
+            extra_texts=["answer en"],
+        ),
+        path="tokenizer.model",
+    )
     config.model = dict(
         img=dict(variant=None, width=128, depth=2, mlp_dim=512, num_heads=4, patch_size=8, image_size=32),
-        llm=dict(variant=None, vocab_size=TOKENIZER_VOCAB + 1152, width=128, depth=2, mlp_dim=512, num_heads=4,
-                 num_kv_heads=1, head_dim=32))
+        llm=dict(
+            variant=None,
+            vocab_size=TOKENIZER_VOCAB + 1152,
+            width=128,
+            depth=2,
+            mlp_dim=512,
+            num_heads=4,
+            num_kv_heads=1,
+            head_dim=32,
+        ),
+    )
     config.model_init = None
 
     # Question types re-weighted: shapes are the hard part (rectangle vs circle) but only 13% of the questions.
-    mixture = [dict(data=dict(data, split="train", where=dict(question_type=qtype)), weight=weight)
-               for qtype, weight in QUESTION_TYPE_WEIGHTS.items()]
+    mixture = [
+        dict(data=dict(data, split="train", where=dict(question_type=qtype)), weight=weight)
+        for qtype, weight in QUESTION_TYPE_WEIGHTS.items()
+    ]
     config.input = dict(data=dict(mixture=mixture), pp=TRAIN_PP, batch_size=64, shuffle_buffer_size=10_000)
     config.total_steps = arg.steps
 
@@ -72,7 +93,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.keep_ckpts = 1
 
     config.evals = {}
-    config.evals.test = dict(type="vqa", data=dict(data, split="test"), pp=EVAL_PP, batch_size=512,
-                             max_decode_len=3, sampler="greedy", answers_key="answers", id_key="question_id",
-                             answer_type_key="question_type", log_steps=1000, skip_first=True)
+    config.evals.test = dict(
+        type="vqa",
+        data=dict(data, split="test"),
+        pp=EVAL_PP,
+        batch_size=512,
+        max_decode_len=3,
+        sampler="greedy",
+        answers_key="answers",
+        id_key="question_id",
+        answer_type_key="question_type",
+        log_steps=1000,
+        skip_first=True,
+    )
     return config

@@ -34,20 +34,24 @@ import ml_collections
 
 from configs import common
 
-IMAGE = 'decode|resize({res}, antialias=True)|value_range(-1, 1)|'
-TRAIN_PP = (IMAGE + 'choice(inkey="refexps", outkey="expression")|strfmt("segment {{expression}}", outkey="prefix")'
-            '|decode(key="mask", channels=1)'
-            '|segmentation_targets(vae_checkpoint="{vae}", masks_key="mask", boxes_key="bbox")'
-            '|tok_paligemma(text_len={text_len})|keep("image", "text", "mask_ar", "mask_loss", "mask_input")')
-EVAL_PP = (IMAGE + 'strfmt("segment {{refexp}}", outkey="prefix")|tok_paligemma_prompt(text_len={text_len})'
-           '|keep("image", "text", "mask_ar", "mask_input", "mask", "bbox", "refexp_id")')
+IMAGE = "decode|resize({res}, antialias=True)|value_range(-1, 1)|"
+TRAIN_PP = (
+    IMAGE + 'choice(inkey="refexps", outkey="expression")|strfmt("segment {{expression}}", outkey="prefix")'
+    '|decode(key="mask", channels=1)'
+    '|segmentation_targets(vae_checkpoint="{vae}", masks_key="mask", boxes_key="bbox")'
+    '|tok_paligemma(text_len={text_len})|keep("image", "text", "mask_ar", "mask_loss", "mask_input")'
+)
+EVAL_PP = (
+    IMAGE + 'strfmt("segment {{refexp}}", outkey="prefix")|tok_paligemma_prompt(text_len={text_len})'
+    '|keep("image", "text", "mask_ar", "mask_input", "mask", "bbox", "refexp_id")'
+)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The RefCOCO segmentation run; `arg` = "res=448,model=paligemma-3b,final_split=false,dataset=refcoco_unc,
-    mode=real" (any subset)."""
-    arg = common.parse_arg(arg, res=448, model="paligemma-3b", final_split=False, dataset="refcoco_unc",
-                           mode="real")
+    mode=real" (any subset).
+    """
+    arg = common.parse_arg(arg, res=448, model="paligemma-3b", final_split=False, dataset="refcoco_unc", mode="real")
     mock = arg.mode == "mock"
     res = 32 if mock else arg.res
     text_len = 48
@@ -58,18 +62,33 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.seed = 0
     common.released_model(config, arg.model, arg.res)
 
-    config.input = dict(data=dict(name=name, split="train+validation" if arg.final_split else "train"),
-                        batch_size=64, shuffle_buffer_size=20_000,
-                        pp=TRAIN_PP.format(res=res, text_len=text_len, vae=vae))
+    config.input = dict(
+        data=dict(name=name, split="train+validation" if arg.final_split else "train"),
+        batch_size=64,
+        shuffle_buffer_size=20_000,
+        pp=TRAIN_PP.format(res=res, text_len=text_len, vae=vae),
+    )
     config.total_epochs = 10
 
     common.original_transfer_recipe(config, label_smoothing=0.3)
 
-    seg = dict(type="refcoco_seg", batch_size=64, max_decode_len=20, sampler="greedy", vqvae_checkpoint=vae,
-               mask_key="mask", box_key="bbox", id_key="refexp_id", log_percent=0.1,
-               pp=EVAL_PP.format(res=res, text_len=text_len))
-    splits = ("testA", "testB") if arg.final_split and "unc" in arg.dataset else (
-        ("test",) if arg.final_split else ("validation",))
+    seg = dict(
+        type="refcoco_seg",
+        batch_size=64,
+        max_decode_len=20,
+        sampler="greedy",
+        vqvae_checkpoint=vae,
+        mask_key="mask",
+        box_key="bbox",
+        id_key="refexp_id",
+        log_percent=0.1,
+        pp=EVAL_PP.format(res=res, text_len=text_len),
+    )
+    splits = (
+        ("testA", "testB")
+        if arg.final_split and "unc" in arg.dataset
+        else (("test",) if arg.final_split else ("validation",))
+    )
     config.evals = {}
     for split in splits:
         config.evals[f"seg_{split}"] = dict(seg, data=dict(name=name, split=split))

@@ -34,12 +34,16 @@ import ml_collections
 from configs import common
 
 PROMPT = 'strfmt("answer en {{question}}", outkey="prefix")'  # {{}}: .format() comes later
-TRAIN_PP = ('decode|resize({res}, antialias=True)|value_range(-1, 1)|' + PROMPT +
-            '|choice(inkey="answers", outkey="suffix")|tok_paligemma(text_len={text_len})'
-            '|keep("image", "text", "mask_ar", "mask_loss", "mask_input")')
-EVAL_PP = ('decode|resize({res}, antialias=True)|value_range(-1, 1)|' + PROMPT +
-           '|tok_paligemma_prompt(text_len={text_len})'
-           '|keep("image", "text", "mask_ar", "mask_input", "answers", "answer_type", "question_id")')
+TRAIN_PP = (
+    "decode|resize({res}, antialias=True)|value_range(-1, 1)|"
+    + PROMPT
+    + '|choice(inkey="answers", outkey="suffix")|tok_paligemma(text_len={text_len})'
+    '|keep("image", "text", "mask_ar", "mask_loss", "mask_input")'
+)
+EVAL_PP = (
+    "decode|resize({res}, antialias=True)|value_range(-1, 1)|" + PROMPT + "|tok_paligemma_prompt(text_len={text_len})"
+    '|keep("image", "text", "mask_ar", "mask_input", "answers", "answer_type", "question_id")'
+)
 MINIVAL = "validation[:10000]"
 
 
@@ -55,20 +59,36 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     common.released_model(config, arg.model, arg.res)
 
     train_split = "train+validation" if arg.final_split else "train+validation[10000:]"
-    config.input = dict(data=dict(name="vqa", split=train_split), batch_size=256, shuffle_buffer_size=50_000,
-                        pp=TRAIN_PP.format(res=res, text_len=text_len))
+    config.input = dict(
+        data=dict(name="vqa", split=train_split),
+        batch_size=256,
+        shuffle_buffer_size=50_000,
+        pp=TRAIN_PP.format(res=res, text_len=text_len),
+    )
     config.total_epochs = 10
 
     common.original_transfer_recipe(config)
 
     eval_split = "test_dev" if arg.final_split else MINIVAL
     config.evals = {}
-    config.evals.vqa = dict(type="vqa", data=dict(name="vqa", split=eval_split), batch_size=256,
-                            pp=EVAL_PP.format(res=res, text_len=text_len), answer_type_key="answer_type",
-                            max_decode_len=16, sampler="greedy", log_percent=0.1)
+    config.evals.vqa = dict(
+        type="vqa",
+        data=dict(name="vqa", split=eval_split),
+        batch_size=256,
+        pp=EVAL_PP.format(res=res, text_len=text_len),
+        answer_type_key="answer_type",
+        max_decode_len=16,
+        sampler="greedy",
+        log_percent=0.1,
+    )
     if not arg.final_split:
-        config.evals.answer_ppl = dict(type="perplexity", data=dict(name="vqa", split=MINIVAL), batch_size=256,
-                                       pp=TRAIN_PP.format(res=res, text_len=text_len), log_percent=0.1)
+        config.evals.answer_ppl = dict(
+            type="perplexity",
+            data=dict(name="vqa", split=MINIVAL),
+            batch_size=256,
+            pp=TRAIN_PP.format(res=res, text_len=text_len),
+            log_percent=0.1,
+        )
     common.fit_released_slice(config, arg.model, arg.res)  # mesh + accum_steps for the planned TPU slice
     if mock:
         common.mock_mode(config, tokenizer_keys=("question", "answers"), prompts=("answer en",), res=res)

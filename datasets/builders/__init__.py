@@ -14,6 +14,7 @@ the CLIs call it, so `tfds.builder("easy_vqa")` works after `import datasets.sou
 
 Stock TFDS datasets (`coco_captions`, `ref_coco`, ...) are used by name and need no entry here.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -29,14 +30,14 @@ BUILDERS = {
 
 
 def register_all() -> None:
-  """Imports all of this project's builder packages (idempotent)."""
-  for module in BUILDERS.values():
-    importlib.import_module(module)
+    """Imports all of this project's builder packages (idempotent)."""
+    for module in BUILDERS.values():
+        importlib.import_module(module)
 
 
 def get_builder_class(name: str):
-  """The builder class of one of this project's datasets (`name` may carry a `/config` suffix)."""
-  base = name.split("/")[0].split(":")[0]
-  if base not in BUILDERS:
-    raise KeyError(f"{base!r} is not one of this project's TFDS builders: {sorted(BUILDERS)}")
-  return importlib.import_module(BUILDERS[base]).Builder
+    """The builder class of one of this project's datasets (`name` may carry a `/config` suffix)."""
+    base = name.split("/")[0].split(":")[0]
+    if base not in BUILDERS:
+        raise KeyError(f"{base!r} is not one of this project's TFDS builders: {sorted(BUILDERS)}")
+    return importlib.import_module(BUILDERS[base]).Builder

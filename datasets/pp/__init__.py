@@ -24,5 +24,14 @@ from datasets.pp.registry import PPOpError, Registry, get_preprocess_fn, registe
 # The op modules (ops_image, ops_text, ops_targets, ops_seg) register themselves the first time `registry` is read;
 # importing this package does not import TensorFlow, so `datasets.pp.layout` works on machines without it.
 
-__all__ = ["parse", "parse_specs", "OpSpec", "PPSyntaxError", "PPOpError", "Registry", "registry", "register",
-           "get_preprocess_fn"]
+__all__ = [
+    "parse",
+    "parse_specs",
+    "OpSpec",
+    "PPSyntaxError",
+    "PPOpError",
+    "Registry",
+    "registry",
+    "register",
+    "get_preprocess_fn",
+]

@@ -29,6 +29,7 @@ class PPSyntaxError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class OpSpec:
     """One parsed op: its name, literal args/kwargs and where it sits in the pp string."""
+
     name: str
     args: tuple
     kwargs: dict
@@ -60,12 +61,13 @@ def _split(pp: str) -> list[tuple[int, int]]:
     while i < n:
         c = pp[i]
         if c in "'\"":
-            quote = pp[i:i + 3] if pp[i:i + 3] in ("'''", '"""') else c
+            quote = pp[i : i + 3] if pp[i : i + 3] in ("'''", '"""') else c
             j = i + len(quote)
             while True:
                 if j >= n:
-                    raise PPSyntaxError(f"pp string: unterminated string literal starting at char {i}: "
-                                        f"{pp[i:i + 30]!r}")
+                    raise PPSyntaxError(
+                        f"pp string: unterminated string literal starting at char {i}: {pp[i : i + 30]!r}"
+                    )
                 if pp[j] == "\\":
                     j += 2
                     continue
@@ -79,7 +81,7 @@ def _split(pp: str) -> list[tuple[int, int]]:
             stack.append((c, i))
         elif c in _CLOSE:
             if not stack or stack[-1][0] != _CLOSE[c]:
-                raise PPSyntaxError(f"pp string: unbalanced {c!r} at char {i}: ...{pp[max(0, i - 30):i + 1]!r}")
+                raise PPSyntaxError(f"pp string: unbalanced {c!r} at char {i}: ...{pp[max(0, i - 30) : i + 1]!r}")
             stack.pop()
         elif c == "|" and not stack:
             spans.append((start, i))
@@ -87,7 +89,7 @@ def _split(pp: str) -> list[tuple[int, int]]:
         i += 1
     if stack:
         c, pos = stack[-1]
-        raise PPSyntaxError(f"pp string: {c!r} opened at char {pos} is never closed: {pp[pos:pos + 40]!r}...")
+        raise PPSyntaxError(f"pp string: {c!r} opened at char {pos} is never closed: {pp[pos : pos + 40]!r}...")
     spans.append((start, n))
     return spans
 
@@ -101,14 +103,15 @@ def _literal(node: ast.AST, what: str, where: str, seg_offset: int, seg_text: st
         raise PPSyntaxError(
             f"pp {where}: {what} at char {col} is not a Python literal: {src!r} "
             f"(only literals such as 1, -2.5, 'text', (1, 2), [..], {{..}}, True, None are allowed; "
-            f"code is never evaluated): {e}") from None
+            f"code is never evaluated): {e}"
+        ) from None
 
 
 def _abs_offset(seg_text: str, node: ast.AST, seg_offset: int) -> int:
     lines = seg_text.splitlines(keepends=True)
     line = getattr(node, "lineno", 1)
     col = getattr(node, "col_offset", 0)
-    return seg_offset + sum(len(l) for l in lines[:line - 1]) + col
+    return seg_offset + sum(len(l) for l in lines[: line - 1]) + col
 
 
 def parse_specs(pp_string: str) -> list[OpSpec]:
@@ -128,8 +131,9 @@ def parse_specs(pp_string: str) -> list[OpSpec]:
             tree = ast.parse(text, mode="eval")
         except SyntaxError as e:
             col = offset + (e.offset or 1) - 1 if (e.lineno or 1) == 1 else offset
-            raise PPSyntaxError(f"pp op #{index} at char {offset}: syntax error near char {col}: {text!r} "
-                                f"({e.msg})") from None
+            raise PPSyntaxError(
+                f"pp op #{index} at char {offset}: syntax error near char {col}: {text!r} ({e.msg})"
+            ) from None
         body = tree.body
         if isinstance(body, ast.Name):
             name, call = body.id, None
@@ -137,7 +141,8 @@ def parse_specs(pp_string: str) -> list[OpSpec]:
             name, call = body.func.id, body
         else:
             raise PPSyntaxError(
-                f"pp op #{index} at char {offset}: expected `name` or `name(literal args)`, got {text!r}")
+                f"pp op #{index} at char {offset}: expected `name` or `name(literal args)`, got {text!r}"
+            )
         where = f"op #{index} {name!r} (char {offset})"
         args: list[Any] = []
         kwargs: dict[str, Any] = {}

@@ -56,9 +56,18 @@ def split_budget(n_prefix: int, n_suffix_part: int, budget: int, truncate: str) 
     raise ValueError(f"truncate must be one of {TRUNCATE_POLICIES}, got {truncate!r}")
 
 
-def train_layout(prefix_ids: Sequence[int], suffix_ids: Sequence[int], text_len: int, *, bos_id: int,
-                 eos_id: int, sep_id: int, pad_id: int, truncate: str = "longest_first",
-                 keep_eos: bool = True) -> dict[str, np.ndarray]:
+def train_layout(
+    prefix_ids: Sequence[int],
+    suffix_ids: Sequence[int],
+    text_len: int,
+    *,
+    bos_id: int,
+    eos_id: int,
+    sep_id: int,
+    pad_id: int,
+    truncate: str = "longest_first",
+    keep_eos: bool = True,
+) -> dict[str, np.ndarray]:
     """Builds ``text``, ``mask_ar``, ``mask_loss``, ``mask_input`` (int32 ``[text_len]``) and ``truncated`` (int32).
 
     ``prefix_ids`` / ``suffix_ids`` are the token ids of the prefix and suffix text, without bos/eos/separator.
@@ -73,19 +82,25 @@ def train_layout(prefix_ids: Sequence[int], suffix_ids: Sequence[int], text_len:
         flag |= TRUNC_PREFIX
     if t < len(suffix):
         flag |= TRUNC_SUFFIX
-        suffix = suffix[:t - 1] + [eos_id] if keep_eos else suffix[:t]
+        suffix = suffix[: t - 1] + [eos_id] if keep_eos else suffix[:t]
     head = [bos_id] + prefix[:p] + [sep_id]
     n_pad = text_len - len(head) - len(suffix)
     text = np.array(head + suffix + [pad_id] * n_pad, np.int32)
     mask_ar = np.array([0] * len(head) + [1] * (len(suffix) + n_pad), np.int32)
     mask_loss = np.array([0] * len(head) + [1] * len(suffix) + [0] * n_pad, np.int32)
     mask_input = np.array([1] * (len(head) + len(suffix)) + [0] * n_pad, np.int32)
-    return {"text": text, "mask_ar": mask_ar, "mask_loss": mask_loss, "mask_input": mask_input,
-            "truncated": np.int32(flag)}
+    return {
+        "text": text,
+        "mask_ar": mask_ar,
+        "mask_loss": mask_loss,
+        "mask_input": mask_input,
+        "truncated": np.int32(flag),
+    }
 
 
-def prompt_layout(prefix_ids: Sequence[int], text_len: int, *, bos_id: int, sep_id: int,
-                  pad_id: int) -> dict[str, np.ndarray]:
+def prompt_layout(
+    prefix_ids: Sequence[int], text_len: int, *, bos_id: int, sep_id: int, pad_id: int
+) -> dict[str, np.ndarray]:
     """Eval/decoding input: ``<bos> prefix "\\n" <pad>...``; mask_ar and mask_loss all 0, mask_input 1 on the prompt.
 
     A prefix longer than ``text_len - 2`` keeps its first tokens (bos and separator always kept) and sets
@@ -98,6 +113,10 @@ def prompt_layout(prefix_ids: Sequence[int], text_len: int, *, bos_id: int, sep_
     head = [bos_id] + prefix[:keep] + [sep_id]
     n_pad = text_len - len(head)
     zeros = np.zeros([text_len], np.int32)
-    return {"text": np.array(head + [pad_id] * n_pad, np.int32), "mask_ar": zeros, "mask_loss": zeros.copy(),
-            "mask_input": np.array([1] * len(head) + [0] * n_pad, np.int32),
-            "truncated": np.int32(TRUNC_PREFIX if keep < len(prefix) else 0)}
+    return {
+        "text": np.array(head + [pad_id] * n_pad, np.int32),
+        "mask_ar": zeros,
+        "mask_loss": zeros.copy(),
+        "mask_input": np.array([1] * len(head) + [0] * n_pad, np.int32),
+        "truncated": np.int32(TRUNC_PREFIX if keep < len(prefix) else 0),
+    }

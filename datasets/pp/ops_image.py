@@ -26,8 +26,7 @@ import tensorflow as tf
 from datasets.pp import utils
 from datasets.pp.registry import register
 
-__all__ = ["decode", "resize", "resize_small", "central_crop", "random_crop", "flip_lr", "pad_to_square",
-           "value_range"]
+__all__ = ["decode", "resize", "resize_small", "central_crop", "random_crop", "flip_lr", "pad_to_square", "value_range"]
 
 _METHODS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian", "mitchellcubic")
 
@@ -38,13 +37,15 @@ _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
 # Decoding.
 # ----------------------------------------------------------------------------------------------------------
 
+
 def _looks_like_image(b: tf.Tensor) -> tf.Tensor:
     head = tf.strings.substr(b, 0, 12)
     ok = tf.constant(False)
     for m in _MAGIC:
         ok = tf.logical_or(ok, tf.equal(tf.strings.substr(head, 0, len(m)), m))
-    webp = tf.logical_and(tf.equal(tf.strings.substr(head, 0, 4), b"RIFF"),
-                          tf.equal(tf.strings.substr(head, 8, 4), b"WEBP"))
+    webp = tf.logical_and(
+        tf.equal(tf.strings.substr(head, 0, 4), b"RIFF"), tf.equal(tf.strings.substr(head, 8, 4), b"WEBP")
+    )
     return tf.logical_or(ok, webp)
 
 
@@ -58,13 +59,19 @@ def _decode_graph(b, channels: int, precise: bool):
         return tf.cond(
             tf.io.is_jpeg(b),
             lambda: tf.io.decode_jpeg(b, channels=channels, dct_method="INTEGER_ACCURATE"),
-            lambda: tf.io.decode_image(b, channels=channels, expand_animations=False, dtype=tf.uint8))
+            lambda: tf.io.decode_image(b, channels=channels, expand_animations=False, dtype=tf.uint8),
+        )
     return tf.io.decode_image(b, channels=channels, expand_animations=False, dtype=tf.uint8)
 
 
 @register("decode")
-def decode(key: str = "image", channels: int = 3, precise: bool = False, checked: bool = True,
-           id_keys: tuple | list | None = None):
+def decode(
+    key: str = "image",
+    channels: int = 3,
+    precise: bool = False,
+    checked: bool = True,
+    id_keys: tuple | list | None = None,
+):
     """Decodes encoded image bytes (JPEG, PNG, GIF first frame, BMP, WebP) in ``data[key]``.
 
     Input: ``data[key]`` scalar tf.string. An already decoded uint8 image (rank 3) passes through unchanged.
@@ -91,7 +98,8 @@ def decode(key: str = "image", channels: int = 3, precise: bool = False, checked
             raw = b.numpy()
             raise ValueError(
                 f"decode: cannot decode {key!r} of example {ident.numpy().decode('utf-8', 'replace')} "
-                f"({len(raw)} bytes, starts with {raw[:12]!r}): {_clean(e.message)}") from None
+                f"({len(raw)} bytes, starts with {raw[:12]!r}): {_clean(e.message)}"
+            ) from None
 
     def fn(data):
         value = utils.get_key(data, key, "decode")
@@ -105,19 +113,28 @@ def decode(key: str = "image", channels: int = 3, precise: bool = False, checked
         else:
             check = tf.debugging.Assert(
                 _looks_like_image(value),
-                [f"decode: {key!r} is not an encoded image (empty or unknown format) in example", ident,
-                 "length", tf.strings.length(value), "first bytes", tf.strings.substr(value, 0, 12)])
+                [
+                    f"decode: {key!r} is not an encoded image (empty or unknown format) in example",
+                    ident,
+                    "length",
+                    tf.strings.length(value),
+                    "first bytes",
+                    tf.strings.substr(value, 0, 12),
+                ],
+            )
             with tf.control_dependencies([check]):
                 img = _decode_graph(tf.identity(value), channels, precise)
         img = tf.ensure_shape(img, [None, None, channels])
         data[key] = img
         return data
+
     return fn
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Geometry helpers.
 # ----------------------------------------------------------------------------------------------------------
+
 
 def _check_method(method: str, op: str) -> str:
     if method not in _METHODS:
@@ -175,8 +192,8 @@ def _crop(data, key, boxes_key, masks_key, oy, ox, h, w):
     """Crops image + masks to the window (oy, ox, h, w) and re-normalises boxes."""
     img = data[key]
     H, W = _hw(img)
-    data[key] = img[oy:oy + h, ox:ox + w, :]
-    _apply_masks(data, masks_key, lambda m: m[:, oy:oy + h, ox:ox + w, :])
+    data[key] = img[oy : oy + h, ox : ox + w, :]
+    _apply_masks(data, masks_key, lambda m: m[:, oy : oy + h, ox : ox + w, :])
     Hf, Wf, hf, wf = (tf.cast(v, tf.float32) for v in (H, W, h, w))
     oyf, oxf = tf.cast(oy, tf.float32), tf.cast(ox, tf.float32)
 
@@ -184,6 +201,7 @@ def _crop(data, key, boxes_key, masks_key, oy, ox, h, w):
         ty = lambda y: tf.clip_by_value((y * Hf - oyf) / hf, 0.0, 1.0)  # noqa: E731
         tx = lambda x: tf.clip_by_value((x * Wf - oxf) / wf, 0.0, 1.0)  # noqa: E731
         return ty(y1), tx(x1), ty(y2), tx(x2)
+
     _apply_boxes(data, boxes_key, tb)
     return data
 
@@ -195,17 +213,24 @@ def _assert_fits(img, h, w, op, data):
     H, W = _hw(img)
     return tf.debugging.Assert(
         tf.logical_and(H >= h, W >= w),
-        [f"{op}: image smaller than the crop ({h}x{w}); image height, width:", H, W, "example",
-         utils.example_id(data)])
+        [f"{op}: image smaller than the crop ({h}x{w}); image height, width:", H, W, "example", utils.example_id(data)],
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Geometric ops.
 # ----------------------------------------------------------------------------------------------------------
 
+
 @register("resize")
-def resize(size, method: str = "bilinear", antialias: bool = True, key: str = "image",
-           boxes_key: str | None = "objects/bbox", masks_key: str | None = "objects/mask"):
+def resize(
+    size,
+    method: str = "bilinear",
+    antialias: bool = True,
+    key: str = "image",
+    boxes_key: str | None = "objects/bbox",
+    masks_key: str | None = "objects/mask",
+):
     """Resizes ``data[key]`` (``[H, W, C]``, any numeric dtype) to ``size`` (int -> square, or ``(h, w)``).
 
     Output keeps the input dtype (integers are rounded and clipped) and has static shape ``[h, w, C]``.
@@ -221,12 +246,19 @@ def resize(size, method: str = "bilinear", antialias: bool = True, key: str = "i
         data[key] = tf.ensure_shape(_resize_image(img, hw, method, antialias), [*hw, img.shape[-1]])
         _apply_masks(data, masks_key, lambda m: tf.image.resize(m, hw, method="nearest"))
         return data
+
     return fn
 
 
 @register("resize_small")
-def resize_small(smaller_size: int, method: str = "bilinear", antialias: bool = True, key: str = "image",
-                 boxes_key: str | None = "objects/bbox", masks_key: str | None = "objects/mask"):
+def resize_small(
+    smaller_size: int,
+    method: str = "bilinear",
+    antialias: bool = True,
+    key: str = "image",
+    boxes_key: str | None = "objects/bbox",
+    masks_key: str | None = "objects/mask",
+):
     """Resizes ``data[key]`` ``[H, W, C]`` so that its smaller side is ``smaller_size``, keeping the aspect ratio.
 
     The other side becomes ``round(side * smaller_size / min(H, W))``. Dtype is kept. Masks follow (nearest);
@@ -246,12 +278,14 @@ def resize_small(smaller_size: int, method: str = "bilinear", antialias: bool = 
         data[key] = _resize_image(img, hw, method, antialias)
         _apply_masks(data, masks_key, lambda m: tf.image.resize(m, hw, method="nearest"))
         return data
+
     return fn
 
 
 @register("central_crop")
-def central_crop(size, key: str = "image", boxes_key: str | None = "objects/bbox",
-                 masks_key: str | None = "objects/mask"):
+def central_crop(
+    size, key: str = "image", boxes_key: str | None = "objects/bbox", masks_key: str | None = "objects/mask"
+):
     """Crops the central ``size`` (int or ``(h, w)``) window of ``data[key]`` ``[H, W, C]`` -> ``[h, w, C]``.
 
     The offset is ``((H - h) // 2, (W - w) // 2)``. Fails (naming the example) if the image is smaller than the
@@ -267,12 +301,18 @@ def central_crop(size, key: str = "image", boxes_key: str | None = "objects/bbox
         data = _crop(data, key, boxes_key, masks_key, oy, ox, h, w)
         data[key] = tf.ensure_shape(data[key], [h, w, img.shape[-1]])
         return data
+
     return fn
 
 
 @register("random_crop")
-def random_crop(size, key: str = "image", boxes_key: str | None = "objects/bbox",
-                masks_key: str | None = "objects/mask", rng_key: str = utils.RNG_KEY):
+def random_crop(
+    size,
+    key: str = "image",
+    boxes_key: str | None = "objects/bbox",
+    masks_key: str | None = "objects/mask",
+    rng_key: str = utils.RNG_KEY,
+):
     """Crops a uniformly random ``size`` (int or ``(h, w)``) window of ``data[key]`` ``[H, W, C]`` -> ``[h, w, C]``.
 
     The offset is drawn from the example's ``rng_key`` (or ``_seed``) seed (stateless) when present, else
@@ -290,12 +330,18 @@ def random_crop(size, key: str = "image", boxes_key: str | None = "objects/bbox"
         data = _crop(data, key, boxes_key, masks_key, oy, ox, h, w)
         data[key] = tf.ensure_shape(data[key], [h, w, img.shape[-1]])
         return data
+
     return fn
 
 
 @register("flip_lr")
-def flip_lr(prob: float = 0.5, key: str = "image", boxes_key: str | None = "objects/bbox",
-            masks_key: str | None = "objects/mask", rng_key: str = utils.RNG_KEY):
+def flip_lr(
+    prob: float = 0.5,
+    key: str = "image",
+    boxes_key: str | None = "objects/bbox",
+    masks_key: str | None = "objects/mask",
+    rng_key: str = utils.RNG_KEY,
+):
     """Flips ``data[key]`` ``[H, W, C]`` left-right with probability ``prob`` (random; ``prob=1`` always flips).
 
     Boxes become ``(y1, 1 - x2, y2, 1 - x1)`` and masks are flipped with the image (same draw). Seeded from the
@@ -314,14 +360,21 @@ def flip_lr(prob: float = 0.5, key: str = "image", boxes_key: str | None = "obje
 
         def tb(y1, x1, y2, x2):
             return (y1, tf.where(do, 1.0 - x2, x1), y2, tf.where(do, 1.0 - x1, x2))
+
         _apply_boxes(data, boxes_key, tb)
         return data
+
     return fn
 
 
 @register("pad_to_square")
-def pad_to_square(value=0, align: str = "center", key: str = "image", boxes_key: str | None = "objects/bbox",
-                  masks_key: str | None = "objects/mask"):
+def pad_to_square(
+    value=0,
+    align: str = "center",
+    key: str = "image",
+    boxes_key: str | None = "objects/bbox",
+    masks_key: str | None = "objects/mask",
+):
     """Pads ``data[key]`` ``[H, W, C]`` with ``value`` to ``[S, S, C]``, ``S = max(H, W)``.
 
     ``align="center"`` splits the padding evenly (the extra pixel goes bottom/right); ``"topleft"`` puts the
@@ -349,8 +402,10 @@ def pad_to_square(value=0, align: str = "center", key: str = "image", boxes_key:
 
         def tb(y1, x1, y2, x2):
             return ((y1 * Hf + tf_) / Sf, (x1 * Wf + lf) / Sf, (y2 * Hf + tf_) / Sf, (x2 * Wf + lf) / Sf)
+
         _apply_boxes(data, boxes_key, tb)
         return data
+
     return fn
 
 
@@ -358,9 +413,11 @@ def pad_to_square(value=0, align: str = "center", key: str = "image", boxes_key:
 # Pixel values.
 # ----------------------------------------------------------------------------------------------------------
 
+
 @register("value_range")
-def value_range(vmin: float, vmax: float, in_min: float = 0, in_max: float = 255, clip_values: bool = False,
-                key: str = "image"):
+def value_range(
+    vmin: float, vmax: float, in_min: float = 0, in_max: float = 255, clip_values: bool = False, key: str = "image"
+):
     """Maps pixel values linearly from ``[in_min, in_max]`` to ``[vmin, vmax]``.
 
     Input: ``data[key]`` any numeric dtype (uint8 0..255 by default). Output: float32, same shape.
@@ -379,4 +436,5 @@ def value_range(vmin: float, vmax: float, in_min: float = 0, in_max: float = 255
             x = tf.clip_by_value(x, min(vmin, vmax), max(vmin, vmax))
         data[key] = x
         return data
+
     return fn

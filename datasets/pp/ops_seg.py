@@ -47,7 +47,9 @@ def get_vae_params(checkpoint: str):
     with _VAE_LOCK:
         if checkpoint not in _VAE:
             import jax
+
             from paligemma import vqvae
+
             with jax.default_device(jax.devices("cpu")[0]):
                 if checkpoint.startswith("init:"):
                     params = vqvae.init_params(jax.random.PRNGKey(int(checkpoint[5:])))
@@ -61,7 +63,9 @@ def _encoder(checkpoint: str):
     fn = _ENCODE.get(checkpoint)
     if fn is None:
         import jax
+
         from paligemma import vqvae
+
         params = get_vae_params(checkpoint)
         cpu = jax.devices("cpu")[0]
         jitted = jax.jit(vqvae.encode)
@@ -74,6 +78,7 @@ def _encoder(checkpoint: str):
             padded = np.concatenate([masks, -np.ones([bucket - n, *masks.shape[1:]], np.float32)], 0)
             with jax.default_device(cpu):
                 return np.asarray(jitted(params, padded))[:n].astype(np.int32)
+
         _ENCODE[checkpoint] = fn
     return fn
 
@@ -92,7 +97,7 @@ def _as_masks(m: tf.Tensor) -> tf.Tensor:
 
 
 def _crop_resize(mask: tf.Tensor, box: tf.Tensor) -> tf.Tensor:
-    """mask [H,W,1] float, box [4] normalised -> [64,64] float in [0,1]."""
+    """Mask [H,W,1] float, box [4] normalised -> [64,64] float in [0,1]."""
     s = tf.shape(mask)
     hw = tf.cast(tf.stack([s[0], s[1], s[0], s[1]]), tf.float32)
     p = box * hw
@@ -100,7 +105,7 @@ def _crop_resize(mask: tf.Tensor, box: tf.Tensor) -> tf.Tensor:
     hi = tf.cast(tf.math.ceil(p[2:] - 1e-4), tf.int32)
     lo = tf.clip_by_value(lo, 0, s[:2] - 1)
     hi = tf.clip_by_value(hi, lo + 1, s[:2])
-    crop = mask[lo[0]:hi[0], lo[1]:hi[1], :]
+    crop = mask[lo[0] : hi[0], lo[1] : hi[1], :]
     return tf.image.resize(crop, [64, 64], method="bilinear", antialias=True)[..., 0]
 
 
@@ -113,16 +118,22 @@ def _mask_box(mask: tf.Tensor) -> tf.Tensor:
     safe = lambda v: tf.cond(tf.size(v) > 0, lambda: tf.cast(v, tf.float32), lambda: tf.zeros([1]))  # noqa: E731
     r, c = safe(rows), safe(cols)
     H, W = tf.cast(s[0], tf.float32), tf.cast(s[1], tf.float32)
-    box = tf.stack([tf.reduce_min(r) / H, tf.reduce_min(c) / W, (tf.reduce_max(r) + 1) / H,
-                    (tf.reduce_max(c) + 1) / W])
+    box = tf.stack([tf.reduce_min(r) / H, tf.reduce_min(c) / W, (tf.reduce_max(r) + 1) / H, (tf.reduce_max(c) + 1) / W])
     return tf.where(empty, tf.zeros([4]), box)
 
 
 @register("segmentation_targets")
-def segmentation_targets(vae_checkpoint: str | None = None, masks_key: str = "objects/mask",
-                         boxes_key: str | None = "objects/bbox", labels_key: str | None = None,
-                         outkey: str = "suffix", prompt_key: str | None = None, prompt: str = "segment {}",
-                         sep: str = " ; ", max_objects: int | None = None):
+def segmentation_targets(
+    vae_checkpoint: str | None = None,
+    masks_key: str = "objects/mask",
+    boxes_key: str | None = "objects/bbox",
+    labels_key: str | None = None,
+    outkey: str = "suffix",
+    prompt_key: str | None = None,
+    prompt: str = "segment {}",
+    sep: str = " ; ",
+    max_objects: int | None = None,
+):
     """Segmentation target text ``"<loc>x4<seg>x16[ label] ; ..."`` from object masks.
 
     Inputs: ``data[masks_key]`` ``[N, H, W]`` / ``[N, H, W, 1]`` (or one ``[H, W]`` / ``[H, W, 1]``) masks at
@@ -146,6 +157,7 @@ def segmentation_targets(vae_checkpoint: str | None = None, masks_key: str = "ob
         raise ValueError("segmentation_targets: prompt_key needs labels_key")
     encode = _encoder(vae_checkpoint)  # load now: fail early on a bad checkpoint
     from paligemma.tokenizer import SEG_PIECES
+
     seg_table = tf.constant(list(SEG_PIECES))
 
     def fn(data):
@@ -160,8 +172,9 @@ def segmentation_targets(vae_checkpoint: str | None = None, masks_key: str = "ob
         with tf.control_dependencies([check]):
             b = tf.clip_by_value(boxes, 0.0, 1.0)
         valid = tf.logical_and(b[:, 2] > b[:, 0], b[:, 3] > b[:, 1])
-        small = tf.map_fn(lambda mb: _crop_resize(mb[0], mb[1]), (masks, b),
-                          fn_output_signature=tf.TensorSpec([64, 64], tf.float32))
+        small = tf.map_fn(
+            lambda mb: _crop_resize(mb[0], mb[1]), (masks, b), fn_output_signature=tf.TensorSpec([64, 64], tf.float32)
+        )
         valid = tf.logical_and(valid, tf.reduce_any(small > 0.5, axis=[1, 2]))
         idx = tf.where(valid)[:, 0]
         if max_objects is not None:
@@ -181,4 +194,5 @@ def segmentation_targets(vae_checkpoint: str | None = None, masks_key: str = "ob
                 data[prompt_key] = tf.strings.join([prompt.split("{}")[0], first, *prompt.split("{}")[1:2]])
         data[outkey] = tf.strings.reduce_join(text, separator=sep)
         return data
+
     return fn

@@ -32,8 +32,9 @@ def _scalar_string(data, key: str, op: str) -> tf.Tensor:
     if v.dtype != tf.string:
         raise TypeError(f"{op}: {key!r} must be a tf.string, got {v.dtype.name}")
     if v.shape.rank != 0:
-        raise ValueError(f"{op}: {key!r} must be a scalar string, got shape {v.shape} "
-                         f"(pick one first, e.g. choice(inkey={key!r}))")
+        raise ValueError(
+            f"{op}: {key!r} must be a scalar string, got shape {v.shape} (pick one first, e.g. choice(inkey={key!r}))"
+        )
     return v
 
 
@@ -43,8 +44,15 @@ def _check_int(v, name: str, op: str, minimum: int):
 
 
 @register("tok")
-def tok(key: str | None = None, inkey: str | None = None, outkey: str | None = None, tokenizer: str | None = None,
-        bos: bool = False, eos: bool = False, length: int | None = None):
+def tok(
+    key: str | None = None,
+    inkey: str | None = None,
+    outkey: str | None = None,
+    tokenizer: str | None = None,
+    bos: bool = False,
+    eos: bool = False,
+    length: int | None = None,
+):
     """Tokenises the scalar string ``data[inkey]`` into ``data[outkey]`` int32 ``[n]`` (or ``[length]``).
 
     ``key`` sets both keys; ``inkey`` defaults to ``"text"``, ``outkey`` to ``inkey``. ``bos``/``eos`` add the
@@ -63,7 +71,7 @@ def tok(key: str | None = None, inkey: str | None = None, outkey: str | None = N
         if length is not None:
             if len(ids) > length:
                 cut = 1
-                ids = ids[:length - 1] + [tk.eos_id] if eos else ids[:length]
+                ids = ids[: length - 1] + [tk.eos_id] if eos else ids[:length]
             ids = ids + [tk.pad_id] * (length - len(ids))
         return np.asarray(ids, np.int32), np.int32(cut)
 
@@ -74,12 +82,12 @@ def tok(key: str | None = None, inkey: str | None = None, outkey: str | None = N
         if length is not None:
             data[outkey + "_truncated"] = tf.ensure_shape(cut, [])
         return data
+
     return fn
 
 
 @register("masked_concat")
-def masked_concat(keys: list | tuple, outkey: str = "text", length: int | None = None, pad_value: int = 0,
-                  **masks):
+def masked_concat(keys: list | tuple, outkey: str = "text", length: int | None = None, pad_value: int = 0, **masks):
     """Concatenates 1-D int token vectors ``data[k] for k in keys`` into ``data[outkey]`` int32.
 
     Every other keyword is a mask: ``mask_ar=[0, 0, 1]`` writes ``data["mask_ar"]`` int32 of the same length,
@@ -92,8 +100,11 @@ def masked_concat(keys: list | tuple, outkey: str = "text", length: int | None =
     if not isinstance(keys, (list, tuple)) or not keys or not all(isinstance(k, str) for k in keys):
         raise ValueError(f"masked_concat: keys must be a non-empty list of keys, got {keys!r}")
     for name, vals in masks.items():
-        if not isinstance(vals, (list, tuple)) or len(vals) != len(keys) or not all(
-                isinstance(v, int) and not isinstance(v, bool) for v in vals):
+        if (
+            not isinstance(vals, (list, tuple))
+            or len(vals) != len(keys)
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in vals)
+        ):
             raise ValueError(f"masked_concat: mask {name}={vals!r} must be a list of {len(keys)} ints")
     if length is not None:
         _check_int(length, "length", "masked_concat", 1)
@@ -112,13 +123,22 @@ def masked_concat(keys: list | tuple, outkey: str = "text", length: int | None =
         if length is not None:
             data[outkey + "_truncated"] = tf.cast(tf.shape(outs[outkey][0])[0] > length, tf.int32)
         return data
+
     return fn
 
 
 @register("tok_paligemma")
-def tok_paligemma(*, text_len: int, prefix_key: str = "prefix", suffix_key: str = "suffix",
-                  tokenizer: str | None = None, truncate: str = "longest_first", keep_eos: bool = True,
-                  outkey: str = "text", truncated_key: str = "text_truncated"):
+def tok_paligemma(
+    *,
+    text_len: int,
+    prefix_key: str = "prefix",
+    suffix_key: str = "suffix",
+    tokenizer: str | None = None,
+    truncate: str = "longest_first",
+    keep_eos: bool = True,
+    outkey: str = "text",
+    truncated_key: str = "text_truncated",
+):
     """Builds a PaliGemma training example from the scalar strings ``data[prefix_key]`` and ``data[suffix_key]``.
 
     Layout (``text_len`` tokens)::
@@ -143,8 +163,9 @@ def tok_paligemma(*, text_len: int, prefix_key: str = "prefix", suffix_key: str 
     ids = dict(bos_id=tk.bos_id, eos_id=tk.eos_id, sep_id=tk.newline_id, pad_id=tk.pad_id)
 
     def _build(prefix, suffix):
-        out = layout.train_layout(tk.encode(_text(prefix)), tk.encode(_text(suffix)), text_len,
-                                  truncate=truncate, keep_eos=keep_eos, **ids)
+        out = layout.train_layout(
+            tk.encode(_text(prefix)), tk.encode(_text(suffix)), text_len, truncate=truncate, keep_eos=keep_eos, **ids
+        )
         return out["text"], out["mask_ar"], out["mask_loss"], out["mask_input"], out["truncated"]
 
     def fn(data):
@@ -155,12 +176,19 @@ def tok_paligemma(*, text_len: int, prefix_key: str = "prefix", suffix_key: str 
             data[k] = tf.ensure_shape(v, [text_len])
         data[truncated_key] = tf.ensure_shape(outs[4], [])
         return data
+
     return fn
 
 
 @register("tok_paligemma_prompt")
-def tok_paligemma_prompt(*, text_len: int, prefix_key: str = "prefix", tokenizer: str | None = None,
-                         outkey: str = "text", truncated_key: str = "text_truncated"):
+def tok_paligemma_prompt(
+    *,
+    text_len: int,
+    prefix_key: str = "prefix",
+    tokenizer: str | None = None,
+    outkey: str = "text",
+    truncated_key: str = "text_truncated",
+):
     """Builds the eval/decoding input from the scalar string ``data[prefix_key]``: ``<bos> prefix "\\n" <pad>...``.
 
     ``mask_ar`` and ``mask_loss`` are all 0, ``mask_input`` is 1 on the prompt. Any suffix/answers keys are left in
@@ -175,8 +203,9 @@ def tok_paligemma_prompt(*, text_len: int, prefix_key: str = "prefix", tokenizer
     tk = utils.get_tokenizer(tokenizer, "tok_paligemma_prompt")
 
     def _build(prefix):
-        out = layout.prompt_layout(tk.encode(_text(prefix)), text_len, bos_id=tk.bos_id, sep_id=tk.newline_id,
-                                   pad_id=tk.pad_id)
+        out = layout.prompt_layout(
+            tk.encode(_text(prefix)), text_len, bos_id=tk.bos_id, sep_id=tk.newline_id, pad_id=tk.pad_id
+        )
         return out["text"], out["mask_ar"], out["mask_loss"], out["mask_input"], out["truncated"]
 
     def fn(data):
@@ -186,12 +215,14 @@ def tok_paligemma_prompt(*, text_len: int, prefix_key: str = "prefix", tokenizer
             data[k] = tf.ensure_shape(v, [text_len])
         data[truncated_key] = tf.ensure_shape(outs[4], [])
         return data
+
     return fn
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Location / detection targets.
 # ----------------------------------------------------------------------------------------------------------
+
 
 def loc_strings(boxes: tf.Tensor) -> tf.Tensor:
     """Graph-mode ``box_to_loc_tokens``: float boxes ``[..., 4]`` (yxyx in [0,1]) -> tf.string ``[...]``.
@@ -212,12 +243,14 @@ def loc_tokens(inkey: str = "objects/bbox", outkey: str = "loc"):
     Bins: ``clip(round(v * 1023), 0, 1023)``; decode as ``bin / 1023`` (see ``paligemma.tokenizer``).
     Run it after the geometric ops so the tokens describe the final image.
     """
+
     def fn(data):
         b = tf.convert_to_tensor(utils.get_key(data, inkey, "loc_tokens"))
         if b.shape.rank is not None and (b.shape.rank == 0 or b.shape[-1] not in (None, 4)):
             raise ValueError(f"loc_tokens: {inkey!r} must have a last dimension of 4, got shape {b.shape}")
         data[outkey] = loc_strings(b)
         return data
+
     return fn
 
 
@@ -227,10 +260,18 @@ def _valid_boxes(boxes: np.ndarray) -> np.ndarray:
 
 
 @register("detection_targets")
-def detection_targets(boxes_key: str = "objects/bbox", labels_key: str = "objects/label", outkey: str = "suffix",
-                      prompt_key: str | None = "prefix", prompt: str = "detect {}", label_names: list | None = None,
-                      sep: str = " ; ", shuffle: bool = False, max_objects: int | None = None,
-                      rng_key: str = utils.RNG_KEY):
+def detection_targets(
+    boxes_key: str = "objects/bbox",
+    labels_key: str = "objects/label",
+    outkey: str = "suffix",
+    prompt_key: str | None = "prefix",
+    prompt: str = "detect {}",
+    label_names: list | None = None,
+    sep: str = " ; ",
+    shuffle: bool = False,
+    max_objects: int | None = None,
+    rng_key: str = utils.RNG_KEY,
+):
     """Detection target text and prompt from boxes and labels.
 
     Inputs: ``data[boxes_key]`` float ``[N, 4]`` (``y1, x1, y2, x2`` normalised to [0, 1], after any crop/flip/
@@ -261,8 +302,9 @@ def detection_targets(boxes_key: str = "objects/bbox", labels_key: str = "object
                 names.append(lab.decode("utf-8"))
             elif label_names is not None:
                 if not 0 <= int(lab) < len(label_names):
-                    raise ValueError(f"detection_targets: label {int(lab)} outside label_names "
-                                     f"(0..{len(label_names) - 1})")
+                    raise ValueError(
+                        f"detection_targets: label {int(lab)} outside label_names (0..{len(label_names) - 1})"
+                    )
                 names.append(label_names[int(lab)])
             else:
                 raise ValueError("detection_targets: integer labels need label_names=[...]")
@@ -280,14 +322,16 @@ def detection_targets(boxes_key: str = "objects/bbox", labels_key: str = "object
         n = tf.shape(tf.reshape(boxes, [-1, 4]))[0]
         if shuffle:
             seed = utils.op_seed(data, f"detection_targets/{boxes_key}", rng_key)
-            keys = (tf.random.uniform([n]) if seed is None else tf.random.stateless_uniform([n], seed=seed))
+            keys = tf.random.uniform([n]) if seed is None else tf.random.stateless_uniform([n], seed=seed)
             order = tf.argsort(keys)
         else:
             order = tf.range(n)
-        target, prm = tf.numpy_function(_build, [boxes, labels, order], [tf.string, tf.string], stateful=False,
-                                        name="detection_targets")
+        target, prm = tf.numpy_function(
+            _build, [boxes, labels, order], [tf.string, tf.string], stateful=False, name="detection_targets"
+        )
         data[outkey] = tf.ensure_shape(target, [])
         if prompt_key:
             data[prompt_key] = tf.ensure_shape(prm, [])
         return data
+
     return fn

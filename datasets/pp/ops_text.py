@@ -14,7 +14,8 @@ __all__ = ["strfmt", "lower", "choice", "choice_cycle", "copy", "keep", "drop", 
 
 def _keys_in(key, inkey, outkey, default: str, op: str) -> tuple[str, str]:
     """Resolves the ``key`` / ``inkey`` / ``outkey`` convention: ``key`` sets both; otherwise inkey defaults to
-    ``default`` and outkey to inkey."""
+    ``default`` and outkey to inkey.
+    """
     if key is not None:
         if inkey is not None or outkey is not None:
             raise ValueError(f"{op}: pass either key= or inkey=/outkey=, not both")
@@ -61,15 +62,18 @@ def strfmt(template: str, outkey: str = "prefix"):
                 pieces.append(_str_field(utils.get_key(data, field, "strfmt"), field))
         data[outkey] = tf.strings.join(pieces) if pieces else tf.constant("")
         return data
+
     return fn
 
 
 @register("lower")
 def lower(key: str = "text", outkey: str | None = None):
     """Lower-cases (Unicode, UTF-8) the string tensor ``data[key]`` (any shape) into ``data[outkey or key]``."""
+
     def fn(data):
         data[outkey or key] = tf.strings.lower(utils.get_key(data, key, "lower"), encoding="utf-8")
         return data
+
     return fn
 
 
@@ -82,8 +86,7 @@ def _take(values: tf.Tensor, idx, data, op: str, inkey: str):
 
 
 @register("choice")
-def choice(inkey: str | None = None, outkey: str | None = None, key: str | None = None,
-           rng_key: str = utils.RNG_KEY):
+def choice(inkey: str | None = None, outkey: str | None = None, key: str | None = None, rng_key: str = utils.RNG_KEY):
     """Picks one element of ``data[inkey]`` (shape ``[N, ...]``, N >= 1, any dtype) uniformly at random.
 
     Output: ``data[outkey]`` with shape ``[...]`` (a string scalar for a list of answers). ``inkey`` defaults to
@@ -101,12 +104,18 @@ def choice(inkey: str | None = None, outkey: str | None = None, key: str | None 
         idx = utils.uniform_int(data, f"choice/{inkey}/{outkey}", tf.maximum(tf.shape(values)[0], 1), rng_key)
         data[outkey] = _take(values, idx, data, "choice", inkey)
         return data
+
     return fn
 
 
 @register("choice_cycle")
-def choice_cycle(inkey: str | None = None, outkey: str | None = None, key: str | None = None,
-                 counter_key: str = "epoch", offset_key: str | None = None):
+def choice_cycle(
+    inkey: str | None = None,
+    outkey: str | None = None,
+    key: str | None = None,
+    counter_key: str = "epoch",
+    offset_key: str | None = None,
+):
     """Deterministic choice that cycles through ``data[inkey]`` (shape ``[N, ...]``) by a counter.
 
     Index = ``(data[counter_key] + offset) mod N`` where ``offset`` is 0, or, with ``offset_key``, a stable
@@ -121,27 +130,32 @@ def choice_cycle(inkey: str | None = None, outkey: str | None = None, key: str |
 
     def fn(data):
         if counter_key not in data:
-            raise KeyError(f"choice_cycle: counter key {counter_key!r} is not in the example (keys: "
-                           f"{sorted(data)}); the input pipeline must add the epoch/step counter")
+            raise KeyError(
+                f"choice_cycle: counter key {counter_key!r} is not in the example (keys: "
+                f"{sorted(data)}); the input pipeline must add the epoch/step counter"
+            )
         values = tf.convert_to_tensor(utils.get_key(data, inkey, "choice_cycle"))
         if values.shape.rank == 0:
             raise ValueError(f"choice_cycle: {inkey!r} must have a leading list dimension, got a scalar")
         idx = tf.cast(tf.reshape(data[counter_key], []), tf.int64)
         if offset_key is not None:
             off = _str_field(utils.get_key(data, offset_key, "choice_cycle"), offset_key)
-            idx += tf.strings.to_hash_bucket_fast(off, 2 ** 31 - 1)
+            idx += tf.strings.to_hash_bucket_fast(off, 2**31 - 1)
         n = tf.cast(tf.maximum(tf.shape(values)[0], 1), tf.int64)
         data[outkey] = _take(values, tf.math.floormod(idx, n), data, "choice_cycle", inkey)
         return data
+
     return fn
 
 
 @register("copy")
 def copy(inkey: str, outkey: str):
     """Copies ``data[inkey]`` to ``data[outkey]`` (any dtype/shape; the tensor is shared, tensors are immutable)."""
+
     def fn(data):
         data[outkey] = utils.get_key(data, inkey, "copy")
         return data
+
     return fn
 
 
@@ -165,6 +179,7 @@ def keep(*keys: str, missing_ok: bool = False):
             if missing:
                 raise KeyError(f"keep: keys {missing} not in the example; available keys: {sorted(data)}")
         return {k: data[k] for k in keys if k in data}
+
     return fn
 
 
@@ -179,6 +194,7 @@ def drop(*keys: str, missing_ok: bool = True):
             if missing:
                 raise KeyError(f"drop: keys {missing} not in the example; available keys: {sorted(data)}")
         return {k: v for k, v in data.items() if k not in keys}
+
     return fn
 
 
@@ -205,4 +221,5 @@ def rename(inkey: str | None = None, outkey: str | None = None, **mapping: str):
         for old, new in pairs.items():
             out[new] = data[old]
         return out
+
     return fn

@@ -52,10 +52,13 @@ class Registry(Mapping):
 
         def deco(factory):
             if name in self._ops and not override and self._ops[name] is not factory:
-                raise ValueError(f"pp op {name!r} is already registered (by {self._ops[name].__module__}); "
-                                 f"pass override=True to replace it")
+                raise ValueError(
+                    f"pp op {name!r} is already registered (by {self._ops[name].__module__}); "
+                    f"pass override=True to replace it"
+                )
             self._ops[name] = factory
             return factory
+
         return deco
 
     def suggestions(self, name: str, n: int = 3) -> list[str]:
@@ -68,8 +71,9 @@ class Registry(Mapping):
             return self._ops[name]
         except KeyError:
             hint = self.suggestions(name)
-            raise KeyError(f"unknown pp op {name!r}" + (f"; did you mean {', '.join(map(repr, hint))}?"
-                                                          if hint else "")) from None
+            raise KeyError(
+                f"unknown pp op {name!r}" + (f"; did you mean {', '.join(map(repr, hint))}?" if hint else "")
+            ) from None
 
     def __iter__(self) -> Iterator[str]:
         self._load_builtins()
@@ -84,8 +88,9 @@ class Registry(Mapping):
         return name in self._ops
 
 
-registry = Registry(builtin_modules=("datasets.pp.ops_image", "datasets.pp.ops_text", "datasets.pp.ops_targets",
-                                     "datasets.pp.ops_seg"))
+registry = Registry(
+    builtin_modules=("datasets.pp.ops_image", "datasets.pp.ops_text", "datasets.pp.ops_targets", "datasets.pp.ops_seg")
+)
 
 
 def register(name: str, *, override: bool = False) -> Callable:
@@ -108,9 +113,10 @@ def build_op(spec: OpSpec, *, tokenizer: str | None = None, reg: Registry | None
     reg = registry if reg is None else reg
     if spec.name not in reg:
         hint = reg.suggestions(spec.name)
-        raise PPOpError(f"pp {spec.where()}: unknown op {spec.name!r}"
-                        + (f"; did you mean {', '.join(map(repr, hint))}?" if hint else
-                           f"; known ops: {', '.join(sorted(reg))}"))
+        raise PPOpError(
+            f"pp {spec.where()}: unknown op {spec.name!r}"
+            + (f"; did you mean {', '.join(map(repr, hint))}?" if hint else f"; known ops: {', '.join(sorted(reg))}")
+        )
     factory = reg[spec.name]
     kwargs = dict(spec.kwargs)
     sig = inspect.signature(factory)
@@ -119,13 +125,13 @@ def build_op(spec: OpSpec, *, tokenizer: str | None = None, reg: Registry | None
     try:
         sig.bind(*spec.args, **kwargs)
     except TypeError as e:
-        raise PPOpError(f"pp {spec.where()}: bad arguments {spec.text!r}: {e}; "
-                        f"signature: {_signature(spec.name, factory)}") from None
+        raise PPOpError(
+            f"pp {spec.where()}: bad arguments {spec.text!r}: {e}; signature: {_signature(spec.name, factory)}"
+        ) from None
     try:
         fn = factory(*spec.args, **kwargs)
     except (ValueError, TypeError, KeyError) as e:
-        raise PPOpError(f"pp {spec.where()}: {spec.text!r}: {e}; "
-                        f"signature: {_signature(spec.name, factory)}") from e
+        raise PPOpError(f"pp {spec.where()}: {spec.text!r}: {e}; signature: {_signature(spec.name, factory)}") from e
     except OSError as e:  # e.g. a tokenizer / checkpoint file that does not exist
         raise type(e)(f"pp {spec.where()}: {spec.text!r}: {e}") from e
     if not callable(fn):

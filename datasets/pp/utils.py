@@ -9,12 +9,29 @@ from typing import Any
 
 import tensorflow as tf
 
-__all__ = ["get_key", "example_id", "ID_KEYS", "RNG_KEY", "op_seed", "uniform", "uniform_int",
-           "get_tokenizer", "as_size"]
+__all__ = [
+    "get_key",
+    "example_id",
+    "ID_KEYS",
+    "RNG_KEY",
+    "op_seed",
+    "uniform",
+    "uniform_int",
+    "get_tokenizer",
+    "as_size",
+]
 
 # Fields that identify an example, in order of preference, for error messages.
-ID_KEYS: tuple[str, ...] = ("image/id", "question_id", "id", "image_id", "example_id", "tfds_id", "image/filename",
-                            "filename")
+ID_KEYS: tuple[str, ...] = (
+    "image/id",
+    "question_id",
+    "id",
+    "image_id",
+    "example_id",
+    "tfds_id",
+    "image/filename",
+    "filename",
+)
 
 # Per-example seed key: a [2] integer tensor (e.g. from `tf.data.Dataset.random(seed).batch(2)` zipped in, or
 # `tf.random.experimental.stateless_split`). When present, random ops are stateless functions of it. If an op's
@@ -41,7 +58,7 @@ def get_key(data: Mapping[str, Any], key: str, op: str) -> Any:
 
 def example_id(data: Mapping[str, Any], id_keys: Sequence[str] | None = None) -> tf.Tensor:
     """A scalar tf.string naming the example: ``"<key>=<value>"`` of the first id field present, or ``"?"``."""
-    for k in (id_keys or ID_KEYS):
+    for k in id_keys or ID_KEYS:
         if k in data:
             v = tf.convert_to_tensor(data[k])
             if v.dtype != tf.string:
@@ -88,8 +105,11 @@ def as_size(size, op: str) -> tuple[int, int]:
         raise ValueError(f"{op}: size must be an int or (height, width), got {size!r}")
     if isinstance(size, int):
         size = (size, size)
-    if (not isinstance(size, (tuple, list)) or len(size) != 2
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)):
+    if (
+        not isinstance(size, (tuple, list))
+        or len(size) != 2
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)
+    ):
         raise ValueError(f"{op}: size must be a positive int or (height, width) of positive ints, got {size!r}")
     return int(size[0]), int(size[1])
 
@@ -101,13 +121,15 @@ _TOK_LOCK = threading.Lock()
 def get_tokenizer(path: str | None, op: str):
     """Loads (once per path, thread-safe) a ``paligemma.tokenizer.Tokenizer``."""
     if not path:
-        raise ValueError(f"{op}: no tokenizer: pass tokenizer='path/to.model' to the op or "
-                         f"get_preprocess_fn(..., tokenizer=...)")
+        raise ValueError(
+            f"{op}: no tokenizer: pass tokenizer='path/to.model' to the op or get_preprocess_fn(..., tokenizer=...)"
+        )
     tok = _TOKENIZERS.get(path)
     if tok is None:
         with _TOK_LOCK:
             tok = _TOKENIZERS.get(path)
             if tok is None:
                 from paligemma.tokenizer import Tokenizer
+
                 tok = _TOKENIZERS[path] = Tokenizer(path)
     return tok

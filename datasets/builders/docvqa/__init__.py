@@ -2,4 +2,5 @@
 
 See `docvqa_dataset_builder.py` for the features and `MANUAL_DOWNLOAD_INSTRUCTIONS` for the manual_dir layout.
 """
-from datasets.builders.docvqa.docvqa_dataset_builder import Builder, MANUAL_DOWNLOAD_INSTRUCTIONS, missing_manual_files  # noqa: F401
+
+from datasets.builders.docvqa.docvqa_dataset_builder import MANUAL_DOWNLOAD_INSTRUCTIONS, Builder, missing_manual_files  # noqa: F401

@@ -14,6 +14,7 @@ One example per question:
 Splits: train (39,463 questions, 10,194 pages), validation (5,349 questions, 1,286 pages) and, when its file is
 present, test (5,188 questions, 1,287 pages; no answers).
 """
+
 from __future__ import annotations
 
 import json
@@ -50,87 +51,97 @@ _SPLITS = {
 
 
 def find_questions_file(manual_dir: str, folder: str) -> str | None:
-  """Path of a split's question JSON (`<folder>_v1.0[_withQT].json` in manual_dir/<folder> or manual_dir), or None."""
-  for directory in (os.path.join(manual_dir, folder), manual_dir):
-    for name in (f"{folder}_v1.0_withQT.json", f"{folder}_v1.0.json"):
-      path = os.path.join(directory, name)
-      if os.path.isfile(path):
-        return path
-  return None
+    """Path of a split's question JSON (`<folder>_v1.0[_withQT].json` in manual_dir/<folder> or manual_dir), or None."""
+    for directory in (os.path.join(manual_dir, folder), manual_dir):
+        for name in (f"{folder}_v1.0_withQT.json", f"{folder}_v1.0.json"):
+            path = os.path.join(directory, name)
+            if os.path.isfile(path):
+                return path
+    return None
 
 
 def missing_manual_files(manual_dir) -> list[str]:
-  """The required files/folders that are not in manual_dir (empty: ready to build)."""
-  missing = []
-  for folder, required in _SPLITS.values():
-    has_questions = find_questions_file(manual_dir, folder) is not None
-    if not required and not has_questions:
-      continue  # optional split, not provided
-    if not has_questions:
-      missing.append(f"{folder}/{folder}_v1.0.json")
-    if not os.path.isdir(os.path.join(manual_dir, folder, "documents")):
-      missing.append(f"{folder}/documents/")
-  return missing
+    """The required files/folders that are not in manual_dir (empty: ready to build)."""
+    missing = []
+    for folder, required in _SPLITS.values():
+        has_questions = find_questions_file(manual_dir, folder) is not None
+        if not required and not has_questions:
+            continue  # optional split, not provided
+        if not has_questions:
+            missing.append(f"{folder}/{folder}_v1.0.json")
+        if not os.path.isdir(os.path.join(manual_dir, folder, "documents")):
+            missing.append(f"{folder}/documents/")
+    return missing
 
 
 def _load_questions(path: str) -> list[dict]:
-  with open(path, encoding="utf-8") as f:
-    content = json.load(f)
-  if not isinstance(content, dict) or not isinstance(content.get("data"), list):
-    raise ValueError(f"DocVQA: {path} is not an official DocVQA question file (expected a JSON object with a "
-                     "\"data\" list of questions)")
-  return content["data"]
+    with open(path, encoding="utf-8") as f:
+        content = json.load(f)
+    if not isinstance(content, dict) or not isinstance(content.get("data"), list):
+        raise ValueError(
+            f"DocVQA: {path} is not an official DocVQA question file (expected a JSON object with a "
+            '"data" list of questions)'
+        )
+    return content["data"]
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
-  """DocVQA (single page), one example per question."""
+    """DocVQA (single page), one example per question."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Official DocVQA v1.0 question files with the document page images."}
-  MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Official DocVQA v1.0 question files with the document page images."}
+    MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(
-        description=__doc__,
-        homepage="https://rrc.cvc.uab.es/?ch=17",
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(encoding_format="png"),
-            "question": tfds.features.Text(),
-            "question_id": np.int64,
-            "answers": tfds.features.Sequence(tfds.features.Text()),
-            "doc_id": np.int64,
-            "question_types": tfds.features.Sequence(tfds.features.Text()),
-        }),
-        supervised_keys=None,
-    )
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(
+            description=__doc__,
+            homepage="https://rrc.cvc.uab.es/?ch=17",
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(encoding_format="png"),
+                    "question": tfds.features.Text(),
+                    "question_id": np.int64,
+                    "answers": tfds.features.Sequence(tfds.features.Text()),
+                    "doc_id": np.int64,
+                    "question_types": tfds.features.Sequence(tfds.features.Text()),
+                }
+            ),
+            supervised_keys=None,
+        )
 
-  def _split_generators(self, dl_manager):
-    manual_dir = os.fspath(dl_manager.manual_dir)
-    missing = missing_manual_files(manual_dir)
-    if missing:
-      raise FileNotFoundError(f"DocVQA: missing in manual_dir {manual_dir}: {', '.join(missing)}\n"
-                              f"{MANUAL_DOWNLOAD_INSTRUCTIONS}")
-    splits = {}
-    for split, (folder, _) in _SPLITS.items():
-      questions_file = find_questions_file(manual_dir, folder)
-      if questions_file:
-        splits[split] = self._generate_examples(questions_file, os.path.join(manual_dir, folder))
-    return splits
+    def _split_generators(self, dl_manager):
+        manual_dir = os.fspath(dl_manager.manual_dir)
+        missing = missing_manual_files(manual_dir)
+        if missing:
+            raise FileNotFoundError(
+                f"DocVQA: missing in manual_dir {manual_dir}: {', '.join(missing)}\n{MANUAL_DOWNLOAD_INSTRUCTIONS}"
+            )
+        splits = {}
+        for split, (folder, _) in _SPLITS.items():
+            questions_file = find_questions_file(manual_dir, folder)
+            if questions_file:
+                splits[split] = self._generate_examples(questions_file, os.path.join(manual_dir, folder))
+        return splits
 
-  def _generate_examples(self, questions_file, image_root):
-    last_path, last_bytes = None, None  # questions on one page usually come in a row: read each page once then
-    for q in _load_questions(questions_file):
-      path = os.path.join(image_root, q["image"])
-      if path != last_path:
-        if not os.path.isfile(path):
-          raise FileNotFoundError(f"DocVQA: image {path} of question {q['questionId']} ({questions_file}) not found")
-        with open(path, "rb") as f:
-          last_path, last_bytes = path, f.read()
-      yield int(q["questionId"]), {
-          "image": last_bytes,
-          "question": q["question"],
-          "question_id": int(q["questionId"]),
-          "answers": list(q.get("answers") or []),
-          "doc_id": int(q["docId"]),
-          "question_types": list(q.get("question_types") or []),
-      }
+    def _generate_examples(self, questions_file, image_root):
+        last_path, last_bytes = None, None  # questions on one page usually come in a row: read each page once then
+        for q in _load_questions(questions_file):
+            path = os.path.join(image_root, q["image"])
+            if path != last_path:
+                if not os.path.isfile(path):
+                    raise FileNotFoundError(
+                        f"DocVQA: image {path} of question {q['questionId']} ({questions_file}) not found"
+                    )
+                with open(path, "rb") as f:
+                    last_path, last_bytes = path, f.read()
+            yield (
+                int(q["questionId"]),
+                {
+                    "image": last_bytes,
+                    "question": q["question"],
+                    "question_id": int(q["questionId"]),
+                    "answers": list(q.get("answers") or []),
+                    "doc_id": int(q["docId"]),
+                    "question_types": list(q.get("question_types") or []),
+                },
+            )

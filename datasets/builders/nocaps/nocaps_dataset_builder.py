@@ -13,6 +13,7 @@ One example per image:
 Splits, each built when its JSON file is present: validation (4,500 images, 45,000 captions) and test (10,600
 images, no captions).
 """
+
 from __future__ import annotations
 
 import collections
@@ -46,78 +47,88 @@ _SPLITS = {
 
 
 def find_image_dir(manual_dir: str, split: str) -> str | None:
-  """The folder holding a split's images (manual_dir/validation or val, manual_dir/test), or None."""
-  for folder in _SPLITS[split][1]:
-    path = os.path.join(manual_dir, folder)
-    if os.path.isdir(path):
-      return path
-  return None
+    """The folder holding a split's images (manual_dir/validation or val, manual_dir/test), or None."""
+    for folder in _SPLITS[split][1]:
+        path = os.path.join(manual_dir, folder)
+        if os.path.isdir(path):
+            return path
+    return None
 
 
 def missing_manual_files(manual_dir) -> list[str]:
-  """The required files/folders that are not in manual_dir (empty: ready to build)."""
-  present = [s for s, (json_file, _) in _SPLITS.items() if os.path.isfile(os.path.join(manual_dir, json_file))]
-  if not present:
-    return [" or ".join(json_file for json_file, _ in _SPLITS.values())]
-  return [f"{_SPLITS[s][1][0]}/" for s in present if find_image_dir(manual_dir, s) is None]
+    """The required files/folders that are not in manual_dir (empty: ready to build)."""
+    present = [s for s, (json_file, _) in _SPLITS.items() if os.path.isfile(os.path.join(manual_dir, json_file))]
+    if not present:
+        return [" or ".join(json_file for json_file, _ in _SPLITS.values())]
+    return [f"{_SPLITS[s][1][0]}/" for s in present if find_image_dir(manual_dir, s) is None]
 
 
 def _load(path: str) -> tuple[list[dict], dict[int, list[str]]]:
-  """(images, captions by image id) of an official NoCaps JSON file (COCO style)."""
-  with open(path, encoding="utf-8") as f:
-    content = json.load(f)
-  if not isinstance(content, dict) or not isinstance(content.get("images"), list):
-    raise ValueError(f"NoCaps: {path} is not an official NoCaps file (expected a JSON object with an \"images\" "
-                     "list, COCO style)")
-  captions = collections.defaultdict(list)
-  for a in sorted(content.get("annotations", []), key=lambda a: a["id"]):
-    captions[int(a["image_id"])].append(a["caption"])
-  return content["images"], captions
+    """(images, captions by image id) of an official NoCaps JSON file (COCO style)."""
+    with open(path, encoding="utf-8") as f:
+        content = json.load(f)
+    if not isinstance(content, dict) or not isinstance(content.get("images"), list):
+        raise ValueError(
+            f'NoCaps: {path} is not an official NoCaps file (expected a JSON object with an "images" list, COCO style)'
+        )
+    captions = collections.defaultdict(list)
+    for a in sorted(content.get("annotations", []), key=lambda a: a["id"]):
+        captions[int(a["image_id"])].append(a["caption"])
+    return content["images"], captions
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
-  """NoCaps validation/test, one example per image with all its reference captions."""
+    """NoCaps validation/test, one example per image with all its reference captions."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Official NoCaps validation captions and test image info with the Open Images files."}
-  MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Official NoCaps validation captions and test image info with the Open Images files."}
+    MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(
-        description=__doc__,
-        homepage="https://nocaps.org",
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(encoding_format="jpeg"),
-            "image_id": np.int64,
-            "file_name": tfds.features.Text(),
-            "domain": tfds.features.Text(),
-            "captions": tfds.features.Sequence(tfds.features.Text()),
-        }),
-        supervised_keys=None,
-    )
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(
+            description=__doc__,
+            homepage="https://nocaps.org",
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(encoding_format="jpeg"),
+                    "image_id": np.int64,
+                    "file_name": tfds.features.Text(),
+                    "domain": tfds.features.Text(),
+                    "captions": tfds.features.Sequence(tfds.features.Text()),
+                }
+            ),
+            supervised_keys=None,
+        )
 
-  def _split_generators(self, dl_manager):
-    manual_dir = os.fspath(dl_manager.manual_dir)
-    missing = missing_manual_files(manual_dir)
-    if missing:
-      raise FileNotFoundError(f"NoCaps: missing in manual_dir {manual_dir}: {', '.join(missing)}\n"
-                              f"{MANUAL_DOWNLOAD_INSTRUCTIONS}")
-    return {split: self._generate_examples(os.path.join(manual_dir, json_file), find_image_dir(manual_dir, split))
-            for split, (json_file, _) in _SPLITS.items() if os.path.isfile(os.path.join(manual_dir, json_file))}
+    def _split_generators(self, dl_manager):
+        manual_dir = os.fspath(dl_manager.manual_dir)
+        missing = missing_manual_files(manual_dir)
+        if missing:
+            raise FileNotFoundError(
+                f"NoCaps: missing in manual_dir {manual_dir}: {', '.join(missing)}\n{MANUAL_DOWNLOAD_INSTRUCTIONS}"
+            )
+        return {
+            split: self._generate_examples(os.path.join(manual_dir, json_file), find_image_dir(manual_dir, split))
+            for split, (json_file, _) in _SPLITS.items()
+            if os.path.isfile(os.path.join(manual_dir, json_file))
+        }
 
-  def _generate_examples(self, json_path, image_dir):
-    images, captions = _load(json_path)
-    for info in images:
-      image_id = int(info["id"])
-      path = os.path.join(image_dir, info["file_name"])
-      if not os.path.isfile(path):
-        raise FileNotFoundError(f"NoCaps: image {path} (image id {image_id} in {json_path}) not found")
-      with open(path, "rb") as f:
-        image = f.read()
-      yield image_id, {
-          "image": image,
-          "image_id": image_id,
-          "file_name": info["file_name"],
-          "domain": info.get("domain", ""),
-          "captions": captions.get(image_id, []),
-      }
+    def _generate_examples(self, json_path, image_dir):
+        images, captions = _load(json_path)
+        for info in images:
+            image_id = int(info["id"])
+            path = os.path.join(image_dir, info["file_name"])
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"NoCaps: image {path} (image id {image_id} in {json_path}) not found")
+            with open(path, "rb") as f:
+                image = f.read()
+            yield (
+                image_id,
+                {
+                    "image": image,
+                    "image_id": image_id,
+                    "file_name": info["file_name"],
+                    "domain": info.get("domain", ""),
+                    "captions": captions.get(image_id, []),
+                },
+            )

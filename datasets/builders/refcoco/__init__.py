@@ -11,4 +11,9 @@ and reads the same manual files, so one manual_dir serves both:
 
 See `refcoco_dataset_builder.MANUAL_DOWNLOAD_INSTRUCTIONS` for the manual_dir layout.
 """
-from datasets.builders.refcoco.refcoco_dataset_builder import Builder, MANUAL_DOWNLOAD_INSTRUCTIONS, missing_manual_files  # noqa: F401
+
+from datasets.builders.refcoco.refcoco_dataset_builder import (
+    MANUAL_DOWNLOAD_INSTRUCTIONS,
+    Builder,
+    missing_manual_files,
+)  # noqa: F401

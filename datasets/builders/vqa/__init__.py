@@ -1,2 +1,3 @@
 """VQAv2 as a TFDS dataset (`vqa`), built from the official files in a manual_dir. See `vqa_dataset_builder.py`."""
-from datasets.builders.vqa.vqa_dataset_builder import Builder, MANUAL_DOWNLOAD_INSTRUCTIONS, missing_manual_files  # noqa: F401
+
+from datasets.builders.vqa.vqa_dataset_builder import MANUAL_DOWNLOAD_INSTRUCTIONS, Builder, missing_manual_files  # noqa: F401

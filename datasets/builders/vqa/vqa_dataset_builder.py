@@ -17,6 +17,7 @@ Splits: train (443,757 questions, COCO train2014), validation (214,354, val2014)
 present test_dev (107,394) and test (447,793), both on COCO test2015. Every example carries its image, so the
 prepared train split is large (roughly 70 GB); build on a disk with room.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,93 +46,112 @@ Then: python -m datasets.build vqa --data_dir DATA_DIR --manual_dir MANUAL_DIR
 
 # split -> (questions file, annotations file or None, image folder, image file prefix, required)
 _SPLITS = {
-    "train": ("v2_OpenEnded_mscoco_train2014_questions.json", "v2_mscoco_train2014_annotations.json",
-              "train2014", "COCO_train2014_", True),
-    "validation": ("v2_OpenEnded_mscoco_val2014_questions.json", "v2_mscoco_val2014_annotations.json",
-                   "val2014", "COCO_val2014_", True),
+    "train": (
+        "v2_OpenEnded_mscoco_train2014_questions.json",
+        "v2_mscoco_train2014_annotations.json",
+        "train2014",
+        "COCO_train2014_",
+        True,
+    ),
+    "validation": (
+        "v2_OpenEnded_mscoco_val2014_questions.json",
+        "v2_mscoco_val2014_annotations.json",
+        "val2014",
+        "COCO_val2014_",
+        True,
+    ),
     "test_dev": ("v2_OpenEnded_mscoco_test-dev2015_questions.json", None, "test2015", "COCO_test2015_", False),
     "test": ("v2_OpenEnded_mscoco_test2015_questions.json", None, "test2015", "COCO_test2015_", False),
 }
 
 
 def missing_manual_files(manual_dir) -> list[str]:
-  """The required files/folders that are not in manual_dir (empty: ready to build)."""
-  missing = []
-  for questions, annotations, image_dir, _, required in _SPLITS.values():
-    names = [questions] + ([annotations] if annotations else [])
-    if not required:
-      if not os.path.exists(os.path.join(manual_dir, questions)):
-        continue  # optional split, not provided
-      names = []
-    for name in names:
-      if not os.path.isfile(os.path.join(manual_dir, name)):
-        missing.append(name)
-    if not os.path.isdir(os.path.join(manual_dir, image_dir)) and image_dir + "/" not in missing:
-      missing.append(image_dir + "/")
-  return missing
+    """The required files/folders that are not in manual_dir (empty: ready to build)."""
+    missing = []
+    for questions, annotations, image_dir, _, required in _SPLITS.values():
+        names = [questions] + ([annotations] if annotations else [])
+        if not required:
+            if not os.path.exists(os.path.join(manual_dir, questions)):
+                continue  # optional split, not provided
+            names = []
+        for name in names:
+            if not os.path.isfile(os.path.join(manual_dir, name)):
+                missing.append(name)
+        if not os.path.isdir(os.path.join(manual_dir, image_dir)) and image_dir + "/" not in missing:
+            missing.append(image_dir + "/")
+    return missing
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
-  """VQAv2 (balanced real images), one example per question."""
+    """VQAv2 (balanced real images), one example per question."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Official VQAv2 questions/annotations with COCO 2014/2015 images."}
-  MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Official VQAv2 questions/annotations with COCO 2014/2015 images."}
+    MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(
-        description=__doc__,
-        homepage="https://visualqa.org",
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(encoding_format="jpeg"),
-            "question": tfds.features.Text(),
-            "question_id": np.int64,
-            "image_id": np.int64,
-            "answers": tfds.features.Sequence(tfds.features.Text()),
-            "answer_confidences": tfds.features.Sequence(tfds.features.Text()),
-            "multiple_choice_answer": tfds.features.Text(),
-            "answer_type": tfds.features.Text(),
-            "question_type": tfds.features.Text(),
-        }),
-        supervised_keys=None,
-    )
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(
+            description=__doc__,
+            homepage="https://visualqa.org",
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(encoding_format="jpeg"),
+                    "question": tfds.features.Text(),
+                    "question_id": np.int64,
+                    "image_id": np.int64,
+                    "answers": tfds.features.Sequence(tfds.features.Text()),
+                    "answer_confidences": tfds.features.Sequence(tfds.features.Text()),
+                    "multiple_choice_answer": tfds.features.Text(),
+                    "answer_type": tfds.features.Text(),
+                    "question_type": tfds.features.Text(),
+                }
+            ),
+            supervised_keys=None,
+        )
 
-  def _split_generators(self, dl_manager):
-    manual_dir = os.fspath(dl_manager.manual_dir)
-    missing = missing_manual_files(manual_dir)
-    if missing:
-      raise FileNotFoundError(f"VQAv2: missing in manual_dir {manual_dir}: {', '.join(missing)}\n"
-                              f"{MANUAL_DOWNLOAD_INSTRUCTIONS}")
-    return {split: self._generate_examples(manual_dir, *spec[:4])
-            for split, spec in _SPLITS.items() if os.path.isfile(os.path.join(manual_dir, spec[0]))}
+    def _split_generators(self, dl_manager):
+        manual_dir = os.fspath(dl_manager.manual_dir)
+        missing = missing_manual_files(manual_dir)
+        if missing:
+            raise FileNotFoundError(
+                f"VQAv2: missing in manual_dir {manual_dir}: {', '.join(missing)}\n{MANUAL_DOWNLOAD_INSTRUCTIONS}"
+            )
+        return {
+            split: self._generate_examples(manual_dir, *spec[:4])
+            for split, spec in _SPLITS.items()
+            if os.path.isfile(os.path.join(manual_dir, spec[0]))
+        }
 
-  def _generate_examples(self, manual_dir, questions_file, annotations_file, image_dir, prefix):
-    with open(os.path.join(manual_dir, questions_file)) as f:
-      questions = json.load(f)["questions"]
-    annotations = {}
-    if annotations_file:
-      with open(os.path.join(manual_dir, annotations_file)) as f:
-        annotations = {a["question_id"]: a for a in json.load(f)["annotations"]}
-    last_id, last_bytes = None, None  # questions come grouped by image: read each image once in a row
-    for q in questions:
-      image_id = int(q["image_id"])
-      if image_id != last_id:
-        path = os.path.join(manual_dir, image_dir, f"{prefix}{image_id:012d}.jpg")
-        if not os.path.isfile(path):
-          raise FileNotFoundError(f"VQAv2: image {path} of question {q['question_id']} not found")
-        with open(path, "rb") as f:
-          last_id, last_bytes = image_id, f.read()
-      a = annotations.get(q["question_id"])
-      if annotations and a is None:
-        raise ValueError(f"VQAv2: question {q['question_id']} has no annotation in {annotations_file}")
-      yield int(q["question_id"]), {
-          "image": last_bytes,
-          "question": q["question"],
-          "question_id": int(q["question_id"]),
-          "image_id": image_id,
-          "answers": [x["answer"] for x in a["answers"]] if a else [],
-          "answer_confidences": [x.get("answer_confidence", "") for x in a["answers"]] if a else [],
-          "multiple_choice_answer": a["multiple_choice_answer"] if a else "",
-          "answer_type": a["answer_type"] if a else "",
-          "question_type": a["question_type"] if a else "",
-      }
+    def _generate_examples(self, manual_dir, questions_file, annotations_file, image_dir, prefix):
+        with open(os.path.join(manual_dir, questions_file)) as f:
+            questions = json.load(f)["questions"]
+        annotations = {}
+        if annotations_file:
+            with open(os.path.join(manual_dir, annotations_file)) as f:
+                annotations = {a["question_id"]: a for a in json.load(f)["annotations"]}
+        last_id, last_bytes = None, None  # questions come grouped by image: read each image once in a row
+        for q in questions:
+            image_id = int(q["image_id"])
+            if image_id != last_id:
+                path = os.path.join(manual_dir, image_dir, f"{prefix}{image_id:012d}.jpg")
+                if not os.path.isfile(path):
+                    raise FileNotFoundError(f"VQAv2: image {path} of question {q['question_id']} not found")
+                with open(path, "rb") as f:
+                    last_id, last_bytes = image_id, f.read()
+            a = annotations.get(q["question_id"])
+            if annotations and a is None:
+                raise ValueError(f"VQAv2: question {q['question_id']} has no annotation in {annotations_file}")
+            yield (
+                int(q["question_id"]),
+                {
+                    "image": last_bytes,
+                    "question": q["question"],
+                    "question_id": int(q["question_id"]),
+                    "image_id": image_id,
+                    "answers": [x["answer"] for x in a["answers"]] if a else [],
+                    "answer_confidences": [x.get("answer_confidence", "") for x in a["answers"]] if a else [],
+                    "multiple_choice_answer": a["multiple_choice_answer"] if a else "",
+                    "answer_type": a["answer_type"] if a else "",
+                    "question_type": a["question_type"] if a else "",
+                },
+            )
