@@ -47,6 +47,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from paligemma import gemma, paths, siglip
+from paligemma.tree import flatten, unflatten
 
 log = logging.getLogger(__name__)
 
@@ -88,30 +89,6 @@ class CheckpointError(ValueError):
 
 # --------------------------------------------------------------------------------------------------------------------
 # Small helpers.
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dict -> `{"a/b/c": leaf}`."""
-    flat = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, name + "/"))
-        else:
-            flat[name] = value
-    return flat
-
-
-def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """`{"a/b/c": leaf}` -> nested dict."""
-    tree: dict[str, Any] = {}
-    for name, value in flat.items():
-        *parents, leaf = name.split("/")
-        node = tree
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return tree
 
 
 def _dtype(dtype: Any) -> np.dtype | None:
@@ -695,16 +672,8 @@ def write_safetensors(
             arr = np.ascontiguousarray(np.asarray(tensors[name]).astype(dtypes[name], copy=False))
             f.write(memoryview(arr.reshape(-1).view(np.uint8)))
 
-    atomic_write(path, write)
-    return 8 + len(blob) + offset
-
-
-def atomic_write(path: str, write: Callable[[Any], None]) -> None:
-    """Calls `write(file)` on a temporary binary file, then puts it at `path` in one step, so readers see the old
-    file or the whole new one, never a partial one (local: renamed next to it; gs://: uploaded once complete). See
-    `paligemma.paths.atomic_write`.
-    """
     paths.atomic_write(path, write)
+    return 8 + len(blob) + offset
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -1309,7 +1278,7 @@ def save_npz(path: str | os.PathLike, params: Mapping[str, Any], dtype: Any = No
                 with zf.open(name + ".npy", "w", force_zip64=True) as member:
                     npy_format.write_array(member, np.asarray(arr), allow_pickle=False)
 
-    atomic_write(path, write)
+    paths.atomic_write(path, write)
     return paths.getsize(path)
 
 
@@ -1333,7 +1302,7 @@ def save(path: str | os.PathLike, config: Mapping[str, Any], params: Mapping[str
         "num_params": model_lib.count_params(params),
     }
     blob = json.dumps(meta, indent=2).encode("utf-8")
-    atomic_write(paths.join(path, OWN_CONFIG_FILE), lambda f: f.write(blob))
+    paths.atomic_write(paths.join(path, OWN_CONFIG_FILE), lambda f: f.write(blob))
     return size + len(blob)
 
 
@@ -1359,7 +1328,7 @@ def save_hf(
     paths.makedirs(folder)
     size = write_safetensors(paths.join(folder, HF_WEIGHTS_FILE), tensors, target)
     blob = json.dumps(cfg, indent=2).encode("utf-8")
-    atomic_write(paths.join(folder, "config.json"), lambda f: f.write(blob))
+    paths.atomic_write(paths.join(folder, "config.json"), lambda f: f.write(blob))
     return size + len(blob)
 
 

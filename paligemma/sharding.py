@@ -35,8 +35,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from paligemma.checkpoints import flatten, unflatten
 from paligemma.layers import BATCH_AXES
+from paligemma.tree import flatten, unflatten
 
 log = logging.getLogger(__name__)
 

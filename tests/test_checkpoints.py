@@ -11,7 +11,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from paligemma import checkpoints, siglip
+from paligemma import checkpoints, siglip, tree
 from paligemma import model as model_lib
 from tools import convert_checkpoint
 
@@ -29,7 +29,7 @@ def random_params(config, seed=0):
 
 
 def assert_trees_equal(a, b):
-    fa, fb = checkpoints.flatten(a), checkpoints.flatten(b)
+    fa, fb = tree.flatten(a), tree.flatten(b)
     assert sorted(fa) == sorted(fb)
     for name in fa:
         assert fa[name].dtype == fb[name].dtype, name
@@ -62,7 +62,7 @@ def test_npz_round_trip(tmp_path, params2, dtype):
     with np.load(path, allow_pickle=False) as raw:  # what big_vision sees
         emb = raw["llm/embedder/input_embedding"]
         assert emb.dtype == (np.dtype("V2") if dtype == "bfloat16" else np.dtype(dtype))
-        assert len(raw.files) == len(checkpoints.flatten(params2))
+        assert len(raw.files) == len(tree.flatten(params2))
     config, loaded = checkpoints.load(path)
     expected = cast(params2, checkpoints.DTYPES[dtype])
     assert_trees_equal(loaded, expected)
@@ -75,7 +75,7 @@ def test_npz_round_trip(tmp_path, params2, dtype):
 @pytest.mark.parametrize("wrapper", ["params/", "opt/target/"])
 def test_npz_wrapper(tmp_path, params1, wrapper):
     path = str(tmp_path / "wrapped.npz")
-    flat = {wrapper + k: v for k, v in checkpoints.flatten(params1).items()}
+    flat = {wrapper + k: v for k, v in tree.flatten(params1).items()}
     if wrapper == "opt/target/":
         flat["opt/state/count"] = np.zeros((), np.int32)  # other optimizer state is ignored
     np.savez(path, **flat)
@@ -101,7 +101,7 @@ def test_own_format_round_trip(tmp_path, params2):
 
 
 def _shapes(config):
-    return {k: v.shape for k, v in checkpoints.flatten(model_lib.param_shapes(config)).items()}
+    return {k: v.shape for k, v in tree.flatten(model_lib.param_shapes(config)).items()}
 
 
 @pytest.mark.parametrize("name", ["paligemma-tiny", "paligemma2-tiny"])
@@ -196,13 +196,13 @@ def test_pickled_member_rejected(tmp_path):
 
 
 def test_mismatch_lists_every_offending_key(tmp_path, params1):
-    flat = dict(checkpoints.flatten(params1))
+    flat = dict(tree.flatten(params1))
     del flat["llm/final_norm/scale"]
     flat["llm/extra/thing"] = np.zeros((3,), np.float32)
     flat["img/head/bias"] = np.zeros((65,), np.float32)
     flat["llm/layers/mlp/linear"] = np.zeros((2, 100, 64), np.float32)
     path = tmp_path / "bad.npz"
-    checkpoints.save_npz(path, checkpoints.unflatten(flat))
+    checkpoints.save_npz(path, tree.unflatten(flat))
     with pytest.raises(checkpoints.CheckpointError) as err:
         checkpoints.load(path, config=TINY1)
     msg = str(err.value)

@@ -9,8 +9,8 @@ import textwrap
 
 import pytest
 
-from paligemma import checkpoints, sharding
 from paligemma import model as model_lib
+from paligemma import sharding, tree
 from trainers import dry_run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,16 +56,16 @@ def test_small_model_on_v5e_2x2_matches_hand_counts():
 
     # Parameter bytes per chip, exactly: float32; a parameter split over the 4 data shards holds a quarter.
     mesh = sharding.make_mesh([("data", -1)], dry_run.topology_devices("v5e:2x2"))
-    shapes = checkpoints.flatten(
+    shapes = tree.flatten(
         model_lib.param_shapes(
             model_lib.get_config("paligemma-small")
             | {"llm": dict(model_lib.get_config("paligemma-small")["llm"], vocab_size=2048)}
         )
     )
-    specs = checkpoints.flatten(sharding.param_specs(checkpoints.unflatten(shapes), mesh))
+    specs = tree.flatten(sharding.param_specs(tree.unflatten(shapes), mesh))
     expected = sum(4 * math.prod(x.shape) // (4 if any(specs[k]) else 1) for k, x in shapes.items())
     assert step["args"]["params"] == expected
-    assert model_lib.count_params(checkpoints.unflatten(shapes)) == report["params"]
+    assert model_lib.count_params(tree.unflatten(shapes)) == report["params"]
     # Adam: mu and nu in float32 (+ int32 step counters).
     assert 0 <= step["args"]["opt_state"] - 2 * expected < 64
 

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 import pytest
 
-from paligemma import checkpoints, paths
+from paligemma import checkpoints, paths, tree
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_PATH = os.path.join(REPO, "tests", "fixtures", "gcs", "easyvqa_gcs.py")
@@ -163,7 +163,7 @@ def test_gcs_path_functions(base):
 
 def test_gcs_atomic_write_keeps_the_old_file_when_the_writer_fails(base):
     target = paths.join(base, "x", "file.bin")
-    checkpoints.atomic_write(target, lambda f: f.write(b"old"))
+    paths.atomic_write(target, lambda f: f.write(b"old"))
     assert paths.read_bytes(target) == b"old"
 
     def failing(f):
@@ -171,10 +171,10 @@ def test_gcs_atomic_write_keeps_the_old_file_when_the_writer_fails(base):
         raise RuntimeError("writer died")
 
     with pytest.raises(RuntimeError, match="writer died"):
-        checkpoints.atomic_write(target, failing)
+        paths.atomic_write(target, failing)
     assert paths.read_bytes(target) == b"old"
     assert paths.listdir(paths.join(base, "x")) == ["file.bin"]  # no temporary file left behind
-    checkpoints.atomic_write(target, lambda f: f.write(b"new"))
+    paths.atomic_write(target, lambda f: f.write(b"new"))
     assert paths.read_bytes(target) == b"new"
 
 
@@ -208,7 +208,7 @@ def test_gcs_checkpoints_in_every_format_and_the_ckpt_dir_lookup(gcs, monkeypatc
     from trainers import config as config_lib
 
     config, params = _tiny_params()
-    flat = checkpoints.flatten(params)
+    flat = tree.flatten(params)
     root = _prefix()
     size = checkpoints.save_npz(f"{root}/ckpt/tiny.npz", params, dtype="bfloat16")
     assert size == paths.getsize(f"{root}/ckpt/tiny.npz")
@@ -217,7 +217,7 @@ def test_gcs_checkpoints_in_every_format_and_the_ckpt_dir_lookup(gcs, monkeypatc
     assert checkpoints.detect_format(f"{root}/ours") == "ours" and checkpoints.detect_format(f"{root}/hf") == "hf"
     for path, dtype in ((f"{root}/ckpt/tiny.npz", "bfloat16"), (f"{root}/ours", None), (f"{root}/hf", None)):
         loaded_config, loaded = checkpoints.load(path, dtype="float32")
-        loaded = checkpoints.flatten(loaded)
+        loaded = tree.flatten(loaded)
         assert sorted(loaded) == sorted(flat), path
         for name, value in flat.items():
             expected = np.asarray(value).astype(dtype) if dtype else np.asarray(value)
@@ -348,8 +348,8 @@ def test_gcs_easyvqa_run_trains_is_stopped_resumes_exactly_and_is_scored(gcs, tm
     np.testing.assert_allclose([losses[s] for s in sorted(losses)], [expected[s] for s in sorted(expected)], rtol=1e-6)
     _, final = checkpointing.latest_params(workdir)
     _, ref_final = checkpointing.latest_params(f"{root}/reference")
-    for name, value in checkpoints.flatten(ref_final).items():
-        np.testing.assert_allclose(checkpoints.flatten(final)[name], value, rtol=1e-5, atol=1e-7, err_msg=name)
+    for name, value in tree.flatten(ref_final).items():
+        np.testing.assert_allclose(tree.flatten(final)[name], value, rtol=1e-5, atol=1e-7, err_msg=name)
 
     # Everything the run wrote is in the bucket.
     for name in ("config.json", "metrics.jsonl", "params.npz", "checkpoints"):

@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pytest
 
-from paligemma import checkpoints
+from paligemma import checkpoints, tree
 from trainers import checkpointing
 from trainers import train as train_lib
 from trainers.config import ConfigError
@@ -54,7 +54,7 @@ def reference(tiny_assets, tmp_path_factory):
     result = train_lib.train(tiny_config(tiny_assets), workdir, compiler_options=TINY["FAST_XLA"])
     step, params = checkpointing.latest_params(workdir)
     assert step == STEPS
-    return np.array([r["training_loss"] for r in result["records"]]), checkpoints.flatten(params)
+    return np.array([r["training_loss"] for r in result["records"]]), tree.flatten(params)
 
 
 def _env(cache: str, devices: int = 8) -> dict[str, str]:
@@ -142,8 +142,8 @@ def test_sigterm_then_kill9_then_rerun_ends_like_an_uninterrupted_run(reference,
     assert step == STEPS
     ref_losses, ref_params = reference
     _, exported = checkpoints.load(os.path.join(workdir, "params.npz"))  # the original .npz layout
-    exported = checkpoints.flatten(exported)
-    for name, value in checkpoints.flatten(params).items():
+    exported = tree.flatten(exported)
+    for name, value in tree.flatten(params).items():
         np.testing.assert_array_equal(value, ref_params[name], err_msg=name)
         np.testing.assert_array_equal(exported[name], value, err_msg=name)
     records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
@@ -195,7 +195,7 @@ def test_two_processes_with_four_devices_each_match_one_process_with_eight(
     # Both processes wrote their shards of one orbax checkpoint. (Params are not compared element-wise: Adam turns
     # gradients that are zero up to rounding, e.g. of the attention key bias, into +-lr steps.)
     step, params = checkpointing.latest_params(workdir)
-    assert step == STEPS and set(checkpoints.flatten(params)) == set(reference[1])
+    assert step == STEPS and set(tree.flatten(params)) == set(reference[1])
 
 
 def test_bad_configs_fail_with_one_clear_line_before_compiling(tiny_assets, tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from paligemma import checkpoints, siglip
+from paligemma import checkpoints, siglip, tree
 from paligemma import model as model_lib
 from trainers import checkpointing
 from trainers import train as train_lib
@@ -92,7 +92,7 @@ def _initial_params(config):
 
 def _init(model_config, rng):
     params = jax.jit(lambda r: model_lib.init_params(model_config, r), compiler_options=FAST)(rng)
-    return checkpoints.flatten(jax.device_get(params))
+    return tree.flatten(jax.device_get(params))
 
 
 def test_nan_in_the_data_stops_with_the_step_and_keeps_the_last_good_checkpoint(tiny_assets, tmp_path, monkeypatch):
@@ -111,7 +111,7 @@ def test_nan_in_the_data_stops_with_the_step_and_keeps_the_last_good_checkpoint(
         run(tiny_config(tiny_assets, ckpt_steps=2), tmp_path)
     step, params = checkpointing.latest_params(str(tmp_path))
     assert step == 2
-    assert all(np.isfinite(v).all() for v in checkpoints.flatten(params).values())
+    assert all(np.isfinite(v).all() for v in tree.flatten(params).values())
     steps = [json.loads(line)["step"] for line in open(os.path.join(tmp_path, "metrics.jsonl"))]
     assert max(steps) == 2
 
@@ -136,7 +136,7 @@ def test_model_init_freeze_lr_mults_and_evals(tiny_assets, tmp_path):
     ckpt_config["llm"]["vocab_size"] = small_vocab
     ckpt = _init(ckpt_config, jax.random.key(42))
     path = str(tmp_path / "init.npz")
-    checkpoints.save_npz(path, checkpoints.unflatten(ckpt))
+    checkpoints.save_npz(path, tree.unflatten(ckpt))
     evals = {
         "val": dict(
             type="perplexity",
@@ -157,7 +157,7 @@ def test_model_init_freeze_lr_mults_and_evals(tiny_assets, tmp_path):
     )
     result = run(config, tmp_path / "run")
     _, params = checkpointing.latest_params(str(tmp_path / "run"))
-    params = checkpoints.flatten(params)
+    params = tree.flatten(params)
     random, _ = _initial_params(config)
 
     # Frozen: exactly the initial values, which come from the checkpoint, except what dont_load names.

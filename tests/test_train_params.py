@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from paligemma import checkpoints, sharding
+from paligemma import checkpoints, sharding, tree
 from paligemma import model as model_lib
 from trainers import train
 
@@ -27,7 +27,7 @@ def _setup(model_config, path):
 def _shardings(shapes):
     mesh = sharding.make_mesh([("data", -1)])
     specs = sharding.param_specs(shapes, mesh, strategy=[(".*", "fsdp")])
-    return checkpoints.flatten(sharding.to_shardings(specs, mesh))
+    return tree.flatten(sharding.to_shardings(specs, mesh))
 
 
 @pytest.mark.parametrize("change", ["none", "resolution", "vocabulary"])
@@ -44,18 +44,18 @@ def test_a_bfloat16_checkpoint_loads_to_the_same_params_as_a_host_cast(change, t
 
     # What loading did before: the whole checkpoint cast to float32 on the host, resampled at the model's resolution.
     _, before = checkpoints.load(path, dtype="float32", image_size=config["img"]["image_size"])
-    before = checkpoints.flatten(before)
+    before = tree.flatten(before)
 
     host_dtypes = {}
     original_load = checkpoints.load
 
     def recording_load(*args, **kwargs):
         out = original_load(*args, **kwargs)
-        host_dtypes.update({n: a.dtype for n, a in checkpoints.flatten(out[1]).items()})
+        host_dtypes.update({n: a.dtype for n, a in tree.flatten(out[1]).items()})
         return out
 
     monkeypatch.setattr(checkpoints, "load", recording_load)
-    params = checkpoints.flatten(train._loaded_params(setup, _shardings(setup.shapes), jax.random.key(1)))
+    params = tree.flatten(train._loaded_params(setup, _shardings(setup.shapes), jax.random.key(1)))
 
     assert set(host_dtypes.values()) == {np.dtype(checkpoints.DTYPES["bfloat16"])}  # never cast on the host
     assert set(params) == set(before)

@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from paligemma import model as model_lib
-from paligemma.checkpoints import flatten
+from paligemma.tree import flatten
 from trainers import step
 
 B, T, RES = 6, 12, 32
@@ -121,7 +121,7 @@ def test_train_step_equals_the_full_vocabulary_step(accum_steps, loss_norm, monk
     tx = optax.sgd(1.0)  # the update is the gradient itself
     trainable = [n for n in flatten(params) if not n.startswith("img/")]  # the image encoder frozen
     train_tree = {n: v for n, v in flatten(params).items() if n in trainable}
-    from paligemma.checkpoints import unflatten
+    from paligemma.tree import unflatten
 
     opt_state = tx.init(unflatten(train_tree))
 

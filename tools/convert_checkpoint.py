@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from paligemma import checkpoints, paths
+from paligemma import checkpoints, paths, tree
 
 
 def _window(value: str):
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    leaves = list(checkpoints.flatten(params).values())
+    leaves = list(tree.flatten(params).values())
     count = sum(int(np.prod(x.shape)) for x in leaves)
     dtypes = sorted({args.dtype or str(x.dtype) for x in leaves})
     print(

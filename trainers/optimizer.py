@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from paligemma.checkpoints import flatten, unflatten
+from paligemma.tree import flatten, unflatten
 
 Schedule = Callable[[Any], jax.Array]
 

@@ -31,8 +31,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from paligemma.checkpoints import flatten, unflatten
 from paligemma.layers import constrain_batch
+from paligemma.tree import flatten, unflatten
 
 REQUIRED_KEYS = ("image", "text", "mask_ar", "mask_loss", "mask_input")
 

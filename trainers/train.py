@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from paligemma import checkpoints, paths, sharding
+from paligemma import checkpoints, paths, sharding, tree
 from paligemma import model as model_lib
 from trainers import checkpointing, logging_utils, optimizer, prefetch
 from trainers import config as config_lib
@@ -331,7 +331,7 @@ def _random_params(
         dummy = model_lib.dummy_inputs(model_config)
 
         def init(key):
-            full = checkpoints.flatten(model.init(key, *dummy)["params"])
+            full = tree.flatten(model.init(key, *dummy)["params"])
             return {n: full[n] for n in names}
 
         return jax.jit(init, out_shardings=out_shardings, compiler_options=compiler_options)
@@ -371,12 +371,12 @@ def _loaded_params(setup: _Setup, shardings: dict[str, Any], rng: jax.Array) -> 
     The checkpoint is read in its stored dtype (a bfloat16 3B file: 6 GB of host memory, not 12) and each array is
     cast to the model's parameter dtype shard by shard as it is placed (`_put_host`).
     """
-    cfg, flat_shapes = setup.cfg, checkpoints.flatten(setup.shapes)
+    cfg, flat_shapes = setup.cfg, tree.flatten(setup.shapes)
     try:
         _, loaded = checkpoints.load(setup.init_path)
     except (ValueError, OSError) as e:
         raise ConfigError(f"config.model_init: {_one_line(e)}") from None
-    loaded = checkpoints.flatten(loaded)
+    loaded = tree.flatten(loaded)
     _fit_posemb(loaded, flat_shapes, setup.model_config)
     dont_load = list(cfg.model_load.dont_load or ())
     random_names, extend, problems = [], {}, []
@@ -433,7 +433,7 @@ def _loaded_params(setup: _Setup, shardings: dict[str, Any], rng: jax.Array) -> 
         len(random_names) - len(extend),
         ", ".join(n for n in random_names if n not in extend) or "none",
     )
-    return checkpoints.unflatten(out)
+    return tree.unflatten(out)
 
 
 def _opt_state_shardings(opt_shapes: Any, param_shardings: dict[str, Any], param_shapes: dict[str, Any], mesh) -> Any:
@@ -558,9 +558,9 @@ def _export(params, cfg, workdir: str) -> str | None:
     if not cfg.export_npz:
         return None
     path = paths.join(workdir, "params.npz") if cfg.export_npz is True else str(cfg.export_npz)
-    host = {name: _to_host(x) for name, x in checkpoints.flatten(params).items()}  # collective when multi-process
+    host = {name: _to_host(x) for name, x in tree.flatten(params).items()}  # collective when multi-process
     if jax.process_index() == 0:  # local or gs:// (written to a temporary file, then renamed / uploaded once)
-        checkpoints.save_npz(path, checkpoints.unflatten(host), dtype=cfg.export_dtype)
+        checkpoints.save_npz(path, tree.unflatten(host), dtype=cfg.export_dtype)
         log.info("Exported the final params to %s", path)
     return path
 
@@ -606,14 +606,14 @@ class _State:
 
     def __init__(self, setup: _Setup):
         cfg, mesh = setup.cfg, setup.mesh
-        self.flat_shapes = checkpoints.flatten(setup.shapes)
+        self.flat_shapes = tree.flatten(setup.shapes)
         self.param_shardings = sharding.to_shardings(setup.specs, mesh)
-        self.flat_shardings = checkpoints.flatten(self.param_shardings)
+        self.flat_shardings = tree.flatten(self.param_shardings)
         frozen = set(optimizer.frozen_names(list(self.flat_shapes), cfg.freeze))
         self.trainable = [n for n in self.flat_shapes if n not in frozen]
         if not self.trainable:
             raise ConfigError("config.freeze freezes every parameter; nothing to train.")
-        train_shapes = checkpoints.unflatten({n: self.flat_shapes[n] for n in self.trainable})
+        train_shapes = tree.unflatten({n: self.flat_shapes[n] for n in self.trainable})
         try:
             self.tx, self.lr_fn = optimizer.make_optimizer(cfg, train_shapes, setup.total_steps)
             self.opt_shapes = jax.eval_shape(self.tx.init, train_shapes)
@@ -636,17 +636,17 @@ class _State:
         if setup.init_path:
             params = _loaded_params(setup, self.flat_shardings, rng)
         else:
-            params = checkpoints.unflatten(
+            params = tree.unflatten(
                 _random_params(
                     setup.model_config, list(self.flat_shapes), self.flat_shardings, rng, setup.compiler_options
                 )
             )
-        flat = checkpoints.flatten(params)
+        flat = tree.flatten(params)
         opt_init = _cached_jit(
             ["opt_init", self.program_key],
             lambda: jax.jit(self.tx.init, out_shardings=self.opt_shardings, compiler_options=setup.compiler_options),
         )
-        return params, opt_init(checkpoints.unflatten({n: flat[n] for n in self.trainable}))
+        return params, opt_init(tree.unflatten({n: flat[n] for n in self.trainable}))
 
     def restore(self, ckpt: checkpointing.Checkpointer, step: int, shapes: Any) -> tuple[Any, Any, dict[str, Any]]:
         """(params, opt_state, meta) of checkpoint `step`, placed on the mesh."""
