@@ -14,7 +14,7 @@ where the loss weight can be nonzero. Each example's weighted positions are gath
 order), the rows are cut into chunks of `loss_chunk` positions, and a scan over the chunks computes one chunk's
 float32 logits at a time, skipping (`lax.cond`) the chunks without any weighted position and rematerialising the
 logits in the backward pass. The loss and its gradient are the full-vocabulary cross-entropy at every position,
-summed in another order (tests/test_train_step_loss.py: relative 1e-6 in float32). The projection runs on about
+summed in another order (tests/trainers/test_step_loss.py: relative 1e-6 in float32). The projection runs on about
 `max suffix length / T` of the positions (plus its recomputation in the backward pass); the logits held at once are
 one chunk's `[B, loss_chunk, V]` instead of `[B, T, V]`, at the price of a float32 accumulator of the embedding's
 gradient in the loop. Measured for paligemma-3b-224 on v5e:2x4 (batch 32 per chip): the loss alone needs ~1.9 GiB

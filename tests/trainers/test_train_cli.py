@@ -24,7 +24,7 @@ from trainers import checkpointing
 from trainers import train as train_lib
 from trainers.config import ConfigError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY_PATH = os.path.join(REPO, "tests", "fixtures", "train", "tiny.py")
 TINY = __import__("runpy").run_path(TINY_PATH)
 STEPS = 10

@@ -10,7 +10,7 @@ from configs.transfer import easyvqa
 from tools import demo_report, plots
 from trainers import config as config_lib
 
-FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "eval", "eval.jsonl")
+FIXTURE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "eval", "eval.jsonl")
 
 
 def _workdir(tmp_path):

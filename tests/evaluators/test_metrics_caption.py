@@ -17,7 +17,7 @@ pycoco_cider = pytest.importorskip("pycocoevalcap.cider.cider")
 pycoco_bleu = pytest.importorskip("pycocoevalcap.bleu.bleu")
 pycoco_rouge = pytest.importorskip("pycocoevalcap.rouge.rouge")
 
-FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "metrics", "ptb_java.json")
+FIXTURE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "metrics", "ptb_java.json")
 
 
 def _random_corpus(seed, num_images, vocab_size, max_len, max_refs, min_len=0):

@@ -13,7 +13,7 @@ from paligemma import model as model_lib
 from trainers import checkpointing
 from trainers import train as train_lib
 
-TINY = runpy.run_path(os.path.join(os.path.dirname(__file__), "fixtures", "train", "tiny.py"))
+TINY = runpy.run_path(os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "train", "tiny.py"))
 STEPS = 10
 FAST = TINY["FAST_XLA"]
 

@@ -20,7 +20,7 @@ from paligemma import decode
 from paligemma import model as model_lib
 from paligemma.tokenizer import Tokenizer, parse_detections
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 CONFIG_FILE = os.path.join(FIXTURES, "configs", "eval_tiny.py")
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from datasets import sources
 
-FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "data", "jsonl_small", "train.jsonl")
+FIXTURE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "data", "jsonl_small", "train.jsonl")
 
 
 def _png(value=0, size=4) -> bytes:

@@ -14,7 +14,7 @@ from paligemma import model as model_lib
 from paligemma.tokenizer import parse_detections, train_tokenizer
 from tools import draw, predict
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMAGES = os.path.join(ROOT, "tests", "fixtures", "eval", "images")
 DRAW_OUT = os.environ.get("DRAW_TEST_OUTPUT")  # set to a folder to keep the drawn PNGs for a look
 

@@ -13,7 +13,7 @@ from paligemma import model as model_lib
 from paligemma import sharding, tree
 from trainers import dry_run
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 needs_libtpu = pytest.mark.skipif(
     importlib.util.find_spec("libtpu") is None,
     reason=f"libtpu is not installed (`pip install {dry_run.LIBTPU_PIN}`, in "

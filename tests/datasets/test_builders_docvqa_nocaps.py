@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from datasets import build, sources
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "data")
 DOCVQA = os.path.join(FIXTURES, "docvqa_manual")
 NOCAPS = os.path.join(FIXTURES, "nocaps_manual")

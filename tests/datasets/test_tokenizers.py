@@ -11,7 +11,7 @@ from datasets import tokenizers
 from datasets.tokenizers import TokenizerSpecError, resolve_tokenizer
 from paligemma.tokenizer import Tokenizer, train_tokenizer
 
-FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "eval", "eval.jsonl")
+FIXTURE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "eval", "eval.jsonl")
 TRAIN = dict(
     data=dict(name="jsonl", path=FIXTURE),
     keys=("question", "answers", "captions"),
