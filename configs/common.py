@@ -184,7 +184,7 @@ def mock_mode(
 def original_transfer_recipe(
     config: ml_collections.ConfigDict, *, label_smoothing: float = 0.0, ckpt_steps: int = 1000
 ) -> None:
-    """The optimisation and bookkeeping every original PaliGemma transfer shares (REFERENCE section 5): Adam
+    """The optimisation and bookkeeping every original PaliGemma transfer shares (docs/reference.md §5): Adam
     (b1 0.9, b2 0.999) at lr 1e-5, cosine with 5% warmup, global-norm clipping at 1, no weight decay, loss per
     example, parameters FSDP-sharded over all devices; a progress line every 50 steps, checkpoints kept 2 deep.
     """

@@ -1,6 +1,6 @@
 """RefCOCO referring-expression segmentation: mask IoU (mIoU) and box accuracy, as big_vision's evaluator.
 
-Per example (REFERENCE section 4):
+Per example (docs/reference.md §4.4):
 
 1. Take the first 20 generated tokens: they must be 4 ``<loc>`` then 16 ``<seg>`` tokens, with ``y2 > y1`` and
    ``x2 > x1`` (in bins); otherwise the example is INVALID: mask IoU 0, counted in ``invalid`` and in the mean.
@@ -16,7 +16,7 @@ Per example (REFERENCE section 4):
    (0 when the union is empty).
 4. mIoU = mean of the per-example IoUs (not the cumulative / "overall" IoU).
 
-Token ids follow REFERENCE section 1: ``<locN>`` = 256000 + N, ``<segN>`` = 257024 + N.
+Token ids follow docs/reference.md §1.3: ``<locN>`` = 256000 + N, ``<segN>`` = 257024 + N.
 """
 
 from __future__ import annotations

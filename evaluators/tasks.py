@@ -22,7 +22,7 @@ Perplexity runs the training layout (`tok_paligemma` with `mask_loss`): model in
 suffix tokens (`evaluators.metrics.per_example_nll`), `perplexity = exp(nll)`, `token_nll` the mean over all suffix
 tokens. Examples without suffix tokens are left out (counted in `empty_targets`).
 
-RefCOCO follows REFERENCE section 4: the first 20 generated tokens must be 4 `<loc>` + 16 `<seg>` (ids of this
+RefCOCO follows docs/reference.md §4.4: the first 20 generated tokens must be 4 `<loc>` + 16 `<seg>` (ids of this
 tokenizer), the seg codes are decoded by the VQ-VAE and scored with `evaluators.refcoco.refcoco_example` against the
 full-resolution mask (`mask_key`: encoded PNG bytes, a JSON nested list, or an array). Records keep the canonical
 ids (`<locN>` = 256000 + N, `<segN>` = 257024 + N) under `seg_ids` ([] when invalid).

@@ -3,7 +3,7 @@
 A 64x64 binary mask is encoded into 16 codebook indices (a 4x4 grid, 128 codes), written by the model as
 ``<seg000>``..``<seg127>`` tokens, and decoded back into 64x64 mask logits (foreground where > 0).
 
-Architecture (REFERENCE section 3; PyTorch ``nn.Sequential`` indices of the released ``vae-oid.npz`` in brackets):
+Architecture (docs/reference.md §3; PyTorch ``nn.Sequential`` indices of the released ``vae-oid.npz`` in brackets):
 
   encoder: mask [N,64,64,1] in [-1,1]
     -> 4 x (3x3 conv, stride 2, ReLU)             [encoder.0, .2, .4, .6]  (ReLUs at 1, 3, 5, 7)

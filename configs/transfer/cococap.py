@@ -14,7 +14,7 @@ Needs (see the README):
     with internet, then copy the data_dir; and this project's `nocaps`:
     `python -m datasets.build nocaps --manual_dir DIR` (`--help_manual` lists the files).
 
-Recipe (REFERENCE section 5): 5 epochs at batch 256, Adam (b2 0.999), lr 1e-5, cosine with 5% warmup, clipping at 1,
+Recipe (docs/reference.md §5): 5 epochs at batch 256, Adam (b2 0.999), lr 1e-5, cosine with 5% warmup, clipping at 1,
 no weight decay, text_len 32; each visit of an image trains on one of its captions drawn at random; prompt
 `caption en`. Evaluation: CIDEr-D (with BLEU-4 and ROUGE-L) of beam-2 captions on the Karpathy val split and on NoCaps
 validation, every 20% of the run and at the end.

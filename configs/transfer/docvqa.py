@@ -13,7 +13,7 @@ Needs (see the README):
   * this project's `docvqa` TFDS dataset: `python -m datasets.build docvqa --manual_dir DIR` (the Single Page DocVQA
     files from https://rrc.cvc.uab.es/?ch=17; `--help_manual` lists them).
 
-Recipe: as the other transfers (REFERENCE section 5) at 896px: Adam (b2 0.999), lr 1e-5, cosine with 5% warmup,
+Recipe: as the other transfers (docs/reference.md §5) at 896px: Adam (b2 0.999), lr 1e-5, cosine with 5% warmup,
 clipping at 1, no weight decay, batch 256; 10 epochs (our choice); the raw question is the prompt (no task prefix,
 as the original DocVQA transfer); text_len 64 (questions are longer); one of the answers drawn at random per visit.
 Evaluation: ANLS (threshold 0.5) of greedy answers on the validation split every 10% of the run and at the end.

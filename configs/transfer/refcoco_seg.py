@@ -16,7 +16,7 @@ Needs (see the README):
   * this project's `refcoco` TFDS dataset: `python -m datasets.build refcoco/refcoco_unc --manual_dir DIR`
     (`--help_manual` lists the files: COCO train2014 images + the refer annotations).
 
-Recipe (REFERENCE section 5): 448px, batch 64, Adam (b2 0.999), lr 1e-5, cosine with 5% warmup, clipping at 1, no
+Recipe (docs/reference.md §5): 448px, batch 64, Adam (b2 0.999), lr 1e-5, cosine with 5% warmup, clipping at 1, no
 weight decay, label smoothing 0.3, text_len 48, 10 epochs (our choice). Targets: the object's mask is cropped to its
 box, encoded by the VQ-VAE into 16 codes and written after the box's 4 loc tokens; one of the object's expressions is
 drawn at random per visit. Evaluation: greedy decoding, masks decoded by the VQ-VAE and pasted into the predicted box;

@@ -15,7 +15,7 @@ Needs (see the README):
   * the `vqa` TFDS dataset: `python -m datasets.build vqa --manual_dir DIR` (`--help_manual` lists the files);
     `$TFDS_DATA_DIR` or `--config.input.data.data_dir` say where it is.
 
-Recipe (the original transfer, REFERENCE section 5): 10 epochs at batch 256, Adam (b2 0.999), lr 1e-5 with a cosine
+Recipe (the original transfer, docs/reference.md §5): 10 epochs at batch 256, Adam (b2 0.999), lr 1e-5 with a cosine
 schedule and 5% warmup, global-norm clipping at 1, no weight decay, no label smoothing, text_len 32, loss per example,
 params FSDP-sharded over all chips. One of the 10 answers is drawn at random for each visit of a question.
 Evaluation: VQA accuracy (official normalisation, leave-one-out over the 10 answers) by greedy decoding on a held-out

@@ -1,6 +1,6 @@
 """PaliGemma text layout and masks, in plain numpy (used by the ``tok_paligemma*`` ops; testable without TF).
 
-Training layout (REFERENCE section 2), ``text_len`` tokens::
+Training layout (docs/reference.md §2.1), ``text_len`` tokens::
 
     tokens    : <bos> prefix... "\\n"  suffix... <eos>  <pad>...
     mask_ar   :   0     0...      0     1...      1      1...     # 0 = bidirectional prefix, 1 = causal

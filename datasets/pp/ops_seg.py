@@ -1,6 +1,6 @@
 """Segmentation targets: object masks -> ``<loc>`` x4 + ``<seg>`` x16 text via the PaliGemma VQ-VAE.
 
-Per object (REFERENCE sections 2-3): the mask is cropped to the object's box (pixels
+Per object (docs/reference.md §2.6 and §3): the mask is cropped to the object's box (pixels
 ``floor(y1*H) .. ceil(y2*H)``, same for x), resized to 64x64 (bilinear, antialiased), binarised (> 0.5) and mapped
 to {-1, +1}; ``paligemma.vqvae.encode`` turns it into 16 codebook indices (row-major 4x4), written as
 ``<segNNN>``. The box becomes 4 loc tokens (``clip(round(v*1023), 0, 1023)``). This is the inverse of what the

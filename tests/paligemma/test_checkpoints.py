@@ -140,7 +140,7 @@ def test_infer_config_mha_map_head_and_27b_scale():
     assert small["llm"]["query_pre_attn_scalar"] == 256
 
 
-REFERENCE_COUNTS = {  # REFERENCE.md section 1, at vocabulary 257152
+REFERENCE_COUNTS = {  # docs/reference.md §1.6, at vocabulary 257152
     "paligemma-3b-224": 2_938_573_760,
     "paligemma-3b-448": 2_939_458_496,
     "paligemma-3b-896": 2_942_997_440,

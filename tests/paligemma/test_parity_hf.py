@@ -244,7 +244,7 @@ def test_ours_to_hf(name, tmp_path, caplog, record_property):
 @pytest.mark.parametrize("name", ["paligemma-3b-224", "paligemma2-28b-448"])
 def test_full_size_layout_matches_transformers(name):
     """Every tensor name and shape `to_hf` produces for a released size is the one transformers builds (on the meta
-    device, nothing allocated), MAP head included; the count is REFERENCE.md's (which includes the MAP head)."""
+    device, nothing allocated), MAP head included; the count is docs/reference.md §1.6's (with the MAP head)."""
     config = model_lib.get_config(name)
     config["img"]["pool_type"] = "map"
     zeros = np.zeros((), np.float32)
