@@ -14,8 +14,10 @@ data_dir is reused unless `--overwrite`. Stock TFDS datasets are built with TFDS
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 
+import tensorflow_datasets as tfds
 from absl import app, flags
 
 from datasets import builders
@@ -89,8 +91,6 @@ def prepare(
 
     `num_shards`: files per split (default: TFDS's choice by size).
     """
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-
     builders.register_all()
     if _base(name) not in builders.BUILDERS:
         raise KeyError(
@@ -106,8 +106,6 @@ def prepare(
         compute_stats=tfds.download.ComputeStatsMode.SKIP,
     )
     if overwrite and builder.is_prepared():
-        import shutil  # pylint: disable=g-import-not-at-top
-
         shutil.rmtree(os.fspath(builder.data_path))
         builder = tfds.builder(name, data_dir=data_dir)
     builder.download_and_prepare(download_config=config)

@@ -15,8 +15,8 @@ names starting with "_" are reserved. Blank lines are ignored.
 
 Bad rows -- malformed JSON, not an object, no image, a missing image file, an image path that leaves the dataset's
 folder (`../`, absolute paths elsewhere; the check is on the path as written, so symlinks placed inside the folder
-are followed), bad base64, a field whose type differs from earlier rows -- raise `sources.DataError` naming the file
-and line ("path/train.jsonl:12: image file not found: ..."), or with `skip_bad_rows=True` are skipped, counted
+are followed), bad base64, a field whose type differs from earlier rows -- raise `DataError` (`datasets.base`; also
+`sources.DataError`) naming the file and line ("path/train.jsonl:12: image file not found: ..."), or with `skip_bad_rows=True` are skipped, counted
 (`num_skipped`, `skipped` = [(line, reason), ...]) and reported with a warning.
 
 The whole file is parsed and checked (every image path is stat-ed) when the source is created; images are read
@@ -35,7 +35,7 @@ import posixpath
 import numpy as np
 import tensorflow as tf
 
-from datasets.sources import AUTOTUNE, DataError, Source, shard_bounds
+from datasets.base import AUTOTUNE, DataError, Source, shard_bounds
 from paligemma import paths
 
 log = logging.getLogger(__name__)

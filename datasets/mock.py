@@ -18,8 +18,11 @@ import zlib
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
-from datasets import sources
+from datasets import builders
+from datasets.base import AUTOTUNE, Source, shard_bounds
+from datasets.tfds_source import skip_image_decoders
 
 SEQUENCE_LENGTH = 3  # items in a variable-length Sequence; fixed, so that list fields batch like real splits do
 WORDS = (
@@ -40,8 +43,6 @@ class _Generator:
         self.size = (int(rng.integers(24, 65)), int(rng.integers(24, 65)))  # (H, W), shared by the example's images
 
     def value(self, feature):
-        import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-
         f, rng = tfds.features, self.rng
         if isinstance(feature, f.FeaturesDict):
             return {k: self.value(v) for k, v in feature.items()}
@@ -85,14 +86,10 @@ class _Generator:
         raise NotImplementedError(f"mock data: no generator for the TFDS feature {type(feature).__name__}")
 
 
-class MockTfdsSource(sources.Source):
+class MockTfdsSource(Source):
     """`num_examples` random examples with the feature spec of the TFDS dataset `name` (nothing needs to be built)."""
 
     def __init__(self, name: str, split: str, num_examples: int = 32, seed: int = 0):
-        import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-
-        from datasets import builders  # pylint: disable=g-import-not-at-top
-
         builders.register_all()
         if num_examples < 1:
             raise ValueError(f"mock data needs num_examples >= 1, got {num_examples}")
@@ -102,25 +99,25 @@ class MockTfdsSource(sources.Source):
         self._serialized = [
             self.features.serialize_example(_Generator(rng).value(self.features)) for _ in range(self.num_examples)
         ]
-        self._decoders = sources._skip_image_decoders(self.features)  # pylint: disable=protected-access
+        self._decoders = skip_image_decoders(self.features)
 
     def describe(self) -> str:
         return f"mock:{self.name}[{self.split}] ({self.num_examples} random examples)"
 
     def shard_num_examples(self, process_index: int = 0, process_count: int = 1) -> int:
-        start, end = sources.shard_bounds(self.num_examples, process_index, process_count)
+        start, end = shard_bounds(self.num_examples, process_index, process_count)
         return end - start
 
     def get_tfdata(
         self, *, process_index: int = 0, process_count: int = 1, ordered: bool = False, seed=None
     ) -> tf.data.Dataset:
-        start, end = sources.shard_bounds(self.num_examples, process_index, process_count)
+        start, end = shard_bounds(self.num_examples, process_index, process_count)
         ds = tf.data.Dataset.from_tensor_slices(tf.constant(self._serialized[start:end], tf.string))
         if not ordered:
             ds = ds.shuffle(max(end - start, 1), seed=seed, reshuffle_each_iteration=False)
         features, decoders = self.features, self._decoders
         return ds.map(
             lambda x: features.deserialize_example(x, decoders=decoders),
-            num_parallel_calls=tf.data.AUTOTUNE,
+            num_parallel_calls=AUTOTUNE,
             deterministic=True,
         )

@@ -52,10 +52,14 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import jax
 import numpy as np
 import tensorflow as tf
 
-from datasets import sources as sources_lib
+from datasets import pp
+from datasets.base import DataError, mix_seed, shard_bounds
+from datasets.mixture import MixtureSource
+from datasets.sources import get_source
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +83,6 @@ def resolve_pp(pp_fn, tokenizer=None) -> PPFn | None:
     if pp_fn is None or callable(pp_fn):
         return pp_fn
     if isinstance(pp_fn, str):
-        from datasets import pp  # pylint: disable=g-import-not-at-top  (written alongside; imported when used)
-
         return pp.get_preprocess_fn(pp_fn, tokenizer=tokenizer)
     raise TypeError(f"pp_fn must be a callable, a pp string or None, got {type(pp_fn).__name__}")
 
@@ -118,7 +120,7 @@ def _single_train_stream(
 ) -> tf.data.Dataset:
     n = source.shard_num_examples(process_index, process_count)
     if n <= 0:
-        raise sources_lib.DataError(f"{source.describe()}: process {process_index} of {process_count} has no examples")
+        raise DataError(f"{source.describe()}: process {process_index} of {process_count} has no examples")
     epoch0, offset = divmod(int(start), n)
 
     def epoch(e):
@@ -126,16 +128,16 @@ def _single_train_stream(
             process_index=process_index,
             process_count=process_count,
             ordered=False,
-            seed=sources_lib.mix_seed(seed, e, 0),
+            seed=mix_seed(seed, e, 0),
         )
         if buffer_size and buffer_size > 1:
-            ds = ds.shuffle(buffer_size, seed=sources_lib.mix_seed(seed, e, 1), reshuffle_each_iteration=False)
+            ds = ds.shuffle(buffer_size, seed=mix_seed(seed, e, 1), reshuffle_each_iteration=False)
         return ds
 
     ds = tf.data.Dataset.range(epoch0, _FOREVER).flat_map(epoch)
     if offset:
         ds = ds.skip(offset)
-    ex_seed = sources_lib.mix_seed(seed, 2)
+    ex_seed = mix_seed(seed, 2)
 
     def add_seed(k, ex):
         ex = dict(ex)
@@ -174,7 +176,7 @@ def _mixture_train_stream(
     source, pp_fns, *, process_index, process_count, seed, start, buffer_size, num_parallel
 ) -> tf.data.Dataset:
     weights = list(source.weights)
-    mseed = int(sources_lib.mix_seed(seed, 3).numpy())
+    mseed = int(mix_seed(seed, 3).numpy())
     positions = mixture_part_positions(weights, mseed, start)
     live = [i for i, w in enumerate(weights) if w > 0]  # zero-weight parts are never drawn
     parts = [
@@ -183,7 +185,7 @@ def _mixture_train_stream(
             pp_fns[i],
             process_index=process_index,
             process_count=process_count,
-            seed=sources_lib.mix_seed(seed, 10 + i),
+            seed=mix_seed(seed, 10 + i),
             start=int(positions[i]),
             buffer_size=buffer_size,
             num_parallel=num_parallel,
@@ -230,7 +232,7 @@ def make_train_dataset(
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     if start_example < 0:
         raise ValueError(f"start_example must be >= 0, got {start_example}")
-    seed = int(sources_lib.mix_seed(int(seed), process_index).numpy())
+    seed = int(mix_seed(int(seed), process_index).numpy())
     kw = dict(
         process_index=process_index,
         process_count=process_count,
@@ -239,7 +241,7 @@ def make_train_dataset(
         buffer_size=shuffle_buffer_size,
         num_parallel=num_parallel,
     )
-    if isinstance(source, sources_lib.MixtureSource):
+    if isinstance(source, MixtureSource):
         ds = _mixture_train_stream(source, _part_pps(source, pp_fn, tokenizer), **kw)
     else:
         ds = _single_train_stream(source, resolve_pp(pp_fn if pp_fn is not None else source.pp, tokenizer), **kw)
@@ -320,7 +322,7 @@ def make_train_iterator(
       tokenizer: passed to `pp.get_preprocess_fn` when pp_fn is a string.
     """
     if isinstance(source, dict) or hasattr(source, "to_dict"):
-        source = sources_lib.get_source(source)
+        source = get_source(source)
     ds = make_train_dataset(
         source,
         pp_fn,
@@ -403,7 +405,7 @@ class EvalIterator:
 
 def _ordered_part(source, fn, process_index, process_count, part_index, num_parallel):
     ds = source.get_tfdata(process_index=process_index, process_count=process_count, ordered=True)
-    start, _ = sources_lib.shard_bounds(source.num_examples, process_index, process_count)
+    start, _ = shard_bounds(source.num_examples, process_index, process_count)
     ex_seed = tf.constant(part_index, tf.int64)
 
     def add_seed(k, ex):  # Same `_seed` contract as training: fixed per example (part, index in the split).
@@ -420,7 +422,7 @@ def make_eval_dataset(
     source, pp_fn, *, process_index: int, process_count: int, num_parallel=AUTOTUNE, tokenizer=None
 ) -> tf.data.Dataset:
     """Unbatched, ordered, preprocessed examples of this process's block."""
-    if isinstance(source, sources_lib.MixtureSource):
+    if isinstance(source, MixtureSource):
         ds = None
         for i, (part, fn) in enumerate(zip(source.parts, _part_pps(source, pp_fn, tokenizer))):
             d = _ordered_part(part, fn, process_index, process_count, i, num_parallel)
@@ -443,7 +445,7 @@ def make_eval_iterator(
 ) -> EvalIterator:
     """Every example of the split exactly once across processes, in order; see the module docstring."""
     if isinstance(source, dict) or hasattr(source, "to_dict"):
-        source = sources_lib.get_source(source)
+        source = get_source(source)
     process_index, process_count = _process(process_index, process_count)
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -471,8 +473,6 @@ def make_eval_iterator(
 
 def _process(process_index, process_count):
     if process_index is None or process_count is None:
-        import jax  # pylint: disable=g-import-not-at-top
-
         process_index = jax.process_index() if process_index is None else process_index
         process_count = jax.process_count() if process_count is None else process_count
     if not 0 <= process_index < process_count:

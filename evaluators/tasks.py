@@ -80,7 +80,7 @@ def _suffix_nll(model, params, batch):
     training-layout batch. The logits are computed only at the suffix positions, a few at a time
     (`trainers.step.weighted_nll_sums`); the values are `M.per_example_nll` of the full logits.
     """
-    from trainers.step import weighted_nll_sums  # pylint: disable=g-import-not-at-top
+    from paligemma.loss import weighted_nll_sums  # pylint: disable=g-import-not-at-top
 
     text, mask_ar, mask_loss = batch["text"], batch["mask_ar"], batch["mask_loss"]
     input_mask = batch["mask_input"].astype(bool)

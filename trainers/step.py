@@ -4,8 +4,8 @@ Batch layout (the `tok_paligemma` pp op): image float [B, H, W, 3] (or [B, F, H,
 `text`, `mask_ar`, `mask_loss`, `mask_input`. The model reads `text[:, :-1]` (with `mask_ar[:, :-1]`,
 `mask_input[:, :-1]`) and predicts `text[:, 1:]`, weighted by `mask_loss[:, 1:]`.
 
-Loss normalisation (`loss_norm`): "example" averages each example's suffix tokens, then the examples (docs/reference.md
-§2.2; an example without suffix tokens contributes 0 but still counts); "token" averages all suffix tokens of
+Loss normalisation (`loss_norm`): "example" averages each example's suffix tokens, then the examples (REFERENCE.md
+section 2; an example without suffix tokens contributes 0 but still counts); "token" averages all suffix tokens of
 the batch. Either way the loss is a ratio `sum / denominator` whose parts add up over microbatches, so accumulating
 `accum_steps` microbatches gives exactly the full-batch loss and gradient.
 
@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from paligemma.layers import constrain_batch
+from paligemma.loss import weighted_nll_sums
 from paligemma.tree import flatten, unflatten
 
 REQUIRED_KEYS = ("image", "text", "mask_ar", "mask_loss", "mask_input")
@@ -48,18 +48,6 @@ def check_batch(batch: Mapping[str, Any]) -> None:
         )
 
 
-def token_nll(logits: jax.Array, targets: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
-    """Float logits [B, T, V], int targets [B, T] -> float32 [B, T] cross-entropy.
-
-    With label smoothing e the target distribution is (1 - e) * onehot + e / V.
-    """
-    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    target_logp = jnp.take_along_axis(logp, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
-    if not label_smoothing:
-        return -target_logp
-    return -((1.0 - label_smoothing) * target_logp + label_smoothing * jnp.mean(logp, axis=-1))
-
-
 def loss_parts(nll: jax.Array, weights: jax.Array, loss_norm: str = "example") -> tuple[jax.Array, jax.Array]:
     """(sum, denominator) of the batch loss from per-token nll and weights (both [B, T]); loss = sum / denominator."""
     weights = weights.astype(jnp.float32)
@@ -74,57 +62,6 @@ def normalise(total: jax.Array, count: jax.Array, loss_norm: str = "example") ->
         raise ValueError(f"loss_norm must be 'example' or 'token', got {loss_norm!r}.")
     per_example = jnp.where(count > 0, total / jnp.where(count > 0, count, 1.0), 0.0)
     return jnp.sum(per_example), jnp.asarray(total.shape[0], jnp.float32)
-
-
-def weighted_nll_sums(
-    hidden: jax.Array,
-    targets: jax.Array,
-    weights: jax.Array,
-    logits_fn: Callable[[jax.Array], jax.Array],
-    *,
-    label_smoothing: float = 0.0,
-    chunk: int = 4,
-) -> jax.Array:
-    """Per-example `sum_t weights * token_nll(logits_fn(hidden))`, computing logits only where weights != 0.
-
-    Args:
-      hidden: `[B, T, D]` pre-logits hidden states (any float dtype).
-      targets: int `[B, T]` next-token ids.
-      weights: `[B, T]` loss weights (0 = no loss at that position).
-      logits_fn: `[B, C, D]` -> float32 logits `[B, C, V]` (the model's output projection).
-      label_smoothing: as in `token_nll`.
-      chunk: positions per example whose logits are computed at once (C).
-
-    Returns:
-      float32 `[B]`. Equal to `jnp.sum(token_nll(logits_fn(hidden), targets, e) * weights, -1)` up to the order of the
-      summation; its gradient is that expression's gradient.
-    """
-    batch, length = weights.shape
-    chunk = max(1, min(int(chunk), length))
-    num_chunks = -(-length // chunk)
-    weights = weights.astype(jnp.float32)
-    # Weighted positions first, each row in its own order: a row with n of them has them in chunks 0 .. n // chunk.
-    order = jnp.argsort(weights == 0, axis=1, stable=True)
-
-    def chunks(x):  # [B, T, ...] -> [num_chunks, B, chunk, ...], gathered in `order`, zero-padded
-        x = jnp.take_along_axis(x, order.reshape(order.shape + (1,) * (x.ndim - 2)), axis=1)
-        x = jnp.pad(x, [(0, 0), (0, num_chunks * chunk - length)] + [(0, 0)] * (x.ndim - 2))
-        return constrain_batch(jnp.moveaxis(x.reshape(batch, num_chunks, chunk, *x.shape[2:]), 1, 0), dim=1)
-
-    def chunk_sums(h, t, w):
-        nll = token_nll(logits_fn(h), t, label_smoothing)
-        return jnp.sum(jnp.where(w != 0, nll * w, 0.0), axis=-1)
-
-    @jax.checkpoint  # the backward pass recomputes a chunk's logits instead of keeping every chunk's
-    def body(total, xs):
-        h, t, w = xs
-        sums = jax.lax.cond(jnp.any(w != 0), chunk_sums, lambda h, t, w: jnp.zeros((batch,), jnp.float32), h, t, w)
-        return total + sums, None
-
-    total, _ = jax.lax.scan(
-        body, jnp.zeros((batch,), jnp.float32), (chunks(hidden), chunks(targets.astype(jnp.int32)), chunks(weights))
-    )
-    return total
 
 
 def model_inputs(batch: Mapping[str, jax.Array]) -> tuple[tuple, jax.Array, jax.Array]:
