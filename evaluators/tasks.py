@@ -1,4 +1,4 @@
-"""The evaluator types of `config.evals` (registered with `evaluators.common.register_evaluator`).
+"""The evaluator types of `config.evals` (registered with `evaluators.registry.register_evaluator`).
 
 type          extra keys (defaults)                                        metrics
 perplexity    id_key=None                                                  nll, perplexity, token_nll
@@ -41,19 +41,15 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image
 
 from evaluators import metrics as M
-from evaluators.common import (
-    EvalConfigError,
-    Evaluator,
-    GenerativeEvaluator,
-    as_scalar,
-    as_text,
-    as_text_list,
-    mean,
-    register_evaluator,
-    safe_metric_name,
-)
+from evaluators.base import Evaluator, GenerativeEvaluator
+from evaluators.refcoco import LOC0, SEG0, tokens_from_ids
+from evaluators.registry import EvalConfigError, register_evaluator
+from evaluators.values import as_scalar, as_text, as_text_list, mean, safe_metric_name
+from paligemma import vqvae
+from paligemma.tokenizer import parse_detections
 
 __all__ = [
     "PerplexityEvaluator",
@@ -76,9 +72,10 @@ def _id(value: Any) -> Any:
 
 
 def _suffix_nll(model, params, batch):
-    """Per-example mean NLL `[B]` (float32; 0 without suffix tokens) and suffix-token counts `[B]` of a
-    training-layout batch. The logits are computed only at the suffix positions, a few at a time
-    (`trainers.step.weighted_nll_sums`); the values are `M.per_example_nll` of the full logits.
+    """Per-example mean NLL `[B]` and suffix-token counts `[B]` of a training-layout batch.
+
+    The NLL is float32, 0 without suffix tokens. The logits are computed only at the suffix positions, a few at a time
+    (`weighted_nll_sums`); the values are `M.per_example_nll` of the full logits.
     """
     from paligemma.loss import weighted_nll_sums  # pylint: disable=g-import-not-at-top
 
@@ -309,8 +306,6 @@ class DetectionEvaluator(GenerativeEvaluator):
         return out
 
     def _metrics(self, records):
-        from paligemma.tokenizer import parse_detections  # pylint: disable=g-import-not-at-top
-
         gts = [parse_detections(r["target"]) for r in records]
         res = M.detection_metrics([r["prediction"] for r in records], gts, float(self.config["iou_threshold"]))
         return {k: res[k] for k in ("map", "f1", "precision", "recall")}
@@ -328,8 +323,6 @@ def load_vqvae(checkpoint: str) -> Any:
     """VQ-VAE params for a `vae-oid.npz` path or "init:SEED" (random; smoke tests only), loaded once."""
     with _VQVAE_LOCK:
         if checkpoint not in _VQVAE:
-            from paligemma import vqvae  # pylint: disable=g-import-not-at-top
-
             if checkpoint.startswith("init:"):
                 _VQVAE[checkpoint] = vqvae.init_params(jax.random.key(int(checkpoint[5:])))
             else:
@@ -360,8 +353,6 @@ def decode_mask(value: Any) -> np.ndarray:
                     raise ValueError(
                         "a mask field must be an array, encoded PNG/JPEG bytes, base64 of those, or a JSON nested list"
                     ) from e
-            from PIL import Image  # pylint: disable=g-import-not-at-top
-
             arr = np.asarray(Image.open(io.BytesIO(raw)))
     if arr.ndim == 3:
         arr = arr[..., 0]
@@ -399,14 +390,9 @@ class RefcocoSegEvaluator(GenerativeEvaluator):
             raise ValueError(f"Evaluator {self.name!r}: the tokenizer's <loc>/<seg> ids are not contiguous")
 
     def _parse(self, tokens: np.ndarray) -> tuple[np.ndarray, bool]:
-        from evaluators.refcoco import tokens_from_ids  # pylint: disable=g-import-not-at-top
-
         return tokens_from_ids([int(t) for t in tokens[:20]], loc0=self._loc0, seg0=self._seg0)
 
     def _records(self, batch, outputs, rows):
-        from evaluators.refcoco import LOC0, SEG0  # pylint: disable=g-import-not-at-top
-        from paligemma import vqvae  # pylint: disable=g-import-not-at-top
-
         masks = self._field(batch, self.config["mask_key"])
         boxes = self._optional_field(batch, "box_key")
         ids = self._optional_field(batch, "id_key")

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from datasets.tokenizers import resolve_tokenizer
-from evaluators import common
+from evaluators import base, hosts, values
 from evaluators import metrics as M
-from evaluators.common import EvalConfigError, build_evaluators
+from evaluators.common import build_evaluators
+from evaluators.registry import EvalConfigError
 from paligemma import decode
 from paligemma import model as model_lib
 from paligemma.tokenizer import Tokenizer, parse_detections
@@ -49,12 +50,10 @@ def tok_path(workdir):
 
 
 @pytest.fixture(scope="module")
-def tiny(tok_path):
+def tiny(tok_path, random_params):
     cfg = CFG.get_config().model.to_dict()
     assert cfg["llm"]["vocab_size"] == Tokenizer(tok_path).vocab_size
-    # Random normal weights straight from the shapes: no compiled init (slow on CPU), and not a degenerate model.
-    rng = np.random.default_rng(0)
-    params = jax.tree.map(lambda s: rng.normal(0.0, 0.1, s.shape).astype(s.dtype), model_lib.param_shapes(cfg))
+    params = random_params(cfg)  # seed 0, as tests/fixtures/eval/multiprocess_worker.py
     return model_lib.Model(**cfg), params, cfg
 
 
@@ -251,10 +250,10 @@ def test_processes_see_each_example_once(tiny, tok_path, monkeypatch):
     per_process, batches = [], []
     for index in (0, 1):
         monkeypatch.setattr(jax, "process_index", lambda index=index: index)
-        monkeypatch.setattr(common, "gather_records", lambda obj: per_process.append(obj) or [obj])
+        monkeypatch.setattr(base, "gather_records", lambda obj: per_process.append(obj) or [obj])
         ev = build_evaluators({"vqa": CFG.evals(batch_size=2)["vqa"]}, model=model, tokenizer_path=tok_path)["vqa"]
         assert ev.per_process_batch_size() == 1
-        ev.run(params, progress=lambda name, done, total, n: batches.append((index, done, total, n)))
+        ev.run(params, progress=lambda name, done, total, n, index=index: batches.append((index, done, total, n)))
     ids = [[r["id"] for r in p["records"]] for p in per_process]
     assert ids == [[100, 101], [102, 103, 104]]
     assert [b for b in batches if b[0] == 0] == [(0, 1, 3, 1), (0, 2, 3, 2), (0, 3, 3, 2)]  # last batch: padding
@@ -263,17 +262,17 @@ def test_processes_see_each_example_once(tiny, tok_path, monkeypatch):
 
 def test_local_rows_and_gather_with_one_process():
     x = jnp.arange(12).reshape(4, 3)
-    np.testing.assert_array_equal(common.local_rows(x, 4), np.arange(12).reshape(4, 3))
+    np.testing.assert_array_equal(hosts.local_rows(x, 4), np.arange(12).reshape(4, 3))
     with pytest.raises(ValueError, match="expected this process's 3"):
-        common.local_rows(x, 3)
-    assert common.gather_records([{"a": 1}]) == [[{"a": 1}]]
+        hosts.local_rows(x, 3)
+    assert hosts.gather_records([{"a": 1}]) == [[{"a": 1}]]
 
 
 def test_field_helpers():
-    assert common.as_text_list(np.array([b"a", b"", b"b c"], dtype=object)) == ["a", "b c"]
-    assert common.as_text_list(np.array(b'["x", "y"]', dtype=object)) == ["x", "y"]
-    assert common.as_text_list(b"single") == ["single"]
-    assert common.as_scalar(np.int64(7)) == 7 and common.as_scalar(b"q1") == "q1"
+    assert values.as_text_list(np.array([b"a", b"", b"b c"], dtype=object)) == ["a", "b c"]
+    assert values.as_text_list(np.array(b'["x", "y"]', dtype=object)) == ["x", "y"]
+    assert values.as_text_list(b"single") == ["single"]
+    assert values.as_scalar(np.int64(7)) == 7 and values.as_scalar(b"q1") == "q1"
     import base64
     import io
 
