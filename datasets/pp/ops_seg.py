@@ -15,41 +15,31 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import jax
 import numpy as np
 import tensorflow as tf
 
 from datasets.pp import utils
 from datasets.pp.ops_targets import loc_strings
 from datasets.pp.registry import register
+from paligemma import vqvae
+from paligemma.tokenizer import SEG_PIECES
 
-__all__ = ["segmentation_targets", "set_vae_params", "get_vae_params"]
+__all__ = ["segmentation_targets", "get_vae_params"]
 
 _VAE: dict[str, Any] = {}
 _VAE_LOCK = threading.Lock()
 _ENCODE: dict[str, Any] = {}
 
 
-def set_vae_params(name: str, params) -> None:
-    """Registers in-memory VQ-VAE params under ``name`` (usable as ``vae_checkpoint=name``; tests, notebooks)."""
-    with _VAE_LOCK:
-        _VAE[name] = params
-
-
 def get_vae_params(checkpoint: str):
-    """VQ-VAE params for ``checkpoint``, loaded once per process and cached.
+    """VQ-VAE params for ``checkpoint``, loaded once per process (on the host CPU) and cached.
 
-    ``checkpoint``: a name given to :func:`set_vae_params`, a ``vae-oid.npz`` path (``paligemma.vqvae.load_params``),
-    or ``"init:SEED"`` for random params (``paligemma.vqvae.init_params``; smoke runs only, the codes mean nothing).
+    ``checkpoint``: a ``vae-oid.npz`` path (``paligemma.vqvae.load_params``), or ``"init:SEED"`` for random params
+    (``paligemma.vqvae.init_params``; smoke runs only, the codes mean nothing).
     """
-    params = _VAE.get(checkpoint)
-    if params is not None:
-        return params
     with _VAE_LOCK:
         if checkpoint not in _VAE:
-            import jax
-
-            from paligemma import vqvae
-
             with jax.default_device(jax.devices("cpu")[0]):
                 if checkpoint.startswith("init:"):
                     params = vqvae.init_params(jax.random.PRNGKey(int(checkpoint[5:])))
@@ -62,10 +52,6 @@ def get_vae_params(checkpoint: str):
 def _encoder(checkpoint: str):
     fn = _ENCODE.get(checkpoint)
     if fn is None:
-        import jax
-
-        from paligemma import vqvae
-
         params = get_vae_params(checkpoint)
         cpu = jax.devices("cpu")[0]
         jitted = jax.jit(vqvae.encode)
@@ -143,8 +129,8 @@ def segmentation_targets(
     Outputs: ``data[outkey]`` scalar tf.string (objects joined with ``sep``); with ``prompt_key``,
     ``data[prompt_key] = prompt.format(first label)`` (e.g. ``"segment cat"``; needs ``labels_key``).
 
-    ``vae_checkpoint``: path of ``vae-oid.npz``, a name registered with ``ops_seg.set_vae_params``, or
-    ``"init:SEED"`` (random weights, smoke tests only). Objects with a degenerate box or an empty mask crop are
+    ``vae_checkpoint``: path of ``vae-oid.npz`` (``paligemma.vqvae.load_params``), or ``"init:SEED"`` (random
+    weights, smoke tests only). Objects with a degenerate box or an empty mask crop are
     skipped. Run this op after the geometric ops (it reads the final masks and boxes).
     """
     if not vae_checkpoint or not isinstance(vae_checkpoint, str):
@@ -156,8 +142,6 @@ def segmentation_targets(
     if prompt_key and not labels_key:
         raise ValueError("segmentation_targets: prompt_key needs labels_key")
     encode = _encoder(vae_checkpoint)  # load now: fail early on a bad checkpoint
-    from paligemma.tokenizer import SEG_PIECES
-
     seg_table = tf.constant(list(SEG_PIECES))
 
     def fn(data):
