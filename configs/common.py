@@ -48,8 +48,9 @@ def _convert(key: str, value: str, default):
 
 
 def checkpoint_dir() -> str:
-    """Where released checkpoints and the tokenizer are looked up: `$PALIGEMMA_CKPT_DIR` (may be gs://), else
-    `./checkpoints`.
+    """Where released checkpoints and the tokenizer are looked up.
+
+    `$PALIGEMMA_CKPT_DIR` (may be gs://), else `./checkpoints`.
     """
     return os.environ.get(CKPT_DIR_ENV) or "checkpoints"
 
@@ -100,8 +101,10 @@ RELEASED_SLICES: dict[tuple[str, int], tuple[str, int, int]] = {
 
 
 def released_slice(model: str, res: int) -> tuple[str, int, int, int]:
-    """`(slice name, chips, tensor axis size, examples per batch shard)` planned for a released model
-    ("paligemma-3b", "paligemma2-28b", ...) at `res` (see `RELEASED_SLICES`).
+    """The slice planned for a released model at `res` (see `RELEASED_SLICES`).
+
+    Returns `(slice name, chips, tensor axis size, examples per batch shard)` for `model` = "paligemma-3b",
+    "paligemma2-28b", ...
     """
     size = model.rsplit("-", 1)[-1]
     if (size, res) not in RELEASED_SLICES:
@@ -113,10 +116,11 @@ def released_slice(model: str, res: int) -> tuple[str, int, int, int]:
 
 
 def fit_released_slice(config: ml_collections.ConfigDict, model: str, res: int) -> None:
-    """Sets `config.mesh` (FSDP over the chips, plus a `tensor` axis where planned), `config.accum_steps` and caps
-    the evaluators' batch sizes for the slice `released_slice` plans, from `config.input.batch_size` (call it after
-    the batch size and the evals are set). On another
-    slice the same mesh spans its chips; `--config.accum_steps=N` / `--config.mesh=...` override.
+    """Fits a config to the slice `released_slice` plans for it.
+
+    Sets `config.mesh` (FSDP over the chips, plus a `tensor` axis where planned), `config.accum_steps` and caps
+    the evaluators' batch sizes, from `config.input.batch_size` (call it after the batch size and the evals are set).
+    On another slice the same mesh spans its chips; `--config.accum_steps=N` / `--config.mesh=...` override.
     """
     _, chips, tensor, per_shard = released_slice(model, res)
     shards = chips // tensor
@@ -142,10 +146,11 @@ def mock_mode(
     batch_size: int = 8,
     steps: int = 3,
 ) -> None:
-    """Turns a benchmark config into a smoke run of the same pipeline on this CPU: every data source becomes TFDS
-    mock data (`datasets/mock.py`: random examples with the dataset's own features), the model a tiny random
-    PaliGemma at `res` px, the tokenizer a small one trained on the mock texts, and the run a few steps, followed by
-    every evaluator. Nothing needs to be downloaded or built.
+    """Turns a benchmark config into a smoke run of the same pipeline on this CPU.
+
+    Every data source becomes TFDS mock data (`datasets/mock.py`: random examples with the dataset's own features),
+    the model a tiny random PaliGemma at `res` px, the tokenizer a small one trained on the mock texts, and the run a
+    few steps, followed by every evaluator. Nothing needs to be downloaded or built.
     """
 
     def mock(data, n):
@@ -184,8 +189,9 @@ def mock_mode(
 def original_transfer_recipe(
     config: ml_collections.ConfigDict, *, label_smoothing: float = 0.0, ckpt_steps: int = 1000
 ) -> None:
-    """The optimisation and bookkeeping every original PaliGemma transfer shares (docs/reference.md §5): Adam
-    (b1 0.9, b2 0.999) at lr 1e-5, cosine with 5% warmup, global-norm clipping at 1, no weight decay, loss per
+    """The optimisation and bookkeeping every original PaliGemma transfer shares (docs/reference.md §5).
+
+    Adam (b1 0.9, b2 0.999) at lr 1e-5, cosine with 5% warmup, global-norm clipping at 1, no weight decay, loss per
     example, parameters FSDP-sharded over all devices; a progress line every 50 steps, checkpoints kept 2 deep.
     """
     config.optax_name = "adam"

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import glob as glob_lib
 import os
 import posixpath
 import shutil
@@ -39,8 +40,10 @@ class StorageError(OSError):
 
 
 def configure() -> None:
-    """Sets the environment defaults described in the module docstring (called on import; call it again after
-    setting `STORAGE_EMULATOR_HOST` in a running process, before the first gs:// access).
+    """Sets the environment defaults described in the module docstring.
+
+    Called on import; call it again after setting `STORAGE_EMULATOR_HOST` in a running process, before the first
+    gs:// access.
     """
     os.environ.setdefault("EPATH_USE_TF", "false")
     os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
@@ -72,8 +75,10 @@ _FILESYSTEMS: dict[tuple[str, str], Any] = {}
 
 
 def _fs(path: str):
-    """The fsspec filesystem of URL `path` (one per protocol and emulator address; no listing cache, so that files
-    written by other processes are seen at once).
+    """The fsspec filesystem of URL `path`.
+
+    One per protocol and emulator address; no listing cache, so that files written by other processes are seen at
+    once.
     """
     import fsspec  # pylint: disable=g-import-not-at-top
 
@@ -148,8 +153,6 @@ def glob(pattern: str | os.PathLike) -> list[str]:
     """Paths matching `pattern` (`*`, `?`, `[..]`, `**`), sorted; URLs keep their scheme."""
     pattern = os.fspath(pattern)
     if not is_remote(pattern):
-        import glob as glob_lib  # pylint: disable=g-import-not-at-top
-
         return sorted(glob_lib.glob(pattern, recursive=True))
     protocol = pattern.split("://", 1)[0]
     return sorted(f"{protocol}://{p}" for p in _fs(pattern).glob(pattern))
@@ -231,8 +234,9 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def append_text(path: str | os.PathLike, text: str) -> None:
-    """Appends `text` to a file (created if missing). Cloud Storage objects cannot grow, so for URLs the object is
-    read and rewritten whole (fine for logs of a few MB).
+    """Appends `text` to a file (created if missing).
+
+    Cloud Storage objects cannot grow, so for URLs the object is read and rewritten whole (fine for logs of a few MB).
     """
     path = os.fspath(path)
     if not is_remote(path):
@@ -244,8 +248,9 @@ def append_text(path: str | os.PathLike, text: str) -> None:
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
-    """Calls `write(file)` on a temporary binary file, then puts it at `path` in one step, so that readers see the
-    old file or the whole new one, never a partial one.
+    """Calls `write(file)` on a temporary binary file, then puts it at `path` in one step.
+
+    Readers see the old file or the whole new one, never a partial one.
 
     Local: a temporary file next to `path` (fsync'ed), renamed over it; the folder is created. URLs: a local temporary
     file, uploaded once when complete (an object appears atomically when its upload finishes). The temporary file is
@@ -323,8 +328,9 @@ def remove(path: str | os.PathLike) -> None:
 
 @contextlib.contextmanager
 def local_copy(path: str | os.PathLike) -> Iterator[str]:
-    """A local path with the contents of `path`: itself when local, else a temporary download (removed on exit), for
-    libraries that only open local files.
+    """A local path with the contents of `path`, for libraries that only open local files.
+
+    Itself when local, else a temporary download (removed on exit).
     """
     path = os.fspath(path)
     if not is_remote(path):

@@ -1,14 +1,14 @@
-"""SentencePiece tokenizer for PaliGemma, plus the location/segmentation token helpers.
+r"""SentencePiece tokenizer for PaliGemma, plus the location/segmentation token helpers.
 
 PaliGemma uses the Gemma SentencePiece vocabulary (256000 pieces) followed by 1024 location tokens
-``<loc0000>``..``<loc1023>`` (ids 256000+N) and 128 segmentation tokens ``<seg000>``..``<seg127>``
-(ids 257024+N), 257152 pieces in all. Id conventions: pad 0, eos 1, bos 2, unk 3; ``"\\n"`` is a single
+`<loc0000>`..`<loc1023>` (ids 256000+N) and 128 segmentation tokens `<seg000>`..`<seg127>`
+(ids 257024+N), 257152 pieces in all. Id conventions: pad 0, eos 1, bos 2, unk 3; `"\n"` is a single
 token (id 108 in Gemma) that separates the prefix from the suffix.
 
 This module depends on numpy and sentencepiece only (no TensorFlow, no JAX), so it runs everywhere.
 
-Coordinates: a box is ``(y1, x1, y2, x2)`` normalised to [0, 1]. A value ``v`` is written as the bin
-``clip(round(v * 1023), 0, 1023)`` and a bin ``b`` is read back as ``b / 1023`` (NOT ``/ 1024``; some public
+Coordinates: a box is `(y1, x1, y2, x2)` normalised to [0, 1]. A value `v` is written as the bin
+`clip(round(v * 1023), 0, 1023)` and a bin `b` is read back as `b / 1023` (NOT `/ 1024`; some public
 parsers use 1024, which shifts boxes by up to 0.1%).
 """
 
@@ -62,7 +62,7 @@ Box = tuple[float, float, float, float]
 
 
 def _ensure_loc_seg(proto: sp_pb2.ModelProto) -> bool:
-    """Appends the missing loc/seg pieces to ``proto`` in place; returns True when ``proto`` changed."""
+    """Appends the missing loc/seg pieces to `proto` in place; returns True when `proto` changed."""
     index = {p.piece: i for i, p in enumerate(proto.pieces)}
     changed = False
     for piece in LOC_PIECES + SEG_PIECES:
@@ -92,15 +92,15 @@ def _parse_proto(data: bytes, source: str) -> sp_pb2.ModelProto:
 
 
 def add_loc_seg_tokens(model_proto_bytes: bytes) -> bytes:
-    """Adds the PaliGemma ``<locNNNN>`` / ``<segNNN>`` pieces to a SentencePiece model.
+    """Adds the PaliGemma `<locNNNN>` / `<segNNN>` pieces to a SentencePiece model.
 
     Args:
-      model_proto_bytes: a serialized ``sentencepiece.ModelProto`` (the content of a ``.model`` file).
+      model_proto_bytes: a serialized `sentencepiece.ModelProto` (the content of a `.model` file).
 
     Returns:
-      A serialized ModelProto. Missing pieces among the 1024 ``<loc0000>``..``<loc1023>`` and then the 128
-      ``<seg000>``..``<seg127>`` are appended, in that order, as USER_DEFINED pieces with score 0, so for a
-      Gemma model (256000 pieces) ``<locN>`` gets id 256000+N and ``<segN>`` 257024+N, as in PaliGemma.
+      A serialized ModelProto. Missing pieces among the 1024 `<loc0000>`..`<loc1023>` and then the 128
+      `<seg000>`..`<seg127>` are appended, in that order, as USER_DEFINED pieces with score 0, so for a
+      Gemma model (256000 pieces) `<locN>` gets id 256000+N and `<segN>` 257024+N, as in PaliGemma.
       Pieces already present keep their ids (ordinary pieces are retyped USER_DEFINED). When all 1152 pieces are
       present as USER_DEFINED the input bytes are returned unchanged.
 
@@ -121,14 +121,14 @@ def add_loc_seg_tokens(model_proto_bytes: bytes) -> bytes:
 class Tokenizer:
     """SentencePiece tokenizer with PaliGemma's special tokens.
 
-    ``Tokenizer(model)`` accepts a path to a ``.model`` file or the serialized ModelProto bytes. If the model lacks
+    `Tokenizer(model)` accepts a path to a `.model` file or the serialized ModelProto bytes. If the model lacks
     the loc/seg tokens (a plain Gemma tokenizer, or any other SentencePiece model) they are added automatically
-    with :func:`add_loc_seg_tokens` (appended after the existing pieces, so a Gemma model becomes the
-    257152-piece PaliGemma vocabulary); ``added_loc_seg_tokens`` tells whether that happened, and
-    :meth:`save` / :meth:`serialized_model_proto` return the augmented model.
+    with `add_loc_seg_tokens` (appended after the existing pieces, so a Gemma model becomes the
+    257152-piece PaliGemma vocabulary); `added_loc_seg_tokens` tells whether that happened, and
+    `save` / `serialized_model_proto` return the augmented model.
 
     Raises:
-      FileNotFoundError: ``model`` is a path that does not exist.
+      FileNotFoundError: `model` is a path that does not exist.
       ValueError: the file/bytes are not a SentencePiece model.
     """
 
@@ -203,36 +203,36 @@ class Tokenizer:
 
     @property
     def newline_id(self) -> int:
-        """Id of the single token ``"\\n"`` (108 in Gemma). ValueError if ``"\\n"`` is not one token here."""
+        r"""Id of the single token `"\n"` (108 in Gemma). ValueError if `"\n"` is not one token here."""
         if self._newline_id is None:
             raise ValueError(f'"\\n" does not encode to a single token in the model from {self._source}')
         return self._newline_id
 
     def id_to_piece(self, i: int) -> str:
-        """The piece (string) of id ``i``."""
+        """The piece (string) of id `i`."""
         return self._sp.id_to_piece(self._check_id(i))
 
     def piece_to_id(self, piece: str) -> int:
-        """The id of ``piece``; ``unk_id`` when the piece is not in the vocabulary."""
+        """The id of `piece`; `unk_id` when the piece is not in the vocabulary."""
         return self._sp.piece_to_id(piece)
 
     def loc_id(self, n: int) -> int:
-        """Id of ``<loc%04d>`` for a bin ``n`` in 0..1023 (256000+n in PaliGemma). ValueError outside the range."""
+        """Id of `<loc%04d>` for a bin `n` in 0..1023 (256000+n in PaliGemma). ValueError outside the range."""
         if not 0 <= n < NUM_LOC_TOKENS or int(n) != n:
             raise ValueError(f"loc index must be an integer in 0..{NUM_LOC_TOKENS - 1}, got {n!r}")
         return self._loc_ids[int(n)]
 
     def seg_id(self, n: int) -> int:
-        """Id of ``<seg%03d>`` for a code ``n`` in 0..127 (257024+n in PaliGemma). ValueError outside the range."""
+        """Id of `<seg%03d>` for a code `n` in 0..127 (257024+n in PaliGemma). ValueError outside the range."""
         if not 0 <= n < NUM_SEG_TOKENS or int(n) != n:
             raise ValueError(f"seg index must be an integer in 0..{NUM_SEG_TOKENS - 1}, got {n!r}")
         return self._seg_ids[int(n)]
 
     # --- Encoding / decoding. ---
     def encode(self, text: str, *, add_bos: bool = False, add_eos: bool = False) -> list[int]:
-        """Encodes one string to a list of ids; ``<bos>`` in front / ``<eos>`` at the end on request.
+        r"""Encodes one string to a list of ids; `<bos>` in front / `<eos>` at the end on request.
 
-        No text normalisation is applied by Gemma-style models: whitespace and ``"\\n"`` are kept verbatim.
+        No text normalisation is applied by Gemma-style models: whitespace and `"\n"` are kept verbatim.
         """
         if not isinstance(text, str):
             raise TypeError(f"text must be str, got {type(text).__name__}")
@@ -250,11 +250,11 @@ class Tokenizer:
         """Decodes a 1-D sequence of ids to text.
 
         Args:
-          ids: 1-D list/array of ints (shape ``(T,)``).
-          stop_at_eos: if True, everything from the first ``<eos>`` on is dropped.
+          ids: 1-D list/array of ints (shape `(T,)`).
+          stop_at_eos: if True, everything from the first `<eos>` on is dropped.
 
-        pad, bos and eos ids are dropped. Loc/seg tokens come out as their text, e.g. ``"<loc0512>"``.
-        Raises ValueError for a non-1-D input or an id outside ``[0, vocab_size)``.
+        pad, bos and eos ids are dropped. Loc/seg tokens come out as their text, e.g. `"<loc0512>"`.
+        Raises ValueError for a non-1-D input or an id outside `[0, vocab_size)`.
         """
         arr = np.asarray(ids)
         if arr.ndim != 1:
@@ -280,9 +280,7 @@ class Tokenizer:
         return self._sp.serialized_model_proto()
 
     def save(self, path: str | os.PathLike) -> None:
-        """Writes the model (as :meth:`serialized_model_proto`) to ``path`` (local or gs://), creating parent
-        directories.
-        """
+        """Writes the model (as `serialized_model_proto`) to `path` (local or gs://), creating parent folders."""
         path = os.fspath(path)
         parent = paths.dirname(path)
         if parent:
@@ -307,30 +305,30 @@ def train_tokenizer(
     character_coverage: float = 1.0,
     max_sentence_length: int = 1 << 16,
 ) -> Tokenizer:
-    """Trains a small tokenizer with Gemma's conventions, in-process, from an iterator of strings.
+    r"""Trains a small tokenizer with Gemma's conventions, in-process, from an iterator of strings.
 
-    The result follows Gemma/PaliGemma: pad 0 ``<pad>``, eos 1 ``<eos>``, bos 2 ``<bos>``, unk 3 ``<unk>``;
-    ``"\\n"`` is a single (user-defined) token; identity normalisation, whitespace kept as is, no dummy prefix;
+    The result follows Gemma/PaliGemma: pad 0 `<pad>`, eos 1 `<eos>`, bos 2 `<bos>`, unk 3 `<unk>`;
+    `"\n"` is a single (user-defined) token; identity normalisation, whitespace kept as is, no dummy prefix;
     digits split into single characters; byte fallback for unseen characters; BPE by default. The loc/seg tokens
     are user-defined symbols during training (so text containing them does not waste merges) and are then moved
-    to the end of the vocabulary, as in PaliGemma: ``<locN>`` = ``vocab_size + N``, ``<segN>`` =
-    ``vocab_size + 1024 + N``.
+    to the end of the vocabulary, as in PaliGemma: `<locN>` = `vocab_size + N`, `<segN>` =
+    `vocab_size + 1024 + N`.
 
     Args:
-      texts: training sentences (each may contain ``"\\n"``). A few hundred short sentences suffice.
-      output_path: where to write the ``.model`` file, or None to keep it in memory only.
-      vocab_size: number of pieces WITHOUT the 1152 loc/seg tokens; this includes the 4 special pieces, ``"\\n"``
+      texts: training sentences (each may contain `"\n"`). A few hundred short sentences suffice.
+      output_path: where to write the `.model` file, or None to keep it in memory only.
+      vocab_size: number of pieces WITHOUT the 1152 loc/seg tokens; this includes the 4 special pieces, `"\n"`
         and the 256 byte pieces, so it must exceed ~262 plus the number of distinct characters. The returned
-        tokenizer has ``vocab_size + 1152`` pieces.
-      model_type: SentencePiece model type, ``"bpe"`` (as Gemma) or ``"unigram"``.
+        tokenizer has `vocab_size + 1152` pieces.
+      model_type: SentencePiece model type, `"bpe"` (as Gemma) or `"unigram"`.
       character_coverage: fraction of characters covered by pieces; the rest go through byte fallback.
       max_sentence_length: longest sentence in bytes the trainer keeps (longer ones are skipped by SentencePiece).
 
     Returns:
-      The trained :class:`Tokenizer`.
+      The trained `Tokenizer`.
 
     Raises:
-      ValueError: no training text, or ``vocab_size`` too large/too small for this corpus (the message gives the
+      ValueError: no training text, or `vocab_size` too large/too small for this corpus (the message gives the
         allowed value).
     """
     sentences = [t for t in texts if t]
@@ -405,7 +403,7 @@ def train_tokenizer(
 
 
 def loc_bin_to_coordinate(b: int) -> float:
-    """Converts a loc bin ``b`` in 0..1023 to a coordinate in [0, 1] as ``b / 1023`` (not ``/ 1024``)."""
+    """Converts a loc bin `b` in 0..1023 to a coordinate in [0, 1] as `b / 1023` (not `/ 1024`)."""
     if not 0 <= b <= _LOC_MAX or int(b) != b:
         raise ValueError(f"loc bin must be an integer in 0..{_LOC_MAX}, got {b!r}")
     return int(b) / _LOC_MAX
@@ -422,11 +420,11 @@ def box_to_loc_tokens(box: Sequence[float]) -> str:
     """Writes a box as four loc tokens.
 
     Args:
-      box: 4 floats ``(y1, x1, y2, x2)`` normalised to [0, 1] (list, tuple or array of shape ``(4,)``).
+      box: 4 floats `(y1, x1, y2, x2)` normalised to [0, 1] (list, tuple or array of shape `(4,)`).
 
     Returns:
-      ``"<locY1><locX1><locY2><locX2>"`` with each bin ``clip(round(v * 1023), 0, 1023)``; values outside [0, 1]
-      are clipped. Decoding with :func:`loc_bin_to_coordinate` recovers each value within 1/2046 (unclipped).
+      `"<locY1><locX1><locY2><locX2>"` with each bin `clip(round(v * 1023), 0, 1023)`; values outside [0, 1]
+      are clipped. Decoding with `loc_bin_to_coordinate` recovers each value within 1/2046 (unclipped).
     """
     values = np.asarray(box, dtype=np.float64).reshape(-1)
     if values.shape != (4,):
@@ -435,7 +433,7 @@ def box_to_loc_tokens(box: Sequence[float]) -> str:
 
 
 def seg_codes_to_tokens(codes: Sequence[int]) -> str:
-    """Writes segmentation codebook indices (each 0..127; normally 16 of them) as ``"<segNNN>..."``."""
+    """Writes segmentation codebook indices (each 0..127; normally 16 of them) as `"<segNNN>..."`."""
     out = []
     for c in np.asarray(codes).reshape(-1):
         if not 0 <= c < NUM_SEG_TOKENS or int(c) != c:
@@ -464,30 +462,30 @@ def _parse_objects(text: str):
 
 
 def parse_detections(text: str) -> list[tuple[Box, str]]:
-    """Parses detection output ``"<loc..>x4 label ; <loc..>x4 label2 ..."``.
+    """Parses detection output `"<loc..>x4 label ; <loc..>x4 label2 ..."`.
 
     Args:
       text: decoded model output.
 
     Returns:
-      A list of ``(box, label)`` where ``box = (y1, x1, y2, x2)`` floats in [0, 1] (bins / 1023, not reordered)
-      and ``label`` is the stripped text after the 4 loc tokens up to the next ``";"`` or ``"<"`` (possibly
-      ``""``). Seg tokens after the box (segmentation output) are skipped. Malformed pieces (fewer than 4 loc
+      A list of `(box, label)` where `box = (y1, x1, y2, x2)` floats in [0, 1] (bins / 1023, not reordered)
+      and `label` is the stripped text after the 4 loc tokens up to the next `";"` or `"<"` (possibly
+      `""`). Seg tokens after the box (segmentation output) are skipped. Malformed pieces (fewer than 4 loc
       tokens, a bin above 1023, stray text) are ignored; never raises on malformed text.
     """
     return [(box, label) for box, _, label in _parse_objects(text)]
 
 
 def parse_segmentations(text: str) -> list[tuple[Box, list[int] | None, str]]:
-    """Parses segmentation output ``"<loc..>x4 <seg..>x16 label ; ..."``.
+    """Parses segmentation output `"<loc..>x4 <seg..>x16 label ; ..."`.
 
     Args:
       text: decoded model output.
 
     Returns:
-      A list of ``(box, codes, label)``: ``box`` as in :func:`parse_detections`; ``codes`` the 16 codebook indices
+      A list of `(box, codes, label)`: `box` as in `parse_detections`; `codes` the 16 codebook indices
       (ints in 0..127, row-major 4x4 grid) or None when the object does not have exactly 16 valid seg tokens;
-      ``label`` the stripped text after them. Malformed objects (fewer than 4 loc tokens) are ignored.
+      `label` the stripped text after them. Malformed objects (fewer than 4 loc tokens) are ignored.
     """
     out = []
     for box, seg_text, label in _parse_objects(text):

@@ -1,9 +1,9 @@
 """The segmentation-mask VQ-VAE of PaliGemma (Flax linen; no TensorFlow, no torch).
 
 A 64x64 binary mask is encoded into 16 codebook indices (a 4x4 grid, 128 codes), written by the model as
-``<seg000>``..``<seg127>`` tokens, and decoded back into 64x64 mask logits (foreground where > 0).
+`<seg000>`..`<seg127>` tokens, and decoded back into 64x64 mask logits (foreground where > 0).
 
-Architecture (docs/reference.md §3; PyTorch ``nn.Sequential`` indices of the released ``vae-oid.npz`` in brackets):
+Architecture (docs/reference.md §3; PyTorch `nn.Sequential` indices of the released `vae-oid.npz` in brackets):
 
   encoder: mask [N,64,64,1] in [-1,1]
     -> 4 x (3x3 conv, stride 2, ReLU)             [encoder.0, .2, .4, .6]  (ReLUs at 1, 3, 5, 7)
@@ -18,8 +18,8 @@ Architecture (docs/reference.md §3; PyTorch ``nn.Sequential`` indices of the re
     -> 1x1 conv to 1 channel                       [decoder.12]  -> logits [N,64,64]
   ResBlock(x) = x + net(x), net = 3x3 conv [net.0], ReLU, 3x3 conv [net.2], ReLU, 1x1 conv [net.4].
 
-Expected keys of the released file (PyTorch names; conv ``weight`` OIHW, transposed-conv ``weight``
-``(in, out, kH, kW)``, ``bias`` 1-D)::
+Expected keys of the released file (PyTorch names; conv `weight` OIHW, transposed-conv `weight`
+`(in, out, kH, kW)`, `bias` 1-D)::
 
   _vq_vae._embedding                                  (128, D)
   encoder.{0,2,4,6,10}.{weight,bias}
@@ -28,20 +28,20 @@ Expected keys of the released file (PyTorch names; conv ``weight`` OIHW, transpo
   decoder.{2,3}.net.{0,2,4}.{weight,bias}
   decoder.{4,6,8,10}.{weight,bias}                    (ConvTranspose2d)
 
-The loader also accepts residual-block keys without the ``.net`` level (``encoder.8.0.weight``) and a leading
-``module.`` prefix, ignores extra ``_vq_vae.*`` buffers (EMA statistics), validates every shape and raises a
+The loader also accepts residual-block keys without the `.net` level (`encoder.8.0.weight`) and a leading
+`module.` prefix, ignores extra `_vq_vae.*` buffers (EMA statistics), validates every shape and raises a
 ValueError listing missing / unexpected keys. Channel widths and kernel sizes are read from the arrays, so the
 same code serves any width.
 
 Padding of the stride-2 encoder convs: big_vision produced PaliGemma's training targets with TensorFlow
-``padding="SAME"`` (for 64 -> 32: 0 rows/cols before, 1 after), which differs from a PyTorch ``Conv2d(padding=1)``
-(1 before, 1 after). ``encode`` defaults to ``"SAME"`` (the training-target convention); ``padding="TORCH"`` gives
-the symmetric PyTorch behaviour. The decoder's transposed convs equal PyTorch ``ConvTranspose2d(4, 2, padding=1)``
-(Flax explicit padding 2 with ``transpose_kernel=True`` and the kernel laid out ``(kH, kW, out, in)``).
+`padding="SAME"` (for 64 -> 32: 0 rows/cols before, 1 after), which differs from a PyTorch `Conv2d(padding=1)`
+(1 before, 1 after). `encode` defaults to `"SAME"` (the training-target convention); `padding="TORCH"` gives
+the symmetric PyTorch behaviour. The decoder's transposed convs equal PyTorch `ConvTranspose2d(4, 2, padding=1)`
+(Flax explicit padding 2 with `transpose_kernel=True` and the kernel laid out `(kH, kW, out, in)`).
 
-Params pytree: ``{"codebook": (128, D), "encoder": {...} or None, "decoder": {...}}`` (float32).
-API: :func:`load_params`, :func:`init_params`, :func:`encode`, :func:`decode` (pure functions, jit-friendly:
-``jax.jit(decode)(params, codes)``; for ``encode`` mark ``padding`` static).
+Params pytree: `{"codebook": (128, D), "encoder": {...} or None, "decoder": {...}}` (float32).
+API: `load_params`, `init_params`, `encode`, `decode` (pure functions, jit-friendly:
+`jax.jit(decode)(params, codes)`; for `encode` mark `padding` static).
 """
 
 from __future__ import annotations
@@ -53,7 +53,10 @@ from collections.abc import Mapping, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_dtypes
 import numpy as np
+
+from paligemma import paths
 
 __all__ = [
     "NUM_CODES",
@@ -81,7 +84,7 @@ _GRID = 4
 
 
 class ResBlock(nn.Module):
-    """``x + conv1x1(relu(conv3x3(relu(conv3x3(x)))))`` (PyTorch ``net.0``, ``net.2``, ``net.4``)."""
+    """`x + conv1x1(relu(conv3x3(relu(conv3x3(x)))))` (PyTorch `net.0`, `net.2`, `net.4`)."""
 
     features: int
     kernel_size: int = 3
@@ -98,7 +101,7 @@ class ResBlock(nn.Module):
 
 
 class Encoder(nn.Module):
-    """Mask ``[N,64,64,1]`` in [-1,1] -> continuous latents ``[N,4,4,D]`` (before quantisation)."""
+    """Mask `[N,64,64,1]` in [-1,1] -> continuous latents `[N,4,4,D]` (before quantisation)."""
 
     channels: Sequence[int] = (16, 32, 64, 128)
     embedding_dim: int = 512
@@ -126,7 +129,7 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Codebook rows ``[N,4,4,D]`` -> mask logits ``[N,64,64,1]``."""
+    """Codebook rows `[N,4,4,D]` -> mask logits `[N,64,64,1]`."""
 
     hidden: int = 128
     channels: Sequence[int] = (128, 64, 32, 16)
@@ -205,16 +208,16 @@ def init_params(
 ) -> dict:
     """Random parameters with the released layout (for tests and smoke runs).
 
-    Kernels are He-normal (std ``sqrt(2 / fan_in)``; for the stride-2 transposed convs ``fan_in = kH kW in / 4``)
-    so activations stay O(1) through the stack; biases ``N(0, 0.01^2)``; codebook ``N(0, 1)``. Shapes come from
-    ``jax.eval_shape`` of the Flax modules and values from numpy (eager Flax/XLA initialisers are slow on CPU).
+    Kernels are He-normal (std `sqrt(2 / fan_in)`; for the stride-2 transposed convs `fan_in = kH kW in / 4`)
+    so activations stay O(1) through the stack; biases `N(0, 0.01^2)`; codebook `N(0, 1)`. Shapes come from
+    `jax.eval_shape` of the Flax modules and values from numpy (eager Flax/XLA initialisers are slow on CPU).
 
     Args:
-      rng: a ``jax.random`` key (or an int seed). embedding_dim: codebook dimension D. encoder_channels /
+      rng: a `jax.random` key (or an int seed). embedding_dim: codebook dimension D. encoder_channels /
         decoder_hidden / decoder_channels: layer widths. num_codes: codebook size (128 for PaliGemma).
 
     Returns:
-      ``{"codebook": (num_codes, D), "encoder": {...}, "decoder": {...}}`` float32 jax arrays.
+      `{"codebook": (num_codes, D), "encoder": {...}, "decoder": {...}}` float32 jax arrays.
     """
     if isinstance(rng, int):
         seed = [rng]
@@ -254,12 +257,12 @@ def encode_continuous(params: Mapping, masks, padding: str = "SAME"):
     """Encoder output before quantisation.
 
     Args:
-      params: from :func:`load_params` / :func:`init_params` (needs ``params["encoder"]``).
-      masks: float ``[N,64,64]`` (or ``[N,64,64,1]``) in [-1, 1] (background -1, foreground +1).
-      padding: ``"SAME"`` (default, big_vision's TensorFlow convention) or ``"TORCH"``.
+      params: from `load_params` / `init_params` (needs `params["encoder"]`).
+      masks: float `[N,64,64]` (or `[N,64,64,1]`) in [-1, 1] (background -1, foreground +1).
+      padding: `"SAME"` (default, big_vision's TensorFlow convention) or `"TORCH"`.
 
     Returns:
-      float32 ``[N,4,4,D]``.
+      float32 `[N,4,4,D]`.
     """
     if params.get("encoder") is None:
         raise ValueError("these VQ-VAE params have no encoder (decoder-only file)")
@@ -274,13 +277,13 @@ def encode_continuous(params: Mapping, masks, padding: str = "SAME"):
 
 
 def quantize(codebook, latents):
-    """Nearest codebook rows: ``argmin_k |z|^2 + |e_k|^2 - 2 z.e_k`` (float32; ties -> lowest index).
+    """Nearest codebook rows: `argmin_k |z|^2 + |e_k|^2 - 2 z.e_k` (float32; ties -> lowest index).
 
     Args:
-      codebook: ``(K, D)``. latents: ``[..., D]``.
+      codebook: `(K, D)`. latents: `[..., D]`.
 
     Returns:
-      int32 indices ``[...]``.
+      int32 indices `[...]`.
     """
     codebook = jnp.asarray(codebook, jnp.float32)
     z = jnp.asarray(latents, jnp.float32)
@@ -293,11 +296,11 @@ def encode(params: Mapping, masks, padding: str = "SAME"):
     """Masks -> 16 codebook indices each.
 
     Args:
-      params: VQ-VAE params. masks: float ``[N,64,64]`` in [-1, 1] (a {0,1} mask ``m`` is ``2 * m - 1``).
-      padding: ``"SAME"`` (default; matches the targets PaliGemma was trained on) or ``"TORCH"``.
+      params: VQ-VAE params. masks: float `[N,64,64]` in [-1, 1] (a {0,1} mask `m` is `2 * m - 1`).
+      padding: `"SAME"` (default; matches the targets PaliGemma was trained on) or `"TORCH"`.
 
     Returns:
-      int32 ``[N,16]`` in 0..127 (row-major 4x4 grid), the ``<segNNN>`` numbers.
+      int32 `[N,16]` in 0..127 (row-major 4x4 grid), the `<segNNN>` numbers.
     """
     z = encode_continuous(params, masks, padding)
     return quantize(params["codebook"], z).reshape(z.shape[0], _GRID * _GRID)
@@ -307,10 +310,10 @@ def decode(params: Mapping, codes):
     """16 codebook indices -> mask logits.
 
     Args:
-      params: VQ-VAE params. codes: int ``[N,16]`` (values are clipped to the codebook range).
+      params: VQ-VAE params. codes: int `[N,16]` (values are clipped to the codebook range).
 
     Returns:
-      float32 ``[N,64,64]`` logits in roughly [-1, 1]; foreground where ``> 0``.
+      float32 `[N,64,64]` logits in roughly [-1, 1]; foreground where `> 0`.
     """
     codes = jnp.asarray(codes)
     if codes.ndim != 2 or codes.shape[1] != _GRID * _GRID:
@@ -356,18 +359,16 @@ def expected_keys(include_encoder: bool = True) -> list[str]:
 def _to_float32(a) -> np.ndarray:
     a = np.asarray(a)
     if a.dtype.kind == "V" and a.dtype.itemsize == 2:  # bfloat16 saved by numpy as raw 2-byte void
-        import ml_dtypes
-
         a = a.view(ml_dtypes.bfloat16)
     return a.astype(np.float32)
 
 
 def params_from_state_dict(state: Mapping[str, np.ndarray], require_encoder: bool = True) -> dict:
-    """Converts a PyTorch-named VQ-VAE state dict (``vae-oid.npz`` layout) to the Flax params of this module.
+    """Converts a PyTorch-named VQ-VAE state dict (`vae-oid.npz` layout) to the Flax params of this module.
 
     Args:
-      state: name -> array (numpy, torch tensors converted with ``.numpy()``).
-      require_encoder: when False a file without ``encoder.*`` keys gives ``params["encoder"] = None``
+      state: name -> array (numpy, torch tensors converted with `.numpy()`).
+      require_encoder: when False a file without `encoder.*` keys gives `params["encoder"] = None`
         (decode-only).
 
     Returns:
@@ -493,17 +494,15 @@ def _validate_shapes(params: Mapping) -> None:
 
 
 def load_params(path: str | os.PathLike, require_encoder: bool = True) -> dict:
-    """Loads the released ``vae-oid.npz`` (PyTorch-named arrays) into Flax params.
+    """Loads the released `vae-oid.npz` (PyTorch-named arrays) into Flax params.
 
     Args:
-      path: the ``.npz`` file, local or gs:// (:mod:`paligemma.paths`).
-      require_encoder: see :func:`params_from_state_dict`.
+      path: the `.npz` file, local or gs:// (`paligemma.paths`).
+      require_encoder: see `params_from_state_dict`.
 
     Returns:
-      ``{"codebook", "encoder", "decoder"}`` float32 params for :func:`encode` / :func:`decode`.
+      `{"codebook", "encoder", "decoder"}` float32 params for `encode` / `decode`.
     """
-    from paligemma import paths  # pylint: disable=g-import-not-at-top
-
     path = os.fspath(path)
     if not paths.isfile(path):
         raise FileNotFoundError(f"{path}: VQ-VAE file not found (the released vae-oid.npz; pass its path).")

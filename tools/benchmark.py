@@ -45,6 +45,7 @@ def _discover():
 
 
 def print_table(headers: list[str], rows: list[list], out=sys.stdout):
+    """Prints `rows` under `headers` as an aligned plain-text table."""
     cells = [[str(c) for c in r] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
     num = lambda c: c.replace(",", "").replace(".", "", 1).isdigit()
@@ -166,6 +167,7 @@ def pipeline_benchmark(argv: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
+    """Command line: runs the named benchmarks; returns the exit code."""
     _discover()
     if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
         print(__doc__.strip().split("\n\n")[0])

@@ -16,6 +16,11 @@ from __future__ import annotations
 import argparse
 import time
 
+import jax
+import numpy as np
+
+from paligemma import decode
+from paligemma import model as pg
 from tools.benchmark import print_table, register
 
 
@@ -44,12 +49,6 @@ def decode_benchmark(argv: list[str]) -> int:
     p.add_argument("--repeats", type=int, default=5, help="timed runs per batch size (best reported)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-
-    import jax  # pylint: disable=g-import-not-at-top
-    import numpy as np  # pylint: disable=g-import-not-at-top
-
-    from paligemma import decode  # pylint: disable=g-import-not-at-top
-    from paligemma import model as pg  # pylint: disable=g-import-not-at-top
 
     try:
         batch_sizes = [int(b) for b in args.batch_sizes.split(",")]

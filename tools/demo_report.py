@@ -17,6 +17,9 @@ import sys
 import textwrap
 from collections.abc import Sequence
 
+import tensorflow as tf
+
+from datasets import sources
 from tools import plots
 
 
@@ -35,10 +38,6 @@ def _final_predictions(workdir: str, name: str) -> tuple[str, int | None]:
 
 def _examples(data_config: dict, ids: set, id_key: str = "question_id") -> dict:
     """{id: (image uint8 [H, W, 3], question)} for the given ids, read in split order from the eval data."""
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-    from datasets import sources  # pylint: disable=g-import-not-at-top
-
     out = {}
     for ex in sources.get_source(data_config).get_tfdata(ordered=True):
         qid = int(ex[id_key].numpy())
@@ -113,6 +112,7 @@ def report(workdir: str, name: str = "test", num_images: int = 16) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: writes the demo report of a workdir; returns the exit code."""
     p = argparse.ArgumentParser(prog="python -m tools.demo_report", description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", required=True)
     p.add_argument("--eval", default="test", help="the VQA evaluator of the run config (default: test)")

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from evaluators.refcoco import resize_bilinear_pil
+
 __all__ = ["draw_detections", "draw_masks", "mask_in_box", "color_for", "PALETTE"]
 
 PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -121,8 +123,6 @@ def mask_in_box(mask64: np.ndarray, box: Sequence[float], height: int, width: in
     Returns:
       bool `[height, width]` (all False when the pixel box is empty).
     """
-    from evaluators.refcoco import resize_bilinear_pil  # pylint: disable=g-import-not-at-top  (numpy only)
-
     out = np.zeros((height, width), bool)
     y1, x1, y2, x2 = (float(v) for v in box)
     py1, px1, py2, px2 = int(y1 * height), int(x1 * width), int(y2 * height), int(x2 * width)

@@ -1,5 +1,7 @@
-r"""The README's dry-run table: runs `--dry_run` for config x model x resolution combinations and/or reads their JSON
-reports, and prints one markdown row per run (per chip: params / optimizer state / activations+temporaries / total,
+r"""The README's dry-run table.
+
+Runs `--dry_run` for config x model x resolution combinations and/or reads their JSON reports, and prints one
+markdown row per run (per chip: params / optimizer state / activations+temporaries / total,
 % of usable HBM; the evaluators' largest program; estimated step time, examples/s and MFU).
 
     python -m tools.dry_run_table --out /tmp/plans --run vqav2,paligemma-3b,224 --run docvqa,paligemma-3b,896,v5e-32
@@ -27,8 +29,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_one(config: str, model: str, res: int, slice_name: str | None, out: str) -> str:
-    """Runs the dry run of one combination (a subprocess); returns the JSON path (written even when it does not
-    fit; missing when the run failed otherwise: see the `.log` next to it).
+    """Runs the dry run of one combination (a subprocess) and returns the JSON path.
+
+    The JSON is written even when the config does not fit; it is missing when the run failed otherwise (see the
+    `.log` next to it).
     """
     sys.path.insert(0, REPO)
     from configs import common
@@ -91,8 +95,9 @@ def row(report: Mapping[str, Any]) -> str:
 
 
 def table(paths: Sequence[str]) -> str:
-    """The markdown table of the JSON reports `paths` (files, or folders of `*.json`), sorted by config, model
-    size and resolution.
+    """The markdown table of the JSON reports `paths` (files, or folders of `*.json`).
+
+    Rows are sorted by config, model size and resolution.
     """
     files = []
     for path in paths:
@@ -104,6 +109,7 @@ def table(paths: Sequence[str]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: runs or reads the dry runs and prints the table; returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("reports", nargs="*", help="JSON reports or folders of them")
     parser.add_argument("--run", action="append", default=[], help="config,model,res[,slice] to dry-run first")

@@ -73,6 +73,7 @@ def plot_curves(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: draws the plots of a workdir; returns the exit code."""
     p = argparse.ArgumentParser(prog="python -m tools.plots", description=__doc__.split("\n\n")[0])
     p.add_argument("workdir", help="a training workdir (holds metrics.jsonl)")
     p.add_argument("--out", default=None, help="PNG path (default: WORKDIR/curves.png)")

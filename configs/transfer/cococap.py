@@ -3,7 +3,7 @@ r"""COCO captions: fine-tune a pretrained PaliGemma to caption images, scored by
     python -m trainers.train --config configs/transfer/cococap.py --workdir gs://BUCKET/cococap_224
     python -m trainers.train --config configs/transfer/cococap.py:res=448,model=paligemma2-3b --workdir ...
     python -m trainers.train --config configs/transfer/cococap.py:final_split=true --workdir ...
-    python -m trainers.train --config configs/transfer/cococap.py:mode=mock --workdir /tmp/cococap_mock   # CPU smoke run
+    python -m trainers.train --config configs/transfer/cococap.py:mode=mock --workdir /tmp/cococap_mock  # CPU smoke
 
 Arguments: res (224 | 448 | 896), model (paligemma-3b | paligemma2-{3b,10b,28b}), final_split (train on
 train+restval+val, caption the test split and NoCaps test for submission), mode (real | mock).
@@ -21,8 +21,8 @@ validation, every 20% of the run and at the end.
 Compute (configs/common.py `RELEASED_COMPUTE`): bfloat16 activations and matmuls with float32 master weights and
 Adam moments, every layer of both towers rematerialised ("full"), the loss's logits only at the suffix tokens.
 Slice (configs/common.py `RELEASED_SLICES`, checked with `--dry_run`, README table): 3B (PaliGemma 1 or 2) on v5e-8
-at 224 px, v5e-16 at 448, v5e-32 at 896; 10B on v5e-32 (896: v5e-64); 28B on v5e-64 (448 and 896: v5e-128); FSDP over all
-chips (28B at 896: plus a tensor axis of 4), accum_steps = batch / (batch shards x examples per shard).
+at 224 px, v5e-16 at 448, v5e-32 at 896; 10B on v5e-32 (896: v5e-64); 28B on v5e-64 (448 and 896: v5e-128); FSDP
+over all chips (28B at 896: plus a tensor axis of 4), accum_steps = batch / (batch shards x examples per shard).
 """
 
 import ml_collections

@@ -21,8 +21,8 @@ Evaluation: ANLS (threshold 0.5) of greedy answers on the validation split every
 weights and Adam moments) and rematerialise every layer ("full") in the backward pass (configs/common.py
 `RELEASED_COMPUTE`); the loss's logits are computed only at the answer tokens.
 Slice (configs/common.py `RELEASED_SLICES`, checked with `--dry_run`, README table): 3B (PaliGemma 1 or 2) on v5e-8
-at 224 px, v5e-16 at 448, v5e-32 at 896; 10B on v5e-32 (896: v5e-64); 28B on v5e-64 (448 and 896: v5e-128); FSDP over all
-chips (28B at 896: plus a tensor axis of 4), accum_steps = batch / (batch shards x examples per shard).
+at 224 px, v5e-16 at 448, v5e-32 at 896; 10B on v5e-32 (896: v5e-64); 28B on v5e-64 (448 and 896: v5e-128); FSDP
+over all chips (28B at 896: plus a tensor axis of 4), accum_steps = batch / (batch shards x examples per shard).
 """
 
 import ml_collections

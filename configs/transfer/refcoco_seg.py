@@ -1,5 +1,7 @@
-r"""RefCOCO referring segmentation: fine-tune a pretrained PaliGemma to output a box and a mask for a referring
-expression (`segment {expression}` -> 4 <loc> + 16 <seg> tokens), scored by mIoU.
+r"""RefCOCO referring segmentation, scored by mIoU.
+
+Fine-tunes a pretrained PaliGemma to output a box and a mask for a referring expression (`segment {expression}` ->
+4 <loc> + 16 <seg> tokens).
 
     python -m trainers.train --config configs/transfer/refcoco_seg.py --workdir gs://BUCKET/refcoco_seg_448
     python -m trainers.train --config configs/transfer/refcoco_seg.py:res=224,model=paligemma2-3b --workdir ...
@@ -24,8 +26,8 @@ mIoU (the mean over expressions of the mask IoU) and box accuracy at IoU 0.5 / 0
 Compute (configs/common.py `RELEASED_COMPUTE`): bfloat16 activations and matmuls with float32 master weights and
 Adam moments, every layer of both towers rematerialised ("full"), the loss's logits only at the suffix tokens.
 Slice (configs/common.py `RELEASED_SLICES`, checked with `--dry_run`, README table): 3B (PaliGemma 1 or 2) on v5e-8
-at 224 px, v5e-16 at 448, v5e-32 at 896; 10B on v5e-32 (896: v5e-64); 28B on v5e-64 (448 and 896: v5e-128); FSDP over all
-chips (28B at 896: plus a tensor axis of 4), accum_steps = batch / (batch shards x examples per shard).
+at 224 px, v5e-16 at 448, v5e-32 at 896; 10B on v5e-32 (896: v5e-64); 28B on v5e-64 (448 and 896: v5e-128); FSDP
+over all chips (28B at 896: plus a tensor axis of 4), accum_steps = batch / (batch shards x examples per shard).
 """
 
 import os
@@ -48,8 +50,9 @@ EVAL_PP = (
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    """The RefCOCO segmentation run; `arg` = "res=448,model=paligemma-3b,final_split=false,dataset=refcoco_unc,
-    mode=real" (any subset).
+    """The RefCOCO segmentation run.
+
+    `arg` = "res=448,model=paligemma-3b,final_split=false,dataset=refcoco_unc,mode=real" (any subset).
     """
     arg = common.parse_arg(arg, res=448, model="paligemma-3b", final_split=False, dataset="refcoco_unc", mode="real")
     mock = arg.mode == "mock"

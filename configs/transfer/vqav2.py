@@ -19,14 +19,14 @@ Recipe (the original transfer, docs/reference.md §5): 10 epochs at batch 256, A
 schedule and 5% warmup, global-norm clipping at 1, no weight decay, no label smoothing, text_len 32, loss per example,
 params FSDP-sharded over all chips. One of the 10 answers is drawn at random for each visit of a question.
 Evaluation: VQA accuracy (official normalisation, leave-one-out over the 10 answers) by greedy decoding on a held-out
-"minival" (the first 10,000 validation questions; training uses train + the rest of validation), at every 10% of the run and at the end, plus the perplexity of the
-answers. With final_split the minival goes into training and the evaluator writes the test-dev submission file
-(`{workdir}/evals/`) instead.
+"minival" (the first 10,000 validation questions; training uses train + the rest of validation), at every 10% of the
+run and at the end, plus the perplexity of the answers. With final_split the minival goes into training and the
+evaluator writes the test-dev submission file (`{workdir}/evals/`) instead.
 Compute (configs/common.py `RELEASED_COMPUTE`): bfloat16 activations and matmuls with float32 master weights and
 Adam moments, every layer of both towers rematerialised ("full"), the loss's logits only at the suffix tokens.
 Slice (configs/common.py `RELEASED_SLICES`, checked with `--dry_run`, README table): 3B (PaliGemma 1 or 2) on v5e-8
-at 224 px, v5e-16 at 448, v5e-32 at 896; 10B on v5e-32 (896: v5e-64); 28B on v5e-64 (448 and 896: v5e-128); FSDP over all
-chips (28B at 896: plus a tensor axis of 4), accum_steps = batch / (batch shards x examples per shard).
+at 224 px, v5e-16 at 448, v5e-32 at 896; 10B on v5e-32 (896: v5e-64); 28B on v5e-64 (448 and 896: v5e-128); FSDP
+over all chips (28B at 896: plus a tensor axis of 4), accum_steps = batch / (batch shards x examples per shard).
 """
 
 import ml_collections

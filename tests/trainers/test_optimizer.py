@@ -8,6 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from paligemma import loss
 from paligemma import model as model_lib
 from trainers import config as config_lib
 from trainers import optimizer, step
@@ -86,8 +87,8 @@ def test_loss_normalisation_and_label_smoothing():
     assert float(total / denom) == pytest.approx(6.0 / 3)
     logits = jnp.log(jnp.array([[[0.7, 0.2, 0.1]]]))
     targets = jnp.array([[0]])
-    assert float(step.token_nll(logits, targets)[0, 0]) == pytest.approx(-math.log(0.7), rel=1e-6)
-    smoothed = float(step.token_nll(logits, targets, 0.3)[0, 0])
+    assert float(loss.token_nll(logits, targets)[0, 0]) == pytest.approx(-math.log(0.7), rel=1e-6)
+    smoothed = float(loss.token_nll(logits, targets, 0.3)[0, 0])
     soft = 0.7 * np.eye(3)[0] + 0.3 / 3
     assert smoothed == pytest.approx(-np.sum(soft * np.log([0.7, 0.2, 0.1])), rel=1e-6)
 

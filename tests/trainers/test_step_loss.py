@@ -8,6 +8,7 @@ import numpy as np
 import optax
 import pytest
 
+from paligemma import loss
 from paligemma import model as model_lib
 from paligemma.tree import flatten
 from trainers import step
@@ -37,7 +38,7 @@ def _reference_loss_fn(model, label_smoothing, loss_norm):
     def loss_fn(params, micro, key):
         inputs, targets, weights = step.model_inputs(micro)
         logits, _ = model.apply({"params": params}, *inputs, train=True, rngs={"dropout": key})
-        return step.loss_parts(step.token_nll(logits, targets, label_smoothing), weights, loss_norm)
+        return step.loss_parts(loss.token_nll(logits, targets, label_smoothing), weights, loss_norm)
 
     return loss_fn
 
@@ -89,14 +90,14 @@ def test_weighted_nll_sums_handle_rows_without_weights_and_any_chunk():
     targets = jnp.asarray(rng.integers(0, 11, (4, 7)), jnp.int32)
     weights = jnp.asarray([[0, 1, 1, 0, 1, 0, 0], [0] * 7, [1] * 7, [0, 0, 0, 0, 0, 0, 2]], jnp.float32)
     logits_fn = lambda h: h @ proj  # noqa: E731
-    expected = jnp.sum(step.token_nll(logits_fn(hidden), targets, 0.2) * weights, axis=-1)
+    expected = jnp.sum(loss.token_nll(logits_fn(hidden), targets, 0.2) * weights, axis=-1)
     for chunk in (1, 2, 3, 7, 50):
-        got = step.weighted_nll_sums(hidden, targets, weights, logits_fn, label_smoothing=0.2, chunk=chunk)
+        got = loss.weighted_nll_sums(hidden, targets, weights, logits_fn, label_smoothing=0.2, chunk=chunk)
         np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-6)
         assert float(got[1]) == 0.0
     # No weighted position at all: loss 0 and zero gradients (every chunk is skipped).
     zero = jnp.zeros_like(weights)
-    grad = jax.grad(lambda h: jnp.sum(step.weighted_nll_sums(h, targets, zero, logits_fn, chunk=2)))(hidden)
+    grad = jax.grad(lambda h: jnp.sum(loss.weighted_nll_sums(h, targets, zero, logits_fn, chunk=2)))(hidden)
     assert float(jnp.max(jnp.abs(grad))) == 0.0
 
 

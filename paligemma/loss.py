@@ -1,0 +1,83 @@
+"""The model's next-token loss: per-token cross-entropy and its weighted sums over the suffix positions only.
+
+The trainer's step and the perplexity evaluator share it.
+
+Suffix-only logits: the model's output projection (257,152 entries for the released vocabulary) is applied only
+where the loss weight can be nonzero. Each example's weighted positions are gathered to the front of its row (in
+order), the rows are cut into chunks of `chunk` positions, and a scan over the chunks computes one chunk's float32
+logits at a time, skipping (`lax.cond`) the chunks without any weighted position and rematerialising the logits in
+the backward pass. The result and its gradient are the full-vocabulary cross-entropy at every position, summed in
+another order (see `trainers/step.py` for the memory this saves).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from paligemma.layers import constrain_batch
+
+
+def token_nll(logits: jax.Array, targets: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
+    """Float logits [B, T, V], int targets [B, T] -> float32 [B, T] cross-entropy.
+
+    With label smoothing e the target distribution is (1 - e) * onehot + e / V.
+    """
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    target_logp = jnp.take_along_axis(logp, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    if not label_smoothing:
+        return -target_logp
+    return -((1.0 - label_smoothing) * target_logp + label_smoothing * jnp.mean(logp, axis=-1))
+
+
+def weighted_nll_sums(
+    hidden: jax.Array,
+    targets: jax.Array,
+    weights: jax.Array,
+    logits_fn: Callable[[jax.Array], jax.Array],
+    *,
+    label_smoothing: float = 0.0,
+    chunk: int = 4,
+) -> jax.Array:
+    """Per-example `sum_t weights * token_nll(logits_fn(hidden))`, computing logits only where weights != 0.
+
+    Args:
+      hidden: `[B, T, D]` pre-logits hidden states (any float dtype).
+      targets: int `[B, T]` next-token ids.
+      weights: `[B, T]` loss weights (0 = no loss at that position).
+      logits_fn: `[B, C, D]` -> float32 logits `[B, C, V]` (the model's output projection).
+      label_smoothing: as in `token_nll`.
+      chunk: positions per example whose logits are computed at once (C).
+
+    Returns:
+      float32 `[B]`. Equal to `jnp.sum(token_nll(logits_fn(hidden), targets, e) * weights, -1)` up to the order of the
+      summation; its gradient is that expression's gradient.
+    """
+    batch, length = weights.shape
+    chunk = max(1, min(int(chunk), length))
+    num_chunks = -(-length // chunk)
+    weights = weights.astype(jnp.float32)
+    # Weighted positions first, each row in its own order: a row with n of them has them in chunks 0 .. n // chunk.
+    order = jnp.argsort(weights == 0, axis=1, stable=True)
+
+    def chunks(x):  # [B, T, ...] -> [num_chunks, B, chunk, ...], gathered in `order`, zero-padded
+        x = jnp.take_along_axis(x, order.reshape(order.shape + (1,) * (x.ndim - 2)), axis=1)
+        x = jnp.pad(x, [(0, 0), (0, num_chunks * chunk - length)] + [(0, 0)] * (x.ndim - 2))
+        return constrain_batch(jnp.moveaxis(x.reshape(batch, num_chunks, chunk, *x.shape[2:]), 1, 0), dim=1)
+
+    def chunk_sums(h, t, w):
+        nll = token_nll(logits_fn(h), t, label_smoothing)
+        return jnp.sum(jnp.where(w != 0, nll * w, 0.0), axis=-1)
+
+    @jax.checkpoint  # the backward pass recomputes a chunk's logits instead of keeping every chunk's
+    def body(total, xs):
+        h, t, w = xs
+        sums = jax.lax.cond(jnp.any(w != 0), chunk_sums, lambda h, t, w: jnp.zeros((batch,), jnp.float32), h, t, w)
+        return total + sums, None
+
+    total, _ = jax.lax.scan(
+        body, jnp.zeros((batch,), jnp.float32), (chunks(hidden), chunks(targets.astype(jnp.int32)), chunks(weights))
+    )
+    return total
