@@ -4,8 +4,8 @@ Batch layout (the `tok_paligemma` pp op): image float [B, H, W, 3] (or [B, F, H,
 `text`, `mask_ar`, `mask_loss`, `mask_input`. The model reads `text[:, :-1]` (with `mask_ar[:, :-1]`,
 `mask_input[:, :-1]`) and predicts `text[:, 1:]`, weighted by `mask_loss[:, 1:]`.
 
-Loss normalisation (`loss_norm`): "example" averages each example's suffix tokens, then the examples (REFERENCE.md
-section 2; an example without suffix tokens contributes 0 but still counts); "token" averages all suffix tokens of
+Loss normalisation (`loss_norm`): "example" averages each example's suffix tokens, then the examples (docs/reference.md
+§2.2; an example without suffix tokens contributes 0 but still counts); "token" averages all suffix tokens of
 the batch. Either way the loss is a ratio `sum / denominator` whose parts add up over microbatches, so accumulating
 `accum_steps` microbatches gives exactly the full-batch loss and gradient.
 
