@@ -32,14 +32,18 @@ import sys
 import tempfile
 
 import numpy as np
+import tensorflow as tf
 from absl import app, flags
+from ml_collections import config_flags
+
+from datasets import pipeline, sources, tokenizers
+from paligemma.tokenizer import Tokenizer
+from paligemma.tree import plain
 
 FLAGS = flags.FLAGS
 
 
 def _define_flags():
-    from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-
     config_flags.DEFINE_config_file(
         "config", None, "Config file (with get_config(arg)); FILE:ARG passes ARG.", lock_config=False
     )
@@ -63,21 +67,17 @@ def _get(cfg, path, default=None):
     return default if cur is None else cur
 
 
-def _plain(x):
-    return x.to_dict() if hasattr(x, "to_dict") else (dict(x) if isinstance(x, dict) else x)
-
-
 def resolve_input(config, *, eval_name=None, split=None, data_dir=None):
     """(data config dict, pp, tokenizer path, description) for the training input or an eval entry."""
     tokenizer = _get(config, "input.tokenizer") or _get(config, "tokenizer") or _get(config, "model.tokenizer")
-    input_data = _plain(_get(config, "input.data"))
+    input_data = plain(_get(config, "input.data"))
     if eval_name:
         evals = _get(config, "evals")
         if evals is None or eval_name not in evals:
             names = sorted(evals.keys()) if evals is not None else []
             raise KeyError(f"No eval {eval_name!r} in config.evals (has: {names})")
         ev = evals[eval_name]
-        data = _plain(_get(ev, "data"))
+        data = plain(_get(ev, "data"))
         if isinstance(data, str):  # a split name of the training data
             data = dict(input_data, split=data)
         pp = _get(ev, "pp")
@@ -102,8 +102,6 @@ def _load_tokenizer(path):
     if not path:
         return None
     try:
-        from paligemma.tokenizer import Tokenizer  # pylint: disable=g-import-not-at-top
-
         return Tokenizer(path)
     except Exception as e:  # pylint: disable=broad-except
         print(f"(cannot load tokenizer {path}: {e}; showing token ids only)")
@@ -209,13 +207,9 @@ def inspect_config(
     config, *, n=3, eval_name=None, split=None, data_dir=None, ordered=False, shuffle_buffer=1000, out=sys.stdout
 ):
     """Builds the pipeline described by `config` and prints n examples to `out`."""
-    from datasets import pipeline, sources  # pylint: disable=g-import-not-at-top
-
     data, pp, tokenizer, what = resolve_input(config, eval_name=eval_name, split=split, data_dir=data_dir)
     if tokenizer is not None and not isinstance(tokenizer, str):  # a spec that trains one (datasets.tokenizers)
-        from datasets import tokenizers  # pylint: disable=g-import-not-at-top
-
-        spec = tokenizer.to_dict() if hasattr(tokenizer, "to_dict") else dict(tokenizer)
+        spec = plain(tokenizer)
         digest = hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
         cache = os.path.join(tempfile.gettempdir(), "paligemma_inspect_tokenizers", digest)  # one folder per spec
         tokenizer = tokenizers.resolve_tokenizer(tokenizer, workdir=cache)
@@ -244,28 +238,17 @@ def inspect_config(
         )
         stream = f"training stream, shuffle buffer {buffer}"
     batch = next(ds.as_numpy_iterator())
-    count = len(next(iter(tf_flatten(batch))))
+    count = len(next(iter(tf.nest.flatten(batch))))
     print(f"{count} example(s), {stream}:", file=out)
     for i in range(count):
-        ex = tf_map(lambda v, i=i: v[i], batch)
+        ex = tf.nest.map_structure(lambda v, i=i: v[i], batch)
         print(f"\n=== example {i} ===", file=out)
         print(format_example(ex, tok), file=out)
     return batch
 
 
-def tf_flatten(batch):
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-    return tf.nest.flatten(batch)
-
-
-def tf_map(fn, batch):
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-    return tf.nest.map_structure(fn, batch)
-
-
 def main(argv):
+    """`python -m datasets.inspect`: prints the examples of `--config` (see the module docstring)."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if FLAGS.config is None:

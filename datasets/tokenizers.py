@@ -31,7 +31,11 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import jax
+
 from paligemma import paths
+from paligemma.tokenizer import Tokenizer, train_tokenizer
+from paligemma.tree import plain
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +75,7 @@ def resolve_tokenizer(spec: Any, workdir: str | None = None, *, wait_timeout_s: 
         )
     if isinstance(spec, (str, os.PathLike)):
         return _resolve_path(os.fspath(spec), workdir, wait_timeout_s)
-    spec = _as_dict(spec)
+    spec = plain(_require_mapping(spec, "A tokenizer spec must be a path or a dict/ConfigDict"))
     unknown = sorted(set(spec) - set(SPEC_KEYS))
     if unknown:
         raise TokenizerSpecError(f"Unknown key(s) {unknown} in the tokenizer spec; known keys: {list(SPEC_KEYS)}")
@@ -103,8 +107,6 @@ def _resolve_path(path: str, workdir: str | None, wait_timeout_s: float) -> str:
             f"Tokenizer file not found: {path!r}. Pass the path of a SentencePiece .model file "
             f"(e.g. the PaliGemma/Gemma tokenizer.model), or a dict spec to train one."
         )
-    from paligemma.tokenizer import Tokenizer  # pylint: disable=g-import-not-at-top
-
     try:
         tok = Tokenizer(path)
     except ValueError as e:
@@ -144,16 +146,15 @@ def _in_workdir(path: str, workdir: str | None, what: str) -> str:
 # Trained specs.
 
 
-def _as_dict(spec: Any) -> dict:
-    if isinstance(spec, Mapping):
-        return dict(spec)
-    if hasattr(spec, "to_dict"):
-        return spec.to_dict()
-    raise TokenizerSpecError(f"A tokenizer spec must be a path or a dict/ConfigDict, got {type(spec).__name__}")
+def _require_mapping(spec: Any, what: str) -> Any:
+    """`spec` itself when it is a mapping or a ConfigDict; else TokenizerSpecError(`what`, got <type>)."""
+    if not isinstance(spec, Mapping) and not hasattr(spec, "to_dict"):
+        raise TokenizerSpecError(f"{what}, got {type(spec).__name__}")
+    return spec
 
 
 def _train_settings(train: Any) -> dict:
-    train = _as_dict(train)
+    train = plain(_require_mapping(train, "The tokenizer spec's `train` must be a dict/ConfigDict"))
     unknown = sorted(set(train) - set(TRAIN_KEYS))
     if unknown:
         raise TokenizerSpecError(
@@ -164,7 +165,7 @@ def _train_settings(train: Any) -> dict:
             "The tokenizer spec's `train` needs `data` (a source config, e.g. dict(name='easy_vqa', split='train'))"
         )
     out = {**_TRAIN_DEFAULTS, **train}
-    out["data"] = _as_dict(out["data"])
+    out["data"] = _require_mapping(out["data"], "The tokenizer spec's `train.data` must be a dict/ConfigDict")
     keys = out["keys"]
     out["keys"] = [keys] if isinstance(keys, str) else list(keys)
     if not out["keys"] or not all(isinstance(k, str) for k in out["keys"]):
@@ -226,7 +227,9 @@ def _strings(value: Any) -> Iterator[str]:
 
 def training_texts(train: dict) -> list[str]:
     """The texts a tokenizer spec trains on: the `keys` fields of the first `max_examples` examples + extra_texts."""
-    from datasets import sources  # pylint: disable=g-import-not-at-top  (imports TensorFlow)
+    # Imported here, not at the top: it imports TensorFlow, which resolving a path spec (`evaluators.run`,
+    # `tools.predict`) must not.
+    from datasets import sources  # pylint: disable=g-import-not-at-top
 
     source = sources.get_source(train["data"])
     ds = source.get_tfdata(ordered=True)
@@ -247,8 +250,6 @@ def training_texts(train: dict) -> list[str]:
 
 
 def _train_and_write(train: dict, path: str) -> None:
-    from paligemma.tokenizer import train_tokenizer  # pylint: disable=g-import-not-at-top
-
     t0 = time.time()
     texts = training_texts(train)
     try:
@@ -282,6 +283,4 @@ def _wait_for(path: str, timeout_s: float) -> None:
 
 
 def _process_index() -> int:
-    import jax  # pylint: disable=g-import-not-at-top
-
     return jax.process_index()
