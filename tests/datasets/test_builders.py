@@ -79,14 +79,9 @@ def test_build_cli_without_manual_files(tmp_path):
     assert not os.path.exists(tmp_path / "vqa")  # nothing half-built
 
 
-def test_inspect_cli(tmp_path):
+def test_inspect_cli(tokenizer_path):
     pytest.importorskip("datasets.pp")
-    from paligemma.tokenizer import train_tokenizer
-
-    tok = str(tmp_path / "tok.model")
-    train_tokenizer(
-        ["answer en what color is the image?", "red green blue yellow black white gray grey"] * 50, tok, vocab_size=300
-    )
+    tok = tokenizer_path
     config = os.path.join(FIXTURES, "inspect_config.py")
     r = _run("datasets.inspect", f"--config={config}:{tok}", "--n=2")
     assert r.returncode == 0, r.stderr[-3000:]

@@ -90,15 +90,9 @@ def test_tfds_resume(data_dir):
     np.testing.assert_array_equal(got, ref[4500:7000])
 
 
-def test_pp_string_pipeline(data_dir, tmp_path):
+def test_pp_string_pipeline(data_dir, easyvqa_tokenizer_path):
     pytest.importorskip("datasets.pp")
-    from easy_vqa import get_train_questions
-
-    from paligemma.tokenizer import train_tokenizer
-
-    questions, answers, _ = get_train_questions()
-    tok = str(tmp_path / "tok.model")
-    train_tokenizer([f"answer en {q}" for q in questions[:2000]] + answers[:2000], tok, vocab_size=400)
+    tok = easyvqa_tokenizer_path  # trained on easy-VQA's questions and answers
     pp = (
         'decode|resize(32)|value_range(-1, 1)|strfmt("answer en {question}", outkey="prefix")'
         '|choice(inkey="answers", outkey="suffix")|tok_paligemma(text_len=24)'

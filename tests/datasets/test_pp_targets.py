@@ -6,31 +6,19 @@ import tensorflow as tf
 
 from datasets import pp
 from datasets.pp import layout
-from paligemma.tokenizer import box_to_loc_tokens, train_tokenizer
+from paligemma.tokenizer import box_to_loc_tokens
 
 BOS, EOS, PAD = 2, 1, 0
 
 
 @pytest.fixture(scope="module")
-def tk_path(tmp_path_factory):
-    texts = []
-    for o in ["car", "dog", "cat", "house", "tree", "bird"]:
-        for c in ["red", "blue", "green", "white"]:
-            texts += [
-                f"answer en what is the color of the {o}?\nthe {o} is {c}.",
-                f"caption en\na {c} {o} next to a big {o}.",
-                f"detect {o} ; {c}\n{o}",
-            ]
-    path = str(tmp_path_factory.mktemp("tok") / "tiny.model")
-    train_tokenizer(texts, path, vocab_size=320)
-    return path
+def tk_path(tokenizer_path):
+    return tokenizer_path  # the shared test tokenizer (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
-def tk(tk_path):
-    from paligemma.tokenizer import Tokenizer
-
-    return Tokenizer(tk_path)
+def tk(tokenizer):
+    return tokenizer
 
 
 def run_ds(pp_string, data, **kw):

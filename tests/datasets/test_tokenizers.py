@@ -2,14 +2,16 @@
 
 import json
 import os
+import shutil
 import threading
 import time
 
 import pytest
+import sentencepiece
 
 from datasets import tokenizers
 from datasets.tokenizers import TokenizerSpecError, resolve_tokenizer
-from paligemma.tokenizer import Tokenizer, train_tokenizer
+from paligemma.tokenizer import Tokenizer
 
 FIXTURE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "eval", "eval.jsonl")
 TRAIN = dict(
@@ -20,31 +22,16 @@ TRAIN = dict(
 )
 
 
-def test_path_spec_with_loc_seg_tokens_is_returned_as_is(tmp_path):
-    path = str(tmp_path / "tok.model")
-    train_tokenizer(["hello world", "a b c"] * 20, path, vocab_size=280)
+def test_path_spec_with_loc_seg_tokens_is_returned_as_is(tokenizer_path):
+    path = tokenizer_path
     assert resolve_tokenizer(path) == path  # no workdir needed
     assert resolve_tokenizer(dict(path=path)) == path
 
 
-def _plain_model_without_loc_seg(path):
-    """A SentencePiece model without the loc/seg pieces (like the plain Gemma tokenizer)."""
-    from sentencepiece import sentencepiece_model_pb2 as sp_pb2
-
-    tok = train_tokenizer(["hello world", "a b c"] * 20, None, vocab_size=280)
-    proto = sp_pb2.ModelProto()
-    proto.ParseFromString(tok.serialized_model_proto())
-    kept = [p for p in proto.pieces if not p.piece.startswith(("<loc", "<seg"))]
-    del proto.pieces[:]
-    proto.pieces.extend(kept)
-    with open(path, "wb") as f:
-        f.write(proto.SerializeToString())
-    return len(kept)
-
-
-def test_plain_tokenizer_gets_an_augmented_copy_in_workdir(tmp_path):
-    plain = str(tmp_path / "gemma_like.model")
-    n = _plain_model_without_loc_seg(plain)
+def test_plain_tokenizer_gets_an_augmented_copy_in_workdir(plain_tokenizer_path, tmp_path):
+    plain = str(tmp_path / "gemma_like.model")  # a model without the loc/seg pieces (like the plain Gemma tokenizer)
+    shutil.copyfile(plain_tokenizer_path, plain)
+    n = sentencepiece.SentencePieceProcessor(model_file=plain).get_piece_size()
     with pytest.raises(TokenizerSpecError, match="No workdir"):
         resolve_tokenizer(plain)
     out = resolve_tokenizer(plain, str(tmp_path / "work"))
@@ -83,14 +70,14 @@ def test_max_examples_limits_the_training_texts():
     assert len(texts) == 2 + 2 * (1 + 3 + 2)  # question + 3 answers + 2 captions per example
 
 
-def test_other_processes_wait_for_process_0(tmp_path, monkeypatch):
+def test_other_processes_wait_for_process_0(tokenizer, tmp_path, monkeypatch):
     monkeypatch.setattr(tokenizers, "_process_index", lambda: 1)
     monkeypatch.setattr(tokenizers, "_WAIT_POLL_S", 0.05)
     target = tmp_path / "tokenizer.model"
 
     def process_0():
         time.sleep(0.3)
-        train_tokenizer(["hello world"] * 20, str(target), vocab_size=280)
+        tokenizer.save(str(target))  # as train_tokenizer(..., output_path) writes it
 
     thread = threading.Thread(target=process_0)
     thread.start()
@@ -98,7 +85,7 @@ def test_other_processes_wait_for_process_0(tmp_path, monkeypatch):
         assert resolve_tokenizer(dict(train=TRAIN), str(tmp_path)) == str(target)  # waited, did not train
     finally:
         thread.join()
-    assert Tokenizer(str(target)).vocab_size == 280 + 1152
+    assert Tokenizer(str(target)).vocab_size == tokenizer.vocab_size
     with pytest.raises(TokenizerSpecError, match="waited .* for process 0"):
         resolve_tokenizer(dict(train=TRAIN, path="other.model"), str(tmp_path), wait_timeout_s=0.2)
 

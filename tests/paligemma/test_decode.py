@@ -310,12 +310,8 @@ def test_invalid_requests_name_the_problem(setup, monkeypatch):
         call(batch, max_decode_len=3)
 
 
-def test_decode_texts_strips_eos_and_pad(tmp_path):
-    from paligemma.tokenizer import train_tokenizer
-
-    tok = train_tokenizer(
-        ["a red circle", "a blue square", "the green triangle is small"] * 20, tmp_path / "t.model", vocab_size=300
-    )
+def test_decode_texts_strips_eos_and_pad(tokenizer):
+    tok = tokenizer
     ids = tok.encode("a red circle")
     tokens = np.array([ids + [tok.eos_id, 0, 0], ids[:2] + [tok.pad_id] * (len(ids) + 1)], np.int32)
     lengths = np.array([len(ids) + 1, 2], np.int32)

@@ -1,7 +1,5 @@
 """Tests for paligemma.tokenizer: a tiny Gemma-style tokenizer trained in-process (no downloads)."""
 
-import io
-
 import numpy as np
 import pytest
 import sentencepiece as spm
@@ -18,25 +16,12 @@ from paligemma.tokenizer import (
     train_tokenizer,
 )
 
-VOCAB = 400
-
-
-def _corpus() -> list[str]:
-    things = ["car", "dog", "cat", "house", "tree", "bird", "boat", "apple", "chair", "person"]
-    colors = ["red", "blue", "green", "yellow", "white", "black"]
-    texts = []
-    for i, o in enumerate(things):
-        for j, c in enumerate(colors):
-            texts.append(f"answer en what is the color of the {o}?\nthe {o} is {c}.")
-            texts.append(f"caption en\na {c} {o} next to a {colors[(i + j) % 6]} {things[(i + 2 * j) % 10]}.")
-            texts.append(f"answer en how many {o}s are there?\n{i + j}")
-        texts.append(f"detect {o}\n<loc0{i:02d}0><loc0100><loc05{i}0><loc1000> {o}")
-    return texts
+VOCAB = 400  # the shared `tokenizer` fixture's (tests/conftest.py): trained on `tokenizer_texts`, this vocab_size
 
 
 @pytest.fixture(scope="module")
-def tok() -> Tokenizer:
-    return train_tokenizer(_corpus(), vocab_size=VOCAB)
+def tok(tokenizer) -> Tokenizer:
+    return tokenizer
 
 
 def test_train_small_and_special_ids(tok):
@@ -158,31 +143,9 @@ def test_parse_segmentations():
     assert parse_segmentations("<seg001> nothing") == []
 
 
-def _plain_model_bytes(vocab_size: int = 300) -> bytes:
-    """A SentencePiece model trained without any loc/seg tokens (stands in for plain Gemma)."""
-    buf = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(_corpus()),
-        model_writer=buf,
-        vocab_size=vocab_size,
-        model_type="bpe",
-        pad_id=0,
-        eos_id=1,
-        bos_id=2,
-        unk_id=3,
-        user_defined_symbols=["\n"],
-        byte_fallback=True,
-        normalization_rule_name="identity",
-        add_dummy_prefix=False,
-        remove_extra_whitespaces=False,
-        num_threads=1,
-        minloglevel=2,
-    )
-    return buf.getvalue()
-
-
-def test_add_loc_seg_tokens_to_model_lacking_them():
-    plain = _plain_model_bytes()
+def test_add_loc_seg_tokens_to_model_lacking_them(plain_tokenizer_path):
+    with open(plain_tokenizer_path, "rb") as f:
+        plain = f.read()  # 300 pieces, no loc/seg tokens (stands in for plain Gemma)
     before = spm.SentencePieceProcessor(model_proto=plain)
     assert before.piece_to_id("<loc0005>") == before.unk_id() and len(before.encode("<loc0005>")) > 1
     added = add_loc_seg_tokens(plain)
@@ -199,7 +162,7 @@ def test_add_loc_seg_tokens_to_model_lacking_them():
     assert auto.serialized_model_proto() == t.serialized_model_proto()
 
 
-def test_save_load_roundtrip(tok, tmp_path):
+def test_save_load_roundtrip(tok, tokenizer_texts, tmp_path):
     path = tmp_path / "sub" / "tok.model"
     tok.save(path)
     loaded = Tokenizer(path)
@@ -210,12 +173,12 @@ def test_save_load_roundtrip(tok, tmp_path):
     assert Tokenizer(str(path)).serialized_model_proto() == tok.serialized_model_proto()
     # train_tokenizer can write the file directly.
     out = tmp_path / "direct.model"
-    t2 = train_tokenizer(_corpus(), str(out), vocab_size=VOCAB)
+    t2 = train_tokenizer(tokenizer_texts, str(out), vocab_size=VOCAB)
     assert out.exists() and Tokenizer(out).encode(text) == t2.encode(text)
 
 
-def test_training_is_deterministic(tok):
-    assert train_tokenizer(_corpus(), vocab_size=VOCAB).serialized_model_proto() == tok.serialized_model_proto()
+def test_training_is_deterministic(tok, tokenizer_texts):
+    assert train_tokenizer(tokenizer_texts, vocab_size=VOCAB).serialized_model_proto() == tok.serialized_model_proto()
 
 
 def test_errors(tok, tmp_path):
@@ -247,11 +210,11 @@ def test_errors(tok, tmp_path):
         box_to_loc_tokens([0.1, float("nan"), 0.3, 0.4])
 
 
-def test_training_vocab_errors():
+def test_training_vocab_errors(tokenizer_texts):
     with pytest.raises(ValueError, match=r"too large.*vocab_size <= \d+"):
         train_tokenizer(["a tiny corpus\nwith two lines"] * 5, vocab_size=5000)
     with pytest.raises(ValueError, match=r"too small.*vocab_size >= \d+"):
-        train_tokenizer(_corpus(), vocab_size=100)
+        train_tokenizer(tokenizer_texts, vocab_size=100)
     with pytest.raises(ValueError, match="at least one"):
         train_tokenizer([])
 

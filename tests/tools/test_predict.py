@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from paligemma import model as model_lib
-from paligemma.tokenizer import parse_detections, train_tokenizer
+from paligemma.tokenizer import parse_detections
 from tools import draw, predict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -134,16 +134,11 @@ def test_bad_images_give_clear_errors(tmp_path, capsys):
     assert "error: checkpoint not found" in capsys.readouterr().err
 
 
-def test_predict_cli_without_tensorflow(tmp_path):
+def test_predict_cli_without_tensorflow(tokenizer, tokenizer_path, tiny_model, tmp_path):
     from paligemma import checkpoints
 
-    tok_path = str(tmp_path / "tok.model")
-    tok = train_tokenizer(
-        ["caption en", "answer en what is it", "a red box", "detect box"] * 10, tok_path, vocab_size=300
-    )
-    cfg = {"img": dict(variant="mu/8", image_size=32), "llm": dict(variant="gemma_tiny", vocab_size=tok.vocab_size)}
-    rng = np.random.default_rng(1)
-    params = jax.tree.map(lambda s: rng.normal(0.0, 0.1, s.shape).astype(s.dtype), model_lib.param_shapes(cfg))
+    tok, tok_path = tokenizer, tokenizer_path
+    cfg, params = tiny_model  # sized to the tokenizer, random weights
     checkpoints.save(str(tmp_path / "ckpt"), cfg, params)
     small = {"img": cfg["img"], "llm": dict(cfg["llm"], vocab_size=tok.vocab_size - 8)}
     checkpoints.save(

@@ -31,11 +31,6 @@ STEPS = 10
 
 
 @pytest.fixture(scope="session")
-def tiny_assets(tmp_path_factory):
-    return TINY["make_assets"](str(tmp_path_factory.getbasetemp() / "tiny_train_assets"))
-
-
-@pytest.fixture(scope="session")
 def compile_cache(tmp_path_factory):
     return str(tmp_path_factory.mktemp("jax_cache"))
 

@@ -22,11 +22,6 @@ def run(config, workdir, **kwargs):
     return train_lib.train(config, str(workdir), compiler_options=FAST, **kwargs)
 
 
-@pytest.fixture(scope="session")
-def tiny_assets(tmp_path_factory):
-    return TINY["make_assets"](str(tmp_path_factory.getbasetemp() / "tiny_train_assets"))
-
-
 def tiny_config(assets, **overrides):
     """The fixture config, STEPS steps, 2 data shards, with `overrides` ("input.data_shards" style keys)."""
     config = TINY["get_config"](assets)
