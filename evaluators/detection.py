@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from paligemma.tokenizer import parse_detections
+
 __all__ = [
     "box_iou",
     "parse_detection_output",
@@ -40,8 +42,6 @@ def box_iou(a: Box, b: Box) -> float:
 
 def parse_detection_output(text: str) -> list[tuple[tuple[float, float, float, float], str]]:
     """Parses ``"<loc..>x4 label ; ..."`` with :func:`paligemma.tokenizer.parse_detections` (bins / 1023)."""
-    from paligemma.tokenizer import parse_detections  # local import: keeps this module importable alone
-
     return parse_detections(text)
 
 

@@ -25,6 +25,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from paligemma import vqvae
+from paligemma.tokenizer import parse_segmentations
+
 __all__ = [
     "LOC0",
     "SEG0",
@@ -127,8 +130,6 @@ def tokens_from_text(text: str) -> tuple[np.ndarray, bool]:
     The first parsed object is used (text before it is tolerated, unlike the id path); it is valid when it has
     exactly 16 seg codes and a non-empty box. Bins are recovered as ``round(coordinate * 1023)``.
     """
-    from paligemma.tokenizer import parse_segmentations  # local import: the tokenizer needs sentencepiece
-
     objects = parse_segmentations(text)
     out = np.zeros(20, np.int64)
     if not objects:
@@ -230,8 +231,6 @@ def refcoco_example(
         if mask64 is None:
             if vqvae_params is None:
                 raise ValueError("refcoco_example needs vqvae_params or mask64 to decode the seg tokens")
-            from paligemma import vqvae
-
             mask64 = np.asarray(vqvae.decode(vqvae_params, t[None, 4:].astype(np.int32)))[0]
         iou = refcoco_iou(t[:4], mask64, gt)
     else:
@@ -274,8 +273,6 @@ def refcoco_metrics(
     if todo:
         if vqvae_params is None:
             raise ValueError("refcoco_metrics needs vqvae_params to decode the seg tokens")
-        from paligemma import vqvae
-
         for s in range(0, len(todo), batch_size):
             chunk = todo[s : s + batch_size]
             codes = np.stack([parsed[i][0][4:] for i in chunk]).astype(np.int32)

@@ -17,6 +17,7 @@ import tensorflow as tf
 from datasets.pp import layout, utils
 from datasets.pp.ops_text import _keys_in
 from datasets.pp.registry import register
+from paligemma.tokenizer import box_to_loc_tokens
 
 __all__ = ["tok", "masked_concat", "tok_paligemma", "tok_paligemma_prompt", "loc_tokens", "detection_targets"]
 
@@ -289,7 +290,6 @@ def detection_targets(
         raise ValueError("detection_targets: label_names must be a list of strings")
     if max_objects is not None:
         _check_int(max_objects, "max_objects", "detection_targets", 1)
-    from paligemma.tokenizer import box_to_loc_tokens
 
     def _build(boxes, labels, order):
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)

@@ -9,6 +9,8 @@ from typing import Any
 
 import tensorflow as tf
 
+from paligemma.tokenizer import Tokenizer
+
 __all__ = [
     "get_key",
     "example_id",
@@ -129,7 +131,5 @@ def get_tokenizer(path: str | None, op: str):
         with _TOK_LOCK:
             tok = _TOKENIZERS.get(path)
             if tok is None:
-                from paligemma.tokenizer import Tokenizer
-
                 tok = _TOKENIZERS[path] = Tokenizer(path)
     return tok

@@ -24,6 +24,7 @@ import pickle
 
 import numpy as np
 import tensorflow_datasets as tfds
+from PIL import Image
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = """
 Put the COCO train2014 images and the RefCOCO annotations in one folder (the manual_dir), in either layout:
@@ -114,14 +115,13 @@ def _load(manual_dir, dataset, partition):
 
 
 def _mask_png(ann, h, w) -> bytes:
+    # Imported here: pycocotools is not in requirements.txt; only building RefCOCO from manual files needs it.
     from pycocotools import mask as mask_utils  # pylint: disable=g-import-not-at-top
 
     seg = ann["segmentation"]
     rles = mask_utils.frPyObjects(seg, h, w)
     rle = mask_utils.merge(rles) if isinstance(rles, list) else rles
     m = (mask_utils.decode(rle).reshape(h, w, 1) > 0).astype(np.uint8) * 255
-    from PIL import Image  # pylint: disable=g-import-not-at-top
-
     buf = io.BytesIO()
     Image.fromarray(m[:, :, 0], mode="L").save(buf, format="PNG")
     return buf.getvalue()
