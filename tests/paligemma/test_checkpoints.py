@@ -354,3 +354,50 @@ def test_convert_cli_both_ways(tmp_path, params2, capsys):
 
     assert convert_checkpoint.main([str(tmp_path / "nope.npz"), str(tmp_path / "x")]) == 2
     assert "nope.npz" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training workdirs (orbax) and load_any
+
+
+def test_load_any_training_workdir(tmp_path, params1):
+    from paligemma.checkpoints import training
+
+    wd = str(tmp_path / "run")
+    ckpt = training.Checkpointer(wd, async_save=False)
+    for step in (3, 5):
+        ckpt.save(step, cast(params1, np.float32) if step == 5 else params1, {"c": np.zeros((), np.int32)}, {"s": step})
+    ckpt.close()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(checkpoints.CheckpointError, match="read as a training workdir.*Pass a .npz"):
+        training.load_any(str(empty))
+    with pytest.raises(checkpoints.CheckpointError, match="needs the model config: set config.model_name"):
+        training.load_any(wd)  # no run config yet
+    with open(os.path.join(wd, "config.json"), "w") as f:  # as the trainer writes it: model_name + overrides
+        json.dump({"model_name": "paligemma-tiny", "model": {"llm": {"dropout": 0.1}}, "tokenizer": "t.model"}, f)
+    assert not training.is_checkpoint_path(wd) and training.read_run_config(wd)["tokenizer"] == "t.model"
+    assert training.model_config_from(training.read_run_config(wd))["llm"]["dropout"] == 0.1
+    assert training.model_config_from({"seed": 1}) is None
+
+    config, loaded, step, source = training.load_any(wd)
+    assert step == 5 and source == f"{wd} (trainer step 5)" and config["img"] == TINY1["img"]
+    assert_trees_equal(loaded, params1)
+    _, loaded, step, _ = training.load_any(wd, step=3, dtype="bfloat16")
+    assert step == 3 and loaded["llm"]["final_norm"]["scale"].dtype == BF16
+    config, loaded, _, _ = training.load_any(wd, image_size=48)  # trained at 32: the position embedding is resampled
+    assert config["img"]["image_size"] == 48 and loaded["img"]["pos_embedding"].shape[1] == (48 // 8) ** 2
+    with pytest.raises(checkpoints.CheckpointError, match="no checkpoint of step 4; available: \\[3, 5\\]"):
+        training.load_any(wd, step=4)
+    with pytest.raises(checkpoints.CheckpointError, match="does not match the model config"):
+        training.load_any(wd, model_config=TINY2)
+
+    own = str(tmp_path / "own")  # a checkpoint folder goes through checkpoints.load
+    checkpoints.save(own, TINY1, params1)
+    assert training.is_checkpoint_path(own) and training.read_run_config(own) is None
+    config, loaded, step, source = training.load_any(own)
+    assert step is None and source == own and config["llm"] == checkpoints.load(own)[0]["llm"]
+    with pytest.raises(checkpoints.CheckpointError, match="step= is for training workdirs"):
+        training.load_any(own, step=5)
+    with pytest.raises(FileNotFoundError, match="missing"):
+        training.load_any(str(tmp_path / "missing"))

@@ -1,0 +1,285 @@
+"""A training workdir's checkpoints (orbax), and `load_any`: the params of a checkpoint path or a training workdir.
+
+Layout: `{workdir}/config.json` (the run config) and `{workdir}/checkpoints/{step}/` with three items: `params` (the
+full parameter tree, sharded arrays), `opt_state` (the optimizer state of the trainable parameters) and `meta` (JSON:
+step, data position, data shards, rng seed data, ...). orbax writes each step into a temporary folder and renames it
+when every process has finished, so a run killed mid-save leaves the previous checkpoint as the latest one (the
+temporary folder is removed on the next start). All processes must call `save`/`restore` together.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from paligemma import model as model_lib
+from paligemma import paths  # also sets orbax's etils.epath to the same gs:// client as the path layer
+from paligemma.checkpoints.common import CheckpointError, as_dtype, is_float, read_json, shape_of
+from paligemma.checkpoints.formats import load
+from paligemma.checkpoints.infer import (
+    checkpoint_config,
+    compare_shapes,
+    copy_config,
+    expected_shapes,
+    mismatch_error,
+    resample,
+    with_image_size,
+)
+from paligemma.checkpoints.own import OWN_CONFIG_FILE, OWN_FORMAT
+from paligemma.tree import flatten, plain
+
+CHECKPOINT_DIR = "checkpoints"
+RUN_CONFIG_FILE = "config.json"
+
+
+def checkpoint_dir(workdir: str) -> str:
+    """Where `Checkpointer(workdir)` keeps its steps (local paths made absolute: orbax refuses relative ones)."""
+    return os.path.join(workdir if "://" in workdir else os.path.abspath(workdir), CHECKPOINT_DIR)
+
+
+class Checkpointer:
+    """orbax `CheckpointManager` for the trainer's (params, opt_state, meta) triples."""
+
+    def __init__(self, workdir: str, *, keep: int = 3, async_save: bool = True):
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep, enable_async_checkpointing=async_save, create=True, cleanup_tmp_directories=True
+        )
+        self.directory = checkpoint_dir(workdir)
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options, item_names=("params", "opt_state", "meta")
+        )
+
+    def latest_step(self) -> int | None:
+        """The newest complete checkpoint's step, or None."""
+        return self._manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        """Steps of the complete checkpoints, oldest first."""
+        return sorted(self._manager.all_steps())
+
+    def save(self, step: int, params: Any, opt_state: Any, meta: dict[str, Any]) -> None:
+        """Starts an async save of `step` (returns once the arrays are copied off the devices' live buffers)."""
+        args = ocp.args.Composite(
+            params=ocp.args.StandardSave(params),
+            opt_state=ocp.args.StandardSave(opt_state),
+            meta=ocp.args.JsonSave(meta),
+        )
+        self._manager.save(step, args=args, force=True)
+
+    def restore(self, step: int, abstract_params: Any, abstract_opt_state: Any) -> tuple[Any, Any, dict[str, Any]]:
+        """(params, opt_state, meta) of `step`, placed like the `jax.ShapeDtypeStruct` (with sharding) targets."""
+        args = ocp.args.Composite(
+            params=ocp.args.StandardRestore(abstract_params),
+            opt_state=ocp.args.StandardRestore(abstract_opt_state),
+            meta=ocp.args.JsonRestore(),
+        )
+        out = self._manager.restore(step, args=args)
+        return out["params"], out["opt_state"], dict(out["meta"])
+
+    def restore_meta(self, step: int) -> dict[str, Any]:
+        """Only the JSON metadata of `step`."""
+        out = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        return dict(out["meta"])
+
+    def wait(self) -> None:
+        """Blocks until the pending async save is committed."""
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        """Waits for pending saves and releases the manager."""
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+
+def abstract_like(tree: Any, shardings: Any) -> Any:
+    """Tree of `jax.ShapeDtypeStruct` (shape, dtype from `tree`, sharding from `shardings`) for restoring."""
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
+
+
+def checkpoint_steps(workdir: str) -> list[int]:
+    """Steps of the complete checkpoints of a training workdir, oldest first (empty when it has none)."""
+    manager = ocp.CheckpointManager(checkpoint_dir(workdir), options=ocp.CheckpointManagerOptions(read_only=True))
+    try:
+        return sorted(manager.all_steps())
+    finally:
+        manager.close()
+
+
+def latest_params(workdir: str, step: int | None = None) -> tuple[int, dict[str, Any]]:
+    """`(step, params)` of the latest (or the given) checkpoint of a training workdir, as host numpy arrays.
+
+    Works on any number of devices/processes (the arrays are read whole on every process). The params are the
+    nested dict the trainer saved (`img/...`, `llm/...`), each array of its saved shape and dtype.
+
+    Raises:
+      FileNotFoundError: the workdir has no complete checkpoint, or none of `step`.
+    """
+    directory = checkpoint_dir(workdir)
+    steps = checkpoint_steps(workdir)
+    if not steps:
+        raise FileNotFoundError(
+            f"{directory}: no complete checkpoint (was the training run started with this "
+            f"workdir, and did it reach its first ckpt_steps?)."
+        )
+    if step is None:
+        step = steps[-1]
+    elif step not in steps:
+        raise FileNotFoundError(f"{directory}: no checkpoint of step {step}; available: {steps}.")
+    path = os.path.join(directory, str(step), "params")
+    checkpointer = ocp.PyTreeCheckpointer()
+    metadata = checkpointer.metadata(path).item_metadata
+    metadata = getattr(metadata, "tree", metadata)
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), metadata)
+    params = checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=restore_args))
+    return int(step), params
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Checkpoint path or training workdir.
+
+
+def is_checkpoint_path(path: str) -> bool:
+    """True for a checkpoint `load` reads; False for anything else (e.g. a training workdir).
+
+    That is a file, a folder with *.safetensors, or a folder whose config.json is this project's checkpoint format or
+    a PyTorch-hub config (a training workdir's config.json is the run config).
+
+    Raises:
+      CheckpointError: the folder's config.json is not a readable JSON object.
+    """
+    if paths.isfile(path):
+        return True
+    if not paths.isdir(path):
+        return False
+    if any(f.endswith(".safetensors") for f in paths.listdir(path)):
+        return True
+    config_file = paths.join(path, OWN_CONFIG_FILE)
+    if not paths.isfile(config_file):
+        return False
+    meta = read_json(config_file)
+    return meta.get("format") == OWN_FORMAT or "text_config" in meta or "vision_config" in meta
+
+
+def read_run_config(path: str | None) -> dict[str, Any] | None:
+    """The run config a training workdir keeps in config.json, as plain dicts; None for anything else.
+
+    Raises:
+      CheckpointError: config.json is not a readable JSON object.
+    """
+    if not path or not paths.isdir(path) or is_checkpoint_path(path):
+        return None
+    config_file = paths.join(path, RUN_CONFIG_FILE)
+    return read_json(config_file) if paths.isfile(config_file) else None
+
+
+def model_config_from(run_config: Any) -> dict[str, dict[str, Any]] | None:
+    """The model config `{"img": {...}, "llm": {...}}` a run config trains, as the trainer builds it.
+
+    `run_config.model_name` (`paligemma.model.get_config`) with the fields of `run_config.model` (`{"img": {...},
+    "llm": {...}}`) on top; either may be missing.
+
+    Args:
+      run_config: an ml_collections ConfigDict or a mapping (e.g. `read_run_config`'s).
+
+    Returns:
+      The model config, or None when the run config has neither `model_name` nor `model`.
+
+    Raises:
+      ValueError: an unknown model_name ("config.model_name: ...").
+    """
+    config = plain(run_config) if run_config is not None else {}
+    name, model = config.get("model_name"), config.get("model")
+    if name is None and model is None:
+        return None
+    base: dict[str, dict[str, Any]] = {"img": {}, "llm": {}}
+    if name is not None:
+        try:
+            base = model_lib.get_config(name)
+        except ValueError as e:
+            raise ValueError(f"config.model_name: {e}") from None
+    for section, fields in (model or {}).items():
+        base[section] = {**base.get(section, {}), **dict(fields)}
+    return base
+
+
+def load_any(
+    path: str,
+    *,
+    model_config: Mapping[str, Any] | None = None,
+    dtype: Any = None,
+    step: int | None = None,
+    image_size: int | None = None,
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any], int | None, str]:
+    """The params of a checkpoint (`.npz`, PyTorch-hub folder, this project's folder) or of a training workdir.
+
+    Args:
+      path: a checkpoint `load` reads, or a training workdir (its config.json run config and orbax checkpoints).
+      model_config: the model config to load into. Default: the checkpoint's (see `load`), or for a workdir the one
+        its run config trains (`model_config_from`).
+      dtype: "float32", "bfloat16" or "float16": every float array is cast. Default: as stored.
+      step: a workdir's checkpoint step. Default: the latest. Only for training workdirs.
+      image_size: resolution to run at; the position embedding `[1, N, D]` is resampled when it differs.
+
+    Returns:
+      `(model_config, params, step, source)`: `Model(**model_config)`, a nested dict of host numpy arrays
+      (`img/...`, `llm/...`), the workdir's step (None for a checkpoint) and a description of what was read
+      (`path`, or `"{path} (trainer step {step})"`).
+
+    Raises:
+      FileNotFoundError: `path` does not exist.
+      CheckpointError: an unreadable checkpoint or workdir, or params that do not match the model config; the
+        one-line message names the path and what to pass instead.
+    """
+    if not paths.exists(path):
+        raise FileNotFoundError(f"{path}: no such checkpoint file, folder or training workdir.")
+    if is_checkpoint_path(path):
+        if step is not None:
+            raise CheckpointError(f"{path}: a checkpoint holds one set of params; step= is for training workdirs.")
+        config, params = load(path, config=model_config, dtype=dtype, image_size=image_size)
+        return config, params, None, path
+    target_dtype = as_dtype(dtype)
+    try:
+        steps = checkpoint_steps(path)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        steps, reason = [], f"{checkpoint_dir(path)}: {e}"
+    else:
+        reason = f"no complete checkpoint under {checkpoint_dir(path)}"
+    if not steps:
+        raise CheckpointError(
+            f"{path!r} is not a checkpoint (no *.safetensors, no checkpoint config.json), so it was read as a "
+            f"training workdir, but no trainer params could be loaded from it ({reason}). Pass a .npz file or a "
+            f"checkpoint folder."
+        )
+    if model_config is None:
+        try:
+            model_config = model_config_from(read_run_config(path))
+        except ValueError as e:
+            raise CheckpointError(f"{paths.join(path, RUN_CONFIG_FILE)}: {e}") from None
+    if model_config is None:
+        raise CheckpointError(
+            f"Reading the trainer's params from {path!r} needs the model config: set config.model_name or "
+            f"config.model in the run config."
+        )
+    try:
+        step, params = latest_params(path, step)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        raise CheckpointError(
+            f"{path!r} was read as a training workdir, but no trainer params could be loaded from it ({e}). "
+            f"Pass a .npz file or a checkpoint folder."
+        ) from None
+    source = f"{path} (trainer step {step})"
+    found = {k: shape_of(v) for k, v in flatten(params).items()}
+    target = with_image_size(copy_config(model_config), image_size)
+    saved = checkpoint_config(target, found.get("img/pos_embedding"))  # the resolution it trained at
+    problems = compare_shapes(expected_shapes(saved), found)
+    if problems:
+        raise mismatch_error(source, problems)
+    if target_dtype is not None:
+        params = jax.tree.map(lambda x: x.astype(target_dtype) if is_float(x.dtype) else x, params)
+    resample(params, saved, target)
+    return target, params, step, source
