@@ -8,7 +8,7 @@ The config (ml_collections, `path.py[:args]`, `--config.key=value` overrides) pr
 `config.model` (the model config; without either it is read from the checkpoint), `config.tokenizer` (see
 `datasets.tokenizers.resolve_tokenizer`) and `config.evals` (see `evaluators.common`). `--checkpoint` is a
 big_vision `.npz`, a PyTorch-hub folder, a folder written by `paligemma.checkpoints.save`, or a training workdir (the
-trainer's latest params via `trainers.checkpointing.latest_params`); without it the params come from `--workdir` as a
+trainer's latest params, `paligemma.checkpoints.training.load_any`); without it the params come from `--workdir` as a
 training workdir. Without `--config`, a training workdir's saved run config (`config.json`) is used.
 
 Prints a progress line per evaluator (batches done/total, examples/s, ETA) and a table of metrics; writes
@@ -26,13 +26,21 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import jax
+import jax.numpy as jnp
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from paligemma import paths
+from datasets.tokenizers import TokenizerSpecError, resolve_tokenizer
+from evaluators.common import EvalConfigError, build_evaluators
+from paligemma import model as model_lib
+from paligemma import paths, sharding
+from paligemma.checkpoints import CheckpointError, training
+from paligemma.tokenizer import Tokenizer
 
 
-def _define_flags():  # only when run as a program: tools.predict imports this module's loading functions
+def _define_flags():  # only when run as a program: importing this module defines no absl flags
     config_flags.DEFINE_config_file("config", None, "Run config: path.py[:args]; override with --config.x=y.")
     flags.DEFINE_string("checkpoint", None, "Checkpoint: .npz, HF folder, own folder, or training workdir.")
     flags.DEFINE_string(
@@ -65,66 +73,19 @@ def _plain(value: Any) -> Any:
     return value.to_dict() if hasattr(value, "to_dict") else value
 
 
-def model_config_from(config: Any) -> dict | None:
-    """`{"img", "llm"}` from `config.model_name` and/or `config.model` (model overrides the name's config), as the
-    trainer builds it; None when the config has neither.
-    """
-    import ml_collections  # pylint: disable=g-import-not-at-top
-
-    from trainers import config as config_lib  # pylint: disable=g-import-not-at-top
-
-    name, model = _get(config, "model_name"), _plain(_get(config, "model"))
-    if name is None and model is None:
-        return None
-    return config_lib.model_config(ml_collections.ConfigDict(dict(model_name=name, model=model)))
-
-
-def is_checkpoint_path(path: str) -> bool:
-    """True for a file, a folder with *.safetensors, or a folder whose config.json is this project's checkpoint
-    format or a PyTorch-hub config (a training workdir's config.json is the run config: False).
-    """
-    if paths.isfile(path):
-        return True
-    if not paths.isdir(path):
-        return False
-    if any(f.endswith(".safetensors") for f in paths.listdir(path)):
-        return True
-    meta = _read_json(paths.join(path, "config.json"))
-    if not isinstance(meta, dict):
-        return False
-    from paligemma.checkpoints import OWN_FORMAT  # pylint: disable=g-import-not-at-top
-
-    return meta.get("format") == OWN_FORMAT or "text_config" in meta or "vision_config" in meta
-
-
-def _read_json(path: str) -> Any:
-    if not paths.isfile(path):
-        return None
-    try:
-        with paths.open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 def config_from_training_workdir(path: str | None) -> Any:
     """The run config a training workdir keeps in config.json (as a ConfigDict), or None."""
-    if not path or not paths.isdir(path) or is_checkpoint_path(path):
-        return None
-    data = _read_json(paths.join(path, "config.json"))
-    if not isinstance(data, dict):
-        return None
-    import ml_collections  # pylint: disable=g-import-not-at-top
-
-    return ml_collections.ConfigDict(data)
+    data = training.read_run_config(path)
+    return None if data is None else ml_collections.ConfigDict(data)
 
 
 def load_params(
-    checkpoint: str | None, workdir: str | None, model_cfg: dict | None, dtype: str | None
+    checkpoint: str | None, workdir: str | None, config: Any, dtype: str | None
 ) -> tuple[dict, Any, int | None, str]:
-    """Returns `(model_config, params, step, source)`; see the module docstring for what `checkpoint` may be."""
-    from paligemma import checkpoints  # pylint: disable=g-import-not-at-top
+    """Returns `(model_config, params, step, source)`; see the module docstring for what `checkpoint` may be.
 
+    The model config is the run config's (`config.model_name` / `config.model`), else the checkpoint's.
+    """
     path = checkpoint or workdir
     if not path:
         raise RunError(
@@ -135,38 +96,16 @@ def load_params(
         raise RunError(
             f"--checkpoint {path!r} does not exist; pass an existing .npz file, checkpoint folder or training workdir."
         )
-    if is_checkpoint_path(path):
-        cfg, params = checkpoints.load(path, config=model_cfg, dtype=dtype)
-        return cfg, params, None, path
     try:
-        from trainers import checkpointing  # pylint: disable=g-import-not-at-top
-
-        latest = checkpointing.latest_params
-    except (ImportError, AttributeError) as e:
-        raise RunError(
-            f"{path!r} is a folder without a model checkpoint (no config.json / *.safetensors), so it "
-            f"was read as a training workdir, but trainers.checkpointing.latest_params is not "
-            f"available ({e}). Pass --checkpoint with a .npz or checkpoint folder."
-        ) from e
-    if model_cfg is None:
-        raise RunError(
-            f"Reading the trainer's params from {path!r} needs the model config: set config.model_name or "
-            f"config.model in the run config."
-        )
+        model_cfg = training.model_config_from(config)
+    except ValueError as e:
+        raise RunError(str(e)) from None
     try:
-        step, params = latest(path)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        raise RunError(
-            f"{path!r} was read as a training workdir, but no trainer params could be loaded from it "
-            f"({e}). Pass --checkpoint with a .npz or checkpoint folder."
-        ) from e
-    if dtype is not None:
-        import jax  # pylint: disable=g-import-not-at-top
-        import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-
-        target = jnp.dtype(dtype)
-        params = jax.tree.map(lambda x: x.astype(target) if jnp.issubdtype(x.dtype, jnp.floating) else x, params)
-    return model_cfg, params, int(step) if step is not None else None, f"{path} (trainer step {step})"
+        return training.load_any(path, model_config=model_cfg, dtype=dtype)
+    except CheckpointError as e:
+        if training.is_checkpoint_path(path):
+            raise
+        raise RunError(str(e)) from None  # a training workdir: what to pass instead
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -174,18 +113,15 @@ def load_params(
 
 
 def make_placement(batch_sizes: list[int]):
-    """(put_params, put_batch, context): data parallel over all local devices when every batch size divides evenly
-    over them, else everything on the default device. `context()` is the mesh context to evaluate in (the model then
-    keeps its activations batch-split, as in training).
-    """
-    import jax  # pylint: disable=g-import-not-at-top
-    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+    """`(put_params, put_batch, context)`: where the params and each batch go.
 
+    Data parallel over all local devices when every batch size divides evenly over them, else everything on the
+    default device. `context()` is the mesh context to evaluate in (the model then keeps its activations batch-split,
+    as in training).
+    """
     devices = jax.local_devices()
     n = len(devices)
     if n > 1 and batch_sizes and all(b % n == 0 for b in batch_sizes):
-        from paligemma import sharding  # pylint: disable=g-import-not-at-top
-
         mesh = sharding.make_mesh((("data", -1),), devices)
         replicated, split = sharding.replicated(mesh), sharding.batch_sharding(mesh)
         logging.info("Evaluating data parallel over %d devices.", n)
@@ -204,8 +140,9 @@ def make_placement(batch_sizes: list[int]):
 
 
 class Progress:
-    """Prints `name: batch i/n, x ex/s, ETA m:ss` (in place on a terminal, at most every 5 s otherwise). Rates are
-    measured from the first reported batch on, so compilation does not distort the ETA.
+    """Prints `name: batch i/n, x ex/s, ETA m:ss` (in place on a terminal, at most every 5 s otherwise).
+
+    Rates are measured from the first reported batch on, so compilation does not distort the ETA.
     """
 
     def __init__(self, stream=sys.stderr, every_s: float = 5.0):
@@ -228,6 +165,7 @@ class Progress:
         return f"{name}: batch {done}/{total}, {rate} ex/s, ETA {eta_text}"
 
     def __call__(self, name: str, done: int, total: int, examples: int) -> None:
+        """Reports that `done` of `total` batches (`examples` real examples) of evaluator `name` are finished."""
         now = time.time()
         text = self.line(name, done, total, examples, now)
         if self.tty:
@@ -262,13 +200,6 @@ def evaluate(
     progress=None,
 ) -> dict:
     """Loads the params, builds and runs the evaluators; returns the content of `eval_metrics.json`."""
-    import jax  # pylint: disable=g-import-not-at-top
-
-    from datasets.tokenizers import resolve_tokenizer  # pylint: disable=g-import-not-at-top
-    from evaluators.common import build_evaluators  # pylint: disable=g-import-not-at-top
-    from paligemma import model as model_lib  # pylint: disable=g-import-not-at-top
-    from paligemma.tokenizer import Tokenizer  # pylint: disable=g-import-not-at-top
-
     if config is None:
         config = config_from_training_workdir(checkpoint or workdir)
         if config is not None:
@@ -290,12 +221,12 @@ def evaluate(
             raise RunError(f"--evals {unknown} not in config.evals; available: {sorted(evals_cfg)}")
         evals_cfg = {k: evals_cfg[k] for k in evals}
     if workdir is None and checkpoint:
-        if paths.isdir(checkpoint) and not is_checkpoint_path(checkpoint):
+        if paths.isdir(checkpoint) and not training.is_checkpoint_path(checkpoint):
             workdir = checkpoint  # a training workdir
         else:
             base = os.path.splitext(os.path.basename(os.path.normpath(checkpoint.split("://")[-1])))[0]
             workdir = os.path.join(os.getcwd(), f"eval_{base}")
-    model_cfg, params, ckpt_step, source = load_params(checkpoint, workdir, model_config_from(config), dtype)
+    model_cfg, params, ckpt_step, source = load_params(checkpoint, workdir, config, dtype)
     step = step if step is not None else ckpt_step
     tokenizer_path = resolve_tokenizer(_get(config, "tokenizer"), workdir)
     tok = Tokenizer(tokenizer_path)
@@ -323,14 +254,11 @@ def evaluate(
 
 
 def main(argv: list[str]) -> int:
+    """Runs the evaluators the flags name; returns the exit status (2 after a usage problem, printed as `error:`)."""
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     f = flags.FLAGS
     evals = [e.strip() for e in f.evals.split(",") if e.strip()] if f.evals else None
-    from datasets.tokenizers import TokenizerSpecError  # pylint: disable=g-import-not-at-top
-    from evaluators.common import EvalConfigError  # pylint: disable=g-import-not-at-top
-    from paligemma.checkpoints import CheckpointError  # pylint: disable=g-import-not-at-top
-
     try:
         result = evaluate(
             f.config,

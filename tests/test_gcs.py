@@ -310,7 +310,7 @@ def _losses(workdir: str) -> dict[int, float]:
 
 def test_gcs_easyvqa_run_trains_is_stopped_resumes_exactly_and_is_scored(gcs, tmp_path):
     from paligemma import model as model_lib
-    from trainers import checkpointing
+    from paligemma.checkpoints import training as checkpointing
     from trainers import train as train_lib
 
     root = _prefix()

@@ -5,9 +5,10 @@
 
 SRC and DST may be local or gs:// paths. SRC is detected: a `.npz` file, a PyTorch-hub folder (config.json +
 *.safetensors) or a folder written by this project (config.json + params.npz). `--to` defaults to `npz` when DST ends
-in `.npz`, else `hf` for an `.npz`/own source and `ours` for a PyTorch source. `--image_size` resamples the position embedding. A `.npz` carries no config: loading it
-infers the sizes from the shapes and the Gemma 2 defaults (soft-caps 30/50, full attention); the other formats keep
-the config. Exit status 0 on success, 2 on a bad checkpoint or argument.
+in `.npz`, else `hf` for an `.npz`/own source and `ours` for a PyTorch source. `--image_size` resamples the position
+embedding. A `.npz` carries no config: loading it infers the sizes from the shapes and the Gemma 2 defaults
+(soft-caps 30/50, full attention); the other formats keep the config. Exit status 0 on success, 2 on a bad
+checkpoint or argument.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def _summary(config) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Converts SRC to DST as `argv` (default: sys.argv) says; returns the exit status (2 on a bad input)."""
     args = _parser().parse_args(argv)
     try:
         if not paths.exists(args.src):

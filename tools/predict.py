@@ -25,9 +25,16 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
-from paligemma import paths
+from datasets.pp import layout  # numpy only: importing it does not import TensorFlow
+from paligemma import decode, paths, siglip, vqvae
+from paligemma import model as model_lib
+from paligemma.checkpoints import CheckpointError, training
+from paligemma.tokenizer import Tokenizer, parse_segmentations
+from tools import draw
 
 
 class PredictError(ValueError):
@@ -36,8 +43,6 @@ class PredictError(ValueError):
 
 def load_image(path: str):
     """Opens `path` with PIL as RGB. PredictError for a missing or unreadable file."""
-    from PIL import Image, UnidentifiedImageError  # pylint: disable=g-import-not-at-top
-
     if not paths.isfile(path):
         raise PredictError(f"image file not found: {path}")
     try:
@@ -50,8 +55,6 @@ def load_image(path: str):
 
 def preprocess(image, size: tuple[int, int]) -> np.ndarray:
     """PIL RGB image -> float32 `[H, W, 3]` in [-1, 1] at `size` = (height, width) (bilinear, antialiased)."""
-    from PIL import Image  # pylint: disable=g-import-not-at-top
-
     h, w = size
     resized = image.resize((w, h), Image.BILINEAR) if image.size != (w, h) else image
     return np.asarray(resized, np.float32) / 127.5 - 1.0
@@ -61,8 +64,6 @@ def build_batch(
     images: Sequence[np.ndarray], prompt_ids: Sequence[int], *, bos_id: int, sep_id: int, pad_id: int, multi_image: bool
 ) -> dict[str, np.ndarray]:
     """The eval-prompt batch: image `[N, H, W, 3]` (or `[1, N, H, W, 3]`), text/mask_ar/mask_input int32 `[B, T]`."""
-    from datasets.pp import layout  # numpy only: importing it does not import TensorFlow
-
     row = layout.prompt_layout(prompt_ids, len(prompt_ids) + 2, bos_id=bos_id, sep_id=sep_id, pad_id=pad_id)
     pixels = np.stack(images)[None] if multi_image else np.stack(images)
     b = pixels.shape[0]
@@ -83,20 +84,17 @@ def _out_paths(draw: str, n: int) -> list[str]:
 
 
 def draw_answer(image, text: str, out_path: str, vqvae_params: Any = None) -> bool:
-    """Draws the boxes (and masks, when `vqvae_params` is given and the answer has 16 seg tokens) of `text` on
-    `image` and saves a PNG; returns False (nothing written) when the answer has no boxes.
-    """
-    from paligemma.tokenizer import parse_segmentations  # pylint: disable=g-import-not-at-top
-    from tools import draw  # pylint: disable=g-import-not-at-top
+    """Draws the boxes (and masks) of the answer `text` on the PIL `image` and saves a PNG at `out_path`.
 
+    Masks are drawn when `vqvae_params` is given and an object has its 16 seg tokens. Returns False (nothing
+    written) when the answer has no boxes.
+    """
     objects = parse_segmentations(text)
     if not objects:
         return False
     img = image
     with_codes = [(box, codes, label) for box, codes, label in objects if codes is not None]
     if with_codes and vqvae_params is not None:
-        from paligemma import vqvae  # pylint: disable=g-import-not-at-top
-
         logits = np.asarray(vqvae.decode_jit(vqvae_params, np.asarray([c for _, c, _ in with_codes], np.int32)))
         w, h = image.size
         masks = [draw.mask_in_box(m, box, h, w) for m, (box, _, _) in zip(logits, with_codes)]
@@ -110,6 +108,7 @@ def draw_answer(image, text: str, out_path: str, vqvae_params: Any = None) -> bo
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """The command-line flags (see the module docstring)."""
     p = argparse.ArgumentParser(
         prog="python -m tools.predict",
         description=__doc__.split("\n")[0],
@@ -146,14 +145,10 @@ def predict(args: argparse.Namespace, out=sys.stdout) -> list[str]:
     originals = [load_image(p) for p in args.image]
     if not paths.exists(args.checkpoint):
         raise PredictError(f"checkpoint not found: {args.checkpoint} (pass a .npz file or a checkpoint folder)")
-    import jax  # pylint: disable=g-import-not-at-top
-
-    from evaluators import run as eval_run  # pylint: disable=g-import-not-at-top  (checkpoint/workdir loading)
-    from paligemma import checkpoints, decode, siglip  # pylint: disable=g-import-not-at-top
-    from paligemma import model as model_lib  # pylint: disable=g-import-not-at-top
-    from paligemma.tokenizer import Tokenizer  # pylint: disable=g-import-not-at-top
-
-    run_config = eval_run.config_from_training_workdir(args.checkpoint)
+    try:
+        run_config = training.read_run_config(args.checkpoint)  # None unless a training workdir
+    except CheckpointError as e:
+        raise PredictError(f"cannot load --checkpoint: {e}") from e
     tokenizer = args.tokenizer
     if tokenizer is None and run_config is not None:  # the run's tokenizer file, or the one it trained
         for candidate in (run_config.get("tokenizer"), paths.join(args.checkpoint, "tokenizer.model")):
@@ -166,16 +161,9 @@ def predict(args: argparse.Namespace, out=sys.stdout) -> list[str]:
         tok = Tokenizer(tokenizer)
     except (FileNotFoundError, ValueError) as e:
         raise PredictError(f"bad --tokenizer: {e}") from e
-    try:
-        if run_config is not None:  # a training workdir: its run config and the latest checkpoint
-            cfg, params, _, _ = eval_run.load_params(
-                args.checkpoint, None, eval_run.model_config_from(run_config), args.dtype
-            )
-            if args.res:
-                raise PredictError("--res works with checkpoint files/folders, not with a training workdir")
-        else:
-            cfg, params = checkpoints.load(args.checkpoint, image_size=args.res, dtype=args.dtype)
-    except (FileNotFoundError, checkpoints.CheckpointError, eval_run.RunError) as e:
+    try:  # a checkpoint, or a training workdir's latest params with the model config of its run config
+        cfg, params, _, _ = training.load_any(args.checkpoint, dtype=args.dtype, image_size=args.res)
+    except (FileNotFoundError, CheckpointError) as e:
         raise PredictError(f"cannot load --checkpoint: {e}") from e
     try:
         tok.check_fits(
@@ -216,8 +204,6 @@ def predict(args: argparse.Namespace, out=sys.stdout) -> list[str]:
     if args.draw:
         vq = None
         if args.vqvae:
-            from paligemma import vqvae  # pylint: disable=g-import-not-at-top
-
             vq = vqvae.load_params(args.vqvae, require_encoder=False)
         targets = [(img, answers[0]) for img in originals] if args.multi_image else list(zip(originals, answers))
         for (img, answer), path in zip(targets, _out_paths(args.draw, len(targets))):
@@ -229,6 +215,7 @@ def predict(args: argparse.Namespace, out=sys.stdout) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the tool on `argv` (default: sys.argv); returns the exit status (2 after a usage or input problem)."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         predict(args)
