@@ -31,7 +31,7 @@ from paligemma.checkpoints.infer import (
     with_image_size,
 )
 from paligemma.checkpoints.own import OWN_CONFIG_FILE, OWN_FORMAT
-from paligemma.tree import flatten, plain
+from paligemma.tree import flatten
 
 CHECKPOINT_DIR = "checkpoints"
 RUN_CONFIG_FILE = "config.json"
@@ -192,7 +192,7 @@ def model_config_from(run_config: Any) -> dict[str, dict[str, Any]] | None:
     Raises:
       ValueError: an unknown model_name ("config.model_name: ...").
     """
-    config = plain(run_config) if run_config is not None else {}
+    config = run_config.to_dict() if hasattr(run_config, "to_dict") else dict(run_config or {})  # tuples kept
     name, model = config.get("model_name"), config.get("model")
     if name is None and model is None:
         return None
