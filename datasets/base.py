@@ -52,15 +52,18 @@ class Source:
     pp: str | None = None  # an optional `pp` string given next to the source in its config (used for mixture parts)
 
     def shard_num_examples(self, process_index: int = 0, process_count: int = 1) -> int:
+        """Examples in the shard of process `process_index` of `process_count`."""
         start, end = shard_bounds(self.num_examples, process_index, process_count)
         return end - start
 
     def get_tfdata(
         self, *, process_index: int = 0, process_count: int = 1, ordered: bool = False, seed=None
     ) -> tf.data.Dataset:
+        """This process's shard as a `tf.data.Dataset` (see `datasets.base`)."""
         raise NotImplementedError
 
     def describe(self) -> str:
+        """A one-line description (kind, name, size) for logs."""
         return f"{type(self).__name__}({self.num_examples} examples)"
 
     def __repr__(self):

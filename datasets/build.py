@@ -47,6 +47,7 @@ def _config_name(name: str) -> str | None:
 
 
 def manual_instructions(name: str) -> str | None:
+    """What to download into manual_dir for `name` (None: it needs no manual files)."""
     return getattr(builders.get_builder_class(_base(name)), "MANUAL_DOWNLOAD_INSTRUCTIONS", None)
 
 
@@ -113,6 +114,7 @@ def prepare(
 
 
 def main(argv):
+    """`python -m datasets.build NAME...`: builds the named datasets (see the module docstring)."""
     names = argv[1:]
     if FLAGS.list:
         for n in sorted(builders.BUILDERS):

@@ -47,6 +47,7 @@ class FilteredSource(Source):
             )
 
     def describe(self) -> str:
+        """A one-line description (kind, name, size) for logs."""
         return f"{self.base.describe()} where {self.where} ({self.num_examples} examples)"
 
     def _check_fields(self, spec) -> None:
@@ -77,6 +78,7 @@ class FilteredSource(Source):
         return ok
 
     def shard_num_examples(self, process_index: int = 0, process_count: int = 1) -> int:
+        """Examples in the shard of process `process_index` of `process_count`."""
         if (process_index, process_count) not in self._counts:
             self._counts[(process_index, process_count)] = self._count(
                 self.base.get_tfdata(process_index=process_index, process_count=process_count, ordered=True)
@@ -90,5 +92,6 @@ class FilteredSource(Source):
     def get_tfdata(
         self, *, process_index: int = 0, process_count: int = 1, ordered: bool = False, seed=None
     ) -> tf.data.Dataset:
+        """This process's shard as a `tf.data.Dataset` (see `datasets.base`)."""
         ds = self.base.get_tfdata(process_index=process_index, process_count=process_count, ordered=ordered, seed=seed)
         return ds.filter(self._keep)

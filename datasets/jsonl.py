@@ -16,8 +16,9 @@ names starting with "_" are reserved. Blank lines are ignored.
 Bad rows -- malformed JSON, not an object, no image, a missing image file, an image path that leaves the dataset's
 folder (`../`, absolute paths elsewhere; the check is on the path as written, so symlinks placed inside the folder
 are followed), bad base64, a field whose type differs from earlier rows -- raise `DataError` (`datasets.base`; also
-`sources.DataError`) naming the file and line ("path/train.jsonl:12: image file not found: ..."), or with `skip_bad_rows=True` are skipped, counted
-(`num_skipped`, `skipped` = [(line, reason), ...]) and reported with a warning.
+`sources.DataError`) naming the file and line ("path/train.jsonl:12: image file not found: ..."), or with
+`skip_bad_rows=True` are skipped, counted (`num_skipped`, `skipped` = [(line, reason), ...]) and reported with a
+warning.
 
 The whole file is parsed and checked (every image path is stat-ed) when the source is created; images are read
 lazily by tf.data.
@@ -147,9 +148,11 @@ class JsonlSource(Source):
 
     @property
     def num_skipped(self) -> int:
+        """Number of bad rows skipped (`skip_bad_rows=True`)."""
         return len(self.skipped)
 
     def describe(self) -> str:
+        """A one-line description (kind, name, size) for logs."""
         s = f"jsonl:{self.path} ({self.num_examples} examples"
         return s + (f", {self.num_skipped} bad rows skipped)" if self.skipped else ")")
 
@@ -262,6 +265,7 @@ class JsonlSource(Source):
     def get_tfdata(
         self, *, process_index: int = 0, process_count: int = 1, ordered: bool = False, seed=None
     ) -> tf.data.Dataset:
+        """This process's shard as a `tf.data.Dataset` (see `datasets.base`)."""
         ds = self._base(process_index, process_count)
         n = self.shard_num_examples(process_index, process_count)
         if not ordered and n > 1:

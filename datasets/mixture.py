@@ -33,14 +33,17 @@ class MixtureSource(Source):
         self.num_examples = sum(s.num_examples for s in self.parts)
 
     def describe(self) -> str:
+        """A one-line description (kind, name, size) for logs."""
         return "mixture[" + ", ".join(f"{w:.3f} x {s.describe()}" for s, w in zip(self.parts, self.weights)) + "]"
 
     def shard_num_examples(self, process_index: int = 0, process_count: int = 1) -> int:
+        """Examples in the shard of process `process_index` of `process_count`."""
         return sum(s.shard_num_examples(process_index, process_count) for s in self.parts)
 
     def get_tfdata(
         self, *, process_index: int = 0, process_count: int = 1, ordered: bool = False, seed=None
     ) -> tf.data.Dataset:
+        """This process's shard as a `tf.data.Dataset` (see `datasets.base`)."""
         kw = dict(process_index=process_index, process_count=process_count)
         if ordered:
             ds = None

@@ -72,13 +72,13 @@ class _Generator:
         if isinstance(feature, f.Tensor):
             shape = tuple(s if s is not None else int(rng.integers(1, 4)) for s in feature.shape)
             dtype = np.dtype(feature.np_dtype)
-            if dtype == object or dtype.kind in "SU":
+            if dtype.kind in "OSU":
                 return (
                     np.array([_text(rng) for _ in range(int(np.prod(shape)))], object).reshape(shape)
                     if shape
                     else _text(rng)
                 )
-            if dtype == bool:
+            if dtype.kind == "b":
                 return rng.integers(0, 2, size=shape).astype(bool)
             if dtype.kind in "iu":
                 return rng.integers(0, 100, size=shape).astype(dtype)
@@ -102,15 +102,18 @@ class MockTfdsSource(Source):
         self._decoders = skip_image_decoders(self.features)
 
     def describe(self) -> str:
+        """A one-line description (kind, name, size) for logs."""
         return f"mock:{self.name}[{self.split}] ({self.num_examples} random examples)"
 
     def shard_num_examples(self, process_index: int = 0, process_count: int = 1) -> int:
+        """Examples in the shard of process `process_index` of `process_count`."""
         start, end = shard_bounds(self.num_examples, process_index, process_count)
         return end - start
 
     def get_tfdata(
         self, *, process_index: int = 0, process_count: int = 1, ordered: bool = False, seed=None
     ) -> tf.data.Dataset:
+        """This process's shard as a `tf.data.Dataset` (see `datasets.base`)."""
         start, end = shard_bounds(self.num_examples, process_index, process_count)
         ds = tf.data.Dataset.from_tensor_slices(tf.constant(self._serialized[start:end], tf.string))
         if not ordered:

@@ -290,6 +290,7 @@ class TrainIterator:
 
     @property
     def stats(self) -> dict[str, int]:
+        """Counts so far: dict(examples=..., truncated=...) (texts cut to fit text_len)."""
         return dict(examples=self.examples, truncated=self.truncated)
 
 
@@ -400,6 +401,7 @@ class EvalIterator:
 
     @property
     def stats(self) -> dict[str, int]:
+        """Counts so far: dict(examples=..., truncated=...) (texts cut to fit text_len)."""
         return dict(examples=self.examples, truncated=self.truncated)
 
 

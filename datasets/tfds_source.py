@@ -41,6 +41,7 @@ def skip_image_decoders(feature):
 
 
 def not_prepared_message(name: str, data_dir: str | None) -> str:
+    """The error message for a TFDS dataset not prepared in data_dir: how to build it."""
     base = name.split("/")[0].split(":")[0]
     where = data_dir or "~/tensorflow_datasets (or $TFDS_DATA_DIR)"
     if base in builders.BUILDERS:
@@ -91,6 +92,7 @@ class TfdsSource(Source):
         self._tfrecord = info.file_format in (None, tfds.core.FileFormat.TFRECORD)
 
     def describe(self) -> str:
+        """A one-line description (kind, name, size) for logs."""
         return f"tfds:{self.name}[{self.split}] ({self.num_examples} examples)"
 
     def _subsplit(self, process_index, process_count):
@@ -99,11 +101,13 @@ class TfdsSource(Source):
         return tfds.even_splits(self.split, n=process_count, drop_remainder=False)[process_index]
 
     def shard_num_examples(self, process_index: int = 0, process_count: int = 1) -> int:
+        """Examples in the shard of process `process_index` of `process_count`."""
         return int(self.builder.info.splits[self._subsplit(process_index, process_count)].num_examples)
 
     def get_tfdata(
         self, *, process_index: int = 0, process_count: int = 1, ordered: bool = False, seed=None
     ) -> tf.data.Dataset:
+        """This process's shard as a `tf.data.Dataset` (see `datasets.base`)."""
         sub = self._subsplit(process_index, process_count)
         if not self._tfrecord:  # e.g. array_record: let TFDS read it (file order then only shuffled by a Python seed).
             shuffle = not ordered and (seed is None or isinstance(seed, int))

@@ -166,7 +166,7 @@ def bleu(
             for gram, c in _ngram_counts(words, n).items():
                 if c > max_ref.get(gram, 0):
                     max_ref[gram] = c
-        ref_len = min((abs(l - test_len), l) for l in ref_lens)[1]
+        ref_len = min((abs(n - test_len), n) for n in ref_lens)[1]
         correct = [0] * n
         for gram, c in _ngram_counts(hyp_words, n).items():
             correct[len(gram) - 1] += min(max_ref.get(gram, 0), c)

@@ -50,9 +50,10 @@ def _norm_label(label: str) -> str:
 
 
 def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
-    """VOC (2010+) all-point interpolated AP: area under the precision envelope (precision made monotonically
-    non-increasing from the right), summed where recall changes. Inputs are the cumulative curves in ranking
-    order.
+    """VOC (2010+) all-point interpolated AP.
+
+    The area under the precision envelope (precision made monotonically non-increasing from the right), summed
+    where recall changes. Inputs are the cumulative curves in ranking order.
     """
     mrec = np.concatenate([[0.0], np.asarray(recall, np.float64), [1.0]])
     mpre = np.concatenate([[0.0], np.asarray(precision, np.float64), [0.0]])
@@ -63,8 +64,10 @@ def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
 
 
 def _with_scores(predictions: Sequence[Sequence[Detection]]):
-    """Yields (image, box, label, score); without a score the k-th box of an image gets score -k (first emitted
-    = most confident), so equal ranks across images keep image order (stable sort).
+    """Yields (image, box, label, score) of every predicted box.
+
+    Without a score the k-th box of an image gets score -k (first emitted = most confident), so equal ranks across
+    images keep image order (stable sort).
     """
     for img, dets in enumerate(predictions):
         for k, det in enumerate(dets):

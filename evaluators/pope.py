@@ -44,7 +44,7 @@ def pope_metrics(predictions: Iterable[str], labels: Iterable[str]) -> dict:
       are 0.0 when their denominator is 0.
     """
     preds = [parse_yes_no(p) for p in predictions]
-    gts = [str(l).strip().lower() for l in labels]
+    gts = [str(label).strip().lower() for label in labels]
     if len(preds) != len(gts):
         raise ValueError(f"{len(preds)} predictions but {len(gts)} labels")
     for g in gts:

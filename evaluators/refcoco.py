@@ -52,8 +52,10 @@ _LOC_MAX = NUM_LOC - 1
 
 
 def _pil_bilinear_weights(in_size: int, out_size: int) -> np.ndarray:
-    """The ``(out, in)`` weight matrix PIL's resampler uses for BILINEAR (triangle filter, support 1 scaled by the
-    shrink factor, pixel centres at +0.5, weights normalised per output pixel).
+    """The ``(out, in)`` weight matrix PIL's resampler uses for BILINEAR.
+
+    A triangle filter, support 1 scaled by the shrink factor, pixel centres at +0.5, weights normalised per output
+    pixel.
     """
     scale = in_size / out_size
     filterscale = max(scale, 1.0)

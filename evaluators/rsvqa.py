@@ -20,10 +20,12 @@ _YES_NO = re.compile(r"^(yes|no)\b")
 
 
 def normalize_rsvqa_answer(text: str) -> str:
-    """Normalises an RSVQA answer: lowercase, collapse whitespace, strip a trailing ``.``; a leading
-    ``yes``/``no`` word becomes exactly ``"yes"``/``"no"`` (``"Yes, there is" -> "yes"``); number words up to
-    twenty become digits and integer strings are canonicalised (``"07" -> "7"``, ``"7.0" -> "7"``). Other answers
-    (``"rural"``, ``"urban"``, area buckets such as ``"between 10m2 and 100m2"``) are kept as text.
+    """Normalises an RSVQA answer.
+
+    Lowercase, collapse whitespace, strip a trailing ``.``; a leading ``yes``/``no`` word becomes exactly
+    ``"yes"``/``"no"`` (``"Yes, there is" -> "yes"``); number words up to twenty become digits and integer strings
+    are canonicalised (``"07" -> "7"``, ``"7.0" -> "7"``). Other answers (``"rural"``, ``"urban"``, area buckets
+    such as ``"between 10m2 and 100m2"``) are kept as text.
     """
     t = " ".join(str(text).strip().lower().split()).rstrip(".").strip()
     m = _YES_NO.match(t)
@@ -40,8 +42,9 @@ def normalize_rsvqa_answer(text: str) -> str:
 
 
 def rsvqa_accuracy(prediction: str, answer: str) -> bool:
-    """Exact match after :func:`normalize_rsvqa_answer` on both sides (yes/no, counts, presence, comparison,
-    rural/urban and area questions alike).
+    """Exact match after :func:`normalize_rsvqa_answer` on both sides.
+
+    The same rule for yes/no, counts, presence, comparison, rural/urban and area questions.
     """
     return normalize_rsvqa_answer(prediction) == normalize_rsvqa_answer(answer)
 

@@ -18,8 +18,10 @@ _NUMBER_WORDS["no"] = "0"
 
 
 def normalize_count(text: str) -> str:
-    """Lowercases, strips whitespace and trailing ``.``, maps ``zero``..``twenty`` (and ``none``/``no``) to
-    digits, and canonicalises integer digit strings (``"03" -> "3"``). Other text is returned as is.
+    """Normalises a count answer.
+
+    Lowercases, strips whitespace and trailing ``.``, maps ``zero``..``twenty`` (and ``none``/``no``) to digits, and
+    canonicalises integer digit strings (``"03" -> "3"``). Other text is returned as is.
     """
     t = str(text).strip().lower().rstrip(".").strip()
     t = _NUMBER_WORDS.get(t, t)

@@ -1,12 +1,12 @@
-"""VQA accuracy as the official VQAv2 evaluation script computes it (own implementation).
+r"""VQA accuracy as the official VQAv2 evaluation script computes it (own implementation).
 
 Behaviour reproduced, quirks included:
 
-* Every answer (prediction and ground truths) has ``"\\n"`` and ``"\\t"`` replaced by a space and is stripped.
+* Every answer (prediction and ground truths) has ``"\n"`` and ``"\t"`` replaced by a space and is stripped.
 * :func:`vqa_accuracy` normalises (punctuation, lowercase, number words, articles, contractions) ONLY when the
   ground-truth answers are not all identical (after the strip). So ``"Yes"`` against ten ``"yes"`` scores 0, and
   ``"yes."`` against ten ``"yes"`` scores 0 too, exactly as in the official script.
-* Punctuation: for each mark of ``; / [ ] " { } ( ) = + \\ _ - > < @ ` , ? !`` (not ``'``, ``:`` or ``.``): if the
+* Punctuation: for each mark of ``; / [ ] " { } ( ) = + \ _ - > < @ ` , ? !`` (not ``'``, ``:`` or ``.``): if the
   (un-normalised) text contains the mark followed by or preceded by a space, or contains digit-comma-digit
   anywhere, every occurrence of the mark is deleted; otherwise every occurrence is replaced by a space. Then
   periods not followed by a digit are deleted; the official script passes ``re.UNICODE`` (= 32) as the ``count``

@@ -38,9 +38,11 @@ class OpSpec:
     text: str  # the op's source text (stripped)
 
     def where(self) -> str:
+        """Where the op is in the pp string, for error messages."""
         return f"op #{self.index} {self.name!r} (char {self.offset})"
 
     def as_tuple(self) -> tuple[str, tuple, dict]:
+        """The op as `(name, args, kwargs)`."""
         return self.name, self.args, dict(self.kwargs)
 
 
@@ -111,7 +113,7 @@ def _abs_offset(seg_text: str, node: ast.AST, seg_offset: int) -> int:
     lines = seg_text.splitlines(keepends=True)
     line = getattr(node, "lineno", 1)
     col = getattr(node, "col_offset", 0)
-    return seg_offset + sum(len(l) for l in lines[: line - 1]) + col
+    return seg_offset + sum(len(text) for text in lines[: line - 1]) + col
 
 
 def parse_specs(pp_string: str) -> list[OpSpec]:

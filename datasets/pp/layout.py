@@ -1,13 +1,13 @@
-"""PaliGemma text layout and masks, in plain numpy (used by the ``tok_paligemma*`` ops; testable without TF).
+r"""PaliGemma text layout and masks, in plain numpy (used by the ``tok_paligemma*`` ops; testable without TF).
 
 Training layout (docs/reference.md §2.1), ``text_len`` tokens::
 
-    tokens    : <bos> prefix... "\\n"  suffix... <eos>  <pad>...
+    tokens    : <bos> prefix... "\n"  suffix... <eos>  <pad>...
     mask_ar   :   0     0...      0     1...      1      1...     # 0 = bidirectional prefix, 1 = causal
     mask_loss :   0     0...      0     1...      1      0...
     mask_input:   1     1...      1     1...      1      0...     # 1 = real token, 0 = padding
 
-Truncation (when ``2 + len(prefix) + len(suffix) + 1 > text_len``): ``<bos>`` and the ``"\\n"`` separator are
+Truncation (when ``2 + len(prefix) + len(suffix) + 1 > text_len``): ``<bos>`` and the ``"\n"`` separator are
 always kept. The remaining budget ``A = text_len - 2`` is shared between the prefix tokens and the suffix part
 (suffix tokens + ``<eos>``) according to ``truncate``:
 
@@ -101,7 +101,7 @@ def train_layout(
 def prompt_layout(
     prefix_ids: Sequence[int], text_len: int, *, bos_id: int, sep_id: int, pad_id: int
 ) -> dict[str, np.ndarray]:
-    """Eval/decoding input: ``<bos> prefix "\\n" <pad>...``; mask_ar and mask_loss all 0, mask_input 1 on the prompt.
+    r"""Eval/decoding input: ``<bos> prefix "\n" <pad>...``; mask_ar and mask_loss all 0, mask_input 1 on the prompt.
 
     A prefix longer than ``text_len - 2`` keeps its first tokens (bos and separator always kept) and sets
     ``truncated = 1``.

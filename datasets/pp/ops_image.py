@@ -72,7 +72,7 @@ def decode(
     checked: bool = True,
     id_keys: tuple | list | None = None,
 ):
-    """Decodes encoded image bytes (JPEG, PNG, GIF first frame, BMP, WebP) in ``data[key]``.
+    r"""Decodes encoded image bytes (JPEG, PNG, GIF first frame, BMP, WebP) in ``data[key]``.
 
     Input: ``data[key]`` scalar tf.string. An already decoded uint8 image (rank 3) passes through unchanged.
     Output: ``data[key]`` uint8 ``[H, W, channels]`` (grayscale is expanded to 3 channels and RGBA dropped to RGB
@@ -82,7 +82,7 @@ def decode(
     ``checked`` (default True): decoding runs through ``tf.py_function`` so that a corrupt or truncated image
     raises an error naming the example (the first of ``id_keys`` present, by default ``image/id``,
     ``question_id``, ``id``, ``image_id``, ``example_id``, ``tfds_id``, ...), its size and first bytes, e.g.
-    ``decode: cannot decode 'image' of example question_id=17 (512 bytes, starts with b'\\xff\\xd8...')``.
+    ``decode: cannot decode 'image' of example question_id=17 (512 bytes, starts with b'\xff\xd8...')``.
     With ``checked=False`` decoding stays pure graph code (a little faster and no GIL); bytes that are not an
     image at all (empty, wrong magic bytes) still fail with a message naming the example, but a truncated file
     with a valid header fails with TensorFlow's generic decoder error.

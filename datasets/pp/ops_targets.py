@@ -1,5 +1,6 @@
-"""Tokenisation and PaliGemma target ops: tok, masked_concat, tok_paligemma, tok_paligemma_prompt, loc_tokens,
-detection_targets.
+"""Tokenisation and PaliGemma target ops.
+
+Ops: tok, masked_concat, tok_paligemma, tok_paligemma_prompt, loc_tokens, detection_targets.
 
 Tokenisation uses ``paligemma.tokenizer.Tokenizer`` (SentencePiece) through ``tf.numpy_function``, so these ops
 work in graph mode / ``tf.data`` but hold the GIL while tokenising. The tokenizer is given as a path, either per op
@@ -140,11 +141,11 @@ def tok_paligemma(
     outkey: str = "text",
     truncated_key: str = "text_truncated",
 ):
-    """Builds a PaliGemma training example from the scalar strings ``data[prefix_key]`` and ``data[suffix_key]``.
+    r"""Builds a PaliGemma training example from the scalar strings ``data[prefix_key]`` and ``data[suffix_key]``.
 
     Layout (``text_len`` tokens)::
 
-        text      : <bos> prefix "\\n" suffix <eos> <pad>...
+        text      : <bos> prefix "\n" suffix <eos> <pad>...
         mask_ar   :   0     0     0     1      1     1...
         mask_loss :   0     0     0     1      1     0...
         mask_input:   1     1     1     1      1     0...
@@ -190,7 +191,7 @@ def tok_paligemma_prompt(
     outkey: str = "text",
     truncated_key: str = "text_truncated",
 ):
-    """Builds the eval/decoding input from the scalar string ``data[prefix_key]``: ``<bos> prefix "\\n" <pad>...``.
+    r"""Builds the eval/decoding input from the scalar string ``data[prefix_key]``: ``<bos> prefix "\n" <pad>...``.
 
     ``mask_ar`` and ``mask_loss`` are all 0, ``mask_input`` is 1 on the prompt. Any suffix/answers keys are left in
     the example untouched (as strings) for the evaluator; ``keep`` them. A prefix longer than ``text_len - 2``
@@ -238,8 +239,10 @@ def loc_strings(boxes: tf.Tensor) -> tf.Tensor:
 
 @register("loc_tokens")
 def loc_tokens(inkey: str = "objects/bbox", outkey: str = "loc"):
-    """Writes boxes as loc tokens: ``data[inkey]`` float ``[4]`` or ``[N, 4]`` (``y1, x1, y2, x2`` in [0, 1]) ->
-    ``data[outkey]`` tf.string scalar ``"<locY1><locX1><locY2><locX2>"`` or ``[N]``.
+    """Writes boxes as loc tokens.
+
+    ``data[inkey]`` float ``[4]`` or ``[N, 4]`` (``y1, x1, y2, x2`` in [0, 1]) -> ``data[outkey]`` tf.string scalar
+    ``"<locY1><locX1><locY2><locX2>"`` or ``[N]``.
 
     Bins: ``clip(round(v * 1023), 0, 1023)``; decode as ``bin / 1023`` (see ``paligemma.tokenizer``).
     Run it after the geometric ops so the tokens describe the final image.

@@ -13,8 +13,9 @@ __all__ = ["strfmt", "lower", "choice", "choice_cycle", "copy", "keep", "drop", 
 
 
 def _keys_in(key, inkey, outkey, default: str, op: str) -> tuple[str, str]:
-    """Resolves the ``key`` / ``inkey`` / ``outkey`` convention: ``key`` sets both; otherwise inkey defaults to
-    ``default`` and outkey to inkey.
+    """Resolves the ``key`` / ``inkey`` / ``outkey`` convention.
+
+    ``key`` sets both; otherwise inkey defaults to ``default`` and outkey to inkey.
     """
     if key is not None:
         if inkey is not None or outkey is not None:

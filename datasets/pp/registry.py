@@ -62,6 +62,7 @@ class Registry(Mapping):
         return deco
 
     def suggestions(self, name: str, n: int = 3) -> list[str]:
+        """Up to `n` registered op names close to `name` (for error messages)."""
         self._load_builtins()
         return difflib.get_close_matches(name, list(self._ops), n=n, cutoff=0.5)
 

@@ -26,7 +26,7 @@ def _write(tmp_path, lines, images=("a.png",)):
     for name in images:
         (tmp_path / "img" / name).write_bytes(_png(7))
     path = tmp_path / "data.jsonl"
-    path.write_text("".join((l if isinstance(l, str) else json.dumps(l)) + "\n" for l in lines))
+    path.write_text("".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in lines))
     return str(path)
 
 

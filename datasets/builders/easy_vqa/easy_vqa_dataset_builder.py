@@ -42,6 +42,7 @@ def find_data_dir() -> str:
 
 
 def question_type(answer: str) -> str:
+    """The question type of an easy-VQA answer: yes/no, color, shape (else other)."""
     if answer in ("yes", "no"):
         return "yes/no"
     if answer in _COLORS:

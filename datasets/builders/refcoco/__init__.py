@@ -16,4 +16,6 @@ from datasets.builders.refcoco.refcoco_dataset_builder import (
     MANUAL_DOWNLOAD_INSTRUCTIONS,
     Builder,
     missing_manual_files,
-)  # noqa: F401
+)
+
+__all__ = ["Builder", "MANUAL_DOWNLOAD_INSTRUCTIONS", "missing_manual_files"]

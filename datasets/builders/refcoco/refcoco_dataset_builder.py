@@ -47,8 +47,9 @@ Then: python -m datasets.build refcoco/refcoco_unc --data_dir DATA_DIR --manual_
 
 
 class _PlainDataUnpickler(pickle.Unpickler):
-    """Unpickles plain data only (dict, list, str, numbers...): any class or function reference is refused, so a
-    tampered refs file cannot run code.
+    """Unpickles plain data only (dict, list, str, numbers...).
+
+    Any class or function reference is refused, so a tampered refs file cannot run code.
     """
 
     def find_class(self, module, name):
@@ -72,6 +73,7 @@ _SPLITS = {
 
 
 def missing_manual_files(manual_dir, dataset="refcoco", partition="unc") -> list[str]:
+    """The required files/folders that are not in manual_dir (empty: ready to build)."""
     missing = []
     if not os.path.isdir(os.path.join(manual_dir, "coco_train2014")):
         missing.append("coco_train2014/")
@@ -83,6 +85,8 @@ def missing_manual_files(manual_dir, dataset="refcoco", partition="unc") -> list
 
 
 class RefCocoConfig(tfds.core.BuilderConfig):
+    """One RefCOCO variant (refcoco, refcoco+, refcocog) and its split partition (unc, google, umd)."""
+
     def __init__(self, dataset, partition, **kwargs):
         super().__init__(name=f"{dataset.replace('+', 'plus')}_{partition}", **kwargs)
         self.dataset, self.partition = dataset, partition

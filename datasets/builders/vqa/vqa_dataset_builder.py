@@ -68,8 +68,8 @@ _SPLITS = {
 def missing_manual_files(manual_dir) -> list[str]:
     """The required files/folders that are not in manual_dir (empty: ready to build)."""
     missing = []
-    for questions, annotations, image_dir, _, required in _SPLITS.values():
-        names = [questions] + ([annotations] if annotations else [])
+    for questions, annotations_file, image_dir, _, required in _SPLITS.values():
+        names = [questions] + ([annotations_file] if annotations_file else [])
         if not required:
             if not os.path.exists(os.path.join(manual_dir, questions)):
                 continue  # optional split, not provided
