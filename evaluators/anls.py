@@ -32,10 +32,10 @@ def anls(
 ) -> float:
     """ANLS score of one prediction against its ground-truth answers.
 
-    Variant: both strings are lowercased and stripped (``str.strip().lower()``); with
-    ``collapse_whitespace=True`` runs of inner whitespace are also collapsed to one space (the official DocVQA
-    evaluation server variant). ``NL = levenshtein(p, a) / max(len(p), len(a))`` (0 when both are empty);
-    per answer the similarity is ``1 - NL`` if ``NL < threshold`` else 0 (so ``NL == threshold`` scores 0).
+    Variant: both strings are lowercased and stripped (`str.strip().lower()`); with
+    `collapse_whitespace=True` runs of inner whitespace are also collapsed to one space (the official DocVQA
+    evaluation server variant). `NL = levenshtein(p, a) / max(len(p), len(a))` (0 when both are empty);
+    per answer the similarity is `1 - NL` if `NL < threshold` else 0 (so `NL == threshold` scores 0).
 
     Args:
       prediction: the model's answer.

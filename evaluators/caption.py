@@ -1,9 +1,9 @@
 """Captioning metrics as the COCO caption toolkit (pycocoevalcap) computes them: CIDEr-D, BLEU-1..4, ROUGE-L.
 
-Own implementation (pure Python/numpy, no Java). Inputs are parallel lists: ``predictions[i]`` is the single
-generated caption of image ``i`` and ``references[i]`` its list of reference captions. With ``tokenize=True``
-every caption goes through :func:`evaluators.ptb_tokenizer.ptb_tokenize` first (the toolkit's PTB tokenisation +
-punctuation removal); with ``tokenize=False`` the strings are used as given (already tokenised, split on
+Own implementation (pure Python/numpy, no Java). Inputs are parallel lists: `predictions[i]` is the single
+generated caption of image `i` and `references[i]` its list of reference captions. With `tokenize=True`
+every caption goes through `evaluators.ptb_tokenizer.ptb_tokenize` first (the toolkit's PTB tokenisation +
+punctuation removal); with `tokenize=False` the strings are used as given (already tokenised, split on
 whitespace; ROUGE-L splits on single spaces exactly as the toolkit does).
 """
 
@@ -52,17 +52,17 @@ def _ngram_counts(words: Sequence[str], n: int) -> Counter:
 def cider(
     predictions: list[str], references: list[list[str]], tokenize: bool = True, *, n: int = 4, sigma: float = 6.0
 ) -> tuple[float, list[float]]:
-    """CIDEr-D exactly as ``pycocoevalcap.cider.Cider().compute_score``.
+    """CIDEr-D exactly as `pycocoevalcap.cider.Cider().compute_score`.
 
-    Definition (the toolkit's ``cider_scorer.py``): n-grams of orders 1..4 with counts. Document frequency
-    ``df(g)`` = number of images whose reference set contains ``g`` (references of the evaluated set only).
-    A caption's vector for order k has entries ``tf(g) * (ln N - ln max(1, df(g)))`` with ``N`` = number of
-    images. Per reference and order: ``sum_g min(v_hyp[g], v_ref[g]) * v_ref[g] / (|v_hyp| * |v_ref|)``
-    (the norms are skipped when either is 0) times the length penalty ``exp(-(l_hyp - l_ref)^2 / (2 sigma^2))``.
+    Definition (the toolkit's `cider_scorer.py`): n-grams of orders 1..4 with counts. Document frequency
+    `df(g)` = number of images whose reference set contains `g` (references of the evaluated set only).
+    A caption's vector for order k has entries `tf(g) * (ln N - ln max(1, df(g)))` with `N` = number of
+    images. Per reference and order: `sum_g min(v_hyp[g], v_ref[g]) * v_ref[g] / (|v_hyp| * |v_ref|)`
+    (the norms are skipped when either is 0) times the length penalty `exp(-(l_hyp - l_ref)^2 / (2 sigma^2))`.
     Image score = 10 * mean over orders of the mean over references; corpus score = mean over images.
 
     Toolkit quirk reproduced: the "length" in the penalty is the number of BIGRAMS of a caption (the toolkit
-    adds ``term_freq`` when ``len(ngram) - 1 == 1``), i.e. ``max(0, words - 1)``: a 1-word and an empty caption
+    adds `term_freq` when `len(ngram) - 1 == 1`), i.e. `max(0, words - 1)`: a 1-word and an empty caption
     both have length 0.
 
     Args:
@@ -72,8 +72,8 @@ def cider(
       n: maximum n-gram order (4). sigma: the length-penalty width (6).
 
     Returns:
-      ``(corpus_score, per_image_scores)``; raw values (about 1.4 for a good COCO model; papers print x100).
-      One image only gives 0.0 (``ln N = 0``).
+      `(corpus_score, per_image_scores)`; raw values (about 1.4 for a good COCO model; papers print x100).
+      One image only gives 0.0 (`ln N = 0`).
     """
     predictions, references = _prepare(predictions, references, tokenize)
     num_images = len(predictions)
@@ -133,12 +133,12 @@ _TINY = 1e-15
 def bleu(
     predictions: list[str], references: list[list[str]], tokenize: bool = True, *, n: int = 4
 ) -> tuple[list[float], list[list[float]]]:
-    """BLEU-1..n as ``pycocoevalcap.bleu.Bleu(4).compute_score`` (option ``"closest"``).
+    """BLEU-1..n as `pycocoevalcap.bleu.Bleu(4).compute_score` (option `"closest"`).
 
     Corpus BLEU: clipped n-gram matches (clipped by the max count over the image's references) and guesses summed
     over images; effective reference length per image = the reference length closest to the hypothesis length
     (ties -> the shorter); geometric mean of the precisions with the toolkit's smoothing
-    ``(correct + 1e-15) / (guess + 1e-9)``; brevity penalty ``exp(1 - r/c)`` when ``c < r`` (with the same
+    `(correct + 1e-15) / (guess + 1e-9)`; brevity penalty `exp(1 - r/c)` when `c < r` (with the same
     smoothing on the ratio). Per-image scores use the same formula on one image.
 
     Args:
@@ -146,8 +146,8 @@ def bleu(
       tokenize: PTB-tokenize first. n: maximum order.
 
     Returns:
-      ``(corpus_scores, per_image_scores)``: ``corpus_scores[k]`` is BLEU-(k+1); ``per_image_scores[k][i]`` is
-      BLEU-(k+1) of image ``i`` (same layout as the toolkit).
+      `(corpus_scores, per_image_scores)`: `corpus_scores[k]` is BLEU-(k+1); `per_image_scores[k][i]` is
+      BLEU-(k+1) of image `i` (same layout as the toolkit).
     """
     predictions, references = _prepare(predictions, references, tokenize)
     total_correct = [0] * n
@@ -196,10 +196,10 @@ def bleu(
 
 
 def bleu4(predictions: list[str], references: list[list[str]], tokenize: bool = True) -> tuple[float, list[float]]:
-    """Corpus BLEU-4 as the COCO toolkit reports it (see :func:`bleu`).
+    """Corpus BLEU-4 as the COCO toolkit reports it (see `bleu`).
 
     Returns:
-      ``(corpus_bleu4, per_image_bleu4)``.
+      `(corpus_bleu4, per_image_bleu4)`.
     """
     corpus, per_image = bleu(predictions, references, tokenize, n=4)
     return corpus[3], per_image[3]
@@ -225,14 +225,14 @@ def _lcs(a: Sequence[str], b: Sequence[str]) -> int:
 def rouge_l(
     predictions: list[str], references: list[list[str]], tokenize: bool = True, *, beta: float = 1.2
 ) -> tuple[float, list[float]]:
-    """ROUGE-L as ``pycocoevalcap.rouge.Rouge().compute_score``.
+    """ROUGE-L as `pycocoevalcap.rouge.Rouge().compute_score`.
 
     Per image: LCS (over tokens, split on single spaces as the toolkit does) with each reference; precision and
-    recall maxed SEPARATELY over references; ``F = (1 + beta^2) P R / (R + beta^2 P)`` (0 if either is 0), beta 1.2.
+    recall maxed SEPARATELY over references; `F = (1 + beta^2) P R / (R + beta^2 P)` (0 if either is 0), beta 1.2.
     Corpus score = mean over images.
 
     Returns:
-      ``(corpus_score, per_image_scores)``.
+      `(corpus_score, per_image_scores)`.
     """
     predictions, references = _prepare(predictions, references, tokenize)
     scores = []

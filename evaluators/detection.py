@@ -1,8 +1,8 @@
-"""Detection metrics for PaliGemma ``<loc>`` output: mAP@IoU (VOC-style, all-point interpolation) and F1.
+"""Detection metrics for PaliGemma `<loc>` output: mAP@IoU (VOC-style, all-point interpolation) and F1.
 
-Boxes are ``(y1, x1, y2, x2)`` normalised to [0, 1] (the layout of
-:func:`paligemma.tokenizer.parse_detections`, which decodes a bin as ``bin / 1023``). IoU is computed on these
-continuous coordinates (no +1 pixel convention). Labels are compared after ``strip().lower()``.
+Boxes are `(y1, x1, y2, x2)` normalised to [0, 1] (the layout of
+`paligemma.tokenizer.parse_detections`, which decodes a bin as `bin / 1023`). IoU is computed on these
+continuous coordinates (no +1 pixel convention). Labels are compared after `strip().lower()`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ Detection = tuple  # (box, label) or (box, label, score)
 
 
 def box_iou(a: Box, b: Box) -> float:
-    """IoU of two ``(y1, x1, y2, x2)`` boxes; degenerate boxes have area 0; 0.0 when the union is 0."""
+    """IoU of two `(y1, x1, y2, x2)` boxes; degenerate boxes have area 0; 0.0 when the union is 0."""
     ay1, ax1, ay2, ax2 = (float(v) for v in a)
     by1, bx1, by2, bx2 = (float(v) for v in b)
     ih = max(0.0, min(ay2, by2) - max(ay1, by1))
@@ -41,7 +41,7 @@ def box_iou(a: Box, b: Box) -> float:
 
 
 def parse_detection_output(text: str) -> list[tuple[tuple[float, float, float, float], str]]:
-    """Parses ``"<loc..>x4 label ; ..."`` with :func:`paligemma.tokenizer.parse_detections` (bins / 1023)."""
+    """Parses `"<loc..>x4 label ; ..."` with `paligemma.tokenizer.parse_detections` (bins / 1023)."""
     return parse_detections(text)
 
 
@@ -83,23 +83,23 @@ def detection_map(
 
     Per class: detections of that class over all images are ranked by score (descending; see below for
     score-less output), each is compared with the ground-truth box of the same class in the same image with the
-    highest IoU (matched or not, as in the VOC devkit); it is a true positive when that IoU ``>= iou_threshold``
+    highest IoU (matched or not, as in the VOC devkit); it is a true positive when that IoU `>= iou_threshold`
     and that box was not matched before, else a false positive (duplicates are false positives).
-    AP = :func:`average_precision` of the resulting curve; recall is relative to the number of ground-truth boxes
+    AP = `average_precision` of the resulting curve; recall is relative to the number of ground-truth boxes
     of the class. mAP = mean over classes that have at least one ground-truth box
     (classes only predicted are ignored, as in VOC; their false positives do not enter any AP).
 
-    Generated output has no confidence: a detection ``(box, label)`` gets score ``-k`` for the k-th object of
-    its image (earlier = more confident; ties broken by image order). Pass ``(box, label, score)`` to rank by
+    Generated output has no confidence: a detection `(box, label)` gets score `-k` for the k-th object of
+    its image (earlier = more confident; ties broken by image order). Pass `(box, label, score)` to rank by
     explicit scores.
 
     Args:
-      predictions: per image, a list of ``(box, label)`` or ``(box, label, score)``.
-      ground_truths: per image, a list of ``(box, label)``.
+      predictions: per image, a list of `(box, label)` or `(box, label, score)`.
+      ground_truths: per image, a list of `(box, label)`.
       iou_threshold: 0.5 for mAP@0.5.
 
     Returns:
-      ``{"map": float, "per_class_ap": {label: ap}, "num_classes": n}`` (``map`` is 0.0 without ground truth).
+      `{"map": float, "per_class_ap": {label: ap}, "num_classes": n}` (`map` is 0.0 without ground truth).
     """
     if len(predictions) != len(ground_truths):
         raise ValueError(f"{len(predictions)} prediction lists but {len(ground_truths)} ground-truth lists")
@@ -146,11 +146,11 @@ def detection_f1(
     """Micro-averaged precision / recall / F1 at one IoU threshold.
 
     Per image, predicted and ground-truth boxes with the same label are matched one-to-one greedily by
-    decreasing IoU (pairs with IoU ``>= iou_threshold`` only). TP = matched pairs; precision = TP / #predicted,
+    decreasing IoU (pairs with IoU `>= iou_threshold` only). TP = matched pairs; precision = TP / #predicted,
     recall = TP / #ground truth, summed over the dataset; F1 = 2PR / (P + R). Scores are ignored.
 
     Returns:
-      ``{"precision", "recall", "f1", "tp", "num_pred", "num_gt"}`` (0.0 where a denominator is 0).
+      `{"precision", "recall", "f1", "tp", "num_pred", "num_gt"}` (0.0 where a denominator is 0).
     """
     if len(predictions) != len(ground_truths):
         raise ValueError(f"{len(predictions)} prediction lists but {len(ground_truths)} ground-truth lists")
@@ -183,16 +183,16 @@ def detection_metrics(
     ground_truths: Sequence[Sequence[Detection]],
     iou_threshold: float = 0.5,
 ) -> dict:
-    """MAP and F1 at ``iou_threshold`` for generated detection output.
+    """MAP and F1 at `iou_threshold` for generated detection output.
 
     Args:
-      predictions: per image, the decoded model text (parsed with :func:`parse_detection_output`) or an already
-        parsed list of ``(box, label[, score])``.
-      ground_truths: per image, a list of ``(box_yxyx_in_01, label)``.
+      predictions: per image, the decoded model text (parsed with `parse_detection_output`) or an already
+        parsed list of `(box, label[, score])`.
+      ground_truths: per image, a list of `(box_yxyx_in_01, label)`.
 
     Returns:
-      ``{"map", "per_class_ap", "precision", "recall", "f1", ...}`` (see :func:`detection_map`,
-      :func:`detection_f1`).
+      `{"map", "per_class_ap", "precision", "recall", "f1", ...}` (see `detection_map`,
+      `detection_f1`).
     """
     parsed = [parse_detection_output(p) if isinstance(p, str) else list(p) for p in predictions]
     out = detection_map(parsed, ground_truths, iou_threshold)

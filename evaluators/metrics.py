@@ -1,6 +1,6 @@
 """All metric functions of the project, re-exported from their family modules.
 
-Pure functions (numpy / Python; ``per_example_nll`` uses jax.numpy); no TensorFlow, no Java, nothing downloaded.
+Pure functions (numpy / Python; `per_example_nll` uses jax.numpy); no TensorFlow, no Java, nothing downloaded.
 
   VQA            vqa_accuracy, vqa_accuracy_always_normalize (TextVQA / VizWiz), normalize_vqa_answer,
                  vqa_aggregate                                            (evaluators.vqa)

@@ -11,19 +11,19 @@ _WORD = re.compile(r"[a-z']+")
 
 
 def parse_yes_no(text: str) -> str:
-    """Parses a free-text answer into ``"yes"`` or ``"no"`` (the POPE reference rule, made case-insensitive).
+    """Parses a free-text answer into `"yes"` or `"no"` (the POPE reference rule, made case-insensitive).
 
-    Only the first sentence (text before the first ``.``) is read. If it contains the word ``no`` or ``not``,
-    the answer is ``"no"``, otherwise ``"yes"`` (POPE's rule: anything that is not a negation counts as yes).
-    Variant choice: the reference script matches the space-split words ``No``/``no``/``not`` after deleting
-    commas; here words are lowercased letter runs (so ``"NO!"``, ``"Not really"`` also count as no) and words
-    ending in ``n't`` (``"isn't"``) count as negations too.
+    Only the first sentence (text before the first `.`) is read. If it contains the word `no` or `not`,
+    the answer is `"no"`, otherwise `"yes"` (POPE's rule: anything that is not a negation counts as yes).
+    Variant choice: the reference script matches the space-split words `No`/`no`/`not` after deleting
+    commas; here words are lowercased letter runs (so `"NO!"`, `"Not really"` also count as no) and words
+    ending in `n't` (`"isn't"`) count as negations too.
 
     Args:
       text: the model's answer.
 
     Returns:
-      ``"yes"`` or ``"no"``.
+      `"yes"` or `"no"`.
     """
     first = text.strip().lower().split(".")[0]
     words = _WORD.findall(first)
@@ -36,11 +36,11 @@ def pope_metrics(predictions: Iterable[str], labels: Iterable[str]) -> dict:
     """POPE accuracy / precision / recall / F1 with "yes" as the positive class.
 
     Args:
-      predictions: model answers (free text, parsed with :func:`parse_yes_no`).
-      labels: ground truths, ``"yes"`` or ``"no"`` (case-insensitive).
+      predictions: model answers (free text, parsed with `parse_yes_no`).
+      labels: ground truths, `"yes"` or `"no"` (case-insensitive).
 
     Returns:
-      ``{"accuracy", "precision", "recall", "f1", "yes_ratio", "tp", "fp", "tn", "fn"}``; precision / recall / F1
+      `{"accuracy", "precision", "recall", "f1", "yes_ratio", "tp", "fp", "tn", "fn"}`; precision / recall / F1
       are 0.0 when their denominator is 0.
     """
     preds = [parse_yes_no(p) for p in predictions]

@@ -1,26 +1,26 @@
 """A pure-Python stand-in for the COCO caption toolkit's tokenisation (no Java).
 
-The toolkit runs Stanford CoreNLP 3.4.1 ``PTBTokenizer -preserveLines -lowerCase`` on every caption and then drops
-the tokens ``'' ' `` ` -LRB- -RRB- -LCB- -RCB- . ? ! , : - -- ... ;``. (The bracket entries of that list are
-upper case while the tokenizer output is lower case, so brackets survive as ``-lrb-``, ``-rrb-``, ``-lsb-``...)
+The toolkit runs Stanford CoreNLP 3.4.1 `PTBTokenizer -preserveLines -lowerCase` on every caption and then drops
+the tokens `'' ' ` ` -LRB- -RRB- -LCB- -RCB- . ? ! , : - -- ... ;``. (The bracket entries of that list are
+upper case while the tokenizer output is lower case, so brackets survive as `-lrb-`, `-rrb-`, `-lsb-`...)
 
-:func:`ptb_tokenize` mirrors that pipeline for the text that captions contain:
+`ptb_tokenize` mirrors that pipeline for the text that captions contain:
 
-* lowercase; unicode quotes/dashes/ellipsis mapped like PTB (``“`` -> quote, ``—`` -> ``--``, ``…`` -> ``...``);
-* punctuation split off words and dropped: ``. , ; : ? ! - -- ...`` and every quote; runs such as ``?!`` or
-  ``!!`` are one token and survive (as in the toolkit); ``#``, ``$``, ``%``, ``&``, ``*``, ``+``, ``=``, ``<``,
-  ``>``... are split off and survive;
-* brackets become ``-lrb- -rrb- -lsb- -rsb- -lcb- -rcb-``;
-* PTB contractions: ``don't -> do n't``, ``can't -> ca n't``, ``won't -> wo n't``, ``it's -> it 's``,
-  ``I'm -> i 'm``, ``they're``, ``we've``, ``she'll``, ``he'd``, possessive ``'s``, ``dogs' -> dogs``,
-  ``cannot -> can not``, ``gonna -> gon na``, ``gotta``, ``wanna``, ``lemme``, ``gimme``, ``'tis -> 't is``;
-* kept whole: hyphenated words (``well-known``, ``2-year-old``), numbers (``1,000``, ``3.5``, ``5:30``, ``1/2``,
-  ``-5``), letter-dot abbreviations (``e.g.``, ``u.s.``, ``p.m.``, single letters ``a.``), the common PTB
-  abbreviations (``mr.``, ``dr.``, ``st.``, ``etc.``, months...), ``o'clock``-like words (``o'neil``,
-  ``ma'am``, ``rock 'n' roll``), URLs, e-mail addresses, ``#tag`` / ``@user``.
+* lowercase; unicode quotes/dashes/ellipsis mapped like PTB (`“` -> quote, `—` -> `--`, `…` -> `...`);
+* punctuation split off words and dropped: `. , ; : ? ! - -- ...` and every quote; runs such as `?!` or
+  `!!` are one token and survive (as in the toolkit); `#`, `$`, `%`, `&`, `*`, `+`, `=`, `<`,
+  `>`... are split off and survive;
+* brackets become `-lrb- -rrb- -lsb- -rsb- -lcb- -rcb-`;
+* PTB contractions: `don't -> do n't`, `can't -> ca n't`, `won't -> wo n't`, `it's -> it 's`,
+  `I'm -> i 'm`, `they're`, `we've`, `she'll`, `he'd`, possessive `'s`, `dogs' -> dogs`,
+  `cannot -> can not`, `gonna -> gon na`, `gotta`, `wanna`, `lemme`, `gimme`, `'tis -> 't is`;
+* kept whole: hyphenated words (`well-known`, `2-year-old`), numbers (`1,000`, `3.5`, `5:30`, `1/2`,
+  `-5`), letter-dot abbreviations (`e.g.`, `u.s.`, `p.m.`, single letters `a.`), the common PTB
+  abbreviations (`mr.`, `dr.`, `st.`, `etc.`, months...), `o'clock`-like words (`o'neil`,
+  `ma'am`, `rock 'n' roll`), URLs, e-mail addresses, `#tag` / `@user`.
 
-Known differences from the Java lexer (rare in captions): emoticons (``:)`` -> ``:-rrb-`` in Java), the
-upper-case ``AT&T`` rule, ``a?b`` kept whole by Java, phone numbers and a few exotic abbreviations.
+Known differences from the Java lexer (rare in captions): emoticons (`:)` -> `:-rrb-` in Java), the
+upper-case `AT&T` rule, `a?b` kept whole by Java, phone numbers and a few exotic abbreviations.
 The test suite checks exact agreement with the Java tool on a fixture of caption-like sentences.
 """
 
@@ -247,12 +247,12 @@ def ptb_tokenize(text: str) -> str:
 
     Returns:
       The lowercased tokens joined by single spaces, punctuation tokens removed, e.g.
-      ``"A man's (big) hat, isn't it?" -> "a man 's -lrb- big -rrb- hat is n't it"``.
+      `"A man's (big) hat, isn't it?" -> "a man 's -lrb- big -rrb- hat is n't it"`.
     """
     tokens = _tokenize_line(text.replace("\n", " ").replace("\r", " "))
     return " ".join(t.lower() for t in tokens if t not in PTB_PUNCTUATION and t.lower() not in PTB_PUNCTUATION)
 
 
 def ptb_tokenize_batch(texts: Iterable[str]) -> list[str]:
-    """:func:`ptb_tokenize` over a list of captions."""
+    """`ptb_tokenize` over a list of captions."""
     return [ptb_tokenize(t) for t in texts]

@@ -2,21 +2,21 @@
 
 Per example (docs/reference.md §4.4):
 
-1. Take the first 20 generated tokens: they must be 4 ``<loc>`` then 16 ``<seg>`` tokens, with ``y2 > y1`` and
-   ``x2 > x1`` (in bins); otherwise the example is INVALID: mask IoU 0, counted in ``invalid`` and in the mean.
-2. Box accuracy: IoU of the predicted box (``bins / 1023``, [0, 1] coordinates) with the ground-truth box
-   (normalised ``(y1, x1, y2, x2)``); an invalid example uses an all-zero box (IoU 0). Accuracy at 0.5 / 0.75 is the
-   fraction with ``IoU >= threshold``.
-3. Mask: pixel box ``int(y1 / 1023 * H), int(x1 / 1023 * W), int(y2 / 1023 * H), int(x2 / 1023 * W)`` (truncation,
+1. Take the first 20 generated tokens: they must be 4 `<loc>` then 16 `<seg>` tokens, with `y2 > y1` and
+   `x2 > x1` (in bins); otherwise the example is INVALID: mask IoU 0, counted in `invalid` and in the mean.
+2. Box accuracy: IoU of the predicted box (`bins / 1023`, [0, 1] coordinates) with the ground-truth box
+   (normalised `(y1, x1, y2, x2)`); an invalid example uses an all-zero box (IoU 0). Accuracy at 0.5 / 0.75 is the
+   fraction with `IoU >= threshold`.
+3. Mask: pixel box `int(y1 / 1023 * H), int(x1 / 1023 * W), int(y2 / 1023 * H), int(x2 / 1023 * W)` (truncation,
    H x W = the full-resolution ground-truth mask); if it became empty after truncation the example is invalid too.
-   The 16 seg codes are decoded by the VQ-VAE (:mod:`paligemma.vqvae`) into 64x64 logits, resized to the box
-   size with PIL-style bilinear resampling (PIL ``Image.resize(BILINEAR)`` on a float image, including PIL's
-   widened filter support when shrinking; reimplemented in numpy, no PIL needed), thresholded ``> 0`` and pasted
-   into the box. Mask IoU = ``|pred & gt| / (|gt| + |pred| - |pred & gt|)`` against the full-resolution ground truth
+   The 16 seg codes are decoded by the VQ-VAE (`paligemma.vqvae`) into 64x64 logits, resized to the box
+   size with PIL-style bilinear resampling (PIL `Image.resize(BILINEAR)` on a float image, including PIL's
+   widened filter support when shrinking; reimplemented in numpy, no PIL needed), thresholded `> 0` and pasted
+   into the box. Mask IoU = `|pred & gt| / (|gt| + |pred| - |pred & gt|)` against the full-resolution ground truth
    (0 when the union is empty).
 4. mIoU = mean of the per-example IoUs (not the cumulative / "overall" IoU).
 
-Token ids follow docs/reference.md §1.3: ``<locN>`` = 256000 + N, ``<segN>`` = 257024 + N.
+Token ids follow docs/reference.md §1.3: `<locN>` = 256000 + N, `<segN>` = 257024 + N.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ _LOC_MAX = NUM_LOC - 1
 
 
 def _pil_bilinear_weights(in_size: int, out_size: int) -> np.ndarray:
-    """The ``(out, in)`` weight matrix PIL's resampler uses for BILINEAR.
+    """The `(out, in)` weight matrix PIL's resampler uses for BILINEAR.
 
     A triangle filter, support 1 scaled by the shrink factor, pixel centres at +0.5, weights normalised per output
     pixel.
@@ -76,16 +76,16 @@ def _pil_bilinear_weights(in_size: int, out_size: int) -> np.ndarray:
 
 
 def resize_bilinear_pil(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resizes a 2-D float image like ``PIL.Image.fromarray(float32).resize((width, height), BILINEAR)``.
+    """Resizes a 2-D float image like `PIL.Image.fromarray(float32).resize((width, height), BILINEAR)`.
 
     PIL resamples horizontally then vertically, each pass in float64 with the result stored as float32; an axis
     whose size does not change is not resampled. Reproduced here.
 
     Args:
-      image: ``[h, w]`` float array. height, width: output size (>= 1).
+      image: `[h, w]` float array. height, width: output size (>= 1).
 
     Returns:
-      float32 ``[height, width]``.
+      float32 `[height, width]`.
     """
     img = np.asarray(image, np.float32)
     if img.ndim != 2:
@@ -106,11 +106,11 @@ def resize_bilinear_pil(image: np.ndarray, height: int, width: int) -> np.ndarra
 
 
 def tokens_from_ids(ids: Sequence[int], loc0: int = LOC0, seg0: int = SEG0) -> tuple[np.ndarray, bool]:
-    """Reads ``(4 loc bins + 16 seg codes, valid)`` from generated token ids (only the first 20 are looked at).
+    """Reads `(4 loc bins + 16 seg codes, valid)` from generated token ids (only the first 20 are looked at).
 
     Returns:
-      ``(t, valid)`` with ``t`` int ``[20]`` (zeros when invalid) and ``valid`` True iff there are 20 tokens, the
-      first 4 are loc tokens, the next 16 seg tokens, and ``y2 > y1``, ``x2 > x1``.
+      `(t, valid)` with `t` int `[20]` (zeros when invalid) and `valid` True iff there are 20 tokens, the
+      first 4 are loc tokens, the next 16 seg tokens, and `y2 > y1`, `x2 > x1`.
     """
     ids = np.asarray(ids, np.int64).reshape(-1)[:20]
     out = np.zeros(20, np.int64)
@@ -127,10 +127,10 @@ def tokens_from_ids(ids: Sequence[int], loc0: int = LOC0, seg0: int = SEG0) -> t
 
 
 def tokens_from_text(text: str) -> tuple[np.ndarray, bool]:
-    """Like :func:`tokens_from_ids` for decoded text, via :func:`paligemma.tokenizer.parse_segmentations`.
+    """Like `tokens_from_ids` for decoded text, via `paligemma.tokenizer.parse_segmentations`.
 
     The first parsed object is used (text before it is tolerated, unlike the id path); it is valid when it has
-    exactly 16 seg codes and a non-empty box. Bins are recovered as ``round(coordinate * 1023)``.
+    exactly 16 seg codes and a non-empty box. Bins are recovered as `round(coordinate * 1023)`.
     """
     objects = parse_segmentations(text)
     out = np.zeros(20, np.int64)
@@ -174,12 +174,12 @@ def refcoco_iou(bins: Sequence[int], mask64: np.ndarray, gt_mask: np.ndarray) ->
     """Mask IoU of one VALID prediction against the full-resolution ground truth.
 
     Args:
-      bins: the 4 loc bins ``(y1, x1, y2, x2)`` in 0..1023.
-      mask64: the decoded 64x64 logits (:func:`paligemma.vqvae.decode`).
-      gt_mask: ``[H, W]`` ground-truth mask (bool, or numbers with foreground ``> 0``).
+      bins: the 4 loc bins `(y1, x1, y2, x2)` in 0..1023.
+      mask64: the decoded 64x64 logits (`paligemma.vqvae.decode`).
+      gt_mask: `[H, W]` ground-truth mask (bool, or numbers with foreground `> 0`).
 
     Returns:
-      IoU in [0, 1]; 0.0 when the pixel box is empty after ``int()`` truncation.
+      IoU in [0, 1]; 0.0 when the pixel box is empty after `int()` truncation.
     """
     gt = np.asarray(gt_mask)
     if gt.ndim == 3:
@@ -209,14 +209,14 @@ def refcoco_example(
 
     Args:
       prediction: generated token ids (sequence of ints; first 20 used) or decoded text (str).
-      gt_mask: ``[H, W]`` (or ``[H, W, 1]``) full-resolution ground truth, foreground ``> 0``.
-      gt_box: normalised ``(y1, x1, y2, x2)``; default: the tight box of ``gt_mask`` (pixel edges / size).
-      vqvae_params: VQ-VAE params (:func:`paligemma.vqvae.load_params`), used to decode the seg codes.
-      mask64: alternatively the already decoded ``[64, 64]`` logits of this example.
+      gt_mask: `[H, W]` (or `[H, W, 1]`) full-resolution ground truth, foreground `> 0`.
+      gt_box: normalised `(y1, x1, y2, x2)`; default: the tight box of `gt_mask` (pixel edges / size).
+      vqvae_params: VQ-VAE params (`paligemma.vqvae.load_params`), used to decode the seg codes.
+      mask64: alternatively the already decoded `[64, 64]` logits of this example.
       det_ious: box-accuracy thresholds.
 
     Returns:
-      ``{"iou", "box_iou", "valid", "box_hit": {thr: bool}}``. An invalid prediction has ``iou`` 0.
+      `{"iou", "box_iou", "valid", "box_hit": {thr: bool}}`. An invalid prediction has `iou` 0.
     """
     t, valid = tokens_from_text(prediction) if isinstance(prediction, str) else tokens_from_ids(prediction)
     gt = np.asarray(gt_mask)
@@ -257,14 +257,14 @@ def refcoco_metrics(
     """RefCOCO metrics over a dataset.
 
     Args:
-      predictions: per example, generated token ids or decoded text (see :func:`refcoco_example`).
+      predictions: per example, generated token ids or decoded text (see `refcoco_example`).
       gt_masks: per example, the full-resolution ground-truth mask.
       gt_boxes: per example, the normalised ground-truth box (default: from the mask).
-      vqvae_params: VQ-VAE params; seg codes of valid predictions are decoded in batches of ``batch_size``.
+      vqvae_params: VQ-VAE params; seg codes of valid predictions are decoded in batches of `batch_size`.
       det_ious: box-accuracy thresholds.
 
     Returns:
-      ``{"miou", "boxacc@0.5", "boxacc@0.75", "invalid", "total", "ious"}`` (``ious`` = per-example list).
+      `{"miou", "boxacc@0.5", "boxacc@0.75", "invalid", "total", "ious"}` (`ious` = per-example list).
     """
     n = len(predictions)
     if len(gt_masks) != n or (gt_boxes is not None and len(gt_boxes) != n):

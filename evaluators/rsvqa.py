@@ -22,10 +22,10 @@ _YES_NO = re.compile(r"^(yes|no)\b")
 def normalize_rsvqa_answer(text: str) -> str:
     """Normalises an RSVQA answer.
 
-    Lowercase, collapse whitespace, strip a trailing ``.``; a leading ``yes``/``no`` word becomes exactly
-    ``"yes"``/``"no"`` (``"Yes, there is" -> "yes"``); number words up to twenty become digits and integer strings
-    are canonicalised (``"07" -> "7"``, ``"7.0" -> "7"``). Other answers (``"rural"``, ``"urban"``, area buckets
-    such as ``"between 10m2 and 100m2"``) are kept as text.
+    Lowercase, collapse whitespace, strip a trailing `.`; a leading `yes`/`no` word becomes exactly
+    `"yes"`/`"no"` (`"Yes, there is" -> "yes"`); number words up to twenty become digits and integer strings
+    are canonicalised (`"07" -> "7"`, `"7.0" -> "7"`). Other answers (`"rural"`, `"urban"`, area buckets
+    such as `"between 10m2 and 100m2"`) are kept as text.
     """
     t = " ".join(str(text).strip().lower().split()).rstrip(".").strip()
     m = _YES_NO.match(t)
@@ -42,7 +42,7 @@ def normalize_rsvqa_answer(text: str) -> str:
 
 
 def rsvqa_accuracy(prediction: str, answer: str) -> bool:
-    """Exact match after :func:`normalize_rsvqa_answer` on both sides.
+    """Exact match after `normalize_rsvqa_answer` on both sides.
 
     The same rule for yes/no, counts, presence, comparison, rural/urban and area questions.
     """
@@ -53,8 +53,8 @@ def rsvqa_aggregate(correct: Iterable[bool], question_types: Iterable[str]) -> d
     """Aggregates RSVQA results.
 
     Args:
-      correct: per-question correctness. question_types: per-question type (``"count"``, ``"presence"``,
-        ``"comparison"``, ``"rural_urban"``, ``"area"``...).
+      correct: per-question correctness. question_types: per-question type (`"count"`, `"presence"`,
+        `"comparison"`, `"rural_urban"`, `"area"`...).
 
     Returns:
       ``{"per_type": {type: accuracy}, "average_accuracy": mean of the per-type accuracies (AA),

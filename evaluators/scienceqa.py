@@ -24,18 +24,18 @@ def parse_scienceqa_answer(
     """Parses the chosen option (0-based) from a model answer.
 
     Tried in order (first hit wins):
-      1. ``"... the answer is X."`` / ``"The answer is (X)"`` with X a single letter (case-insensitive only in
+      1. `"... the answer is X."` / `"The answer is (X)"` with X a single letter (case-insensitive only in
          the phrase; the letter must be followed by punctuation, space or the end);
-      2. the whole answer is one letter: ``"B"``, ``"(b)"``, ``"B."``;
-      3. the answer starts with an upper-case option letter: ``"B. cat"``, ``"(B) cat"``;
-      4. with ``choices``: the answer (or the text after ``"the answer is"``) equals one choice after
-         lowercasing, stripping and dropping a trailing ``.``.
-    Letters map A->0, B->1, ...; a letter beyond the number of choices (``num_choices`` or ``len(choices)``)
+      2. the whole answer is one letter: `"B"`, `"(b)"`, `"B."`;
+      3. the answer starts with an upper-case option letter: `"B. cat"`, `"(B) cat"`;
+      4. with `choices`: the answer (or the text after `"the answer is"`) equals one choice after
+         lowercasing, stripping and dropping a trailing `.`.
+    Letters map A->0, B->1, ...; a letter beyond the number of choices (`num_choices` or `len(choices)`)
     gives None.
 
     Args:
       text: the model's output. choices: the option texts (optional). num_choices: the number of options when
-        ``choices`` is not given.
+        `choices` is not given.
 
     Returns:
       The 0-based option index, or None when nothing could be parsed.
@@ -66,7 +66,7 @@ def parse_scienceqa_answer(
 def scienceqa_accuracy(
     prediction: str, answer_index: int, choices: Sequence[str] | None = None, num_choices: int | None = None
 ) -> bool:
-    """True when :func:`parse_scienceqa_answer` of ``prediction`` equals ``answer_index`` (0-based).
+    """True when `parse_scienceqa_answer` of `prediction` equals `answer_index` (0-based).
 
     An unparsable prediction counts as wrong.
     """

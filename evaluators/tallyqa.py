@@ -20,8 +20,8 @@ _NUMBER_WORDS["no"] = "0"
 def normalize_count(text: str) -> str:
     """Normalises a count answer.
 
-    Lowercases, strips whitespace and trailing ``.``, maps ``zero``..``twenty`` (and ``none``/``no``) to digits, and
-    canonicalises integer digit strings (``"03" -> "3"``). Other text is returned as is.
+    Lowercases, strips whitespace and trailing `.`, maps `zero`..`twenty` (and `none`/`no`) to digits, and
+    canonicalises integer digit strings (`"03" -> "3"`). Other text is returned as is.
     """
     t = str(text).strip().lower().rstrip(".").strip()
     t = _NUMBER_WORDS.get(t, t)
@@ -31,7 +31,7 @@ def normalize_count(text: str) -> str:
 
 
 def tallyqa_accuracy(prediction: str, answer: str | int) -> bool:
-    """Exact match of :func:`normalize_count` of both sides (``"Three" == 3``, ``"3." == "3"``).
+    """Exact match of `normalize_count` of both sides (`"Three" == 3`, `"3." == "3"`).
 
     Args:
       prediction: the model's answer text. answer: the ground-truth count (int or text).
@@ -47,10 +47,10 @@ def tallyqa_aggregate(correct: Iterable[bool], is_simple: Iterable[bool]) -> dic
 
     Args:
       correct: per-question correctness. is_simple: per question, True for the "simple" split (TallyQA's
-        ``issimple`` flag), False for "complex".
+        `issimple` flag), False for "complex".
 
     Returns:
-      ``{"accuracy": all, "simple": acc, "complex": acc, "num_simple": n, "num_complex": n}``
+      `{"accuracy": all, "simple": acc, "complex": acc, "num_simple": n, "num_complex": n}`
       (an empty split has accuracy 0.0).
     """
     correct = [bool(c) for c in correct]

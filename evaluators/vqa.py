@@ -2,25 +2,25 @@ r"""VQA accuracy as the official VQAv2 evaluation script computes it (own implem
 
 Behaviour reproduced, quirks included:
 
-* Every answer (prediction and ground truths) has ``"\n"`` and ``"\t"`` replaced by a space and is stripped.
-* :func:`vqa_accuracy` normalises (punctuation, lowercase, number words, articles, contractions) ONLY when the
-  ground-truth answers are not all identical (after the strip). So ``"Yes"`` against ten ``"yes"`` scores 0, and
-  ``"yes."`` against ten ``"yes"`` scores 0 too, exactly as in the official script.
-* Punctuation: for each mark of ``; / [ ] " { } ( ) = + \ _ - > < @ ` , ? !`` (not ``'``, ``:`` or ``.``): if the
+* Every answer (prediction and ground truths) has `"\n"` and `"\t"` replaced by a space and is stripped.
+* `vqa_accuracy` normalises (punctuation, lowercase, number words, articles, contractions) ONLY when the
+  ground-truth answers are not all identical (after the strip). So `"Yes"` against ten `"yes"` scores 0, and
+  `"yes."` against ten `"yes"` scores 0 too, exactly as in the official script.
+* Punctuation: for each mark of ``; / [ ] " { } ( ) = + \ _ - > < @ ` , ? !` (not `'`, `:` or `.``): if the
   (un-normalised) text contains the mark followed by or preceded by a space, or contains digit-comma-digit
   anywhere, every occurrence of the mark is deleted; otherwise every occurrence is replaced by a space. Then
-  periods not followed by a digit are deleted; the official script passes ``re.UNICODE`` (= 32) as the ``count``
-  argument of ``re.sub``, so at most 32 periods are deleted: reproduced.
-* Then lowercase, split on whitespace, map ``none``/``zero``..``ten`` to ``0``..``10`` (the official map includes
-  ``none -> 0``), drop ``a``/``an``/``the``, then map apostrophe-less contractions to their canonical form
-  (``dont -> don't``...). Entries of the official table with an uppercase key (``Im``, ``Ive``...) can never fire
+  periods not followed by a digit are deleted; the official script passes `re.UNICODE` (= 32) as the `count`
+  argument of `re.sub`, so at most 32 periods are deleted: reproduced.
+* Then lowercase, split on whitespace, map `none`/`zero`..`ten` to `0`..`10` (the official map includes
+  `none -> 0`), drop `a`/`an`/`the`, then map apostrophe-less contractions to their canonical form
+  (`dont -> don't`...). Entries of the official table with an uppercase key (`Im`, `Ive`...) can never fire
   because the text is lowercased first, so they are left out (no behaviour change).
 * Score: mean over the leave-one-out subsets (each ground truth left out once, by position) of
-  ``min(1, #matches in the remaining answers / 3)``. With 10 answers and ``m`` matches: 0, 0.3, 0.6, 0.9, 1.0 for
-  ``m = 0, 1, 2, 3, >=4``.
+  `min(1, #matches in the remaining answers / 3)`. With 10 answers and `m` matches: 0, 0.3, 0.6, 0.9, 1.0 for
+  `m = 0, 1, 2, 3, >=4`.
 
-:func:`vqa_accuracy_always_normalize` is the TextVQA / VizWiz variant: same normalisation and score, but always
-applied (so ``"Yes"`` vs ten ``"yes"`` scores 1).
+`vqa_accuracy_always_normalize` is the TextVQA / VizWiz variant: same normalisation and score, but always
+applied (so `"Yes"` vs ten `"yes"` scores 1).
 
 Scores are fractions in [0, 1] (the official script prints 100x, rounded to 2 decimals).
 """
@@ -190,7 +190,7 @@ def normalize_vqa_answer(answer: str) -> str:
       answer: raw answer text.
 
     Returns:
-      The normalised answer, e.g. ``"Two dogs!" -> "2 dogs"``, ``"the dont" -> "don't"``.
+      The normalised answer, e.g. `"Two dogs!" -> "2 dogs"`, `"the dont" -> "don't"`.
     """
     return _process_digit_article(_process_punctuation(_clean(answer)))
 
@@ -213,10 +213,10 @@ def vqa_accuracy(prediction: str, answers: Sequence[str]) -> float:
       answers: the ground-truth answers (normally 10, raw text, duplicates kept).
 
     Returns:
-      Float in [0, 1]: mean over the ``len(answers)`` leave-one-out subsets of ``min(1, matches / 3)``.
+      Float in [0, 1]: mean over the `len(answers)` leave-one-out subsets of `min(1, matches / 3)`.
       Normalisation is applied only when the stripped ground truths are not all identical (official quirk).
       With a single ground truth the official formula is degenerate (always 0); this returns exact match
-      (after the same conditional normalisation, i.e. none) instead. Empty ``answers`` raises ValueError.
+      (after the same conditional normalisation, i.e. none) instead. Empty `answers` raises ValueError.
     """
     if not answers:
         raise ValueError("vqa_accuracy needs at least one ground-truth answer")
@@ -229,15 +229,15 @@ def vqa_accuracy(prediction: str, answers: Sequence[str]) -> float:
 
 
 def vqa_accuracy_always_normalize(prediction: str, answers: Sequence[str]) -> float:
-    """TextVQA / VizWiz accuracy: like :func:`vqa_accuracy` but prediction and answers are ALWAYS normalised.
+    """TextVQA / VizWiz accuracy: like `vqa_accuracy` but prediction and answers are ALWAYS normalised.
 
     Args:
       prediction: the model's answer.
       answers: the ground-truth answers (normally 10).
 
     Returns:
-      Float in [0, 1], the leave-one-out ``min(1, matches / 3)`` average after normalising everything
-      (so ``"Yes"`` vs ten ``"yes"`` scores 1.0 here, 0.0 in :func:`vqa_accuracy`).
+      Float in [0, 1], the leave-one-out `min(1, matches / 3)` average after normalising everything
+      (so `"Yes"` vs ten `"yes"` scores 1.0 here, 0.0 in `vqa_accuracy`).
     """
     if not answers:
         raise ValueError("vqa_accuracy_always_normalize needs at least one ground-truth answer")
@@ -248,13 +248,13 @@ def vqa_aggregate(scores: Iterable[float], answer_types: Iterable[str] | None = 
     """Aggregates per-question VQA scores.
 
     Args:
-      scores: per-question accuracies in [0, 1] (from :func:`vqa_accuracy`).
-      answer_types: optional per-question answer type (VQAv2: ``"yes/no"``, ``"number"``, ``"other"``), same
-        length as ``scores``.
+      scores: per-question accuracies in [0, 1] (from `vqa_accuracy`).
+      answer_types: optional per-question answer type (VQAv2: `"yes/no"`, `"number"`, `"other"`), same
+        length as `scores`.
 
     Returns:
-      ``{"overall": mean, "count": n, "per_answer_type": {type: mean}}`` (fractions in [0, 1], unrounded;
-      ``per_answer_type`` is ``{}`` without types; ``overall`` is 0.0 for no questions).
+      `{"overall": mean, "count": n, "per_answer_type": {type: mean}}` (fractions in [0, 1], unrounded;
+      `per_answer_type` is `{}` without types; `overall` is 0.0 for no questions).
     """
     scores = [float(s) for s in scores]
     out = {"overall": sum(scores) / len(scores) if scores else 0.0, "count": len(scores), "per_answer_type": {}}

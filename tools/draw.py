@@ -1,4 +1,4 @@
-"""Drawing PaliGemma detection / segmentation output on images (PIL + numpy only).
+"""Drawing PaliGemma detection / segmentation output on images.
 
     from paligemma.tokenizer import parse_detections
     img = draw_detections(Image.open("cat.jpg"), parse_detections("<loc0100><loc0200><loc0800><loc0900> cat"))

@@ -8,13 +8,13 @@
         tokenizer="/path/to/paligemma_tokenizer.model")
     ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE)
 
-* :func:`parse` - the grammar (:mod:`datasets.pp.grammar`): ``op|op(args)|...``, Python literals only.
-* :data:`registry` / :func:`register` - name -> op factory.
-* :func:`get_preprocess_fn` - pp string -> ``dict -> dict`` function usable in ``tf.data``.
+* `parse` - the grammar (`datasets.pp.grammar`): `op|op(args)|...`, Python literals only.
+* `registry` / `register` - name -> op factory.
+* `get_preprocess_fn` - pp string -> `dict -> dict` function usable in `tf.data`.
 
-Ops: image (:mod:`.ops_image`): decode, resize, resize_small, central_crop, random_crop, flip_lr, pad_to_square,
-value_range. Text/keys (:mod:`.ops_text`): strfmt, lower, choice, choice_cycle, copy, keep, drop, rename.
-Targets (:mod:`.ops_targets`, :mod:`.ops_seg`): tok, masked_concat, tok_paligemma, tok_paligemma_prompt,
+Ops: image (`.ops_image`): decode, resize, resize_small, central_crop, random_crop, flip_lr, pad_to_square,
+value_range. Text/keys (`.ops_text`): strfmt, lower, choice, choice_cycle, copy, keep, drop, rename.
+Targets (`.ops_targets`, `.ops_seg`): tok, masked_concat, tok_paligemma, tok_paligemma_prompt,
 loc_tokens, detection_targets, segmentation_targets.
 """
 

@@ -1,13 +1,13 @@
-"""The pp-string grammar: ``op|op(args)|...`` with Python-literal arguments only.
+"""The pp-string grammar: `op|op(args)|...` with Python-literal arguments only.
 
-A pp string is a ``|``-separated list of op calls. Each op is either a bare name (``decode``) or a call
-(``resize(224, antialias=True)``). Arguments are Python literals (numbers, strings, bytes, tuples, lists, dicts,
-sets, ``True``/``False``/``None``, negative numbers), each parsed with :func:`ast.literal_eval` on its own AST
-node. Nothing is ever evaluated as code: names, attribute access, calls, ``*args``/``**kwargs``, comprehensions,
-lambdas, f-strings are all rejected with a ``ValueError`` that names the op, its index in the string and the
+A pp string is a `|`-separated list of op calls. Each op is either a bare name (`decode`) or a call
+(`resize(224, antialias=True)`). Arguments are Python literals (numbers, strings, bytes, tuples, lists, dicts,
+sets, `True`/`False`/`None`, negative numbers), each parsed with `ast.literal_eval` on its own AST
+node. Nothing is ever evaluated as code: names, attribute access, calls, `*args`/`**kwargs`, comprehensions,
+lambdas, f-strings are all rejected with a `ValueError` that names the op, its index in the string and the
 character offset of the offending part.
 
-``|`` inside string literals and inside brackets does not split ops (``strfmt("a|b")`` is one op). Whitespace and
+`|` inside string literals and inside brackets does not split ops (`strfmt("a|b")` is one op). Whitespace and
 newlines around ops are ignored. An empty pp string (or only whitespace) is an empty list of ops.
 
 This module depends on the standard library only.
@@ -51,9 +51,9 @@ _CLOSE = {v: k for k, v in _OPEN.items()}
 
 
 def _split(pp: str) -> list[tuple[int, int]]:
-    """Returns (start, end) spans of the top-level ``|``-separated segments of ``pp``.
+    """Returns (start, end) spans of the top-level `|`-separated segments of `pp`.
 
-    Tracks string literals (single, double, triple quotes, backslash escapes) and bracket nesting so that a ``|``
+    Tracks string literals (single, double, triple quotes, backslash escapes) and bracket nesting so that a `|`
     inside either does not split.
     """
     spans = []
@@ -117,7 +117,7 @@ def _abs_offset(seg_text: str, node: ast.AST, seg_offset: int) -> int:
 
 
 def parse_specs(pp_string: str) -> list[OpSpec]:
-    """Parses ``pp_string`` into :class:`OpSpec` s (name, args, kwargs, index, offset, text)."""
+    """Parses `pp_string` into `OpSpec` s (name, args, kwargs, index, offset, text)."""
     if not isinstance(pp_string, str):
         raise TypeError(f"pp string must be a str, got {type(pp_string).__name__}")
     if not pp_string.strip():
@@ -164,9 +164,9 @@ def parse_specs(pp_string: str) -> list[OpSpec]:
 
 
 def parse(pp_string: str) -> list[tuple[str, tuple, dict]]:
-    """Parses a pp string into ``[(op_name, args, kwargs), ...]``.
+    """Parses a pp string into `[(op_name, args, kwargs), ...]`.
 
-    Only the grammar is checked here (not whether the ops exist). Raises ``ValueError`` (:class:`PPSyntaxError`)
+    Only the grammar is checked here (not whether the ops exist). Raises `ValueError` (`PPSyntaxError`)
     naming the op index and character offset for syntax errors and non-literal arguments.
     """
     return [s.as_tuple() for s in parse_specs(pp_string)]

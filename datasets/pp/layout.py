@@ -1,26 +1,26 @@
-r"""PaliGemma text layout and masks, in plain numpy (used by the ``tok_paligemma*`` ops; testable without TF).
+r"""PaliGemma text layout and masks, in plain numpy (used by the `tok_paligemma*` ops; testable without TF).
 
-Training layout (docs/reference.md §2.1), ``text_len`` tokens::
+Training layout (docs/reference.md §2.1), `text_len` tokens::
 
     tokens    : <bos> prefix... "\n"  suffix... <eos>  <pad>...
     mask_ar   :   0     0...      0     1...      1      1...     # 0 = bidirectional prefix, 1 = causal
     mask_loss :   0     0...      0     1...      1      0...
     mask_input:   1     1...      1     1...      1      0...     # 1 = real token, 0 = padding
 
-Truncation (when ``2 + len(prefix) + len(suffix) + 1 > text_len``): ``<bos>`` and the ``"\n"`` separator are
-always kept. The remaining budget ``A = text_len - 2`` is shared between the prefix tokens and the suffix part
-(suffix tokens + ``<eos>``) according to ``truncate``:
+Truncation (when `2 + len(prefix) + len(suffix) + 1 > text_len`): `<bos>` and the `"\n"` separator are
+always kept. The remaining budget `A = text_len - 2` is shared between the prefix tokens and the suffix part
+(suffix tokens + `<eos>`) according to `truncate`:
 
-* ``"longest_first"`` (default): the shorter of the two parts is kept whole when it fits in half the budget, the
+* `"longest_first"` (default): the shorter of the two parts is kept whole when it fits in half the budget, the
   longer one gets the rest (both long: about half each; the suffix gets the odd token). A short task prompt
-  (``caption en``) is never cut by a long caption, and a short answer is never cut by a long question.
-* ``"prefix"``: the suffix part is kept whole (up to ``A``), the prefix is cut.
-* ``"suffix"``: the prefix is kept (up to ``A - 1``), the suffix part is cut.
+  (`caption en`) is never cut by a long caption, and a short answer is never cut by a long question.
+* `"prefix"`: the suffix part is kept whole (up to `A`), the prefix is cut.
+* `"suffix"`: the prefix is kept (up to `A - 1`), the suffix part is cut.
 
-A cut prefix keeps its first tokens. A cut suffix keeps its first tokens and, with ``keep_eos=True`` (default),
-its last kept slot is ``<eos>`` (the model still learns to stop); with ``keep_eos=False`` the sequence ends without
-``<eos>`` (as big_vision does). Either way truncation is never silent: the ``truncated`` flag is a bit mask,
-``1`` = prefix cut, ``2`` = suffix cut (so ``3`` = both), ``0`` = nothing cut.
+A cut prefix keeps its first tokens. A cut suffix keeps its first tokens and, with `keep_eos=True` (default),
+its last kept slot is `<eos>` (the model still learns to stop); with `keep_eos=False` the sequence ends without
+`<eos>` (as big_vision does). Either way truncation is never silent: the `truncated` flag is a bit mask,
+`1` = prefix cut, `2` = suffix cut (so `3` = both), `0` = nothing cut.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ TRUNCATE_POLICIES = ("longest_first", "prefix", "suffix")
 
 
 def split_budget(n_prefix: int, n_suffix_part: int, budget: int, truncate: str) -> tuple[int, int]:
-    """How many prefix tokens and suffix-part tokens (suffix + eos) to keep within ``budget`` slots."""
+    """How many prefix tokens and suffix-part tokens (suffix + eos) to keep within `budget` slots."""
     lp, lt, a = n_prefix, n_suffix_part, budget
     if lp + lt <= a:
         return lp, lt
@@ -68,9 +68,9 @@ def train_layout(
     truncate: str = "longest_first",
     keep_eos: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Builds ``text``, ``mask_ar``, ``mask_loss``, ``mask_input`` (int32 ``[text_len]``) and ``truncated`` (int32).
+    """Builds `text`, `mask_ar`, `mask_loss`, `mask_input` (int32 `[text_len]`) and `truncated` (int32).
 
-    ``prefix_ids`` / ``suffix_ids`` are the token ids of the prefix and suffix text, without bos/eos/separator.
+    `prefix_ids` / `suffix_ids` are the token ids of the prefix and suffix text, without bos/eos/separator.
     """
     if text_len < 3:
         raise ValueError(f"text_len must be >= 3 (bos, separator, eos), got {text_len}")
@@ -101,10 +101,10 @@ def train_layout(
 def prompt_layout(
     prefix_ids: Sequence[int], text_len: int, *, bos_id: int, sep_id: int, pad_id: int
 ) -> dict[str, np.ndarray]:
-    r"""Eval/decoding input: ``<bos> prefix "\n" <pad>...``; mask_ar and mask_loss all 0, mask_input 1 on the prompt.
+    r"""Eval/decoding input: `<bos> prefix "\n" <pad>...`; mask_ar and mask_loss all 0, mask_input 1 on the prompt.
 
-    A prefix longer than ``text_len - 2`` keeps its first tokens (bos and separator always kept) and sets
-    ``truncated = 1``.
+    A prefix longer than `text_len - 2` keeps its first tokens (bos and separator always kept) and sets
+    `truncated = 1`.
     """
     if text_len < 2:
         raise ValueError(f"text_len must be >= 2 (bos, separator), got {text_len}")

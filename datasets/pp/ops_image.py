@@ -1,20 +1,20 @@
 """Image pp ops: decode, resize, crops, flips, padding, value range.
 
-Geometric ops (``resize``, ``resize_small``, ``central_crop``, ``random_crop``, ``flip_lr``, ``pad_to_square``)
-transform, besides the image under ``key``, the companions found in the example:
+Geometric ops (`resize`, `resize_small`, `central_crop`, `random_crop`, `flip_lr`, `pad_to_square`)
+transform, besides the image under `key`, the companions found in the example:
 
-* ``boxes_key`` (default ``"objects/bbox"``): float boxes ``[N, 4]`` (or ``[4]``), ``(y1, x1, y2, x2)`` normalised
+* `boxes_key` (default `"objects/bbox"`): float boxes `[N, 4]` (or `[4]`), `(y1, x1, y2, x2)` normalised
   to [0, 1] of the image. Resizing keeps normalised boxes unchanged; crops/pads re-normalise them to the new image
   and clip to [0, 1] (a box that falls completely outside a crop becomes degenerate, zero area; boxes are never
-  dropped so they stay aligned with ``objects/label`` etc.; target ops skip degenerate boxes); ``flip_lr`` maps
-  ``x -> 1 - x`` and swaps x1/x2.
-* ``masks_key`` (default ``"objects/mask"``): per-pixel masks at the image's resolution, ``[H, W]``, ``[H, W, 1]``,
-  ``[N, H, W]`` or ``[N, H, W, 1]`` (a rank-3 mask whose static last dimension is 1 is read as one ``[H, W, 1]``
+  dropped so they stay aligned with `objects/label` etc.; target ops skip degenerate boxes); `flip_lr` maps
+  `x -> 1 - x` and swaps x1/x2.
+* `masks_key` (default `"objects/mask"`): per-pixel masks at the image's resolution, `[H, W]`, `[H, W, 1]`,
+  `[N, H, W]` or `[N, H, W, 1]` (a rank-3 mask whose static last dimension is 1 is read as one `[H, W, 1]`
   mask). They get the same crop/flip/pad as the image and are resized with nearest neighbour (values preserved).
 
-Pass ``boxes_key=None`` / ``masks_key=None`` to leave those keys alone. Random ops are seeded from the example's
-``rng`` key, or else its ``_seed`` key (added by ``datasets.pipeline``), when present (stateless: same example
-seed -> same crop/flip), else from ``tf.random``.
+Pass `boxes_key=None` / `masks_key=None` to leave those keys alone. Random ops are seeded from the example's
+`rng` key, or else its `_seed` key (added by `datasets.pipeline`), when present (stateless: same example
+seed -> same crop/flip), else from `tf.random`.
 """
 
 from __future__ import annotations
@@ -72,18 +72,18 @@ def decode(
     checked: bool = True,
     id_keys: tuple | list | None = None,
 ):
-    r"""Decodes encoded image bytes (JPEG, PNG, GIF first frame, BMP, WebP) in ``data[key]``.
+    r"""Decodes encoded image bytes (JPEG, PNG, GIF first frame, BMP, WebP) in `data[key]`.
 
-    Input: ``data[key]`` scalar tf.string. An already decoded uint8 image (rank 3) passes through unchanged.
-    Output: ``data[key]`` uint8 ``[H, W, channels]`` (grayscale is expanded to 3 channels and RGBA dropped to RGB
-    when ``channels=3``).
+    Input: `data[key]` scalar tf.string. An already decoded uint8 image (rank 3) passes through unchanged.
+    Output: `data[key]` uint8 `[H, W, channels]` (grayscale is expanded to 3 channels and RGBA dropped to RGB
+    when `channels=3`).
 
-    ``precise``: JPEGs use the slower, exact ``INTEGER_ACCURATE`` DCT.
-    ``checked`` (default True): decoding runs through ``tf.py_function`` so that a corrupt or truncated image
-    raises an error naming the example (the first of ``id_keys`` present, by default ``image/id``,
-    ``question_id``, ``id``, ``image_id``, ``example_id``, ``tfds_id``, ...), its size and first bytes, e.g.
-    ``decode: cannot decode 'image' of example question_id=17 (512 bytes, starts with b'\xff\xd8...')``.
-    With ``checked=False`` decoding stays pure graph code (a little faster and no GIL); bytes that are not an
+    `precise`: JPEGs use the slower, exact `INTEGER_ACCURATE` DCT.
+    `checked` (default True): decoding runs through `tf.py_function` so that a corrupt or truncated image
+    raises an error naming the example (the first of `id_keys` present, by default `image/id`,
+    `question_id`, `id`, `image_id`, `example_id`, `tfds_id`, ...), its size and first bytes, e.g.
+    `decode: cannot decode 'image' of example question_id=17 (512 bytes, starts with b'\xff\xd8...')`.
+    With `checked=False` decoding stays pure graph code (a little faster and no GIL); bytes that are not an
     image at all (empty, wrong magic bytes) still fail with a message naming the example, but a truncated file
     with a valid header fails with TensorFlow's generic decoder error.
     """
@@ -143,7 +143,7 @@ def _check_method(method: str, op: str) -> str:
 
 
 def _cast_like(x: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
-    """Casts a float result back to ``dtype``; integers are rounded and clipped (not truncated)."""
+    """Casts a float result back to `dtype`; integers are rounded and clipped (not truncated)."""
     if dtype.is_integer:
         x = tf.clip_by_value(tf.round(x), dtype.min, dtype.max)
     return tf.cast(x, dtype)
@@ -231,10 +231,10 @@ def resize(
     boxes_key: str | None = "objects/bbox",
     masks_key: str | None = "objects/mask",
 ):
-    """Resizes ``data[key]`` (``[H, W, C]``, any numeric dtype) to ``size`` (int -> square, or ``(h, w)``).
+    """Resizes `data[key]` (`[H, W, C]`, any numeric dtype) to `size` (int -> square, or `(h, w)`).
 
-    Output keeps the input dtype (integers are rounded and clipped) and has static shape ``[h, w, C]``.
-    ``method``: bilinear (default, as PaliGemma's training pipeline, with ``antialias=True``), bicubic,
+    Output keeps the input dtype (integers are rounded and clipped) and has static shape `[h, w, C]`.
+    `method`: bilinear (default, as PaliGemma's training pipeline, with `antialias=True`), bicubic,
     nearest, area, lanczos3/5, gaussian, mitchellcubic. Masks are resized with nearest neighbour; normalised boxes
     are unchanged (the aspect ratio change applies to both image and box).
     """
@@ -259,9 +259,9 @@ def resize_small(
     boxes_key: str | None = "objects/bbox",
     masks_key: str | None = "objects/mask",
 ):
-    """Resizes ``data[key]`` ``[H, W, C]`` so that its smaller side is ``smaller_size``, keeping the aspect ratio.
+    """Resizes `data[key]` `[H, W, C]` so that its smaller side is `smaller_size`, keeping the aspect ratio.
 
-    The other side becomes ``round(side * smaller_size / min(H, W))``. Dtype is kept. Masks follow (nearest);
+    The other side becomes `round(side * smaller_size / min(H, W))`. Dtype is kept. Masks follow (nearest);
     normalised boxes are unchanged.
     """
     if not isinstance(smaller_size, int) or isinstance(smaller_size, bool) or smaller_size <= 0:
@@ -286,9 +286,9 @@ def resize_small(
 def central_crop(
     size, key: str = "image", boxes_key: str | None = "objects/bbox", masks_key: str | None = "objects/mask"
 ):
-    """Crops the central ``size`` (int or ``(h, w)``) window of ``data[key]`` ``[H, W, C]`` -> ``[h, w, C]``.
+    """Crops the central `size` (int or `(h, w)`) window of `data[key]` `[H, W, C]` -> `[h, w, C]`.
 
-    The offset is ``((H - h) // 2, (W - w) // 2)``. Fails (naming the example) if the image is smaller than the
+    The offset is `((H - h) // 2, (W - w) // 2)`. Fails (naming the example) if the image is smaller than the
     crop. Boxes are re-normalised to the crop and clipped; masks are cropped the same way. Dtype is kept.
     """
     h, w = utils.as_size(size, "central_crop")
@@ -313,10 +313,10 @@ def random_crop(
     masks_key: str | None = "objects/mask",
     rng_key: str = utils.RNG_KEY,
 ):
-    """Crops a uniformly random ``size`` (int or ``(h, w)``) window of ``data[key]`` ``[H, W, C]`` -> ``[h, w, C]``.
+    """Crops a uniformly random `size` (int or `(h, w)`) window of `data[key]` `[H, W, C]` -> `[h, w, C]`.
 
-    The offset is drawn from the example's ``rng_key`` (or ``_seed``) seed (stateless) when present, else
-    ``tf.random``. Boxes and masks follow the crop (boxes re-normalised and clipped). Fails (naming the example) if
+    The offset is drawn from the example's `rng_key` (or `_seed`) seed (stateless) when present, else
+    `tf.random`. Boxes and masks follow the crop (boxes re-normalised and clipped). Fails (naming the example) if
     the image is smaller than the crop.
     """
     h, w = utils.as_size(size, "random_crop")
@@ -342,10 +342,10 @@ def flip_lr(
     masks_key: str | None = "objects/mask",
     rng_key: str = utils.RNG_KEY,
 ):
-    """Flips ``data[key]`` ``[H, W, C]`` left-right with probability ``prob`` (random; ``prob=1`` always flips).
+    """Flips `data[key]` `[H, W, C]` left-right with probability `prob` (random; `prob=1` always flips).
 
-    Boxes become ``(y1, 1 - x2, y2, 1 - x1)`` and masks are flipped with the image (same draw). Seeded from the
-    example's ``rng_key`` (or ``_seed``) when present, else ``tf.random``. Note: text that mentions
+    Boxes become `(y1, 1 - x2, y2, 1 - x1)` and masks are flipped with the image (same draw). Seeded from the
+    example's `rng_key` (or `_seed`) when present, else `tf.random`. Note: text that mentions
     "left"/"right" is not changed.
     """
     if not isinstance(prob, (int, float)) or not 0.0 <= prob <= 1.0:
@@ -375,9 +375,9 @@ def pad_to_square(
     boxes_key: str | None = "objects/bbox",
     masks_key: str | None = "objects/mask",
 ):
-    """Pads ``data[key]`` ``[H, W, C]`` with ``value`` to ``[S, S, C]``, ``S = max(H, W)``.
+    """Pads `data[key]` `[H, W, C]` with `value` to `[S, S, C]`, `S = max(H, W)`.
 
-    ``align="center"`` splits the padding evenly (the extra pixel goes bottom/right); ``"topleft"`` puts the
+    `align="center"` splits the padding evenly (the extra pixel goes bottom/right); `"topleft"` puts the
     image in the top-left corner (padding only bottom/right). Masks are padded with 0; boxes are re-normalised to
     the square. Dtype is kept.
     """
@@ -418,10 +418,10 @@ def pad_to_square(
 def value_range(
     vmin: float, vmax: float, in_min: float = 0, in_max: float = 255, clip_values: bool = False, key: str = "image"
 ):
-    """Maps pixel values linearly from ``[in_min, in_max]`` to ``[vmin, vmax]``.
+    """Maps pixel values linearly from `[in_min, in_max]` to `[vmin, vmax]`.
 
-    Input: ``data[key]`` any numeric dtype (uint8 0..255 by default). Output: float32, same shape.
-    ``value_range(-1, 1)`` gives SigLIP's input range. ``clip_values`` clips the result to ``[vmin, vmax]``.
+    Input: `data[key]` any numeric dtype (uint8 0..255 by default). Output: float32, same shape.
+    `value_range(-1, 1)` gives SigLIP's input range. `clip_values` clips the result to `[vmin, vmax]`.
     """
     for n, v in (("vmin", vmin), ("vmax", vmax), ("in_min", in_min), ("in_max", in_max)):
         if not isinstance(v, (int, float)) or isinstance(v, bool):

@@ -1,12 +1,12 @@
-"""Segmentation targets: object masks -> ``<loc>`` x4 + ``<seg>`` x16 text via the PaliGemma VQ-VAE.
+"""Segmentation targets: object masks -> `<loc>` x4 + `<seg>` x16 text via the PaliGemma VQ-VAE.
 
 Per object (docs/reference.md §2.6 and §3): the mask is cropped to the object's box (pixels
-``floor(y1*H) .. ceil(y2*H)``, same for x), resized to 64x64 (bilinear, antialiased), binarised (> 0.5) and mapped
-to {-1, +1}; ``paligemma.vqvae.encode`` turns it into 16 codebook indices (row-major 4x4), written as
-``<segNNN>``. The box becomes 4 loc tokens (``clip(round(v*1023), 0, 1023)``). This is the inverse of what the
+`floor(y1*H) .. ceil(y2*H)`, same for x), resized to 64x64 (bilinear, antialiased), binarised (> 0.5) and mapped
+to {-1, +1}; `paligemma.vqvae.encode` turns it into 16 codebook indices (row-major 4x4), written as
+`<segNNN>`. The box becomes 4 loc tokens (`clip(round(v*1023), 0, 1023)`). This is the inverse of what the
 evaluator does (decode 16 codes to a 64x64 mask, resize it into the box).
 
-The encoder runs in JAX on the host CPU, called from ``tf.numpy_function`` (batched over the objects of one
+The encoder runs in JAX on the host CPU, called from `tf.numpy_function` (batched over the objects of one
 example, padded to a power of two so that few shapes are compiled).
 """
 
@@ -33,10 +33,10 @@ _ENCODE: dict[str, Any] = {}
 
 
 def get_vae_params(checkpoint: str):
-    """VQ-VAE params for ``checkpoint``, loaded once per process (on the host CPU) and cached.
+    """VQ-VAE params for `checkpoint`, loaded once per process (on the host CPU) and cached.
 
-    ``checkpoint``: a ``vae-oid.npz`` path (``paligemma.vqvae.load_params``), or ``"init:SEED"`` for random params
-    (``paligemma.vqvae.init_params``; smoke runs only, the codes mean nothing).
+    `checkpoint`: a `vae-oid.npz` path (`paligemma.vqvae.load_params`), or `"init:SEED"` for random params
+    (`paligemma.vqvae.init_params`; smoke runs only, the codes mean nothing).
     """
     with _VAE_LOCK:
         if checkpoint not in _VAE:
@@ -120,16 +120,16 @@ def segmentation_targets(
     sep: str = " ; ",
     max_objects: int | None = None,
 ):
-    """Segmentation target text ``"<loc>x4<seg>x16[ label] ; ..."`` from object masks.
+    """Segmentation target text `"<loc>x4<seg>x16[ label] ; ..."` from object masks.
 
-    Inputs: ``data[masks_key]`` ``[N, H, W]`` / ``[N, H, W, 1]`` (or one ``[H, W]`` / ``[H, W, 1]``) masks at
-    image resolution, integer (foreground > 0) or float (foreground >= 0.5); ``data[boxes_key]`` float ``[N, 4]``
-    (or ``[4]``) normalised ``y1, x1, y2, x2``; with ``boxes_key=None`` (or the key absent) each box is the tight
-    box of its mask. Optional ``data[labels_key]`` ``[N]`` strings appended after the seg tokens.
-    Outputs: ``data[outkey]`` scalar tf.string (objects joined with ``sep``); with ``prompt_key``,
-    ``data[prompt_key] = prompt.format(first label)`` (e.g. ``"segment cat"``; needs ``labels_key``).
+    Inputs: `data[masks_key]` `[N, H, W]` / `[N, H, W, 1]` (or one `[H, W]` / `[H, W, 1]`) masks at
+    image resolution, integer (foreground > 0) or float (foreground >= 0.5); `data[boxes_key]` float `[N, 4]`
+    (or `[4]`) normalised `y1, x1, y2, x2`; with `boxes_key=None` (or the key absent) each box is the tight
+    box of its mask. Optional `data[labels_key]` `[N]` strings appended after the seg tokens.
+    Outputs: `data[outkey]` scalar tf.string (objects joined with `sep`); with `prompt_key`,
+    `data[prompt_key] = prompt.format(first label)` (e.g. `"segment cat"`; needs `labels_key`).
 
-    ``vae_checkpoint``: path of ``vae-oid.npz`` (``paligemma.vqvae.load_params``), or ``"init:SEED"`` (random
+    `vae_checkpoint`: path of `vae-oid.npz` (`paligemma.vqvae.load_params`), or `"init:SEED"` (random
     weights, smoke tests only). Objects with a degenerate box or an empty mask crop are
     skipped. Run this op after the geometric ops (it reads the final masks and boxes).
     """

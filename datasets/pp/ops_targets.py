@@ -2,12 +2,12 @@
 
 Ops: tok, masked_concat, tok_paligemma, tok_paligemma_prompt, loc_tokens, detection_targets.
 
-Tokenisation uses ``paligemma.tokenizer.Tokenizer`` (SentencePiece) through ``tf.numpy_function``, so these ops
-work in graph mode / ``tf.data`` but hold the GIL while tokenising. The tokenizer is given as a path, either per op
-(``tokenizer="path/to.model"``) or once for the whole pp string (``get_preprocess_fn(..., tokenizer=path)``);
+Tokenisation uses `paligemma.tokenizer.Tokenizer` (SentencePiece) through `tf.numpy_function`, so these ops
+work in graph mode / `tf.data` but hold the GIL while tokenising. The tokenizer is given as a path, either per op
+(`tokenizer="path/to.model"`) or once for the whole pp string (`get_preprocess_fn(..., tokenizer=path)`);
 loaded tokenizers are cached by path.
 
-Layout, masks and truncation rules of ``tok_paligemma``: see :mod:`datasets.pp.layout`.
+Layout, masks and truncation rules of `tok_paligemma`: see `datasets.pp.layout`.
 """
 
 from __future__ import annotations
@@ -55,11 +55,11 @@ def tok(
     eos: bool = False,
     length: int | None = None,
 ):
-    """Tokenises the scalar string ``data[inkey]`` into ``data[outkey]`` int32 ``[n]`` (or ``[length]``).
+    """Tokenises the scalar string `data[inkey]` into `data[outkey]` int32 `[n]` (or `[length]`).
 
-    ``key`` sets both keys; ``inkey`` defaults to ``"text"``, ``outkey`` to ``inkey``. ``bos``/``eos`` add the
-    tokenizer's ``<bos>`` in front / ``<eos>`` at the end. With ``length`` the ids are padded with ``pad_id`` or
-    truncated to ``length`` (keeping the ``<eos>`` when ``eos=True``), and ``data[outkey + "_truncated"]`` (int32
+    `key` sets both keys; `inkey` defaults to `"text"`, `outkey` to `inkey`. `bos`/`eos` add the
+    tokenizer's `<bos>` in front / `<eos>` at the end. With `length` the ids are padded with `pad_id` or
+    truncated to `length` (keeping the `<eos>` when `eos=True`), and `data[outkey + "_truncated"]` (int32
     scalar, 1 if cut) reports truncation.
     """
     inkey, outkey = _keys_in(key, inkey, outkey, "text", "tok")
@@ -90,14 +90,14 @@ def tok(
 
 @register("masked_concat")
 def masked_concat(keys: list | tuple, outkey: str = "text", length: int | None = None, pad_value: int = 0, **masks):
-    """Concatenates 1-D int token vectors ``data[k] for k in keys`` into ``data[outkey]`` int32.
+    """Concatenates 1-D int token vectors `data[k] for k in keys` into `data[outkey]` int32.
 
-    Every other keyword is a mask: ``mask_ar=[0, 0, 1]`` writes ``data["mask_ar"]`` int32 of the same length,
+    Every other keyword is a mask: `mask_ar=[0, 0, 1]` writes `data["mask_ar"]` int32 of the same length,
     each key's tokens filled with its value (big_vision style, e.g.
-    ``masked_concat(["prefix", "septok", "suffix"], mask_ar=[0, 0, 1], mask_loss=[0, 0, 1])``).
-    With ``length`` the outputs are padded (text with ``pad_value``, masks with 0) or cut at the end to
-    ``[length]``; ``data[outkey + "_truncated"]`` (int32, 1 if cut) reports cuts. This op does not protect the
-    ``<eos>``: prefer ``tok_paligemma`` for PaliGemma targets.
+    `masked_concat(["prefix", "septok", "suffix"], mask_ar=[0, 0, 1], mask_loss=[0, 0, 1])`).
+    With `length` the outputs are padded (text with `pad_value`, masks with 0) or cut at the end to
+    `[length]`; `data[outkey + "_truncated"]` (int32, 1 if cut) reports cuts. This op does not protect the
+    `<eos>`: prefer `tok_paligemma` for PaliGemma targets.
     """
     if not isinstance(keys, (list, tuple)) or not keys or not all(isinstance(k, str) for k in keys):
         raise ValueError(f"masked_concat: keys must be a non-empty list of keys, got {keys!r}")
@@ -141,22 +141,22 @@ def tok_paligemma(
     outkey: str = "text",
     truncated_key: str = "text_truncated",
 ):
-    r"""Builds a PaliGemma training example from the scalar strings ``data[prefix_key]`` and ``data[suffix_key]``.
+    r"""Builds a PaliGemma training example from the scalar strings `data[prefix_key]` and `data[suffix_key]`.
 
-    Layout (``text_len`` tokens)::
+    Layout (`text_len` tokens)::
 
         text      : <bos> prefix "\n" suffix <eos> <pad>...
         mask_ar   :   0     0     0     1      1     1...
         mask_loss :   0     0     0     1      1     0...
         mask_input:   1     1     1     1      1     0...
 
-    ``truncate`` (``"longest_first"`` default, ``"prefix"``, ``"suffix"``) decides what is cut when it does not
-    fit; ``keep_eos=True`` keeps ``<eos>`` as the last token of a cut suffix (False: no eos, as big_vision).
-    Details in :mod:`datasets.pp.layout`. The prefix/suffix strings stay in the example.
+    `truncate` (`"longest_first"` default, `"prefix"`, `"suffix"`) decides what is cut when it does not
+    fit; `keep_eos=True` keeps `<eos>` as the last token of a cut suffix (False: no eos, as big_vision).
+    Details in `datasets.pp.layout`. The prefix/suffix strings stay in the example.
 
-    Outputs (int32): ``data[outkey]`` ``[text_len]`` token ids, ``data["mask_ar"]``, ``data["mask_loss"]``,
-    ``data["mask_input"]`` ``[text_len]`` and ``data[truncated_key]`` scalar (0 = not cut, bit 1 = prefix cut,
-    bit 2 = suffix cut). The pipeline should count ``text_truncated > 0`` and report it.
+    Outputs (int32): `data[outkey]` `[text_len]` token ids, `data["mask_ar"]`, `data["mask_loss"]`,
+    `data["mask_input"]` `[text_len]` and `data[truncated_key]` scalar (0 = not cut, bit 1 = prefix cut,
+    bit 2 = suffix cut). The pipeline should count `text_truncated > 0` and report it.
     """
     _check_int(text_len, "text_len", "tok_paligemma", 3)
     if truncate not in layout.TRUNCATE_POLICIES:
@@ -191,15 +191,15 @@ def tok_paligemma_prompt(
     outkey: str = "text",
     truncated_key: str = "text_truncated",
 ):
-    r"""Builds the eval/decoding input from the scalar string ``data[prefix_key]``: ``<bos> prefix "\n" <pad>...``.
+    r"""Builds the eval/decoding input from the scalar string `data[prefix_key]`: `<bos> prefix "\n" <pad>...`.
 
-    ``mask_ar`` and ``mask_loss`` are all 0, ``mask_input`` is 1 on the prompt. Any suffix/answers keys are left in
-    the example untouched (as strings) for the evaluator; ``keep`` them. A prefix longer than ``text_len - 2``
+    `mask_ar` and `mask_loss` are all 0, `mask_input` is 1 on the prompt. Any suffix/answers keys are left in
+    the example untouched (as strings) for the evaluator; `keep` them. A prefix longer than `text_len - 2`
     keeps its first tokens (bos and separator always kept) and sets the truncated flag to 1.
 
-    Outputs (int32): ``data[outkey]`` ``[text_len]`` token ids, ``data["mask_ar"]``, ``data["mask_loss"]``,
-    ``data["mask_input"]`` ``[text_len]`` and ``data[truncated_key]`` scalar (0 = not cut, bit 1 = prefix cut,
-    bit 2 = suffix cut). The pipeline should count ``text_truncated > 0`` and report it.
+    Outputs (int32): `data[outkey]` `[text_len]` token ids, `data["mask_ar"]`, `data["mask_loss"]`,
+    `data["mask_input"]` `[text_len]` and `data[truncated_key]` scalar (0 = not cut, bit 1 = prefix cut,
+    bit 2 = suffix cut). The pipeline should count `text_truncated > 0` and report it.
     """
     _check_int(text_len, "text_len", "tok_paligemma_prompt", 2)
     tk = utils.get_tokenizer(tokenizer, "tok_paligemma_prompt")
@@ -227,9 +227,9 @@ def tok_paligemma_prompt(
 
 
 def loc_strings(boxes: tf.Tensor) -> tf.Tensor:
-    """Graph-mode ``box_to_loc_tokens``: float boxes ``[..., 4]`` (yxyx in [0,1]) -> tf.string ``[...]``.
+    """Graph-mode `box_to_loc_tokens`: float boxes `[..., 4]` (yxyx in [0,1]) -> tf.string `[...]`.
 
-    Each value -> bin ``clip(round(v * 1023), 0, 1023)`` (round half to even, as numpy) -> ``<locNNNN>``.
+    Each value -> bin `clip(round(v * 1023), 0, 1023)` (round half to even, as numpy) -> `<locNNNN>`.
     """
     b = tf.cast(boxes, tf.float64)
     bins = tf.cast(tf.clip_by_value(tf.round(b * 1023.0), 0.0, 1023.0), tf.int32)
@@ -241,10 +241,10 @@ def loc_strings(boxes: tf.Tensor) -> tf.Tensor:
 def loc_tokens(inkey: str = "objects/bbox", outkey: str = "loc"):
     """Writes boxes as loc tokens.
 
-    ``data[inkey]`` float ``[4]`` or ``[N, 4]`` (``y1, x1, y2, x2`` in [0, 1]) -> ``data[outkey]`` tf.string scalar
-    ``"<locY1><locX1><locY2><locX2>"`` or ``[N]``.
+    `data[inkey]` float `[4]` or `[N, 4]` (`y1, x1, y2, x2` in [0, 1]) -> `data[outkey]` tf.string scalar
+    `"<locY1><locX1><locY2><locX2>"` or `[N]`.
 
-    Bins: ``clip(round(v * 1023), 0, 1023)``; decode as ``bin / 1023`` (see ``paligemma.tokenizer``).
+    Bins: `clip(round(v * 1023), 0, 1023)`; decode as `bin / 1023` (see `paligemma.tokenizer`).
     Run it after the geometric ops so the tokens describe the final image.
     """
 
@@ -278,14 +278,14 @@ def detection_targets(
 ):
     """Detection target text and prompt from boxes and labels.
 
-    Inputs: ``data[boxes_key]`` float ``[N, 4]`` (``y1, x1, y2, x2`` normalised to [0, 1], after any crop/flip/
-    resize), ``data[labels_key]`` ``[N]`` strings, or ints mapped through ``label_names``.
-    Outputs: ``data[outkey]`` scalar string ``"<locY1><locX1><locY2><locX2> label ; <loc...>... label2"`` and, if
-    ``prompt_key``, ``data[prompt_key]`` = ``prompt.format("a ; b")`` with the distinct labels in order of first
-    appearance (``"detect cat ; dog"``).
+    Inputs: `data[boxes_key]` float `[N, 4]` (`y1, x1, y2, x2` normalised to [0, 1], after any crop/flip/
+    resize), `data[labels_key]` `[N]` strings, or ints mapped through `label_names`.
+    Outputs: `data[outkey]` scalar string `"<locY1><locX1><locY2><locX2> label ; <loc...>... label2"` and, if
+    `prompt_key`, `data[prompt_key]` = `prompt.format("a ; b")` with the distinct labels in order of first
+    appearance (`"detect cat ; dog"`).
 
-    Degenerate boxes (zero area, e.g. cropped away) are skipped. ``shuffle`` permutes the objects (seeded from
-    ``rng_key`` or ``_seed`` when present); ``max_objects`` keeps the first ones. No objects gives an empty target.
+    Degenerate boxes (zero area, e.g. cropped away) are skipped. `shuffle` permutes the objects (seeded from
+    `rng_key` or `_seed` when present); `max_objects` keeps the first ones. No objects gives an empty target.
     """
     if not isinstance(prompt, str) or prompt.count("{}") != 1:
         raise ValueError(f"detection_targets: prompt must contain one '{{}}', got {prompt!r}")

@@ -13,9 +13,9 @@ __all__ = ["strfmt", "lower", "choice", "choice_cycle", "copy", "keep", "drop", 
 
 
 def _keys_in(key, inkey, outkey, default: str, op: str) -> tuple[str, str]:
-    """Resolves the ``key`` / ``inkey`` / ``outkey`` convention.
+    """Resolves the `key` / `inkey` / `outkey` convention.
 
-    ``key`` sets both; otherwise inkey defaults to ``default`` and outkey to inkey.
+    `key` sets both; otherwise inkey defaults to `default` and outkey to inkey.
     """
     if key is not None:
         if inkey is not None or outkey is not None:
@@ -36,11 +36,11 @@ def _str_field(v, name: str) -> tf.Tensor:
 
 @register("strfmt")
 def strfmt(template: str, outkey: str = "prefix"):
-    """Formats ``template`` with fields of the example: ``strfmt("answer en {question}", outkey="prefix")``.
+    """Formats `template` with fields of the example: `strfmt("answer en {question}", outkey="prefix")`.
 
-    Fields are keys of the example (``{objects/label}`` works too); string scalars are inserted as is, numbers
-    through ``tf.strings.as_string``, 1-D fields joined with ``", "``. ``{{``/``}}`` are literal braces; format
-    specs and conversions (``{x:3d}``, ``{x!r}``) are not supported. Output: ``data[outkey]`` scalar tf.string.
+    Fields are keys of the example (`{objects/label}` works too); string scalars are inserted as is, numbers
+    through `tf.strings.as_string`, 1-D fields joined with `", "`. `{{`/`}}` are literal braces; format
+    specs and conversions (`{x:3d}`, `{x!r}`) are not supported. Output: `data[outkey]` scalar tf.string.
     """
     if not isinstance(template, str):
         raise ValueError(f"strfmt: template must be a str, got {template!r}")
@@ -69,7 +69,7 @@ def strfmt(template: str, outkey: str = "prefix"):
 
 @register("lower")
 def lower(key: str = "text", outkey: str | None = None):
-    """Lower-cases (Unicode, UTF-8) the string tensor ``data[key]`` (any shape) into ``data[outkey or key]``."""
+    """Lower-cases (Unicode, UTF-8) the string tensor `data[key]` (any shape) into `data[outkey or key]`."""
 
     def fn(data):
         data[outkey or key] = tf.strings.lower(utils.get_key(data, key, "lower"), encoding="utf-8")
@@ -88,13 +88,13 @@ def _take(values: tf.Tensor, idx, data, op: str, inkey: str):
 
 @register("choice")
 def choice(inkey: str | None = None, outkey: str | None = None, key: str | None = None, rng_key: str = utils.RNG_KEY):
-    """Picks one element of ``data[inkey]`` (shape ``[N, ...]``, N >= 1, any dtype) uniformly at random.
+    """Picks one element of `data[inkey]` (shape `[N, ...]`, N >= 1, any dtype) uniformly at random.
 
-    Output: ``data[outkey]`` with shape ``[...]`` (a string scalar for a list of answers). ``inkey`` defaults to
-    ``"answers"``, ``outkey`` to ``inkey``; ``key`` sets both. Random draw: stateless from the example's
-    ``rng_key`` seed ([2] ints), or else its ``_seed`` (added by ``datasets.pipeline``), when present, so the same
-    seed gives the same answer; otherwise ``tf.random``.
-    An empty list fails, naming the example. See ``choice_cycle`` for a choice that is reproducible per epoch.
+    Output: `data[outkey]` with shape `[...]` (a string scalar for a list of answers). `inkey` defaults to
+    `"answers"`, `outkey` to `inkey`; `key` sets both. Random draw: stateless from the example's
+    `rng_key` seed ([2] ints), or else its `_seed` (added by `datasets.pipeline`), when present, so the same
+    seed gives the same answer; otherwise `tf.random`.
+    An empty list fails, naming the example. See `choice_cycle` for a choice that is reproducible per epoch.
     """
     inkey, outkey = _keys_in(key, inkey, outkey, "answers", "choice")
 
@@ -117,15 +117,15 @@ def choice_cycle(
     counter_key: str = "epoch",
     offset_key: str | None = None,
 ):
-    """Deterministic choice that cycles through ``data[inkey]`` (shape ``[N, ...]``) by a counter.
+    """Deterministic choice that cycles through `data[inkey]` (shape `[N, ...]`) by a counter.
 
-    Index = ``(data[counter_key] + offset) mod N`` where ``offset`` is 0, or, with ``offset_key``, a stable
-    FarmHash of ``data[offset_key]`` (e.g. ``offset_key="question_id"``, so that examples do not all start at
+    Index = `(data[counter_key] + offset) mod N` where `offset` is 0, or, with `offset_key`, a stable
+    FarmHash of `data[offset_key]` (e.g. `offset_key="question_id"`, so that examples do not all start at
     their first answer). Keying: the choice is a pure function of (example, counter), so a run resumed at epoch
-    ``e`` sees exactly the answers the original run saw; over N epochs every answer is used once. The pipeline
+    `e` sees exactly the answers the original run saw; over N epochs every answer is used once. The pipeline
     must put the integer counter (the epoch index of a repeated dataset, or any step/visit counter) into the
-    example, e.g. ``Dataset.range(epochs).flat_map(lambda e: ds.map(lambda x: {**x, "epoch": e}))``.
-    Output: ``data[outkey]`` with shape ``[...]``; ``inkey`` defaults to ``"answers"``, ``outkey`` to ``inkey``.
+    example, e.g. `Dataset.range(epochs).flat_map(lambda e: ds.map(lambda x: {**x, "epoch": e}))`.
+    Output: `data[outkey]` with shape `[...]`; `inkey` defaults to `"answers"`, `outkey` to `inkey`.
     """
     inkey, outkey = _keys_in(key, inkey, outkey, "answers", "choice_cycle")
 
@@ -151,7 +151,7 @@ def choice_cycle(
 
 @register("copy")
 def copy(inkey: str, outkey: str):
-    """Copies ``data[inkey]`` to ``data[outkey]`` (any dtype/shape; the tensor is shared, tensors are immutable)."""
+    """Copies `data[inkey]` to `data[outkey]` (any dtype/shape; the tensor is shared, tensors are immutable)."""
 
     def fn(data):
         data[outkey] = utils.get_key(data, inkey, "copy")
@@ -168,9 +168,9 @@ def _check_keys(keys, op: str):
 
 @register("keep")
 def keep(*keys: str, missing_ok: bool = False):
-    """Keeps only ``keys`` (in any dtype/shape); other keys are dropped.
+    """Keeps only `keys` (in any dtype/shape); other keys are dropped.
 
-    A requested key that is missing is an error (listing the available keys) unless ``missing_ok=True``.
+    A requested key that is missing is an error (listing the available keys) unless `missing_ok=True`.
     """
     _check_keys(keys, "keep")
 
@@ -186,7 +186,7 @@ def keep(*keys: str, missing_ok: bool = False):
 
 @register("drop")
 def drop(*keys: str, missing_ok: bool = True):
-    """Removes ``keys`` from the example (absent keys are ignored unless ``missing_ok=False``)."""
+    """Removes `keys` from the example (absent keys are ignored unless `missing_ok=False`)."""
     _check_keys(keys, "drop")
 
     def fn(data):
@@ -201,7 +201,7 @@ def drop(*keys: str, missing_ok: bool = True):
 
 @register("rename")
 def rename(inkey: str | None = None, outkey: str | None = None, **mapping: str):
-    """Renames keys: ``rename("objects/bbox", "boxes")`` and/or ``rename(old="new", ...)`` (identifier keys).
+    """Renames keys: `rename("objects/bbox", "boxes")` and/or `rename(old="new", ...)` (identifier keys).
 
     The old keys are removed. Values are unchanged (any dtype/shape).
     """

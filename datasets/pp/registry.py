@@ -1,9 +1,9 @@
-"""Op registry and :func:`get_preprocess_fn`, which turns a pp string into a ``dict -> dict`` function.
+"""Op registry and `get_preprocess_fn`, which turns a pp string into a `dict -> dict` function.
 
-An op is registered as a *factory*: ``@register("name") def name(arg, ..., key="image") -> fn`` where the factory
-takes the literal arguments written in the pp string and returns ``fn(data: dict[str, tf.Tensor]) -> dict``.
-The returned functions are pure TF graph code (or wrap Python through ``tf.numpy_function`` /
-``tf.py_function``), so the composed function can be used in ``tf.data.Dataset.map``.
+An op is registered as a *factory*: `@register("name") def name(arg, ..., key="image") -> fn` where the factory
+takes the literal arguments written in the pp string and returns `fn(data: dict[str, tf.Tensor]) -> dict`.
+The returned functions are pure TF graph code (or wrap Python through `tf.numpy_function` /
+`tf.py_function`), so the composed function can be used in `tf.data.Dataset.map`.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ class PPOpError(ValueError):
 
 
 class Registry(Mapping):
-    """Name -> op factory. Read like a dict; add ops with :meth:`register`.
+    """Name -> op factory. Read like a dict; add ops with `register`.
 
-    ``builtin_modules`` are imported (and so register their ops) the first time the registry is read, not when it
-    is created: the op modules need TensorFlow, while the package's numpy-only parts (``datasets.pp.layout``) must
+    `builtin_modules` are imported (and so register their ops) the first time the registry is read, not when it
+    is created: the op modules need TensorFlow, while the package's numpy-only parts (`datasets.pp.layout`) must
     import without it.
     """
 
@@ -46,7 +46,7 @@ class Registry(Mapping):
             importlib.import_module(self._pending.pop(0))
 
     def register(self, name: str, *, override: bool = False) -> Callable:
-        """Decorator registering an op factory under ``name`` (ValueError on a duplicate unless ``override``)."""
+        """Decorator registering an op factory under `name` (ValueError on a duplicate unless `override`)."""
         if not isinstance(name, str) or not name.isidentifier():
             raise ValueError(f"pp op name must be a Python identifier, got {name!r}")
 
@@ -95,7 +95,7 @@ registry = Registry(
 
 
 def register(name: str, *, override: bool = False) -> Callable:
-    """``@pp.register("name")``: registers an op factory in the global :data:`registry`."""
+    """`@pp.register("name")`: registers an op factory in the global `registry`."""
     return registry.register(name, override=override)
 
 
@@ -109,7 +109,7 @@ def _signature(name: str, factory) -> str:
 def build_op(spec: OpSpec, *, tokenizer: str | None = None, reg: Registry | None = None) -> OpFn:
     """Instantiates one parsed op: looks the factory up and calls it with the literal args.
 
-    ``tokenizer`` is passed as the ``tokenizer=`` keyword to factories that take one, unless the pp string gave it.
+    `tokenizer` is passed as the `tokenizer=` keyword to factories that take one, unless the pp string gave it.
     """
     reg = registry if reg is None else reg
     if spec.name not in reg:
@@ -154,15 +154,15 @@ def get_preprocess_fn(pp_string: str, *, tokenizer: str | None = None, log_summa
     """Builds the preprocessing function of a pp string.
 
     Args:
-      pp_string: ``"op|op(args)|..."`` (see :mod:`datasets.pp.grammar`). An empty string gives the identity.
-      tokenizer: default SentencePiece model path for ops that take ``tokenizer=`` (``tok``, ``tok_paligemma``,
+      pp_string: `"op|op(args)|..."` (see `datasets.pp.grammar`). An empty string gives the identity.
+      tokenizer: default SentencePiece model path for ops that take `tokenizer=` (`tok`, `tok_paligemma`,
         ...) when the pp string does not name one.
       log_summary: log the parsed ops, and, the first time the function is traced, the keys/dtypes/shapes after
         every op.
 
     Returns:
-      ``fn(data: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]``, graph-mode safe (use it in ``Dataset.map``).
-      ``fn`` never mutates its input dict. ``fn.ops`` lists the parsed :class:`OpSpec` s.
+      `fn(data: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]`, graph-mode safe (use it in `Dataset.map`).
+      `fn` never mutates its input dict. `fn.ops` lists the parsed `OpSpec` s.
 
     Raises:
       ValueError: syntax errors, non-literal arguments, unknown ops (with the closest names) and arguments that do

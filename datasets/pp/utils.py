@@ -43,10 +43,10 @@ FALLBACK_RNG_KEYS: tuple[str, ...] = ("_seed",)
 
 
 def get_key(data: Mapping[str, Any], key: str, op: str) -> Any:
-    """``data[key]`` with a KeyError that names the op and lists the available keys.
+    """`data[key]` with a KeyError that names the op and lists the available keys.
 
-    A key with ``/`` that is not a key of its own (TFDS names some flat fields ``image/id``) walks nested feature
-    dicts: ``"captions/text"`` is ``data["captions"]["text"]`` (TFDS ``Sequence({"text": ...})`` features).
+    A key with `/` that is not a key of its own (TFDS names some flat fields `image/id`) walks nested feature
+    dicts: `"captions/text"` is `data["captions"]["text"]` (TFDS `Sequence({"text": ...})` features).
     """
     if key in data:
         return data[key]
@@ -59,7 +59,7 @@ def get_key(data: Mapping[str, Any], key: str, op: str) -> Any:
 
 
 def example_id(data: Mapping[str, Any], id_keys: Sequence[str] | None = None) -> tf.Tensor:
-    """A scalar tf.string naming the example: ``"<key>=<value>"`` of the first id field present, or ``"?"``."""
+    """A scalar tf.string naming the example: `"<key>=<value>"` of the first id field present, or `"?"`."""
     for k in id_keys or ID_KEYS:
         if k in data:
             v = tf.convert_to_tensor(data[k])
@@ -73,8 +73,8 @@ def example_id(data: Mapping[str, Any], id_keys: Sequence[str] | None = None) ->
 def op_seed(data: Mapping[str, Any], salt: str, rng_key: str = RNG_KEY) -> tf.Tensor | None:
     """Stateless seed ([2] int64) for one random op, or None when the example has no seed.
 
-    The seed is ``data[rng_key]``, else the first of :data:`FALLBACK_RNG_KEYS` present (``_seed``, which
-    ``datasets.pipeline`` adds). It is folded with a stable hash of ``salt`` (op name + key), so different ops
+    The seed is `data[rng_key]`, else the first of `FALLBACK_RNG_KEYS` present (`_seed`, which
+    `datasets.pipeline` adds). It is folded with a stable hash of `salt` (op name + key), so different ops
     drawing from the same example seed are independent, and the same op on the same example always draws the same
     value.
     """
@@ -87,7 +87,7 @@ def op_seed(data: Mapping[str, Any], salt: str, rng_key: str = RNG_KEY) -> tf.Te
 
 
 def uniform(data, salt: str, shape=(), rng_key: str = RNG_KEY) -> tf.Tensor:
-    """float32 in [0, 1): stateless from the example seed if present, else ``tf.random.uniform``."""
+    """float32 in [0, 1): stateless from the example seed if present, else `tf.random.uniform`."""
     seed = op_seed(data, salt, rng_key)
     if seed is None:
         return tf.random.uniform(shape, 0.0, 1.0, dtype=tf.float32)
@@ -95,14 +95,14 @@ def uniform(data, salt: str, shape=(), rng_key: str = RNG_KEY) -> tf.Tensor:
 
 
 def uniform_int(data, salt: str, maxval, rng_key: str = RNG_KEY) -> tf.Tensor:
-    """A scalar int32 in [0, maxval) (maxval a tensor >= 1), seeded as :func:`uniform`."""
+    """A scalar int32 in [0, maxval) (maxval a tensor >= 1), seeded as `uniform`."""
     maxval = tf.cast(maxval, tf.int32)
     u = uniform(data, salt, (), rng_key)
     return tf.minimum(tf.cast(tf.floor(u * tf.cast(maxval, tf.float32)), tf.int32), maxval - 1)
 
 
 def as_size(size, op: str) -> tuple[int, int]:
-    """``224`` -> (224, 224); ``(h, w)`` -> (h, w); ValueError otherwise."""
+    """`224` -> (224, 224); `(h, w)` -> (h, w); ValueError otherwise."""
     if isinstance(size, bool):
         raise ValueError(f"{op}: size must be an int or (height, width), got {size!r}")
     if isinstance(size, int):
@@ -121,7 +121,7 @@ _TOK_LOCK = threading.Lock()
 
 
 def get_tokenizer(path: str | None, op: str):
-    """Loads (once per path, thread-safe) a ``paligemma.tokenizer.Tokenizer``."""
+    """Loads (once per path, thread-safe) a `paligemma.tokenizer.Tokenizer`."""
     if not path:
         raise ValueError(
             f"{op}: no tokenizer: pass tokenizer='path/to.model' to the op or get_preprocess_fn(..., tokenizer=...)"
