@@ -36,10 +36,9 @@ samplers; with length_penalty=0 it is the score that beam search maximises.
 from __future__ import annotations
 
 import ast
-import collections
 import dataclasses
+import functools
 import math
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -416,13 +415,15 @@ def _best_of_n(extend, logits, cache, *, sampler, values, rng, max_decode_len, e
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# The compiled program and its cache.
+# The compiled programs (cached per model and static sizes).
 
 
+@functools.lru_cache(maxsize=32)
 def _prefill_program(model) -> Callable:
     """Jit of `Model.prefill` into a cache of exactly image tokens + T positions; the decoding loop pads it.
 
-    Kept apart from the loop so that one compiled prefill serves every sampler and decode length of a shape.
+    Kept apart from the loop so that one compiled prefill serves every sampler and decode length of a shape. Cached
+    per model (hashable by its config): equal models share the jitted function, and so its compiled programs.
     """
 
     def prefill(params, image, text, mask_ar, mask_input):
@@ -434,8 +435,13 @@ def _prefill_program(model) -> Callable:
     return jax.jit(prefill)
 
 
-def _loop_program(model, sampler: Sampler, max_decode_len: int) -> Callable:
-    """Jit of the decoding loop: `(params, logits [B, V], cache, rng, eos_id, pad_id, values) -> outputs`."""
+@functools.lru_cache(maxsize=32)
+def _loop_program(model, static_key: tuple[str, int, int], max_decode_len: int) -> Callable:
+    """Jit of the decoding loop: `(params, logits [B, V], cache, rng, eos_id, pad_id, values) -> outputs`.
+
+    Cached per (model, `Sampler.static_key`, max_decode_len); the sampler's floats are runtime `values`.
+    """
+    sampler = Sampler(*static_key)
 
     def loop(params, logits, cache, rng, eos_id, pad_id, values):
         grow = max_decode_len  # cache positions: image tokens + T + max_decode_len
@@ -453,46 +459,6 @@ def _loop_program(model, sampler: Sampler, max_decode_len: int) -> Callable:
         return _sample_loop(extend, logits, cache, sampler=sampler, values=values, rng=rng, **common)
 
     return jax.jit(loop)
-
-
-def _freeze(value: Any) -> Any:
-    """A hashable stand-in for a config value (dicts, lists, dataclasses, scalars); raises TypeError otherwise."""
-    if isinstance(value, Mapping):
-        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
-    if isinstance(value, (list, tuple)):
-        return tuple(_freeze(v) for v in value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return (type(value).__qualname__, _freeze(dataclasses.asdict(value)))
-    hash(value)
-    return value
-
-
-def _model_key(model) -> Any:
-    """Identifies a module by class and configuration (linen modules with dict fields are not hashable)."""
-    fields = [f.name for f in dataclasses.fields(model) if f.name not in ("parent", "name")]
-    try:
-        return (type(model), tuple((name, _freeze(getattr(model, name))) for name in fields))
-    except TypeError:
-        return (type(model), "id", id(model))  # the cached program keeps `model` alive, so the id stays unique
-
-
-_PROGRAMS: collections.OrderedDict[Any, Callable] = collections.OrderedDict()
-_PROGRAMS_LOCK = threading.Lock()
-_MAX_PROGRAMS = 32
-
-
-def _program(model, *what: Any) -> Callable:
-    """The cached compiled prefill (`what` = ()) or loop (`what` = (sampler, max_decode_len)) for `model`."""
-    key = (_model_key(model), tuple(w.static_key if isinstance(w, Sampler) else w for w in what))
-    with _PROGRAMS_LOCK:
-        if key in _PROGRAMS:
-            _PROGRAMS.move_to_end(key)
-            return _PROGRAMS[key]
-        program = _loop_program(model, *what) if what else _prefill_program(model)
-        _PROGRAMS[key] = program
-        while len(_PROGRAMS) > _MAX_PROGRAMS:
-            _PROGRAMS.popitem(last=False)
-        return program
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -577,7 +543,7 @@ def generate(
             f"beam(...) need none."
         )
     inputs = (params, *_check_batch(batch))
-    prefill = _program(model)
+    prefill = _prefill_program(model)
     logits_shape, cache_shape = jax.eval_shape(prefill, *inputs)  # traced once per shape (jit's cache)
     prompt_len, vocab = cache_shape["k"].shape[2], logits_shape.shape[-1]
     if prompt_len + max_decode_len > MAX_SEQUENCE_LEN:
@@ -592,7 +558,7 @@ def generate(
     if spec.kind == "beam" and 2 * spec.n > vocab:
         raise ValueError(f"beam n={spec.n} needs 2n <= the vocabulary size {vocab}; lower n.")
     logits, cache = prefill(*inputs)
-    loop = _program(model, spec, int(max_decode_len))
+    loop = _loop_program(model, spec.static_key, int(max_decode_len))
     return loop(
         params,
         logits,

@@ -135,6 +135,7 @@ class Embedder(nn.Module):
     param_dtype: Any = jnp.float32
 
     def setup(self):
+        """Declares the token table (flax calls it before first use)."""
         # std 1/sqrt(width): encoded rows have unit scale and the tied logits start near uniform (from-scratch runs).
         init = nn.initializers.variance_scaling(1.0, "fan_in", "normal", in_axis=1, out_axis=0)
         self.input_embedding = self.param("input_embedding", init, (self.vocab_size, self.width), self.param_dtype)
@@ -293,6 +294,7 @@ class Gemma(nn.Module):
     cfg: GemmaConfig
 
     def setup(self):
+        """Builds the embedder, the scanned layers and the final norm (flax calls it before first use)."""
         cfg = self.cfg
         self.embedder = Embedder(cfg.vocab_size, cfg.width, jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype))
         self.layers = layers.stacked(

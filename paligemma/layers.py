@@ -1,5 +1,6 @@
-"""Building blocks shared by the image encoder and the decoder: stacking layers along a depth axis, and keeping
-activations split over the batch axes of the current device mesh.
+"""Building blocks shared by the image encoder and the decoder.
+
+Stacking layers along a depth axis, and keeping activations split over the batch axes of the current device mesh.
 """
 
 from __future__ import annotations

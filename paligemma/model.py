@@ -18,6 +18,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.core import FrozenDict
 
 from paligemma import gemma, layers, siglip
 
@@ -59,13 +60,33 @@ def get_config(name: str) -> dict[str, dict[str, Any]]:
     }
 
 
+def _frozen_config(value: Any) -> Any:
+    """A config value as a hashable one: mappings as `FrozenDict`s, lists and tuples as tuples (recursively)."""
+    if isinstance(value, Mapping):
+        return FrozenDict({k: _frozen_config(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen_config(v) for v in value)
+    return value
+
+
 class Model(nn.Module):
-    """PaliGemma. Fields are the config sections: `img` (SiglipConfig fields), `llm` (GemmaConfig fields)."""
+    """PaliGemma. Fields are the config sections: `img` (SiglipConfig fields), `llm` (GemmaConfig fields).
+
+    Given as any mappings (`Model(**get_config(name))`), they are held as `FrozenDict`s (`_frozen_config`), so a model
+    is hashable and equal to any model of the same config: a static argument of `jax.jit` or a `functools.cache` key.
+    """
 
     img: Mapping[str, Any]
     llm: Mapping[str, Any]
 
+    def __post_init__(self):
+        # Before flax's own __post_init__, which starts the module's bookkeeping (fields are read-only after it).
+        object.__setattr__(self, "img", _frozen_config(self.img))
+        object.__setattr__(self, "llm", _frozen_config(self.llm))
+        super().__post_init__()
+
     def setup(self):
+        """Builds the config dataclasses and the two towers (flax calls it before first use)."""
         self.llm_config = gemma.GemmaConfig(**dict(self.llm))
         img = dict(self.img)
         img.setdefault("num_classes", self.llm_config.width)
@@ -117,7 +138,8 @@ class Model(nn.Module):
         *,
         train: bool = False,
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """Full forward. Returns float32 logits `[B, T, V]` over the text positions and
+        """Full forward: float32 logits `[B, T, V]` over the text positions, and `aux`.
+
         `aux = {"img_tokens": [B, N, D], "pre_logits": [B, T, D]}`.
 
         `input_mask` (bool `[B, T]`, default all true) marks the valid text tokens (padding at the end).
@@ -134,8 +156,10 @@ class Model(nn.Module):
         *,
         train: bool = False,
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """The forward pass without the output projection: the final-normed hidden states `[B, T, D]` (compute
-        dtype) of the text positions and `aux = {"img_tokens": [B, N, D], "pre_logits": [B, T, D]}`.
+        """The forward pass without the output projection.
+
+        Returns the final-normed hidden states `[B, T, D]` (compute dtype) of the text positions and
+        `aux = {"img_tokens": [B, N, D], "pre_logits": [B, T, D]}`.
 
         `logits(hidden)` gives `__call__`'s logits; the training loss applies it only where it needs them.
         """
@@ -147,8 +171,9 @@ class Model(nn.Module):
         return text_hidden, {"img_tokens": img_tokens, "pre_logits": text_hidden}
 
     def logits(self, hidden: jax.Array) -> jax.Array:
-        """Hidden states `[..., D]` (from `hidden_states`) -> float32 logits `[..., V]` (the tied output projection,
-        then Gemma 2's final soft-cap when configured).
+        """Hidden states `[..., D]` (from `hidden_states`) -> float32 logits `[..., V]`.
+
+        The tied output projection, then Gemma 2's final soft-cap when configured.
         """
         return self._llm.logits(hidden)
 
@@ -192,8 +217,10 @@ class Model(nn.Module):
         return self._llm.logits(last), dict(cache, length=length)
 
     def extend(self, tokens: jax.Array, cache: dict[str, jax.Array]) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """Appends one token per example (int `[B]`) after each example's `length`; returns float32 logits `[B, V]`
-        for the next token and the updated cache. The caller must keep `length < cache_size`.
+        """Appends one token per example (int `[B]`) after each example's `length`.
+
+        Returns float32 logits `[B, V]` for the next token and the updated cache. The caller must keep
+        `length < cache_size`.
         """
         batch, cache_size = cache["k"].shape[1:3]
         length = cache["length"]

@@ -80,16 +80,19 @@ class SiglipConfig:
 
     @property
     def image_hw(self) -> tuple[int, int]:
+        """The input resolution as (height, width)."""
         if isinstance(self.image_size, int):
             return (self.image_size, self.image_size)
         return tuple(self.image_size)
 
     @property
     def grid(self) -> tuple[int, int]:
+        """The patch grid as (rows, columns)."""
         return (self.image_hw[0] // self.patch_size, self.image_hw[1] // self.patch_size)
 
     @property
     def num_tokens(self) -> int:
+        """Image tokens per image (one per patch)."""
         return self.grid[0] * self.grid[1]
 
 
@@ -187,7 +190,10 @@ class Encoder(nn.Module):
 
 
 class MAPHead(nn.Module):
-    """Multihead attention pooling: one learned probe attends over the tokens, then a residual MLP. `[B, N, W] -> [B, W]`."""
+    """Multihead attention pooling: one learned probe attends over the tokens, then a residual MLP.
+
+    `[B, N, W] -> [B, W]`.
+    """
 
     cfg: SiglipConfig
 
