@@ -33,6 +33,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from paligemma.layers import BATCH_AXES
@@ -119,8 +120,6 @@ def make_mesh(spec: Sequence[Sequence[Any]] = (("data", -1),), devices: Sequence
     devices = list(jax.devices() if devices is None else devices)
     names, sizes = mesh_shape(spec, len(devices))
     try:
-        from jax.experimental import mesh_utils
-
         grid = mesh_utils.create_device_mesh(sizes, devices)
     except (ValueError, NotImplementedError, AssertionError) as e:  # unusual topologies: plain order
         log.info("create_device_mesh failed (%s); using the devices in jax.devices() order.", e)

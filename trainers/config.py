@@ -67,6 +67,7 @@ from typing import Any
 
 import ml_collections
 
+from paligemma import model as model_lib
 from paligemma import paths
 
 REQUIRED = object()
@@ -303,8 +304,6 @@ def resolve(config: Any) -> ml_collections.ConfigDict:
 
 def model_config(config: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
     """`{"img": {...}, "llm": {...}}` from config.model_name with config.model's fields on top."""
-    from paligemma import model as model_lib
-
     base: dict[str, dict[str, Any]] = {"img": {}, "llm": {}}
     if config.model_name is not None:
         try:

@@ -4,7 +4,7 @@ r"""Plan a run without hardware: compile a run config's programs for a named TPU
         [--dry_run_json=/tmp/plan.json]
 
 Builds what `trainers.train` builds from the config (model, mesh over the slice's chips, parameter shardings,
-optimizer, the very train step of `trainers.train._State.train_step`, and the evaluators' programs: the decode
+optimizer, the very train step of `trainers.state.State.train_step`, and the evaluators' programs: the decode
 prefill + loop of the generative ones, the forward pass of `perplexity`) with abstract inputs (`jax.ShapeDtypeStruct`
 with shardings): no data, checkpoint or tokenizer is opened. Batch shapes come from the config: `input.batch_size`
 (split into `accum_steps` microbatches inside the step), the model's image resolution and the pp string's
@@ -34,6 +34,7 @@ fsdp/tensor axes, batch_size / accum_steps).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -46,13 +47,17 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import topologies
 
 from datasets.pp import grammar as pp_grammar
+from evaluators import common, tasks
+from paligemma import decode, gemma, sharding, siglip
 from paligemma import model as model_lib
-from paligemma import sharding
 from trainers import config as config_lib
-from trainers import train
 from trainers.config import ConfigError
+from trainers.errors import EXIT_CONFIG_ERROR, one_line
+from trainers.setup import ModelSetup
+from trainers.state import State
 
 LIBTPU_PIN = "libtpu==0.0.42.1"  # the version jax[tpu]==0.10.2 pins; also in requirements-dev.txt
 GIB = 2**30
@@ -111,14 +116,10 @@ def topology_devices(name: str) -> list[Any]:
 
     Raises DryRunError when libtpu is not installed or the name is not a topology libtpu knows.
     """
-    import importlib.util
-
     if importlib.util.find_spec("libtpu") is None:
         raise DryRunError(f"--dry_run needs libtpu (TPU compiler, runs on a CPU host): pip install {LIBTPU_PIN}")
     # libtpu takes a machine-wide lock file by default; compiling for a topology needs no exclusive TPU access.
     os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
-    from jax.experimental import topologies
-
     full = topology_name(name)
     try:
         return list(topologies.get_topology_desc(platform="tpu", topology_name=full).devices)
@@ -141,9 +142,10 @@ def chip_of(devices: Sequence[Any]) -> Chip:
 # The run's set-up, without data, checkpoint or tokenizer.
 
 
-class _Setup(train._ModelSetup):
-    """What `trainers.train._State` reads from a run's set-up (cfg, mesh, model, shapes, specs, total_steps, ...),
-    built from the config alone, with the trainer's checks and messages.
+class _Setup(ModelSetup):
+    """What `trainers.state.State` reads from a run's set-up, built from the config alone.
+
+    cfg, mesh, model, shapes, specs, total_steps, ..., with the trainer's checks and messages.
     """
 
     def __init__(self, cfg, devices: Sequence[Any]):
@@ -154,12 +156,10 @@ class _Setup(train._ModelSetup):
             self.total_steps = PLACEHOLDER_STEPS
         self.evaluators = {}
         if cfg.evals:
-            from evaluators import common
-
             try:
                 self.evaluators = common.build_evaluators(cfg.evals, model=self.model, tokenizer_path=None)
             except ValueError as e:
-                raise ConfigError(f"config.evals: {train._one_line(e)}") from None
+                raise ConfigError(f"config.evals: {one_line(e)}") from None
 
 
 def text_len(pp: str, what: str, ops: Sequence[str] = ("tok_paligemma",)) -> int:
@@ -179,8 +179,6 @@ def text_len(pp: str, what: str, ops: Sequence[str] = ("tok_paligemma",)) -> int
 
 
 def _image_shape(model_config: Mapping[str, Any]) -> tuple[int, int]:
-    from paligemma import siglip
-
     return siglip.SiglipConfig(**{"num_classes": None, **dict(model_config["img"])}).image_hw
 
 
@@ -221,8 +219,6 @@ def analytic_forward_flops(
     rest (patch embedding, image head, output projection over `logit_positions` positions per example, default all
     text positions). Attention counts the full (masked) score matrix, as the model computes it.
     """
-    from paligemma import gemma, siglip
-
     img = siglip.SiglipConfig(**{"num_classes": None, **dict(model_config["img"])})
     llm = gemma.GemmaConfig(**dict(model_config["llm"]))
     n, w, m, p = img.num_tokens, img.width, img.mlp_dim, img.patch_size
@@ -245,8 +241,6 @@ def analytic_forward_flops(
 
 def analytic_decode_flops(model_config: Mapping[str, Any], rows: int, cache_size: int, steps: int) -> float:
     """Matmul FLOPs of `steps` one-token decoder steps of `rows` sequences attending over `cache_size` positions."""
-    from paligemma import gemma
-
     llm = gemma.GemmaConfig(**dict(model_config["llm"]))
     d, hd = llm.width, llm.head_dim
     layer = 2 * (
@@ -382,8 +376,10 @@ class _Hlo:
         return self._comp(self.entry, loops)[0] if self.entry else 0.0
 
     def bytes(self, loops: bool) -> float:
-        """HBM bytes read and written by the entry computation's (unfused) instructions: each instruction's operands
-        and result, a fusion as one instruction (`loops`: multiply while bodies by their trip counts).
+        """HBM bytes read and written by the entry computation's (unfused) instructions.
+
+        Each instruction's operands and result, a fusion as one instruction (`loops`: multiply while bodies by their
+        trip counts).
         """
         return self._comp(self.entry, loops)[1] if self.entry else 0.0
 
@@ -432,9 +428,10 @@ class _Hlo:
     def _traffic(
         self, op: str, type_text: str, operands: list[str], called: list[str], shapes: dict[str, str]
     ) -> float:
-        """HBM bytes of one instruction: its operands and result, except that a (dynamic-)slice reads only the
-        slice and a dynamic-update-slice writes only the update in place (also inside a fusion: the scanned
-        layers read their weights from the stacked arrays this way).
+        """HBM bytes of one instruction: its operands and result.
+
+        Except that a (dynamic-)slice reads only the slice and a dynamic-update-slice writes only the update in place
+        (also inside a fusion: the scanned layers read their weights from the stacked arrays this way).
         """
         sizes = [_type_bytes(shapes.get(o, "")) for o in operands]
         out = _type_bytes(type_text)
@@ -451,7 +448,7 @@ class _Hlo:
             if m:
                 params[n] = int(m.group(1))
         uses: dict[int, list[tuple[str, str, list[str]]]] = {}
-        for n, t, c in fused:
+        for _, t, c in fused:
             fop, fops, _ = _operands(c)
             for position, name in enumerate(fops):
                 if name in params:
@@ -515,10 +512,11 @@ class _Hlo:
         return 2.0 * macs
 
     def _trips(self, cond: str, body: str, operands: list[str], calls_by_name: dict[str, str]) -> int:
-        """Trip count of a `counter < N` loop: (N - start) / step, rounded up; start when the counter starts at a
-        constant (XLA may peel the first iteration), step when the body adds a constant to it (XLA unrolls loops,
-        e.g. the windowed einsums of sharded matmuls by 2); the largest constant of the condition when it is not of
-        that form.
+        """Trip count of a `counter < N` loop: (N - start) / step, rounded up.
+
+        start when the counter starts at a constant (XLA may peel the first iteration), step when the body adds a
+        constant to it (XLA unrolls loops, e.g. the windowed einsums of sharded matmuls by 2); the largest constant of
+        the condition when it is not of that form.
         """
         instrs = self.comps.get(cond, [])
         consts = {n: int(m.group(1)) for n, _, c in instrs for m in [re.match(r"constant\((-?\d+)\)", c)] if m}
@@ -598,6 +596,7 @@ class Program:
 
     @property
     def total(self) -> float:
+        """Bytes per chip: arguments, temporaries, outputs and what stays resident meanwhile."""
         return sum(self.args.values()) + self.temp + self.outputs + self.resident
 
 
@@ -650,8 +649,8 @@ def _compile(program: Program, lowered, chip: Chip, batch_rows: tuple[int, int] 
 
 def _train_step(setup: _Setup, chip: Chip) -> tuple[Program, Chip, Any]:
     cfg, mesh = setup.cfg, setup.mesh
-    state = train._State(setup)
-    step = state.train_step(setup)
+    state = State(setup)
+    step = state.train_step()
     params = _abstract(setup.shapes, state.param_shardings)
     opt_state = _abstract(state.opt_shapes, state.opt_shardings)
     batch_size = cfg.input.batch_size
@@ -684,9 +683,6 @@ def _train_step(setup: _Setup, chip: Chip) -> tuple[Program, Chip, Any]:
 
 def _eval_programs(setup: _Setup, params: Any, opt_bytes: int, chip: Chip) -> tuple[list[Program], list[str]]:
     """The evaluators' compiled programs (decode prefill + loop, or the perplexity forward) and what was skipped."""
-    from evaluators import common, tasks
-    from paligemma import decode
-
     mesh, model, n = setup.mesh, setup.model, setup.mesh.devices.size
     h, w = _image_shape(setup.model_config)
     programs, skipped = [], []
@@ -744,7 +740,7 @@ def _eval_programs(setup: _Setup, params: Any, opt_bytes: int, chip: Chip) -> tu
             )
             sampler = decode.parse_sampler(cfg["sampler"])
             replicated = sharding.replicated(mesh)
-            scalar = lambda dtype: jax.ShapeDtypeStruct((), dtype, sharding=replicated)  # noqa: E731
+            scalar = lambda dtype, replicated=replicated: jax.ShapeDtypeStruct((), dtype, sharding=replicated)  # noqa: E731
             key = (
                 jax.ShapeDtypeStruct((), jax.eval_shape(lambda: jax.random.key(0)).dtype, sharding=replicated)
                 if sampler.stochastic
@@ -756,7 +752,7 @@ def _eval_programs(setup: _Setup, params: Any, opt_bytes: int, chip: Chip) -> tu
                 args=dict(params=_shard_bytes(params), cache=_shard_bytes((logits, cache))),
                 resident=opt_bytes,
             )
-            lowered = decode._loop_program(model, sampler, int(cfg["max_decode_len"])).lower(
+            lowered = decode._loop_program(model, sampler.static_key, int(cfg["max_decode_len"])).lower(
                 params, logits, cache, key, scalar(jnp.int32), scalar(jnp.int32), values
             )
             _compile(loop, lowered, chip)
@@ -962,7 +958,7 @@ def run(config: Any, topology: str, *, json_path: str | None = None, config_name
         report = plan(config, topology, config_name=config_name)
     except DryRunError as e:
         print(f"Dry run: {e}", file=sys.stderr, flush=True)
-        return train.EXIT_CONFIG_ERROR
+        return EXIT_CONFIG_ERROR
     print(format_table(report), flush=True)
     if json_path:
         with open(json_path, "w") as f:
@@ -976,5 +972,5 @@ def run(config: Any, topology: str, *, json_path: str | None = None, config_name
             file=sys.stderr,
             flush=True,
         )
-        return train.EXIT_CONFIG_ERROR
+        return EXIT_CONFIG_ERROR
     return 0

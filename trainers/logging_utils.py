@@ -1,5 +1,6 @@
-"""Training logs: progress lines on stdout, `{workdir}/metrics.jsonl`, TensorBoard events, files on local or gs://
-(through `paligemma.paths`).
+"""Training logs: progress lines on stdout, `{workdir}/metrics.jsonl` and TensorBoard events.
+
+Files are local or on gs:// (through `paligemma.paths`).
 
 Only the writer of process 0 writes anything (`MetricsWriter(..., enabled=jax.process_index() == 0)`).
 metrics.jsonl holds one JSON object per logged step: `{"step": 100, "training_loss": ..., "lr": ..., "grad_norm":
@@ -70,6 +71,8 @@ class MetricsWriter:
         self._tb_local = None
         if enabled and tensorboard:
             try:
+                # TensorFlow is optional here and ~6 s to import: only a process that writes TensorBoard events loads
+                # it (the train step's import path stays free of it).
                 import tensorflow as tf
 
                 if self._tb_remote is not None:
@@ -107,7 +110,8 @@ class MetricsWriter:
 
     def _write_tensorboard(self, step: int, record: Mapping[str, Any]) -> None:
         # tf.summary.write with the "scalars" plugin tag: TensorBoard shows these as scalars, and unlike
-        # tf.summary.scalar it does not need the tensorboard package installed.
+        # tf.summary.scalar it does not need the tensorboard package installed. (TensorFlow imported here for the
+        # reason given in __init__.)
         import tensorflow as tf
         from tensorflow.core.framework import summary_pb2
 

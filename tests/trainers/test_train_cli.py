@@ -21,8 +21,10 @@ import pytest
 
 from paligemma import checkpoints, tree
 from trainers import checkpointing
+from trainers import loop as loop_lib
 from trainers import train as train_lib
 from trainers.config import ConfigError
+from trainers.state import State
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY_PATH = os.path.join(REPO, "tests", "fixtures", "train", "tiny.py")
@@ -197,7 +199,7 @@ def test_bad_configs_fail_with_one_clear_line_before_compiling(tiny_assets, tmp_
     def never(*args, **kwargs):
         raise AssertionError("the run started (and would compile) despite a bad config")
 
-    monkeypatch.setattr(train_lib, "_run", never)
+    monkeypatch.setattr(loop_lib, "_run", never)
     cases = [
         (dict(total_step=3), r"unknown config key 'total_step'; did you mean 'total_steps'\?"),
         ({"input.data": dict(name="jsonl", path=str(tmp_path / "missing.jsonl"))}, r"config\.input\.data .*missing"),
@@ -221,7 +223,7 @@ def test_a_bad_pp_fails_before_the_params_are_built(tiny_assets, tmp_path, monke
     def never(*args, **kwargs):
         raise AssertionError("params were built (compiled) despite a bad pp")
 
-    monkeypatch.setattr(train_lib._State, "initial", never)
+    monkeypatch.setattr(State, "initial", never)
     for pp, pattern in [
         ("decode|no_such_op()", r"config\.input\.pp: .*no_such_op"),
         ('decode|keep("image")', r"config\.input .* lacks \['text'"),

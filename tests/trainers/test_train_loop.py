@@ -12,6 +12,7 @@ from paligemma import checkpoints, siglip, tree
 from paligemma import model as model_lib
 from trainers import checkpointing
 from trainers import train as train_lib
+from trainers.data import TrainData
 
 TINY = runpy.run_path(os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "train", "tiny.py"))
 STEPS = 10
@@ -91,7 +92,7 @@ def _init(model_config, rng):
 
 
 def test_nan_in_the_data_stops_with_the_step_and_keeps_the_last_good_checkpoint(tiny_assets, tmp_path, monkeypatch):
-    original = train_lib._TrainData.__next__
+    original = TrainData.__next__
     seen = []
 
     def poisoned(self):
@@ -101,7 +102,7 @@ def test_nan_in_the_data_stops_with_the_step_and_keeps_the_last_good_checkpoint(
             batch = dict(batch, image=np.full_like(batch["image"], np.nan))
         return batch
 
-    monkeypatch.setattr(train_lib._TrainData, "__next__", poisoned)
+    monkeypatch.setattr(TrainData, "__next__", poisoned)
     with pytest.raises(train_lib.TrainingDiverged, match="at step 3;.*last good checkpoint is step 2"):
         run(tiny_config(tiny_assets, ckpt_steps=2), tmp_path)
     step, params = checkpointing.latest_params(str(tmp_path))

@@ -11,7 +11,7 @@ import pytest
 
 from paligemma import checkpoints, sharding, tree
 from paligemma import model as model_lib
-from trainers import train
+from trainers import params as params_lib
 
 
 def _setup(model_config, path):
@@ -20,6 +20,7 @@ def _setup(model_config, path):
         shapes=model_lib.param_shapes(model_config),
         init_path=str(path),
         model_config=model_config,
+        model=model_lib.Model(**model_config),
         compiler_options=None,
     )
 
@@ -55,14 +56,14 @@ def test_a_bfloat16_checkpoint_loads_to_the_same_params_as_a_host_cast(change, t
         return out
 
     monkeypatch.setattr(checkpoints, "load", recording_load)
-    params = tree.flatten(train._loaded_params(setup, _shardings(setup.shapes), jax.random.key(1)))
+    params = tree.flatten(params_lib.loaded_params(setup, _shardings(setup.shapes), jax.random.key(1)))
 
     assert set(host_dtypes.values()) == {np.dtype(checkpoints.DTYPES["bfloat16"])}  # never cast on the host
     assert set(params) == set(before)
     for name, value in params.items():
         assert value.dtype == np.float32, name
         got = np.asarray(value)
-        if change == "vocabulary" and name == train.EMBEDDING:
+        if change == "vocabulary" and name == params_lib.EMBEDDING:
             rows = before[name].shape[0]
             np.testing.assert_array_equal(got[:rows], before[name])
             assert got.shape[0] == rows + 64 and np.all(np.isfinite(got[rows:]))

@@ -1,0 +1,243 @@
+"""The training loop: `train(config, workdir)` runs (or resumes) a run, one jitted step per batch.
+
+Logs progress and metrics, runs the due evaluators, checkpoints, stops on NaN/Inf or SIGTERM, exports at the end
+(see `trainers.train` for what a run does, and its exit codes).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from flax.core import FrozenDict
+
+from paligemma import model as model_lib
+from paligemma import paths, sharding
+from trainers import checkpointing, logging_utils, prefetch
+from trainers import config as config_lib
+from trainers.data import TrainData, device_batches, resume_position
+from trainers.distributed import any_process
+from trainers.errors import TrainingDiverged
+from trainers.export import export_params
+from trainers.setup import Setup
+from trainers.state import State
+
+log = logging.getLogger("trainers.train")  # every trainer module logs under the program's name
+
+
+class _StopFlag:
+    """Set by SIGTERM (installed only when running in the main thread)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        del frame
+        self.requested = True
+        log.warning("Signal %d received: finishing the current step, then saving a checkpoint.", signum)
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _jsonable(cfg) -> dict:
+    return json.loads(json.dumps(config_lib.to_dict(cfg), default=str))
+
+
+class _Logger:
+    """Checks each step's metrics (NaN/Inf stops the run) and logs them every log_training_steps."""
+
+    def __init__(
+        self,
+        setup: Setup,
+        writer: logging_utils.MetricsWriter,
+        start: int,
+        ckpt_dir: str,
+        batches: prefetch.DevicePrefetcher | None,
+    ):
+        self.setup, self.writer, self.ckpt_dir, self.batches = setup, writer, ckpt_dir, batches
+        self.total = setup.total_steps
+        self.throughput = logging_utils.Throughput(start, self.total, setup.cfg.input.batch_size)
+        self.last_saved = start
+        self.records: list[dict[str, Any]] = []
+        self.host_syncs = 0  # cross-host exchanges of the step loop (preemption checks)
+        self._wait = (time.perf_counter(), 0.0)  # (time, batches.wait_seconds) at the previous log point
+
+    def check(self, step: int, metrics: Any) -> dict[str, float]:
+        """Fetches the step's metrics; raises TrainingDiverged; returns the record to log (empty: none due)."""
+        values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        if values.pop("finite") != 1.0:
+            raise TrainingDiverged(
+                f"non-finite training loss ({values['training_loss']}) or gradient norm ({values['grad_norm']}) at "
+                f"step {step}; stopping without saving. The last good checkpoint is step {self.last_saved or 'none'} "
+                f"in {self.ckpt_dir}. Check the data of that step, lower config.lr or set config.grad_clip_norm."
+            )
+        if step % self.setup.cfg.log_training_steps and step != self.total:
+            return {}
+        examples_per_sec, eta = self.throughput.update(step)
+        self.writer.print(logging_utils.progress_line(step, self.total, values, examples_per_sec, eta))
+        if examples_per_sec is not None:
+            values["examples_per_sec"] = examples_per_sec
+        if self.batches is not None:  # the share of the interval the step loop spent waiting for input
+            now, waited = time.perf_counter(), self.batches.wait_seconds
+            values["input_wait_fraction"] = (waited - self._wait[1]) / max(now - self._wait[0], 1e-9)
+            self._wait = (now, waited)
+        return values
+
+    def evaluate(self, step: int, params: Any, names: Sequence[str], record: dict[str, float]) -> None:
+        """Runs the evaluators `names`; adds `{name}/{metric}` to `record`."""
+        for name in names:
+            with jax.sharding.use_abstract_mesh(self.setup.mesh.abstract_mesh):  # batch-split activations
+                metrics = self.setup.evaluators[name].run(params, step=step)
+            record.update({f"{name}/{k}": v for k, v in metrics.items()})
+            self.writer.print(
+                f"step {step}/{self.total} | eval {name}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+            )
+
+    def emit(self, step: int, record: dict[str, float]) -> None:
+        if record:
+            self.writer.write(step, record)
+            self.records.append({"step": step, **record})
+
+
+def _run(setup: Setup, workdir: str, writer: logging_utils.MetricsWriter, stop: _StopFlag) -> dict[str, Any]:
+    cfg, mesh, total = setup.cfg, setup.mesh, setup.total_steps
+    state = State(setup)
+    ckpt = checkpointing.Checkpointer(workdir, keep=cfg.keep_ckpts)
+    init_rng, train_rng = jax.random.split(jax.random.key(cfg.seed))
+    rng_data = np.asarray(jax.random.key_data(train_rng))
+    start = ckpt.latest_step() or 0
+    position = resume_position(ckpt.restore_meta(start), setup) if start else 0
+    data = TrainData(setup, position)
+    first_batch = data.first_batch() if start < total else None  # checks the pipeline before compiling
+    if start:
+        params, opt_state, _ = state.restore(ckpt, start, setup.shapes)
+        writer.truncate_after(start)
+        writer.print(f"Resuming from step {start}/{total} ({ckpt.directory}, data position {position}).")
+    else:
+        params, opt_state = state.initial(setup, init_rng)
+    n_train = sum(int(np.prod(state.flat_shapes[n].shape)) for n in state.trainable)
+    writer.print(
+        f"Training {model_lib.count_params(setup.shapes):,} params ({n_train:,} trainable) on mesh "
+        f"{dict(mesh.shape)} ({jax.process_count()} processes), batch {cfg.input.batch_size}, {total} steps; "
+        f"workdir {workdir}"
+    )
+    log.info("Parameter sharding:\n%s", "\n".join(sharding.describe(setup.specs, setup.shapes)))
+    batches = device_batches(data, first_batch, mesh, cfg.input.device_prefetch) if start < total else None
+    train_step = state.train_step()
+    logger = _Logger(setup, writer, start, ckpt.directory, batches)
+
+    done, pending, preempted, export = start, None, False, None
+    try:
+        while done < total:
+            batch, position = next(batches)
+            params, opt_state, metrics = train_step(params, opt_state, batch, np.int32(done), rng_data)
+            done += 1
+            if pending is not None:  # checked one step late, so that the host does not stall the device
+                logger.emit(pending[0], logger.check(*pending))
+            pending = (done, metrics)
+            # Processes agree on a SIGTERM every preemption_check_steps steps (a cross-host exchange); alone, each step.
+            if done < total and (jax.process_count() == 1 or done % cfg.preemption_check_steps == 0):
+                preempted = any_process(stop.requested)
+                logger.host_syncs += jax.process_count() > 1
+            due_evals = [name for name, ev in setup.evaluators.items() if ev.should_run(done, total)]
+            save = done % cfg.ckpt_steps == 0 or done == total or preempted
+            if save or due_evals:
+                record = logger.check(*pending)
+                pending = None
+                logger.evaluate(done, params, due_evals, record)
+                logger.emit(done, record)
+            if save:
+                ckpt.save(
+                    done,
+                    params,
+                    opt_state,
+                    dict(
+                        step=done,
+                        data_position=position,
+                        data_shards=setup.data_shards,
+                        rng=rng_data.tolist(),
+                        total_steps=total,
+                    ),
+                )
+                logger.last_saved = done
+            if preempted:
+                ckpt.wait()
+                writer.print(
+                    f"Stopped by SIGTERM after step {done}/{total}; checkpoint saved. Rerun the same command to resume."
+                )
+                break
+        if done == total:
+            export = export_params(params, cfg, workdir)
+    finally:
+        if batches is not None:
+            batches.close()
+        ckpt.close()
+    if batches is not None and done > start:
+        writer.print(
+            f"Input: the step loop waited {batches.wait_seconds:.1f}s for batches in {done - start} steps; "
+            f"{logger.host_syncs} cross-host preemption checks."
+        )
+    return dict(
+        step=done,
+        total_steps=total,
+        start_step=start,
+        records=logger.records,
+        preempted=preempted,
+        checkpoint_step=logger.last_saved,
+        export=export,
+        input_wait_seconds=batches and batches.wait_seconds,
+        host_syncs=logger.host_syncs,
+    )
+
+
+def train(
+    config: Any, workdir: str, *, devices: Sequence[Any] | None = None, compiler_options: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Trains (or resumes) the run `config` in `workdir`. All processes call it.
+
+    Args:
+      config: a run config (ConfigDict or dict; see trainers.config).
+      workdir: the run's folder (local or a tf.io.gfile URL such as gs://...).
+      devices: the devices of the mesh (default: all of `jax.devices()`).
+      compiler_options: XLA options for the run's jitted functions (e.g. `{"xla_backend_optimization_level": 0}`
+        compiles several times faster on CPU, for tests and smoke runs).
+
+    Returns:
+      dict(step=the last completed step, total_steps=..., start_step=the step resumed from (0: fresh),
+      records=[the metrics.jsonl records written by this call], preempted=True when stopped by SIGTERM,
+      checkpoint_step=the latest checkpoint's step, export=path of the exported .npz or None).
+
+    Raises:
+      ConfigError: the config cannot run (raised before anything compiles).
+      TrainingDiverged: NaN/Inf loss or gradient norm (the last good checkpoint is kept).
+    """
+    cfg = config_lib.resolve(config)
+    paths.makedirs(workdir)
+    setup = Setup(cfg, workdir, devices)
+    # Hashable (a key of the compiled programs' caches); jax.jit takes any mapping.
+    setup.compiler_options = None if compiler_options is None else FrozenDict(compiler_options)
+    is_main = jax.process_index() == 0
+    if is_main:
+        logging_utils.write_json(os.path.join(workdir, "config.json"), _jsonable(cfg))
+    writer = logging_utils.MetricsWriter(workdir, enabled=is_main)
+    try:
+        with _StopFlag() as stop:
+            return _run(setup, workdir, writer, stop)
+    finally:
+        writer.close()

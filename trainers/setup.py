@@ -1,0 +1,152 @@
+"""What a run builds and checks before anything compiles.
+
+`ModelSetup`: mesh (with the batch split checked), model, parameter shapes and specs (all a dry run needs); `Setup`
+adds the data source, the number of steps, the tokenizer and the evaluators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+
+from datasets import tokenizers
+from evaluators import common
+from paligemma import model as model_lib
+from paligemma import sharding
+from paligemma.tokenizer import Tokenizer
+from trainers import config as config_lib
+from trainers.config import ConfigError
+from trainers.errors import one_line
+
+
+def _check_batch_split(cfg, mesh, data_shards: int | None) -> None:
+    """Checks that the batch splits over the data shards, accum_steps and the mesh's batch shards.
+
+    `data_shards` None: the mesh's devices are not this host's (a dry run), so only the mesh split is checked.
+    """
+    batch, accum = cfg.input.batch_size, cfg.accum_steps
+    pc = jax.process_count()
+    dp = sharding.data_parallel_size(mesh)
+    axes = " x ".join(f"{a}={mesh.shape[a]}" for a in sharding.batch_axes(mesh)) or "none"
+    if data_shards is not None and data_shards % pc:
+        raise ConfigError(f"config.input.data_shards={data_shards} is not a multiple of the {pc} processes.")
+    if data_shards is not None and batch % data_shards:
+        raise ConfigError(
+            f"config.input.batch_size={batch} is not divisible by the {data_shards} data shards "
+            f"(one per process unless config.input.data_shards is set)."
+        )
+    if batch % accum:
+        raise ConfigError(f"config.input.batch_size={batch} is not divisible by config.accum_steps={accum}.")
+    if (batch // accum) % dp:
+        raise ConfigError(
+            f"config.input.batch_size={batch} (microbatch {batch // accum} with accum_steps={accum}) is "
+            f"not divisible by the {dp} batch shards of the mesh ({axes}); use a multiple of {dp}."
+        )
+    if data_shards is None:
+        return
+    rows = sharding.batch_sharding(mesh).addressable_devices_indices_map((batch,))
+    local = len({(s[0].start, s[0].stop) for s in rows.values()}) * (batch // dp)
+    if local != batch // pc:
+        raise ConfigError(
+            f"config.mesh {list(map(tuple, cfg.mesh))}: the batch rows of this process ({local}) are not "
+            f"1/{pc} of the batch; keep the 'tensor' axis within a host (put it last in config.mesh)."
+        )
+
+
+def _resolve_tokenizer(cfg, workdir: str) -> str | None:
+    if cfg.tokenizer is None:
+        return None
+    try:
+        return tokenizers.resolve_tokenizer(cfg.tokenizer, workdir)
+    except (ValueError, OSError) as e:
+        raise ConfigError(f"config.tokenizer: {one_line(e)}") from None
+
+
+class ModelSetup:
+    """What a run builds from the config and the devices alone.
+
+    Mesh (with the batch split checked), model, parameter shapes and specs. `data_shards` None: the devices are not
+    this host's (`trainers.dry_run`).
+    """
+
+    def __init__(self, cfg, devices: Sequence[Any] | None, data_shards: int | None):
+        self.cfg = cfg
+        self.compiler_options = None
+        try:
+            self.mesh = sharding.make_mesh(cfg.mesh, devices)
+        except sharding.ShardingError as e:
+            raise ConfigError(f"config.mesh: {e}") from None
+        _check_batch_split(cfg, self.mesh, data_shards)
+        self.data_shards = data_shards or 1
+        self.model_config = config_lib.model_config(cfg)
+        try:
+            self.model = model_lib.Model(**self.model_config)
+            self.shapes = model_lib.param_shapes(self.model_config)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"config.model / model_name: {one_line(e)}") from None
+        try:
+            self.specs = sharding.param_specs(
+                self.shapes, self.mesh, rules=cfg.sharding_rules, strategy=cfg.sharding_strategy
+            )
+        except sharding.ShardingError as e:
+            raise ConfigError(f"config.sharding_rules / sharding_strategy: {e}") from None
+
+
+class Setup(ModelSetup):
+    """Everything validated before compiling: mesh, model, data source, steps, tokenizer, evaluators."""
+
+    def __init__(self, cfg, workdir: str, devices: Sequence[Any] | None):
+        super().__init__(cfg, devices, cfg.input.data_shards or jax.process_count())
+        # The external inputs (checkpoint, data, tokenizer) are all checked before failing, so that one run tells
+        # everything that is missing.
+        missing = []
+        self.init_path = self.source = self.tokenizer_path = None
+        if cfg.model_init:
+            try:
+                self.init_path = config_lib.resolve_checkpoint_path(cfg.model_init)
+            except ConfigError as e:
+                missing.append(str(e))
+        try:
+            # TensorFlow (~6 s to import) comes with the data: imported here, not at the top, so that the dry run
+            # (which imports this module) and the train step's import path stay free of it.
+            from datasets import sources
+
+            self.source = sources.get_source(cfg.input.data)
+            num_examples = self.source.num_examples
+        except Exception as e:  # any failure to open the data is a config problem here
+            missing.append(f"config.input.data {config_lib.to_dict(cfg.input.data)!r}: {e}")
+        try:
+            self.tokenizer_path = _resolve_tokenizer(cfg, workdir)
+        except ConfigError as e:
+            missing.append(str(e))
+        if len(missing) == 1:
+            raise ConfigError(missing[0])
+        if missing:
+            raise ConfigError("\n".join(f"- {m}" for m in missing))
+        self.total_steps = config_lib.num_steps(cfg, num_examples)
+        if self.tokenizer_path is not None:
+            tok = Tokenizer(self.tokenizer_path)
+            try:
+                tok.check_fits(
+                    self.shapes["llm"]["embedder"]["input_embedding"].shape[0],
+                    f"set config.model.llm.vocab_size >= {tok.vocab_size}.",
+                )
+            except ValueError as e:
+                raise ConfigError(f"{self.tokenizer_path}: {e}") from None
+        self.evaluators = self._evaluators(workdir)
+
+    def _evaluators(self, workdir: str) -> dict[str, Any]:
+        if not self.cfg.evals:
+            return {}
+        try:
+            return common.build_evaluators(
+                self.cfg.evals,
+                model=self.model,
+                tokenizer_path=self.tokenizer_path,
+                workdir=workdir,
+                put_batch=lambda b: sharding.put_batch(b, self.mesh),
+            )
+        except ValueError as e:
+            raise ConfigError(f"config.evals: {one_line(e)}") from None

@@ -1,0 +1,179 @@
+"""The training state of a run: how params and optimizer state are placed, initialised, restored and stepped.
+
+`State(setup).train_step()` is the jitted train step (`trainers.step` with the run's optimizer, explicit in/out
+shardings, donated state) that the loop runs and the dry run compiles for a TPU topology. No TensorFlow on this
+module's import path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
+import jax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from paligemma import model as model_lib
+from paligemma import sharding, tree
+from trainers import checkpointing, optimizer
+from trainers import config as config_lib
+from trainers import step as step_lib
+from trainers.config import ConfigError
+from trainers.errors import one_line
+from trainers.params import loaded_params, random_params
+from trainers.setup import ModelSetup, Setup
+
+# Config keys the train step program depends on (besides the model, mesh, shardings and total steps).
+_STEP_KEYS = (
+    "optax_name",
+    "optax",
+    "lr",
+    "wd",
+    "wd_mults",
+    "lr_mults",
+    "schedule",
+    "grad_clip_norm",
+    "label_smoothing",
+    "loss_norm",
+    "accum_steps",
+)
+
+
+def _opt_state_shardings(opt_shapes: Any, param_shardings: dict[str, Any], param_shapes: dict[str, Any], mesh) -> Any:
+    """Optimizer-state leaves shaped like a parameter (Adam's mu, nu, ...) share its sharding; the rest replicate."""
+    replicated = sharding.replicated(mesh)
+
+    def place(path, leaf):
+        name = "/".join(str(k.key) for k in path if isinstance(k, jax.tree_util.DictKey))
+        if name in param_shapes and tuple(param_shapes[name].shape) == tuple(leaf.shape):
+            return param_shardings[name]
+        return replicated
+
+    return jax.tree_util.tree_map_with_path(place, opt_shapes)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Programs:
+    """Everything the compiled optimizer-init and train-step programs of a run depend on.
+
+    Hashed and compared by the fields above `cfg` only: they are the key of the program caches below, so a later run
+    in this process (tests, notebooks) with equal ones reuses the compiled programs. The fields from `cfg` on are
+    built from them (the optimizer, the shardings trees) and ride along.
+    """
+
+    model: model_lib.Model
+    mesh: Mesh
+    param_shardings_flat: tuple[tuple[str, NamedSharding], ...]
+    trainable: tuple[str, ...]
+    total_steps: int
+    step_config: str  # the `_STEP_KEYS` of the config, as sorted JSON
+    compiler_options: Any  # None or a FrozenDict
+    cfg: Any = dataclasses.field(compare=False)
+    tx: Any = dataclasses.field(compare=False)
+    lr_fn: Callable = dataclasses.field(compare=False)
+    param_shardings: Any = dataclasses.field(compare=False)
+    opt_shardings: Any = dataclasses.field(compare=False)
+
+
+@functools.lru_cache(maxsize=16)
+def _opt_init_program(programs: _Programs) -> Callable:
+    return jax.jit(programs.tx.init, out_shardings=programs.opt_shardings, compiler_options=programs.compiler_options)
+
+
+@functools.lru_cache(maxsize=16)
+def _train_step_program(programs: _Programs) -> Callable:
+    cfg, mesh = programs.cfg, programs.mesh
+    replicated = sharding.replicated(mesh)
+    micro_sharding = NamedSharding(mesh, PartitionSpec(None, *sharding.batch_spec(mesh)))
+    step_fn = step_lib.make_train_step(
+        programs.model,
+        programs.tx,
+        trainable=programs.trainable,
+        lr_fn=programs.lr_fn,
+        accum_steps=cfg.accum_steps,
+        label_smoothing=cfg.label_smoothing,
+        loss_norm=cfg.loss_norm,
+        constrain_micro=lambda m: jax.lax.with_sharding_constraint(m, micro_sharding),
+    )
+
+    def wrapped(params, opt_state, batch, count, rng_data):
+        # Traced with the mesh as context: the model keeps its activations split over the batch axes
+        # (`paligemma.layers.constrain_batch`) instead of letting XLA split the weights' dims.
+        with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+            return step_fn(params, opt_state, batch, count, jax.random.wrap_key_data(rng_data))
+
+    return jax.jit(
+        wrapped,
+        donate_argnums=(0, 1),
+        compiler_options=programs.compiler_options,
+        in_shardings=(
+            programs.param_shardings,
+            programs.opt_shardings,
+            sharding.batch_sharding(mesh),
+            replicated,
+            replicated,
+        ),
+        out_shardings=(programs.param_shardings, programs.opt_shardings, replicated),
+    )
+
+
+class State:
+    """The training state of a run: params, optimizer and how to compile/checkpoint them."""
+
+    def __init__(self, setup: ModelSetup):
+        cfg, mesh = setup.cfg, setup.mesh
+        self.flat_shapes = tree.flatten(setup.shapes)
+        self.param_shardings = sharding.to_shardings(setup.specs, mesh)
+        self.flat_shardings = tree.flatten(self.param_shardings)
+        frozen = set(optimizer.frozen_names(list(self.flat_shapes), cfg.freeze))
+        self.trainable = [n for n in self.flat_shapes if n not in frozen]
+        if not self.trainable:
+            raise ConfigError("config.freeze freezes every parameter; nothing to train.")
+        train_shapes = tree.unflatten({n: self.flat_shapes[n] for n in self.trainable})
+        try:
+            self.tx, self.lr_fn = optimizer.make_optimizer(cfg, train_shapes, setup.total_steps)
+            self.opt_shapes = jax.eval_shape(self.tx.init, train_shapes)
+        except (optimizer.OptimizerConfigError, TypeError, ValueError) as e:
+            raise ConfigError(one_line(e)) from None
+        self.opt_shardings = _opt_state_shardings(self.opt_shapes, self.flat_shardings, self.flat_shapes, mesh)
+        self.programs = _Programs(
+            model=setup.model,
+            mesh=mesh,
+            param_shardings_flat=tuple(self.flat_shardings.items()),
+            trainable=tuple(self.trainable),
+            total_steps=setup.total_steps,
+            step_config=json.dumps({k: config_lib.to_dict(cfg[k]) for k in _STEP_KEYS}, sort_keys=True, default=str),
+            compiler_options=setup.compiler_options,
+            cfg=cfg,
+            tx=self.tx,
+            lr_fn=self.lr_fn,
+            param_shardings=self.param_shardings,
+            opt_shardings=self.opt_shardings,
+        )
+
+    def initial(self, setup: Setup, rng: jax.Array) -> tuple[Any, Any]:
+        """(params, opt_state) at step 0: from model_init or random, placed on the mesh."""
+        if setup.init_path:
+            params = loaded_params(setup, self.flat_shardings, rng)
+        else:
+            params = tree.unflatten(
+                random_params(setup.model, list(self.flat_shapes), self.flat_shardings, rng, setup.compiler_options)
+            )
+        flat = tree.flatten(params)
+        opt_init = _opt_init_program(self.programs)
+        return params, opt_init(tree.unflatten({n: flat[n] for n in self.trainable}))
+
+    def restore(self, ckpt: checkpointing.Checkpointer, step: int, shapes: Any) -> tuple[Any, Any, dict[str, Any]]:
+        """(params, opt_state, meta) of checkpoint `step`, placed on the mesh."""
+        return ckpt.restore(
+            step,
+            checkpointing.abstract_like(shapes, self.param_shardings),
+            checkpointing.abstract_like(self.opt_shapes, self.opt_shardings),
+        )
+
+    def train_step(self) -> Callable:
+        """The jitted `(params, opt_state, batch, count, rng_data) -> (params, opt_state, metrics)` (donates state)."""
+        return _train_step_program(self.programs)
