@@ -38,6 +38,7 @@ from paligemma import model as model_lib
 from paligemma import paths, sharding
 from paligemma.checkpoints import CheckpointError, training
 from paligemma.tokenizer import Tokenizer
+from paligemma.tree import plain
 
 
 def _define_flags():  # only when run as a program: importing this module defines no absl flags
@@ -67,10 +68,6 @@ def _get(config: Any, key: str, default: Any = None) -> Any:
     if isinstance(config, Mapping):
         return config.get(key, default)
     return config.get(key, default) if hasattr(config, "get") else getattr(config, key, default)
-
-
-def _plain(value: Any) -> Any:
-    return value.to_dict() if hasattr(value, "to_dict") else value
 
 
 def config_from_training_workdir(path: str | None) -> Any:
@@ -209,7 +206,7 @@ def evaluate(
             "No config: pass --config path/to/config.py[:args] (it needs config.tokenizer and "
             "config.evals), or a training workdir that holds the run's config.json."
         )
-    evals_cfg = _plain(_get(config, "evals")) or {}
+    evals_cfg = plain(_get(config, "evals")) or {}
     if not evals_cfg:
         raise RunError(
             "config.evals is empty: nothing to evaluate. Add dict(name=dict(type=..., data=..., pp=..., "

@@ -2,7 +2,7 @@
 
 - `flatten` / `unflatten`: nested dicts <-> `{"a/b/c": leaf}` (the checkpoint name of a parameter is its
   "/"-joined path).
-- `plain`: an ml_collections `ConfigDict` (or any mapping/sequence tree) -> plain dicts and lists, JSON-ready.
+- `plain`: an ml_collections `ConfigDict` (or any mapping/sequence tree) -> plain dicts, lists and tuples.
 """
 
 from __future__ import annotations
@@ -38,16 +38,17 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def plain(value: Any) -> Any:
-    """A config tree as plain Python: ConfigDicts and mappings -> dicts, tuples -> lists, numpy scalars -> numbers.
+    """A config tree as plain Python: ConfigDicts and mappings -> dicts, numpy scalars -> numbers.
 
-    `ml_collections.FieldReference`s are resolved (ConfigDict.to_dict does that); other leaves are kept as they are.
+    Lists and tuples keep their type (`json.dumps` writes both as arrays). `ml_collections.FieldReference`s are
+    resolved (ConfigDict.to_dict does that); other leaves are kept as they are.
     """
     if hasattr(value, "to_dict"):  # ml_collections.ConfigDict / FrozenConfigDict
         value = value.to_dict()
     if isinstance(value, Mapping):
         return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
+        return type(value)(plain(v) for v in value)
     if isinstance(value, np.generic):
         return value.item()
     return value

@@ -67,8 +67,9 @@ from typing import Any
 
 import ml_collections
 
-from paligemma import model as model_lib
 from paligemma import paths
+from paligemma.checkpoints import training
+from paligemma.tree import plain
 
 REQUIRED = object()
 
@@ -142,15 +143,6 @@ def load(spec: str) -> ml_collections.ConfigDict:
     config = module.get_config(arg) if arg else module.get_config()
     if isinstance(config, Mapping):
         config = ml_collections.ConfigDict(dict(config))
-    return config
-
-
-def to_dict(config: Any) -> Any:
-    """ConfigDict / FieldReference trees -> plain dicts (lists and tuples kept)."""
-    if hasattr(config, "to_dict"):
-        return config.to_dict()
-    if isinstance(config, Mapping):
-        return {k: to_dict(v) for k, v in config.items()}
     return config
 
 
@@ -289,7 +281,7 @@ def _check_schedule(s: dict[str, Any] | None) -> None:
 
 def resolve(config: Any) -> ml_collections.ConfigDict:
     """Validated config with every default filled in (a new, unlocked ConfigDict). Raises ConfigError."""
-    given = to_dict(config)
+    given = plain(config)
     if not isinstance(given, Mapping):
         raise ConfigError(f"a config must be a ConfigDict or dict, got {type(config).__name__}.")
     resolved = _merge(SCHEMA, given, "")
@@ -304,15 +296,10 @@ def resolve(config: Any) -> ml_collections.ConfigDict:
 
 def model_config(config: ml_collections.ConfigDict) -> dict[str, dict[str, Any]]:
     """`{"img": {...}, "llm": {...}}` from config.model_name with config.model's fields on top."""
-    base: dict[str, dict[str, Any]] = {"img": {}, "llm": {}}
-    if config.model_name is not None:
-        try:
-            base = model_lib.get_config(config.model_name)
-        except ValueError as e:
-            raise ConfigError(f"config.model_name: {e}") from None
-    for section, fields in to_dict(config.model or {}).items():
-        base[section] = {**base.get(section, {}), **dict(fields)}
-    return base
+    try:
+        return training.model_config_from(config) or {"img": {}, "llm": {}}
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def resolve_checkpoint_path(model_init: str) -> str:

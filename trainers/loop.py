@@ -21,8 +21,10 @@ from flax.core import FrozenDict
 
 from paligemma import model as model_lib
 from paligemma import paths, sharding
-from trainers import checkpointing, logging_utils, prefetch
+from paligemma.checkpoints import training
+from paligemma.tree import plain
 from trainers import config as config_lib
+from trainers import logging_utils, prefetch
 from trainers.data import TrainData, device_batches, resume_position
 from trainers.distributed import any_process
 from trainers.errors import TrainingDiverged
@@ -56,7 +58,7 @@ class _StopFlag:
 
 
 def _jsonable(cfg) -> dict:
-    return json.loads(json.dumps(config_lib.to_dict(cfg), default=str))
+    return json.loads(json.dumps(plain(cfg), default=str))
 
 
 class _Logger:
@@ -118,7 +120,7 @@ class _Logger:
 def _run(setup: Setup, workdir: str, writer: logging_utils.MetricsWriter, stop: _StopFlag) -> dict[str, Any]:
     cfg, mesh, total = setup.cfg, setup.mesh, setup.total_steps
     state = State(setup)
-    ckpt = checkpointing.Checkpointer(workdir, keep=cfg.keep_ckpts)
+    ckpt = training.Checkpointer(workdir, keep=cfg.keep_ckpts)
     init_rng, train_rng = jax.random.split(jax.random.key(cfg.seed))
     rng_data = np.asarray(jax.random.key_data(train_rng))
     start = ckpt.latest_step() or 0

@@ -16,6 +16,7 @@ from evaluators import common
 from paligemma import model as model_lib
 from paligemma import sharding
 from paligemma.tokenizer import Tokenizer
+from paligemma.tree import plain
 from trainers import config as config_lib
 from trainers.config import ConfigError
 from trainers.errors import one_line
@@ -116,7 +117,7 @@ class Setup(ModelSetup):
             self.source = sources.get_source(cfg.input.data)
             num_examples = self.source.num_examples
         except Exception as e:  # any failure to open the data is a config problem here
-            missing.append(f"config.input.data {config_lib.to_dict(cfg.input.data)!r}: {e}")
+            missing.append(f"config.input.data {plain(cfg.input.data)!r}: {e}")
         try:
             self.tokenizer_path = _resolve_tokenizer(cfg, workdir)
         except ConfigError as e:

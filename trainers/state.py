@@ -18,8 +18,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from paligemma import model as model_lib
 from paligemma import sharding, tree
-from trainers import checkpointing, optimizer
-from trainers import config as config_lib
+from paligemma.checkpoints import training
+from paligemma.tree import plain
+from trainers import optimizer
 from trainers import step as step_lib
 from trainers.config import ConfigError
 from trainers.errors import one_line
@@ -145,7 +146,7 @@ class State:
             param_shardings_flat=tuple(self.flat_shardings.items()),
             trainable=tuple(self.trainable),
             total_steps=setup.total_steps,
-            step_config=json.dumps({k: config_lib.to_dict(cfg[k]) for k in _STEP_KEYS}, sort_keys=True, default=str),
+            step_config=json.dumps({k: plain(cfg[k]) for k in _STEP_KEYS}, sort_keys=True, default=str),
             compiler_options=setup.compiler_options,
             cfg=cfg,
             tx=self.tx,
@@ -166,12 +167,12 @@ class State:
         opt_init = _opt_init_program(self.programs)
         return params, opt_init(tree.unflatten({n: flat[n] for n in self.trainable}))
 
-    def restore(self, ckpt: checkpointing.Checkpointer, step: int, shapes: Any) -> tuple[Any, Any, dict[str, Any]]:
+    def restore(self, ckpt: training.Checkpointer, step: int, shapes: Any) -> tuple[Any, Any, dict[str, Any]]:
         """(params, opt_state, meta) of checkpoint `step`, placed on the mesh."""
         return ckpt.restore(
             step,
-            checkpointing.abstract_like(shapes, self.param_shardings),
-            checkpointing.abstract_like(self.opt_shapes, self.opt_shardings),
+            training.abstract_like(shapes, self.param_shardings),
+            training.abstract_like(self.opt_shapes, self.opt_shardings),
         )
 
     def train_step(self) -> Callable:

@@ -456,7 +456,7 @@ def test_two_processes(tiny, tok_path, tmp_path):
 
 
 def test_run_on_a_training_workdir(tiny, tok_path, tmp_path):
-    """A trainer's workdir: params from trainers.checkpointing.latest_params, the run config from its config.json."""
+    """A trainer's workdir: params from checkpoints.training.latest_params, the run config from its config.json."""
     from evaluators import run
     from paligemma.checkpoints import training as checkpointing
 

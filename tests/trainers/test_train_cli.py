@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from paligemma import checkpoints, tree
-from trainers import checkpointing
+from paligemma.checkpoints import training as checkpointing
 from trainers import loop as loop_lib
 from trainers import train as train_lib
 from trainers.config import ConfigError

@@ -10,7 +10,7 @@ import pytest
 
 from paligemma import checkpoints, siglip, tree
 from paligemma import model as model_lib
-from trainers import checkpointing
+from paligemma.checkpoints import training as checkpointing
 from trainers import train as train_lib
 from trainers.data import TrainData
 
