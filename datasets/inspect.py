@@ -103,7 +103,7 @@ def _load_tokenizer(path):
         return None
     try:
         return Tokenizer(path)
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
         print(f"(cannot load tokenizer {path}: {e}; showing token ids only)")
         return None
 
@@ -113,7 +113,7 @@ def _piece(tok, i):
         return ""
     try:
         return repr(tok.id_to_piece(int(i)))[1:-1]
-    except Exception:  # pylint: disable=broad-except
+    except Exception:
         return "?"
 
 

@@ -47,7 +47,7 @@ class _Generator:
         if isinstance(feature, f.FeaturesDict):
             return {k: self.value(v) for k, v in feature.items()}
         if isinstance(feature, f.Sequence):
-            n = feature._length if feature._length is not None else SEQUENCE_LENGTH  # pylint: disable=protected-access
+            n = feature._length if feature._length is not None else SEQUENCE_LENGTH
             items = [self.value(feature.feature) for _ in range(n)]
             if isinstance(feature.feature, f.FeaturesDict):  # a sequence of dicts is encoded as a dict of lists
                 return {k: [item[k] for item in items] for k in feature.feature.keys()}

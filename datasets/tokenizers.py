@@ -229,7 +229,7 @@ def training_texts(train: dict) -> list[str]:
     """The texts a tokenizer spec trains on: the `keys` fields of the first `max_examples` examples + extra_texts."""
     # Imported here, not at the top: it imports TensorFlow, which resolving a path spec (`evaluators.run`,
     # `tools.predict`) must not.
-    from datasets import sources  # pylint: disable=g-import-not-at-top
+    from datasets import sources
 
     source = sources.get_source(train["data"])
     ds = source.get_tfdata(ordered=True)

@@ -152,7 +152,7 @@ class Evaluator:
         if self._iterator is None:
             # Imported here, not at the top: the input pipeline imports TensorFlow, which building evaluators and
             # `evaluators.run` / `tools.predict` must not (tests/evaluators: test_core_does_not_import_tensorflow).
-            from datasets import pipeline  # pylint: disable=g-import-not-at-top
+            from datasets import pipeline
 
             self._iterator = pipeline.make_eval_iterator(
                 self.config["data"],

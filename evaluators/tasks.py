@@ -49,6 +49,7 @@ from evaluators.refcoco import LOC0, SEG0, tokens_from_ids
 from evaluators.registry import EvalConfigError, register_evaluator
 from evaluators.values import as_scalar, as_text, as_text_list, mean, safe_metric_name
 from paligemma import vqvae
+from paligemma.loss import weighted_nll_sums
 from paligemma.tokenizer import parse_detections
 
 __all__ = [
@@ -77,8 +78,6 @@ def _suffix_nll(model, params, batch):
     The NLL is float32, 0 without suffix tokens. The logits are computed only at the suffix positions, a few at a time
     (`weighted_nll_sums`); the values are `M.per_example_nll` of the full logits.
     """
-    from paligemma.loss import weighted_nll_sums  # pylint: disable=g-import-not-at-top
-
     text, mask_ar, mask_loss = batch["text"], batch["mask_ar"], batch["mask_loss"]
     input_mask = batch["mask_input"].astype(bool)
     variables = {"params": params}

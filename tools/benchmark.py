@@ -21,6 +21,11 @@ import tempfile
 import time
 from collections.abc import Callable
 
+from easy_vqa import get_train_questions
+
+import tools
+from paligemma.tokenizer import train_tokenizer
+
 BENCHMARKS: dict[str, tuple[Callable[[list[str]], int], str]] = {}
 
 
@@ -37,8 +42,6 @@ def register(name: str, help_text: str = ""):
 
 
 def _discover():
-    import tools  # pylint: disable=g-import-not-at-top
-
     for info in pkgutil.iter_modules(tools.__path__):
         if info.name.startswith("benchmark_"):
             importlib.import_module(f"tools.{info.name}")
@@ -101,19 +104,16 @@ def pipeline_benchmark(argv: list[str]) -> int:
     args = p.parse_args(argv)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    # TensorFlow and the data pipeline only for this benchmark: the decode benchmark runs on GPU hosts without TF.
+    import tensorflow as tf
 
-    from datasets import pipeline, sources  # pylint: disable=g-import-not-at-top
+    from datasets import pipeline, sources
 
     src = sources.get_source(dict(name="easy_vqa", split="train", data_dir=args.data_dir))  # builds if missing
     tok = args.tokenizer
     if tok is None:
         tok = os.path.join(args.data_dir, "easy_vqa_bench_tokenizer.model")
         if not os.path.exists(tok):
-            from easy_vqa import get_train_questions  # pylint: disable=g-import-not-at-top
-
-            from paligemma.tokenizer import train_tokenizer  # pylint: disable=g-import-not-at-top
-
             questions, answers, _ = get_train_questions()
             train_tokenizer([f"answer en {q}" for q in questions] + sorted(set(answers)), tok, vocab_size=500)
 
@@ -184,6 +184,6 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     # Run the registry of the importable `tools.benchmark`, the one plugin modules register into.
-    from tools import benchmark as _benchmark  # pylint: disable=g-import-not-at-top
+    from tools import benchmark as _benchmark
 
     sys.exit(_benchmark.main(sys.argv))

@@ -51,10 +51,10 @@ def _examples(data_config: dict, ids: set, id_key: str = "question_id") -> dict:
 
 def prediction_grid(records: Sequence[dict], examples: dict, out_png: str, columns: int = 4) -> str:
     """A PNG grid: each cell an image titled with its question, the prediction and the answer(s)."""
-    import matplotlib  # pylint: disable=g-import-not-at-top
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+    import matplotlib.pyplot as plt
 
     rows = (len(records) + columns - 1) // columns
     fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 4.0 * rows), squeeze=False)

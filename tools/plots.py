@@ -40,10 +40,10 @@ def plot_curves(
     records: Sequence[dict], out_png: str, metrics: Sequence[str] | None = None, title: str | None = None
 ) -> str:
     """Writes a PNG with the training loss (left) and the evaluator metrics (right) against the step."""
-    import matplotlib  # pylint: disable=g-import-not-at-top
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+    import matplotlib.pyplot as plt
 
     metrics = list(metrics) if metrics is not None else default_metrics(records)
     fig, axes = plt.subplots(1, 2 if metrics else 1, figsize=(12 if metrics else 6, 4.5), squeeze=False)

@@ -61,7 +61,7 @@ class TrainData:
         try:
             batch = next(self)
             step_lib.check_batch(batch)
-        except Exception as e:  # pylint: disable=broad-except  (tf.data errors of every kind)
+        except Exception as e:  # tf.data errors of every kind
             raise ConfigError(f"config.input (data {self.describe}, pp): {one_line(e)}") from None
         return batch
 

@@ -49,7 +49,7 @@ class DevicePrefetcher:
         while not self._stop.is_set():
             try:
                 item = (True, self._produce())
-            except BaseException as e:  # pylint: disable=broad-except  (handed to the consumer)
+            except BaseException as e:  # handed to the consumer
                 self._put((False, e))
                 return
             if not self._put(item):

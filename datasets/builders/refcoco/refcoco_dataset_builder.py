@@ -120,7 +120,7 @@ def _load(manual_dir, dataset, partition):
 
 def _mask_png(ann, h, w) -> bytes:
     # Imported here: pycocotools is not in requirements.txt; only building RefCOCO from manual files needs it.
-    from pycocotools import mask as mask_utils  # pylint: disable=g-import-not-at-top
+    from pycocotools import mask as mask_utils
 
     seg = ann["segmentation"]
     rles = mask_utils.frPyObjects(seg, h, w)
