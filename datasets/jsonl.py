@@ -15,7 +15,8 @@ names starting with "_" are reserved. Blank lines are ignored.
 
 Bad rows -- malformed JSON, not an object, no image, a missing image file, an image path that leaves the dataset's
 folder (`../`, absolute paths elsewhere; the check is on the path as written, so symlinks placed inside the folder
-are followed), bad base64, a field whose type differs from earlier rows -- raise `DataError` (`datasets.base`; also
+are followed), bad base64, an image that is empty or not an image file at all (its first bytes are checked; a
+remote image when it is read), a field whose type differs from earlier rows -- raise `DataError` (`datasets.base`; also
 `sources.DataError`) naming the file and line ("path/train.jsonl:12: image file not found: ..."), or with
 `skip_bad_rows=True` are skipped, counted (`num_skipped`, `skipped` = [(line, reason), ...]) and reported with a
 warning.
@@ -185,6 +186,13 @@ class JsonlSource(Source):
                     raise DataError(f"image path {rel!r} points outside the dataset folder {self.root}")
                 if not os.path.isfile(full):
                     raise DataError(f"image file not found: {full}")
+                try:
+                    with open(full, "rb") as f:
+                        head = f.read(_HEAD_BYTES)
+                except OSError as e:
+                    raise DataError(f"image file {full} cannot be read ({e})") from None
+                if not _looks_like_image(head):
+                    raise DataError(f"image file {full} {_not_an_image(head)}")
             image_path = full
         else:
             try:
@@ -193,6 +201,8 @@ class JsonlSource(Source):
                 raise DataError(f"`image_bytes` is not valid base64 ({e})") from None
             if not image_bytes:
                 raise DataError("`image_bytes` is empty")
+            if not _looks_like_image(image_bytes[:_HEAD_BYTES]):
+                raise DataError(f"`image_bytes` {_not_an_image(image_bytes[:_HEAD_BYTES])}")
         fields = {}
         new_kinds = {}
         for key, value in obj.items():
@@ -218,6 +228,7 @@ class JsonlSource(Source):
 
     def _make_columns(self, rows):
         cols = {
+            "_line": np.array([r[0] for r in rows], dtype=np.int64),
             "_image_path": np.array([r[2] for r in rows], dtype=object),
             "_image_bytes": np.array([r[3] for r in rows], dtype=object),
         }
@@ -273,13 +284,50 @@ class JsonlSource(Source):
 
         def load(ex):
             ex = dict(ex)
-            path, inline = ex.pop("_image_path"), ex.pop("_image_bytes")
-            ex["image"] = tf.cond(tf.strings.length(path) > 0, lambda: read(path), lambda: inline)
+            path, inline, line = ex.pop("_image_path"), ex.pop("_image_bytes"), ex.pop("_line")
+            image = tf.cond(tf.strings.length(path) > 0, lambda: read(path), lambda: inline)
+            # Checked at creation for local files; again here for remote ones and files changed since.
+            where = tf.strings.join([self.path, ":", tf.strings.as_string(line), ": image ", path])
+            check = tf.debugging.Assert(
+                _tf_looks_like_image(image),
+                [tf.strings.join([where, " is not an image file (empty or unknown format); ", _FIX])],
+            )
+            with tf.control_dependencies([check]):
+                ex["image"] = tf.identity(image)
             return ex
 
         read = _read_remote if self.remote else tf.io.read_file
 
         return ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+
+
+# Leading bytes of the image formats a decoder may read (JPEG, PNG, GIF, BMP, WebP, TIFF, JPEG XL).
+_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*", b"\xff\x0a")
+_JXL_BOX = b"\x00\x00\x00\x0cJXL \r\n\x87\n"
+_HEAD_BYTES = 16
+_FIX = "replace or remove the file, or set skip_bad_rows=True to skip such rows"
+
+
+def _looks_like_image(head: bytes) -> bool:
+    """Whether `head` (the first bytes of a file) starts like an image file of a known format."""
+    return head.startswith(_MAGIC) or head.startswith(_JXL_BOX) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
+def _not_an_image(head: bytes) -> str:
+    what = "is empty" if not head else f"is not an image (unknown format, starts with {head[:12]!r})"
+    return f"{what}; {_FIX}"
+
+
+def _tf_looks_like_image(b: tf.Tensor) -> tf.Tensor:
+    """`_looks_like_image` in graph code, for a scalar tf.string."""
+    head = tf.strings.join([tf.strings.substr(b, 0, _HEAD_BYTES), b"\x01" * _HEAD_BYTES])  # substr needs the length
+    ok = tf.constant(False)
+    for m in (*_MAGIC, _JXL_BOX):
+        ok = tf.logical_or(ok, tf.equal(tf.strings.substr(head, 0, len(m)), m))
+    webp = tf.logical_and(
+        tf.equal(tf.strings.substr(head, 0, 4), b"RIFF"), tf.equal(tf.strings.substr(head, 8, 4), b"WEBP")
+    )
+    return tf.logical_or(ok, webp)
 
 
 def _normpath(url: str) -> str:

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -253,12 +254,32 @@ def make_train_dataset(
     return ds.with_options(options)
 
 
+def data_error(error: tf.errors.OpError, where: str) -> DataError:
+    """A one-line DataError for a TensorFlow error raised while reading data (a bad image, a failed assertion).
+
+    The message is TensorFlow's without its graph noise (function names, op names, "assertion failed: [...]"),
+    prefixed by `where` (the source) unless it already names a file.
+    """
+    msg = error.message.split("Traceback (most recent call last)", 1)[0]  # a py_function's Python traceback
+    msg = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", msg)
+    msg = re.sub(r"\s*\[\[\{\{node [^\]]*\]\]", "", msg)
+    msg = re.sub(r"\s*\[Op:\w+\].*$", "", msg, flags=re.S)
+    msg = re.sub(r"^.*?(Error in user-defined function[^:]*:[^:]*:\s*)", "", msg, flags=re.S)
+    asserted = re.search(r"assertion failed: \[(.*?)\]\s*(\[\[|$)", msg, flags=re.S)
+    if asserted:
+        msg = asserted.group(1)
+    msg = re.sub(r"^(Iterator::\S+:\s*)?(\w+(Error|Exception):\s*)?", "", msg.strip())
+    msg = " ".join(msg.split())
+    return DataError(f"{where}: {msg}" if where and where.split(" ")[0].split(":", 1)[-1] not in msg else msg)
+
+
 class TrainIterator:
     """Infinite iterator of numpy batches; `position` is where a resumed run should start (`start_example`)."""
 
-    def __init__(self, dataset: tf.data.Dataset, batch_size: int, start_example: int):
+    def __init__(self, dataset: tf.data.Dataset, batch_size: int, start_example: int, where: str = ""):
         self.dataset = dataset
         self.batch_size = batch_size
+        self.where = where  # the source, named by data errors
         self.position = int(start_example)
         self.examples = 0
         self.truncated = 0
@@ -271,7 +292,10 @@ class TrainIterator:
     def __next__(self) -> dict[str, Any]:
         if self._it is None:
             self._it = self.dataset.as_numpy_iterator()
-        batch = next(self._it)
+        try:
+            batch = next(self._it)
+        except tf.errors.OpError as e:
+            raise data_error(e, self.where) from None
         self.position += self.batch_size
         self.examples += self.batch_size
         flag = batch.pop(TRUNCATION_KEY, None) if isinstance(batch, dict) else None
@@ -337,7 +361,7 @@ def make_train_iterator(
         process_count=process_count,
         tokenizer=tokenizer,
     )
-    return TrainIterator(ds, batch_size, start_example)
+    return TrainIterator(ds, batch_size, start_example, where=source.describe())
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -364,8 +388,11 @@ def _pad_rows(x: np.ndarray, batch_size: int) -> np.ndarray:
 class EvalIterator:
     """Ordered numpy batches of this process's block, each example once; padded, with `_mask`. Re-iterable."""
 
-    def __init__(self, dataset: tf.data.Dataset, *, batch_size: int, num_examples: int, num_batches: int):
+    def __init__(
+        self, dataset: tf.data.Dataset, *, batch_size: int, num_examples: int, num_batches: int, where: str = ""
+    ):
         self.dataset = dataset
+        self.where = where  # the source, named by data errors
         self.batch_size = batch_size
         self.num_examples = num_examples  # real examples on this process
         self.num_batches = num_batches  # the same on every process
@@ -378,7 +405,14 @@ class EvalIterator:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         self.examples = self.truncated = 0
         bs, emitted = self.batch_size, 0
-        for batch in self.dataset.as_numpy_iterator():
+        batches = self.dataset.as_numpy_iterator()
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            except tf.errors.OpError as e:
+                raise data_error(e, self.where) from None
             n = len(tf.nest.flatten(batch)[0])
             batch = tf.nest.map_structure(lambda x: _pad_rows(np.asarray(x), bs), batch)
             batch[MASK_KEY] = (np.arange(bs) < n).astype(np.int32)
@@ -470,6 +504,7 @@ def make_eval_iterator(
         batch_size=batch_size,
         num_examples=source.shard_num_examples(process_index, process_count),
         num_batches=math.ceil(largest / batch_size),
+        where=source.describe(),
     )
 
 

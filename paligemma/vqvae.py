@@ -57,6 +57,7 @@ import ml_dtypes
 import numpy as np
 
 from paligemma import paths
+from paligemma.checkpoints.npz import read_npz
 
 __all__ = [
     "NUM_CODES",
@@ -502,12 +503,16 @@ def load_params(path: str | os.PathLike, require_encoder: bool = True) -> dict:
 
     Returns:
       `{"codebook", "encoder", "decoder"}` float32 params for `encode` / `decode`.
+
+    Raises:
+      FileNotFoundError: no such file.
+      CheckpointError: a damaged or hostile file (not a zip of arrays, truncated, pickled, sizes that lie).
+      ValueError: arrays that do not match the VQ-VAE layout.
     """
     path = os.fspath(path)
     if not paths.isfile(path):
         raise FileNotFoundError(f"{path}: VQ-VAE file not found (the released vae-oid.npz; pass its path).")
-    with paths.open(path, "rb") as raw, np.load(raw, allow_pickle=False) as f:
-        state = {k: f[k] for k in f.files}
+    state = read_npz(path)  # checked headers, no pickle; a damaged file is one CheckpointError naming it
     return params_from_state_dict(state, require_encoder=require_encoder)
 
 

@@ -17,6 +17,7 @@ temporary copy of itself.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import logging
 import math
@@ -386,9 +387,98 @@ def _int_if_whole(x: float) -> int | float:
     return int(x) if float(x).is_integer() else float(x)
 
 
+_TEXT_KEYS = (
+    "model_type",
+    "hidden_activation",
+    "hidden_act",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "vocab_size",
+    "rope_parameters",
+    "rope_theta",
+    "rms_norm_eps",
+    "query_pre_attn_scalar",
+    "attn_logit_softcapping",
+    "final_logit_softcapping",
+    "sliding_window",
+    "layer_types",
+)
+_VISION_KEYS = (
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "patch_size",
+    "image_size",
+    "vision_use_head",
+    "layer_norm_eps",
+    "projection_dim",
+)
+_TOP_KEYS = ("vision_config", "text_config", "image_token_index", "image_token_id", "projection_dim", "model_type")
+
+
+def _check_hf_keys(section: Mapping[str, Any], known: tuple[str, ...], prefix: str) -> None:
+    """A key that is a near-miss of a key this reader uses, while that key is absent, is a typo: ValueError.
+
+    Other unknown keys are left alone (transformers writes many this model does not need).
+    """
+    for key in section:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.85)
+        if close and close[0] not in section:
+            raise ValueError(f"unknown key {prefix}{key} (did you mean {close[0]!r}?); fix or remove it")
+
+
+def _hf_int(section: Mapping[str, Any], key: str, prefix: str, default: Any = None, least: int = 1) -> int:
+    """`section[key]` (or `default`) as an int >= `least`; ValueError naming the field otherwise."""
+    value = section.get(key, default)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        kind = "a positive" if least == 1 else f"an integer >= {least}:"
+        raise ValueError(f"{prefix}{key}: expected {kind} integer, got {value!r}")
+    return value
+
+
+def _hf_float(section: Mapping[str, Any], key: str, prefix: str, default: Any = None) -> float:
+    """`section[key]` (or `default`) as a finite float; ValueError naming the field otherwise."""
+    value = section.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{prefix}{key}: expected a number, got {value!r}")
+    return float(value)
+
+
+def _hf_section(hf: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = hf.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{key}: expected an object of fields, got {value!r:.80}")
+    return dict(value)
+
+
+def _hf_size(value: Any, key: str) -> int | tuple[int, ...]:
+    """An image/patch size: a positive int or a list of them; ValueError naming `key` otherwise."""
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not items or len(items) > 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in items):
+        raise ValueError(f"{key}: expected a positive integer (or a pair of them), got {value!r}")
+    return items[0] if not isinstance(value, (list, tuple)) else tuple(items)
+
+
 def config_from_hf(hf: Mapping[str, Any], *, sliding_window: Any = "default") -> dict[str, dict[str, Any]]:
-    """Our model config from a `PaliGemmaConfig` dict (config.json). `sliding_window` as in `load`."""
-    vision, text = hf.get("vision_config") or {}, hf.get("text_config") or {}
+    """Our model config from a `PaliGemmaConfig` dict (config.json). `sliding_window` as in `load`.
+
+    Raises:
+      ValueError: a field of the wrong type or range (a string for a number, a layer count <= 0, ...) or a misspelt
+        key; the message names the field (e.g. "text_config.num_hidden_layers").
+    """
+    _check_hf_keys(hf, _TOP_KEYS, "")
+    vision, text = _hf_section(hf, "vision_config"), _hf_section(hf, "text_config")
+    _check_hf_keys(text, _TEXT_KEYS, "text_config.")
+    _check_hf_keys(vision, _VISION_KEYS, "vision_config.")
     text_type = text.get("model_type", "gemma")
     if text_type not in ("gemma", "gemma2"):
         raise ValueError(f"text_config.model_type {text_type!r} is not supported (gemma, gemma2).")
@@ -416,35 +506,46 @@ def config_from_hf(hf: Mapping[str, Any], *, sliding_window: Any = "default") ->
         )
     )
     t = {**defaults, **{k: v for k, v in text.items() if v is not None}}
-    width, heads = int(t["hidden_size"]), int(t["num_attention_heads"])
-    head_dim = int(t.get("head_dim") or width // heads)
-    text_vocab = int(t.get("vocab_size", 257152))
+    tp = "text_config."
+    width, heads = _hf_int(t, "hidden_size", tp), _hf_int(t, "num_attention_heads", tp)
+    head_dim = _hf_int(t, "head_dim", tp) if t.get("head_dim") else width // heads
+    text_vocab = _hf_int(t, "vocab_size", tp, 257152)
     image_token = hf.get("image_token_index", hf.get("image_token_id"))
-    vocab = int(image_token) if image_token is not None and 0 < int(image_token) < text_vocab else text_vocab
+    if image_token is not None:
+        image_token = _hf_int(hf, "image_token_index" if "image_token_index" in hf else "image_token_id", "", least=0)
+    vocab = image_token if image_token is not None and 0 < image_token < text_vocab else text_vocab
     rope = t.get("rope_parameters") or {}
+    if not isinstance(rope, Mapping):
+        raise ValueError(f"{tp}rope_parameters: expected an object, got {rope!r:.80}")
     llm: dict[str, Any] = dict(
         variant=None,
         vocab_size=vocab,
         width=width,
-        depth=int(t["num_hidden_layers"]),
-        mlp_dim=int(t["intermediate_size"]),
+        depth=_hf_int(t, "num_hidden_layers", tp),
+        mlp_dim=_hf_int(t, "intermediate_size", tp),
         num_heads=heads,
-        num_kv_heads=int(t["num_key_value_heads"]),
+        num_kv_heads=_hf_int(t, "num_key_value_heads", tp),
         head_dim=head_dim,
-        rope_base=float(rope.get("rope_theta", t.get("rope_theta", 10_000.0))),
-        norm_eps=float(t.get("rms_norm_eps", 1e-6)),
+        rope_base=_hf_float(rope, "rope_theta", tp + "rope_parameters.", t.get("rope_theta", 10_000.0)),
+        norm_eps=_hf_float(t, "rms_norm_eps", tp, 1e-6),
         post_norms=gemma2,
         sliding_window=None,
     )
     hf_window = None
     if gemma2:
         llm.update(
-            query_pre_attn_scalar=float(t.get("query_pre_attn_scalar", 256)),
-            attn_logits_softcap=_float_or_none(text.get("attn_logit_softcapping", 50.0)),
-            final_logits_softcap=_float_or_none(text.get("final_logit_softcapping", 30.0)),
+            query_pre_attn_scalar=_hf_float(t, "query_pre_attn_scalar", tp, 256),
+            attn_logits_softcap=_float_or_none(text.get("attn_logit_softcapping", 50.0), tp + "attn_logit_softcapping"),
+            final_logits_softcap=_float_or_none(
+                text.get("final_logit_softcapping", 30.0), tp + "final_logit_softcapping"
+            ),
         )
         window = text.get("sliding_window", gemma.GEMMA2_SLIDING_WINDOW)
+        if window is not None:
+            window = _hf_int(text, "sliding_window", tp, least=0)
         types = text.get("layer_types")
+        if types is not None and (not isinstance(types, list) or not all(isinstance(x, str) for x in types)):
+            raise ValueError(f"{tp}layer_types: expected a list of strings, got {types!r:.80}")
         alternating = [("sliding_attention" if i % 2 == 0 else "full_attention") for i in range(llm["depth"])]
         if window and (types is None or list(types) == alternating):
             hf_window = int(window)
@@ -463,37 +564,80 @@ def config_from_hf(hf: Mapping[str, Any], *, sliding_window: Any = "default") ->
         "image_size": 224,
         **{k: x for k, x in vision.items() if x is not None},
     }
-    image_size, patch = v["image_size"], v["patch_size"]
-    if not isinstance(image_size, int):
-        image_size = tuple(int(s) for s in image_size)
+    vp = "vision_config."
+    image_size = _hf_size(v["image_size"], vp + "image_size")
+    patch = _hf_size(v["patch_size"], vp + "patch_size")
     if not isinstance(patch, int):
         if len(set(patch)) != 1:
             raise ValueError(f"non-square patches {patch} are not supported.")
         patch = int(patch[0])
     img = dict(
         variant=None,
-        width=int(v["hidden_size"]),
-        depth=int(v["num_hidden_layers"]),
-        mlp_dim=int(v["intermediate_size"]),
-        num_heads=int(v["num_attention_heads"]),
+        width=_hf_int(v, "hidden_size", vp),
+        depth=_hf_int(v, "num_hidden_layers", vp),
+        mlp_dim=_hf_int(v, "intermediate_size", vp),
+        num_heads=_hf_int(v, "num_attention_heads", vp),
         patch_size=int(patch),
         image_size=image_size,
         pool_type="map" if v.get("vision_use_head") else "none",
-        layer_norm_eps=float(v.get("layer_norm_eps", 1e-6)),
+        layer_norm_eps=_hf_float(v, "layer_norm_eps", vp, 1e-6),
     )
     projection = hf.get("projection_dim", vision.get("projection_dim"))
-    if projection is not None and int(projection) != width:
-        raise ValueError(f"projection_dim {projection} differs from the text width {width}.")
+    if projection is not None:
+        projection = _hf_int(hf if "projection_dim" in hf else vision, "projection_dim", "")
+        if projection != width:
+            raise ValueError(f"projection_dim {projection} differs from the text width {width}.")
     return apply_window({"img": img, "llm": llm}, sliding_window, hf_window, keep=False)
 
 
-def _float_or_none(x: Any) -> float | None:
+def _float_or_none(x: Any, key: str) -> float | None:
+    if isinstance(x, bool) or not isinstance(x, (int, float, type(None))) or (x and not math.isfinite(x)):
+        raise ValueError(f"{key}: expected a number or null, got {x!r}")
     return float(x) if x else None
 
 
 def safetensors_files(folder: str) -> list[str]:
     """Names of the `*.safetensors` files in `folder`, sorted."""
     return sorted(f for f in paths.listdir(folder) if f.endswith(".safetensors"))
+
+
+def _index_shards(folder: str, index_path: str) -> list[str]:
+    """The shard files `index_path`'s weight_map names, checked before any of them is opened.
+
+    Every name must be a relative path inside `folder` (no absolute path, no `..`, no symlink leading out) and an
+    existing file.
+
+    Raises:
+      CheckpointError: naming the index file and the offending names (all missing shards in one message).
+    """
+    weight_map = read_json(index_path).get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise CheckpointError(f"{index_path}: no 'weight_map' (an object: tensor name -> shard file).")
+    bad = sorted({repr(f) for f in weight_map.values() if not isinstance(f, str) or not f})
+    if bad:
+        raise CheckpointError(f"{index_path}: weight_map holds shard names that are not file names: {', '.join(bad)}.")
+    files = sorted(set(weight_map.values()))
+    outside = []
+    for f in files:
+        parts = f.replace("\\", "/").split("/")
+        if f.startswith(("/", "\\")) or "://" in f or os.path.isabs(f) or ".." in parts or (len(f) > 1 and f[1] == ":"):
+            outside.append(f)
+        elif not paths.is_remote(folder):
+            root = os.path.realpath(folder)
+            if os.path.commonpath([root, os.path.realpath(os.path.join(folder, f))]) != root:
+                outside.append(f)  # a symlink that leads out of the folder
+    if outside:
+        raise CheckpointError(
+            f"{index_path}: weight_map names shard files outside the checkpoint folder, which are never opened: "
+            f"{', '.join(map(repr, outside))}; shards must be files in {folder}."
+        )
+    missing = [f for f in files if not paths.isfile(paths.join(folder, f))]
+    if missing:
+        raise CheckpointError(
+            f"{index_path}: {len(missing)} of {len(files)} shard files it lists do not exist: {', '.join(missing)}; "
+            f"download them into {folder}."
+        )
+    return files
 
 
 def load_hf(
@@ -525,36 +669,33 @@ def load_hf(
     if meta is not None and meta.get("model_type", "paligemma") != "paligemma":
         raise CheckpointError(f"{path}: config.json model_type {meta.get('model_type')!r} is not 'paligemma'.")
     derived = config is None
+    config_file = paths.join(path, "config.json")
     if derived:
         try:
             config = config_from_hf(meta, sliding_window=sliding_window)
-        except (ValueError, TypeError, KeyError) as e:
-            raise CheckpointError(f"{paths.join(path, 'config.json')}: {e}") from None
+            normalise_config(config)
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise CheckpointError(f"{config_file}: {e} (fix the file, or pass config=).") from None
     else:
         hf_window = None
         if meta is not None and sliding_window == "hf":
-            hf_window = config_from_hf(meta, sliding_window="hf")["llm"]["sliding_window"]
+            try:
+                hf_window = config_from_hf(meta, sliding_window="hf")["llm"]["sliding_window"]
+            except (ValueError, TypeError, KeyError, AttributeError) as e:
+                raise CheckpointError(f"{config_file}: {e} (fix the file, or pass config=).") from None
         config = apply_window(copy_config(config), sliding_window, hf_window, keep=True)
 
     # Tensor index: canonical name -> (file, stored name).
     index_path = paths.join(path, HF_INDEX_FILE)
     if paths.isfile(index_path):
-        weight_map = read_json(index_path).get("weight_map")
-        if not isinstance(weight_map, dict):
-            raise CheckpointError(f"{index_path}: no 'weight_map'.")
-        files = sorted(set(weight_map.values()))
+        files = _index_shards(path, index_path)
     else:
         files = safetensors_files(path)
     if not files:
         bins = [f for f in paths.listdir(path) if f.endswith((".bin", ".pt", ".pth"))]
         hint = f" ({', '.join(bins)} are pickle files, which are never loaded)" if bins else ""
         raise CheckpointError(f"{path}: no *.safetensors weights{hint}.")
-    readers = {}
-    for f in files:
-        full = paths.join(path, f)
-        if not paths.isfile(full):
-            raise CheckpointError(f"{index_path}: lists {f}, which does not exist.")
-        readers[f] = SafetensorsFile(full)
+    readers = {f: SafetensorsFile(paths.join(path, f)) for f in files}
     tensors: dict[str, tuple[SafetensorsFile, str]] = {}
     duplicates = []
     for reader in readers.values():

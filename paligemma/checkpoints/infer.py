@@ -7,6 +7,8 @@ resolution change (the position embedding is resampled); `apply_window` sets Gem
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import logging
 import math
 from collections.abc import Callable, Mapping
@@ -33,6 +35,82 @@ def normalise_config(config: Mapping[str, Any]) -> tuple[siglip.SiglipConfig, ge
     llm = gemma.GemmaConfig(**dict(config["llm"]))
     img = siglip.SiglipConfig(**{"num_classes": llm.width, **dict(config["img"])})
     return img, llm
+
+
+_SECTIONS = {"img": siglip.SiglipConfig, "llm": gemma.GemmaConfig}
+_ZERO_OK = ("num_classes", "sliding_window")  # int fields where 0 means "none"
+
+
+def nearest_key(key: str, valid: Any) -> str:
+    """A "did you mean" hint naming the valid key nearest to `key`, or "" when none is close."""
+    close = difflib.get_close_matches(str(key), sorted(valid), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _field_problem(name: str, value: Any, annotation: str) -> str | None:
+    """Why `value` is not a valid value of a config field annotated `annotation` (a string), or None."""
+    if value is None:
+        return None if "None" in annotation else "must not be null"
+    if annotation.startswith("int") or annotation.startswith("bool"):
+        is_bool = annotation.startswith("bool")
+        if is_bool:
+            return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
+        values = value if "tuple" in annotation and isinstance(value, (list, tuple)) and len(value) == 2 else [value]
+        least = 0 if name in _ZERO_OK else 1
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, int) or v < least:
+                kind = "a non-negative" if least == 0 else "a positive"
+                pair = " (or a pair of them)" if "tuple" in annotation else ""
+                return f"expected {kind} integer{pair}, got {value!r}"
+        return None
+    if annotation.startswith("float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"expected a number, got {value!r}"
+        return None
+    if annotation.startswith("str") and not isinstance(value, str):
+        return f"expected a string, got {value!r}"
+    return None
+
+
+def check_config(config: Any, where: str, key: str = "config") -> None:
+    """Checks a model config read from a file: sections, known keys, value types and ranges, then the dataclasses.
+
+    Args:
+      config: the value read (should be `{"img": {...}, "llm": {...}}`).
+      where: the file it was read from (named by the error).
+      key: where `config` sits in that file (named by the error, e.g. "config" -> "config.llm.depth").
+
+    Raises:
+      CheckpointError: one line naming `where`, the offending field and what it should be (an unknown key names
+        the nearest valid one).
+    """
+    if not isinstance(config, Mapping):
+        raise CheckpointError(f"{where}: {key} must be an object with 'img' and 'llm' sections, got {config!r:.80}.")
+    for section in config:
+        if section not in _SECTIONS:
+            raise CheckpointError(
+                f"{where}: unknown key {key}.{section}{nearest_key(section, _SECTIONS)}; a model config has "
+                f"only 'img' and 'llm'."
+            )
+    for section, cls in _SECTIONS.items():
+        if section not in config:
+            raise CheckpointError(f"{where}: {key} has no {section!r} section.")
+        values = config[section]
+        if not isinstance(values, Mapping):
+            raise CheckpointError(f"{where}: {key}.{section} must be an object of fields, got {values!r:.80}.")
+        fields = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+        for name, value in values.items():
+            if name not in fields:
+                raise CheckpointError(
+                    f"{where}: unknown key {key}.{section}.{name}{nearest_key(name, fields)}; fix or remove it."
+                )
+            problem = _field_problem(name, value, fields[name])
+            if problem:
+                raise CheckpointError(f"{where}: {key}.{section}.{name}: {problem}; fix it.")
+    try:
+        normalise_config(config)
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{where}: invalid model config in {key}: {e}") from None
 
 
 def copy_config(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -70,6 +70,45 @@ def _read_npy_header(f, where: str) -> tuple[tuple[int, ...], bool, np.dtype]:
     return tuple(int(d) for d in shape), bool(fortran), dtype
 
 
+# Deflate cannot expand data more than about 1032:1; a member claiming more is a lie (a zip bomb or corruption).
+_MAX_DEFLATE_RATIO = 1100
+
+
+def _check_member_size(
+    info: zipfile.ZipInfo, shape: tuple[int, ...], dtype: np.dtype, header_bytes: int, archive_size: int
+) -> None:
+    """Checks that the array a member's header declares is the data the member stores, before anything is allocated.
+
+    The declared size (shape x itemsize) must equal the member's stored data (its uncompressed size less the .npy
+    header), and the member must fit in the archive (stored: its compressed size; deflated: at most
+    `_MAX_DEFLATE_RATIO` times it). So a header declaring a 256 GiB array in a small file is refused.
+
+    Raises:
+      ValueError: naming the member, its declared shape and its actual size.
+    """
+    where = f"member {info.filename!r}"
+    if any(d < 0 for d in shape):
+        raise ValueError(f"{where} declares a negative dimension in shape {shape}")
+    declared = math.prod(shape) * dtype.itemsize
+    stored = info.file_size - header_bytes
+    if info.header_offset + info.compress_size > archive_size:
+        raise ValueError(
+            f"{where} claims {info.compress_size} bytes at offset {info.header_offset}, past the end of the "
+            f"{archive_size}-byte file (truncated?)"
+        )
+    ratio = 1 if info.compress_type == zipfile.ZIP_STORED else _MAX_DEFLATE_RATIO
+    if info.file_size > max(info.compress_size, 1) * ratio:
+        raise ValueError(
+            f"{where} claims {info.file_size} uncompressed bytes from {info.compress_size} stored bytes, which is "
+            f"impossible (corrupt or hostile file)"
+        )
+    if declared != stored:
+        raise ValueError(
+            f"{where} declares shape {shape} of {dtype} ({declared} bytes) but stores {stored} data bytes "
+            f"(truncated, corrupt or hostile file)"
+        )
+
+
 class _NpzReader:
     """An `.npz` file opened for streaming reads. Raises CheckpointError naming the file when it is unreadable."""
 
@@ -85,6 +124,7 @@ class _NpzReader:
             ) from None
         self.entries: dict[str, _NpyEntry] = {}
         try:
+            archive_size = paths.getsize(path)
             for info in self.zip.infolist():
                 if info.is_dir():
                     continue
@@ -92,6 +132,8 @@ class _NpzReader:
                     raise ValueError(f"member {info.filename!r} is not a .npy array")
                 with self.zip.open(info) as f:
                     shape, fortran, dtype = _read_npy_header(f, f"member {info.filename!r}")
+                    header_bytes = f.tell()
+                _check_member_size(info, shape, dtype, header_bytes, archive_size)
                 self.entries[info.filename[:-4]] = _NpyEntry(info.filename, shape, stored_dtype(dtype), fortran)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, struct.error) as e:
             self.close()
@@ -134,6 +176,20 @@ class _NpzReader:
         except (zipfile.BadZipFile, OSError, EOFError, ValueError, struct.error) as e:
             raise CheckpointError(f"{self.path}: corrupt .npz checkpoint: {e}") from None
         return flat.reshape(entry.shape, order="F" if entry.fortran else "C")
+
+
+def read_npz(path: str) -> dict[str, np.ndarray]:
+    """Every array of the `.npz` file `path`, as stored (bfloat16 viewed as such), with this module's checks.
+
+    Unlike `np.load`, every header is checked against its member's stored size before anything is allocated, and
+    a damaged file is one error.
+
+    Raises:
+      CheckpointError: the file is not a zip of .npy arrays, is truncated, holds pickled objects, or declares an
+        array larger than the data it stores (the message names the file and the member).
+    """
+    with _NpzReader(path) as reader:
+        return {name: reader.read(name) for name in reader.entries}
 
 
 def _strip_npz_wrapper(names: list[str]) -> tuple[str, list[str]]:

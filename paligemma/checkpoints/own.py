@@ -16,7 +16,7 @@ import numpy as np
 from paligemma import gemma, paths
 from paligemma import model as model_lib
 from paligemma.checkpoints.common import CheckpointError, shape_of
-from paligemma.checkpoints.infer import compare_shapes, expected_shapes, mismatch_error, normalise_config
+from paligemma.checkpoints.infer import check_config, compare_shapes, expected_shapes, mismatch_error, normalise_config
 from paligemma.checkpoints.npz import load_npz, save_npz
 from paligemma.tree import flatten, plain
 
@@ -37,12 +37,16 @@ def load_own(
     Raises:
       CheckpointError: a newer format version, no saved model config, no params.npz, or params that do not match.
     """
+    config_file = paths.join(path, OWN_CONFIG_FILE)
     version = meta.get("version", OWN_FORMAT_VERSION)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{config_file}: version must be a positive integer, got {version!r}; fix it.")
     if version > OWN_FORMAT_VERSION:
         raise CheckpointError(f"{path}: written by a newer version of this format ({version} > {OWN_FORMAT_VERSION}).")
     saved = meta.get("config")
-    if not isinstance(saved, dict) or "img" not in saved or "llm" not in saved:
-        raise CheckpointError(f"{paths.join(path, OWN_CONFIG_FILE)}: no model config ('config' with 'img', 'llm').")
+    if saved is None:
+        raise CheckpointError(f"{config_file}: no model config ('config' with 'img', 'llm').")
+    check_config(saved, config_file)
     npz = paths.join(path, OWN_PARAMS_FILE)
     if not paths.isfile(npz):
         raise CheckpointError(f"{path}: missing {OWN_PARAMS_FILE}.")

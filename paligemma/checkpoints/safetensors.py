@@ -32,6 +32,7 @@ _ST_DTYPES = {
     "BOOL": np.dtype(np.bool_),
 }
 _ST_NAMES = {v: k for k, v in _ST_DTYPES.items()}
+_MAX_HEADER = 100 << 20  # the safetensors package's own limit on the JSON header
 
 
 class SafetensorsFile:
@@ -46,8 +47,10 @@ class SafetensorsFile:
                 if len(head) < 8:
                     raise ValueError("file shorter than the 8-byte header length")
                 (n,) = struct.unpack("<Q", head)
-                if n > size - 8 or n > (100 << 20):
+                if n > size - 8:
                     raise ValueError(f"header length {n} exceeds the file size {size}")
+                if n > _MAX_HEADER:
+                    raise ValueError(f"header length {n} exceeds the {_MAX_HEADER}-byte limit for a header")
                 header = json.loads(f.read(n).decode("utf-8"))
             if not isinstance(header, dict):
                 raise ValueError("header is not a JSON object")
@@ -55,10 +58,14 @@ class SafetensorsFile:
             self.start = 8 + n
             self.tensors: dict[str, tuple[np.dtype, tuple[int, ...], int, int]] = {}
             for name, info in header.items():
+                if not isinstance(info, dict):
+                    raise ValueError(f"tensor {name!r}: expected an object with dtype, shape, data_offsets")
                 if info["dtype"] not in _ST_DTYPES:
                     raise ValueError(f"tensor {name!r}: unsupported dtype {info['dtype']}")
                 dt = _ST_DTYPES[info["dtype"]]
                 shape = tuple(int(d) for d in info["shape"])
+                if any(d < 0 for d in shape):
+                    raise ValueError(f"tensor {name!r}: negative dimension in shape {shape}")
                 begin, end = (int(x) for x in info["data_offsets"])
                 if end - begin != math.prod(shape) * dt.itemsize or begin < 0 or self.start + end > size:
                     raise ValueError(

@@ -147,3 +147,64 @@ def test_seeded_order_is_deterministic():
     assert order(5) == order(5)
     assert sorted(order(5)) == list(range(7))
     assert any(order(5) != order(s) for s in (6, 7, 8))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Issue 17: a corrupt image deep in the data is one DataError naming the JSONL file, the line and the image.
+
+
+def _deep_rows(tmp_path, n=40):
+    (tmp_path / "img").mkdir(exist_ok=True)
+    for i in range(n):
+        (tmp_path / "img" / f"{i}.png").write_bytes(_png(i))
+    return [{"image": f"img/{i}.png", "question": "q", "answer": "a"} for i in range(n)]
+
+
+def _iterate(path):
+    from datasets import pipeline
+
+    src = sources.get_source(dict(name="jsonl", path=path))
+    for _ in pipeline.make_eval_iterator(src, "decode|resize(8)", batch_size=8):
+        pass
+
+
+def test_corrupt_image_deep_in_the_data_names_file_line_and_image(tmp_path):
+    # Before: accepted at creation; iterating died with TensorFlow's InvalidArgumentError naming neither.
+    rows = _deep_rows(tmp_path)
+    (tmp_path / "img" / "33.png").write_bytes(b"<html>this is not an image</html>")
+    path = _write(tmp_path, rows, images=())
+    with pytest.raises(sources.DataError, match=r"data\.jsonl:34: image file .*33\.png is not an image") as e:
+        sources.get_source(dict(name="jsonl", path=path))
+    assert "\n" not in str(e.value) and "skip_bad_rows" in str(e.value)
+    src = sources.get_source(dict(name="jsonl", path=path, skip_bad_rows=True))
+    assert src.num_examples == 39 and src.skipped[0][0] == 34
+    (tmp_path / "img" / "33.png").write_bytes(b"")
+    with pytest.raises(sources.DataError, match=r"data\.jsonl:34: image file .*33\.png is empty"):
+        sources.get_source(dict(name="jsonl", path=path))
+    bad_inline = [{"image_bytes": base64.b64encode(b"GIF? no, text").decode(), "question": "q"}]
+    path = _write(tmp_path, rows[:3] + bad_inline, images=())
+    with pytest.raises(sources.DataError, match=r"data\.jsonl:4: `image_bytes` is not an image"):
+        sources.get_source(dict(name="jsonl", path=path))
+
+
+def test_image_damaged_after_the_source_was_made(tmp_path):
+    # The check at read time (remote images, files changed since): a DataError naming the line, not a TF traceback.
+    from datasets import pipeline
+
+    path = _write(tmp_path, _deep_rows(tmp_path), images=())
+    src = sources.get_source(dict(name="jsonl", path=path))
+    (tmp_path / "img" / "21.png").write_bytes(b"garbage")
+    it = pipeline.make_eval_iterator(src, "decode|resize(8)", batch_size=8)
+    with pytest.raises(sources.DataError, match=r"data\.jsonl:22: image .*21\.png is not an image file") as e:
+        list(it)
+    assert "\n" not in str(e.value) and "Traceback" not in str(e.value) and "function_node" not in str(e.value)
+
+
+def test_truncated_image_is_one_data_error(tmp_path):
+    # A valid header, truncated data: found only by the decoder; the error names the JSONL file and the problem.
+    rows = _deep_rows(tmp_path)
+    (tmp_path / "img" / "33.png").write_bytes(_png(33)[:40])
+    path = _write(tmp_path, rows, images=())
+    with pytest.raises(sources.DataError, match=r"data\.jsonl.*cannot decode 'image'.*Invalid PNG") as e:
+        _iterate(path)
+    assert "\n" not in str(e.value) and "Traceback" not in str(e.value) and "function_node" not in str(e.value)
