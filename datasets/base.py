@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from paligemma.errors import UserError
+
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A problem with the data itself (a bad row, missing files), with where it is."""
 
 

@@ -21,6 +21,8 @@ import tensorflow_datasets as tfds
 from absl import app, flags
 
 from datasets import builders
+from paligemma import cli
+from paligemma.errors import UserError
 
 FLAGS = flags.FLAGS
 
@@ -33,7 +35,7 @@ def _define_flags():  # only when run as a program, so that importing `prepare` 
     flags.DEFINE_bool("list", False, "List the datasets this command builds, and exit.")
 
 
-class ManualFilesMissing(FileNotFoundError):
+class ManualFilesMissing(UserError, FileNotFoundError):
     """The files a builder needs in its manual_dir are not there (the message says what to do)."""
 
 
@@ -114,7 +116,15 @@ def prepare(
 
 
 def main(argv):
-    """`python -m datasets.build NAME...`: builds the named datasets (see the module docstring)."""
+    """`python -m datasets.build NAME...`: builds the named datasets (see the module docstring).
+
+    Returns the exit status: 0, or 2 after an expected failure (missing manual files, unknown dataset, a path that
+    cannot be written), printed as one `error:` line (`paligemma.cli.run_main`).
+    """
+    return cli.run_main(_main, argv)
+
+
+def _main(argv):
     names = argv[1:]
     if FLAGS.list:
         for n in sorted(builders.BUILDERS):
@@ -139,11 +149,7 @@ def main(argv):
     if FLAGS.help_manual:
         print(manual_instructions(name) or f"{name} needs no manually downloaded files.")
         return 0
-    try:
-        builder = prepare(name, data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir, overwrite=FLAGS.overwrite)
-    except ManualFilesMissing as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    builder = prepare(name, data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir, overwrite=FLAGS.overwrite)
     splits = ", ".join(f"{k}: {v.num_examples}" for k, v in sorted(builder.info.splits.items()))
     print(f"Prepared {builder.info.full_name} in {builder.data_dir} ({splits})")
     return 0
@@ -151,4 +157,4 @@ def main(argv):
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(lambda argv: sys.exit(main(argv)))
+    app.run(main)

@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from paligemma.errors import UserError
+
 __all__ = ["EVALUATOR_TYPES", "EvalConfigError", "register_evaluator"]
 
 EVALUATOR_TYPES: dict[str, Any] = {}  # type name -> Evaluator subclass
 
 
-class EvalConfigError(ValueError):
+class EvalConfigError(UserError, ValueError):
     """A bad `config.evals` entry (unknown type or key, missing or invalid value)."""
 
 

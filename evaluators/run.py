@@ -30,19 +30,19 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 from absl import app, flags, logging
-from ml_collections import config_flags
 
-from datasets.tokenizers import TokenizerSpecError, resolve_tokenizer
-from evaluators.common import EvalConfigError, build_evaluators
+from datasets.tokenizers import resolve_tokenizer
+from evaluators.common import build_evaluators
+from paligemma import cli, paths, sharding
 from paligemma import model as model_lib
-from paligemma import paths, sharding
 from paligemma.checkpoints import CheckpointError, training
+from paligemma.errors import UserError
 from paligemma.tokenizer import Tokenizer
 from paligemma.tree import plain
 
 
 def _define_flags():  # only when run as a program: importing this module defines no absl flags
-    config_flags.DEFINE_config_file("config", None, "Run config: path.py[:args]; override with --config.x=y.")
+    cli.define_config_flag("config", "Run config: path.py[:args].")
     flags.DEFINE_string("checkpoint", None, "Checkpoint: .npz, HF folder, own folder, or training workdir.")
     flags.DEFINE_string(
         "workdir",
@@ -54,7 +54,7 @@ def _define_flags():  # only when run as a program: importing this module define
     flags.DEFINE_integer("step", None, "Step label for the output files (default: the trainer's step or none).")
 
 
-class RunError(ValueError):
+class RunError(UserError, ValueError):
     """A usage problem: what is missing and what to pass."""
 
 
@@ -250,15 +250,39 @@ def evaluate(
     return result
 
 
+# The keys this program reads, besides those the config file sets (`--config.KEY=VALUE` may set these too).
+SCHEMA = dict(model_name=None, model=None, tokenizer=None, evals={})
+OPEN_KEYS = ("model", "evals")
+
+
+def load_config(flag: cli.ConfigFlag, checkpoint: str | None, workdir: str | None) -> Any:
+    """The `--config` file (or, without one, the training workdir's saved config) with the flag's overrides."""
+    base = None
+    if flag.spec is None and flag.overrides:
+        base = config_from_training_workdir(checkpoint or workdir)
+        if base is None:
+            raise RunError(
+                f"--config.{flag.overrides[0][0]} given without --config FILE and no training workdir's config.json "
+                "to apply it to; pass --config path/to/config.py."
+            )
+    config = flag.load(base, schema=SCHEMA, open_keys=OPEN_KEYS)
+    return None if config is None else ml_collections.ConfigDict(config, type_safe=False)
+
+
 def main(argv: list[str]) -> int:
     """Runs the evaluators the flags name; returns the exit status (2 after a usage problem, printed as `error:`)."""
+    return cli.run_main(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        raise RunError(f"unexpected arguments: {argv[1:]} (overrides are --config.KEY=VALUE).")
     f = flags.FLAGS
     evals = [e.strip() for e in f.evals.split(",") if e.strip()] if f.evals else None
+    config = load_config(cli.config_flag("config"), f.checkpoint, f.workdir)
     try:
         result = evaluate(
-            f.config,
+            config,
             checkpoint=f.checkpoint,
             workdir=f.workdir,
             evals=evals,
@@ -266,11 +290,8 @@ def main(argv: list[str]) -> int:
             step=f.step,
             progress=Progress(),
         )
-    except (RunError, EvalConfigError, TokenizerSpecError, CheckpointError, FileNotFoundError, KeyError) as e:
-        # Usage problems whose message says what to fix; anything else keeps its traceback.
-        logging.debug("evaluation failed", exc_info=True)
-        print(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
-        return 2
+    except KeyError as e:  # a key missing from a config or checkpoint file
+        raise RunError(f"missing key {e.args[0] if e.args else e}") from e
     print(format_table(result["metrics"]))
     print(f"Wrote {paths.join(result['workdir'], 'eval_metrics.json')}")
     return 0
@@ -278,4 +299,4 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(lambda argv: sys.exit(main(argv)))
+    app.run(main, flags_parser=cli.parse_flags)

@@ -35,10 +35,12 @@ from typing import IO, Any
 import fsspec
 import fsspec.config
 
+from paligemma.errors import UserError
+
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 
 
-class StorageError(OSError):
+class StorageError(UserError, OSError):
     """A remote file operation failed; the message names the URL and what to check."""
 
 

@@ -36,6 +36,7 @@ import numpy as np
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from paligemma.errors import UserError
 from paligemma.layers import BATCH_AXES
 from paligemma.tree import flatten, unflatten
 
@@ -69,7 +70,7 @@ del T
 DEFAULT_STRATEGY: list[tuple[str, str]] = [(".*", "fsdp")]
 
 
-class ShardingError(ValueError):
+class ShardingError(UserError, ValueError):
     """A mesh or sharding rule that cannot be applied; the message says which and how to fix it."""
 
 

@@ -18,7 +18,12 @@ import sys
 
 import numpy as np
 
-from paligemma import checkpoints, paths, tree
+from paligemma import checkpoints, cli, paths, tree
+from paligemma.errors import UserError
+
+
+class ArgumentError(UserError, ValueError):
+    """Arguments that contradict each other or the files they name."""
 
 
 def _window(value: str):
@@ -80,20 +85,24 @@ def _summary(config) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Converts SRC to DST as `argv` (default: sys.argv) says; returns the exit status (2 on a bad input)."""
     args = _parser().parse_args(argv)
-    try:
-        if not paths.exists(args.src):
-            raise FileNotFoundError(f"{args.src}: no such checkpoint file or folder.")
-        src_format = checkpoints.detect_format(args.src)
-        to = args.to
-        if to is None:
-            to = "npz" if args.dst.endswith(".npz") else ("ours" if src_format == "hf" else "hf")
-        if to == "npz" and paths.isdir(args.dst):
-            raise ValueError(f"{args.dst} is a folder; --to npz writes a file.")
-        if to != "npz" and paths.isfile(args.dst):
-            raise ValueError(f"{args.dst} is a file; --to {to} writes a folder.")
-        if paths.abspath(args.src) == paths.abspath(args.dst):
-            raise ValueError("SRC and DST are the same path.")
+    return cli.run_main(_convert, args)
 
+
+def _convert(args: argparse.Namespace) -> int:
+    if not paths.exists(args.src):
+        raise FileNotFoundError(f"{args.src}: no such checkpoint file or folder.")
+    src_format = checkpoints.detect_format(args.src)
+    to = args.to
+    if to is None:
+        to = "npz" if args.dst.endswith(".npz") else ("ours" if src_format == "hf" else "hf")
+    if to == "npz" and paths.isdir(args.dst):
+        raise ArgumentError(f"{args.dst} is a folder; --to npz writes a file.")
+    if to != "npz" and paths.isfile(args.dst):
+        raise ArgumentError(f"{args.dst} is a file; --to {to} writes a folder.")
+    if paths.abspath(args.src) == paths.abspath(args.dst):
+        raise ArgumentError("SRC and DST are the same path.")
+
+    try:  # a ValueError here is about the checkpoint's content or an argument that does not fit it
         config, params = checkpoints.load(
             args.src, dtype=args.dtype, image_size=args.image_size, sliding_window=args.sliding_window
         )
@@ -104,9 +113,10 @@ def main(argv: list[str] | None = None) -> int:
             checkpoints.save_hf(args.dst, params, config, args.dtype, pad_vocab_to=args.pad_vocab_to)
         else:
             checkpoints.save(args.dst, config, params, args.dtype)
-    except (checkpoints.CheckpointError, ValueError, FileNotFoundError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except ValueError as e:
+        if isinstance(e, UserError):
+            raise
+        raise ArgumentError(f"cannot convert {args.src}: {e}") from e
 
     leaves = list(tree.flatten(params).values())
     count = sum(int(np.prod(x.shape)) for x in leaves)

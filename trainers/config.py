@@ -1,6 +1,9 @@
 """Run configs for `trainers.train`: loading, defaults, validation (big_vision-style ml_collections configs).
 
-A config file defines `get_config(arg=None) -> ml_collections.ConfigDict`; `path.py:arg` passes `arg`.
+A config file defines `get_config(arg=None) -> ml_collections.ConfigDict`; `path.py:arg` passes `arg`. On the command
+line every key below can be overridden, whether the file sets it or not: `--config.accum_steps=2`,
+`--config.input.batch_size=8`, `--config.mesh="[('data', -1), ('fsdp', 4)]"`, `--config.export_npz=True`
+(`from_command_line`; values are Python literals or plain strings, see `paligemma.cli`).
 `resolve(config)` checks it against `SCHEMA` (an unknown key is an error that names the nearest valid key), fills the
 defaults below and returns a new ConfigDict. Keys (defaults in brackets; "required" means no default):
 
@@ -59,7 +62,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import importlib.util
 import os
 import re
 from collections.abc import Mapping
@@ -67,11 +69,12 @@ from typing import Any
 
 import ml_collections
 
-from paligemma import paths
+from paligemma import cli, paths
 from paligemma.checkpoints import training
+from paligemma.errors import UserError
 from paligemma.tree import plain
 
-REQUIRED = object()
+REQUIRED = cli.REQUIRED  # a key without default
 
 DEFAULT_WD_MULTS = ((r"(^|/)(kernel|w|gating_einsum|linear|input_embedding)$", 1.0),)
 
@@ -126,24 +129,35 @@ OPTIMIZERS = ("adam", "adamw", "adafactor", "sgd")
 DECAY_TYPES = ("cosine", "linear", "rsqrt", "constant")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config that cannot run; the message names the key and the fix."""
+
+    label = "Config error"
 
 
 def load(spec: str) -> ml_collections.ConfigDict:
     """Loads `path.py[:arg]` by calling the file's `get_config(arg)` (or `get_config()` without an argument)."""
-    path, _, arg = spec.partition(":")
-    if not os.path.isfile(path):
-        raise ConfigError(f"config file {path!r} not found.")
-    module_spec = importlib.util.spec_from_file_location(f"_config_{abs(hash(path))}", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise ConfigError(f"config file {path!r} has no get_config(arg=None) function.")
-    config = module.get_config(arg) if arg else module.get_config()
+    try:
+        config = cli.load_config_file(spec)
+    except cli.ConfigOverrideError as e:
+        raise ConfigError(str(e)) from None
     if isinstance(config, Mapping):
         config = ml_collections.ConfigDict(dict(config))
     return config
+
+
+def from_command_line(spec: str, overrides: list[tuple[str, str]]) -> ml_collections.ConfigDict:
+    """The config of `--config spec` and `--config.KEY=VALUE` overrides (`paligemma.cli` says how values are read).
+
+    The file's get_config runs first; then SCHEMA fills every key the file leaves unset, so that any key of SCHEMA
+    can be overridden; then the overrides apply in order. An unknown key is a ConfigError naming the nearest key.
+    Not validated yet (`resolve` does that).
+    """
+    try:
+        config = cli.apply_overrides(load(spec), overrides, schema=SCHEMA, open_keys=_OPEN, fill=True)
+    except cli.ConfigOverrideError as e:
+        raise ConfigError(str(e)) from None
+    return ml_collections.ConfigDict(config, type_safe=False)
 
 
 def _nearest(key: str, valid: list[str]) -> str:

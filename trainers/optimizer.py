@@ -23,12 +23,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from paligemma.errors import UserError
 from paligemma.tree import flatten, unflatten
 
 Schedule = Callable[[Any], jax.Array]
 
 
-class OptimizerConfigError(ValueError):
+class OptimizerConfigError(UserError, ValueError):
     """An optimizer setting that cannot be used; the message names the config key."""
 
 

@@ -39,10 +39,10 @@ from collections.abc import Sequence
 
 import jax
 from absl import app, flags
-from ml_collections import config_flags
 
+from paligemma import cli
+from trainers import config as config_lib
 from trainers import dry_run
-from trainers.config import ConfigError
 from trainers.distributed import initialize_distributed
 from trainers.errors import EXIT_CONFIG_ERROR, EXIT_DIVERGED, EXIT_PREEMPTED, TrainingDiverged, one_line
 from trainers.loop import train
@@ -59,9 +59,7 @@ __all__ = [
 
 
 def _define_flags():
-    config_flags.DEFINE_config_file(
-        "config", None, "Run config file (get_config(arg)); path.py:arg passes arg.", lock_config=False
-    )
+    cli.define_config_flag("config", "Run config file (get_config(arg)); path.py:arg passes arg.")
     flags.DEFINE_string("workdir", None, "Folder of the run (local or gs://...): checkpoints, logs, metrics.")
     flags.DEFINE_enum(
         "multihost",
@@ -87,36 +85,30 @@ def _define_flags():
 
 
 def main(argv: Sequence[str]) -> int:
-    """CLI entry: returns the exit code (0 done, 1 diverged, 2 bad config, 143 stopped by SIGTERM)."""
+    """CLI entry: returns the exit code (0 done, 1 diverged, 2 bad config or input, 143 stopped by SIGTERM).
+
+    Expected failures (a bad config or override, a missing or damaged file, a read-only or full disk, a workdir that
+    is a file) print one line (`paligemma.cli.run_main`); a bug keeps its traceback.
+    """
+    return cli.run_main(_main, argv)
+
+
+def _main(argv: Sequence[str]) -> int:
     FLAGS = flags.FLAGS
     if len(argv) > 1:
-        print(f"Unexpected arguments: {argv[1:]}", file=sys.stderr)
-        return EXIT_CONFIG_ERROR
+        raise config_lib.ConfigError(f"unexpected arguments: {argv[1:]} (overrides are --config.KEY=VALUE).")
+    flag = cli.config_flag("config")
+    config = config_lib.from_command_line(flag.spec, flag.overrides)
     initialize_distributed(FLAGS.multihost, FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     logging.basicConfig(
         level=logging.INFO if jax.process_index() == 0 else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every file it writes at INFO
+    if FLAGS.dry_run:
+        return dry_run.run(config, FLAGS.dry_run, json_path=FLAGS.dry_run_json, config_name=flag.filename)
     try:
-        if FLAGS.dry_run:
-            return dry_run.run(
-                FLAGS.config,
-                FLAGS.dry_run,
-                json_path=FLAGS.dry_run_json,
-                config_name=config_flags.get_config_filename(FLAGS["config"]),
-            )
-        result = train(FLAGS.config, FLAGS.workdir)
-    except ConfigError as e:
-        problems = str(e).split("\n- ") if str(e).startswith("- ") else [str(e)]
-        print(
-            "Config error:" + "".join(f"\n  - {' '.join(p.removeprefix('- ').split())}" for p in problems)
-            if len(problems) > 1
-            else f"Config error: {one_line(e)}",
-            file=sys.stderr,
-            flush=True,
-        )
-        return EXIT_CONFIG_ERROR
+        result = train(config, FLAGS.workdir)
     except TrainingDiverged as e:
         print(f"Training stopped: {one_line(e)}", file=sys.stderr, flush=True)
         return EXIT_DIVERGED
@@ -125,4 +117,4 @@ def main(argv: Sequence[str]) -> int:
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

@@ -19,10 +19,12 @@ import ast
 import dataclasses
 from typing import Any
 
+from paligemma.errors import UserError
+
 __all__ = ["OpSpec", "parse", "parse_specs", "PPSyntaxError"]
 
 
-class PPSyntaxError(ValueError):
+class PPSyntaxError(UserError, ValueError):
     """A pp string that does not follow the grammar (a ValueError)."""
 
 

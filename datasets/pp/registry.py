@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from datasets.pp.grammar import OpSpec, parse_specs
+from paligemma.errors import UserError
 
 __all__ = ["Registry", "registry", "register", "get_preprocess_fn", "build_op", "PPOpError"]
 
@@ -25,7 +26,7 @@ Data = dict  # dict[str, tf.Tensor]
 OpFn = Callable[[Data], Data]
 
 
-class PPOpError(ValueError):
+class PPOpError(UserError, ValueError):
     """An op that does not exist or whose arguments do not fit its factory (a ValueError)."""
 
 

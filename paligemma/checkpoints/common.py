@@ -9,6 +9,7 @@ import ml_dtypes
 import numpy as np
 
 from paligemma import paths
+from paligemma.errors import UserError
 
 DTYPES: dict[str, Any] = {
     "float32": np.dtype(np.float32),
@@ -19,7 +20,7 @@ BF16 = np.dtype(ml_dtypes.bfloat16)
 CHUNK_BYTES = 16 << 20  # streaming granularity when casting while reading
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be read, or that does not match the model config. The message names the file."""
 
 
