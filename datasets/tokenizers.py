@@ -34,7 +34,8 @@ from typing import Any
 import jax
 
 from paligemma import paths
-from paligemma.tokenizer import Tokenizer, train_tokenizer
+from paligemma.errors import UserError
+from paligemma.tokenizer import Tokenizer, TokenizerError, train_tokenizer
 from paligemma.tree import plain
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ _DEFAULT_PATH = "tokenizer.model"
 _WAIT_POLL_S = 1.0
 
 
-class TokenizerSpecError(ValueError):
+class TokenizerSpecError(UserError, ValueError):
     """A `config.tokenizer` spec that cannot be resolved (bad keys, missing file, no workdir)."""
 
 
@@ -88,6 +89,7 @@ def resolve_tokenizer(spec: Any, workdir: str | None = None, *, wait_timeout_s: 
     path = _in_workdir(path, workdir, "a trained tokenizer (train=...) with a relative `path`")
     if paths.isfile(path):
         _check_cached(path, train)
+        _check_usable(path, f"it was cached by an earlier run; delete it and {path}.json, and rerun to train it again")
         return path
     if _process_index() == 0:
         _train_and_write(train, path)
@@ -110,7 +112,7 @@ def _resolve_path(path: str, workdir: str | None, wait_timeout_s: float) -> str:
     try:
         tok = Tokenizer(path)
     except ValueError as e:
-        raise TokenizerSpecError(f"{path!r} is not a usable SentencePiece model: {e}") from e
+        raise TokenizerSpecError(f"{path!r} is not a usable SentencePiece model: {e}") from None
     if not tok.added_loc_seg_tokens:
         return path
     stem = os.path.splitext(path.rstrip("/").rsplit("/", 1)[-1] if paths.is_remote(path) else os.path.basename(path))[0]
@@ -121,6 +123,7 @@ def _resolve_path(path: str, workdir: str | None, wait_timeout_s: float) -> str:
         f"written there; or pass a tokenizer that has them)",
     )
     if paths.isfile(out):
+        _check_usable(out, "it is the augmented copy an earlier run cached; delete it and rerun to write it again")
         return out
     if _process_index() == 0:
         log.info("Tokenizer %s lacks the loc/seg tokens; writing an augmented copy to %s", path, out)
@@ -183,12 +186,34 @@ def _meta(train: dict) -> dict:
     return json.loads(json.dumps(train, default=str))
 
 
+def _check_usable(path: str, fix: str) -> None:
+    """Loads the cached tokenizer `path` once; TokenizerSpecError naming it and `fix` when it is not a model.
+
+    A damaged cache is an error rather than retrained silently: the file is in the workdir, which other processes
+    may be reading, and whatever damaged it should be looked at.
+    """
+    try:
+        Tokenizer(path)
+    except (TokenizerError, OSError) as e:
+        reason = str(e).split("; pass a SentencePiece", 1)[0]
+        raise TokenizerSpecError(f"{path}: cached tokenizer is not usable ({reason}); {fix}.") from None
+
+
 def _check_cached(path: str, train: dict) -> None:
     meta_path = path + ".json"
     if not paths.isfile(meta_path):
         log.info("Reusing the tokenizer %s (no training settings stored next to it).", path)
         return
-    stored = json.loads(paths.read_text(meta_path))
+    try:
+        stored = json.loads(paths.read_text(meta_path))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        log.warning(
+            "Reusing the cached tokenizer %s; its training settings %s are unreadable (%s); delete both to retrain.",
+            path,
+            meta_path,
+            e,
+        )
+        return
     if stored != _meta(train):
         log.warning(
             "Reusing the cached tokenizer %s, which was trained with other settings (%s) than the config "

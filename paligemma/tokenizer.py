@@ -27,6 +27,7 @@ from google.protobuf.message import DecodeError
 from sentencepiece import sentencepiece_model_pb2 as sp_pb2
 
 from paligemma import paths
+from paligemma.errors import UserError
 
 __all__ = [
     "NUM_LOC_TOKENS",
@@ -34,6 +35,7 @@ __all__ = [
     "LOC_PIECES",
     "SEG_PIECES",
     "Tokenizer",
+    "TokenizerError",
     "add_loc_seg_tokens",
     "train_tokenizer",
     "box_to_loc_tokens",
@@ -80,14 +82,22 @@ def _ensure_loc_seg(proto: sp_pb2.ModelProto) -> bool:
     return changed
 
 
+class TokenizerError(UserError, ValueError):
+    """A file (or bytes) that is not a usable SentencePiece model. The one-line message names the file."""
+
+
+_FIX = "pass a SentencePiece .model file (e.g. the PaliGemma or Gemma tokenizer.model)"
+
+
 def _parse_proto(data: bytes, source: str) -> sp_pb2.ModelProto:
     proto = sp_pb2.ModelProto()
     try:
         proto.ParseFromString(data)
     except (DecodeError, ValueError) as e:
-        raise ValueError(f"{source} is not a SentencePiece model (could not parse ModelProto: {e})") from e
+        raise TokenizerError(f"{source} is not a SentencePiece model (could not parse ModelProto: {e}); {_FIX}") from e
     if len(proto.pieces) == 0:
-        raise ValueError(f"{source} is not a SentencePiece model (no pieces in the ModelProto)")
+        what = "an empty file" if not data else "no pieces in the ModelProto"
+        raise TokenizerError(f"{source} is not a SentencePiece model ({what}); {_FIX}")
     return proto
 
 
@@ -105,7 +115,7 @@ def add_loc_seg_tokens(model_proto_bytes: bytes) -> bytes:
       present as USER_DEFINED the input bytes are returned unchanged.
 
     Raises:
-      ValueError: the bytes are not a SentencePiece ModelProto.
+      TokenizerError: (a ValueError) the bytes are not a SentencePiece ModelProto.
     """
     proto = _parse_proto(bytes(model_proto_bytes), "model_proto_bytes")
     if not _ensure_loc_seg(proto):
@@ -129,7 +139,7 @@ class Tokenizer:
 
     Raises:
       FileNotFoundError: `model` is a path that does not exist.
-      ValueError: the file/bytes are not a SentencePiece model.
+      TokenizerError: (a ValueError) the file/bytes are not a SentencePiece model, or the file cannot be read.
     """
 
     def __init__(self, model: str | os.PathLike | bytes):
@@ -139,7 +149,10 @@ class Tokenizer:
             path = os.fspath(model)
             if not paths.isfile(path):
                 raise FileNotFoundError(f"SentencePiece model file not found: {path!r}")
-            data = paths.read_bytes(path)
+            try:
+                data = paths.read_bytes(path)
+            except OSError as e:
+                raise TokenizerError(f"SentencePiece model file {path!r} cannot be read: {e}") from e
             source = f"file {path!r}"
         else:
             raise TypeError(f"model must be a path or bytes, got {type(model).__name__}")
@@ -155,7 +168,7 @@ class Tokenizer:
         try:
             self._sp.LoadFromSerializedProto(data)
         except RuntimeError as e:
-            raise ValueError(f"{source} is not a valid SentencePiece model: {e}") from e
+            raise TokenizerError(f"{source} is not a valid SentencePiece model: {e}; {_FIX}") from e
 
         self._loc_ids = tuple(self._sp.piece_to_id(p) for p in LOC_PIECES)
         self._seg_ids = tuple(self._sp.piece_to_id(p) for p in SEG_PIECES)

@@ -118,3 +118,26 @@ def test_errors_from_the_data(tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(TokenizerSpecError, match="not a usable SentencePiece model"):
         resolve_tokenizer(str(bad))
+
+
+def test_garbage_cached_tokenizer_in_workdir_is_one_clear_error(tmp_path, plain_tokenizer_path):
+    # Issue 17: a garbage tokenizer.model cached in the workdir was returned as is, and the trainer died later with a
+    # raw ValueError from the tokenizer. It is a TokenizerSpecError naming the file and saying to delete it (we do
+    # not retrain over it silently: other processes may be reading the workdir).
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "tokenizer.model").write_bytes(b"\x00garbage, not a SentencePiece model" * 10)
+    (work / "tokenizer.model.json").write_text("{not json")  # unreadable settings: a warning only
+    spec = dict(train=TRAIN, path="tokenizer.model")
+    with pytest.raises(TokenizerSpecError, match=r"tokenizer\.model: cached tokenizer is not usable .*delete it") as e:
+        resolve_tokenizer(spec, str(work))
+    assert "\n" not in str(e.value)
+    (work / "tokenizer.model").write_bytes(b"")  # an empty file (a write cut short)
+    with pytest.raises(TokenizerSpecError, match="an empty file.*delete it"):
+        resolve_tokenizer(spec, str(work))
+    # The augmented copy of a plain tokenizer, cached in the workdir, is checked the same way.
+    plain = tmp_path / "gemma_like.model"
+    shutil.copyfile(plain_tokenizer_path, plain)
+    (work / "gemma_like_locseg.model").write_bytes(b"junk")
+    with pytest.raises(TokenizerSpecError, match="gemma_like_locseg.model: cached tokenizer.*delete it and rerun"):
+        resolve_tokenizer(str(plain), str(work))

@@ -232,3 +232,25 @@ def test_no_tensorflow_import():
 def test_module_constants():
     assert len(tk.LOC_PIECES) == 1024 and tk.LOC_PIECES[7] == "<loc0007>"
     assert len(tk.SEG_PIECES) == 128 and tk.SEG_PIECES[7] == "<seg007>"
+
+
+def test_non_sentencepiece_files_are_one_tokenizer_error(tmp_path):
+    # Issue 17: any file that is not a SentencePiece model is a TokenizerError (a ValueError) naming the file and
+    # the fix, never a raw protobuf/sentencepiece error.
+    from paligemma.tokenizer import TokenizerError
+
+    cases = {
+        "random.model": np.random.default_rng(0).bytes(2000),
+        "text.model": b"<html>404 not found</html>\n",
+        "empty.model": b"",
+        "npz.model": b"PK\x03\x04" + b"\x00" * 100,
+    }
+    for name, data in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(TokenizerError, match=rf"{name}.*is not a .*SentencePiece model.*pass a SentencePiece"):
+            Tokenizer(str(path))
+    folder = tmp_path / "folder.model"
+    folder.mkdir()
+    with pytest.raises(FileNotFoundError, match="folder.model"):
+        Tokenizer(str(folder))
