@@ -1,6 +1,8 @@
 """This process's training data: its share of each global batch, read ahead onto the devices.
 
-And where a resumed run picks the data up again (`resume_position`).
+And where a resumed run picks the data up again (`resume_position`), and how many of its texts were cut to fit
+text_len (`TrainData.truncation`: the per-example `text_truncated` flag of the pp, counted and removed from the batch
+by `datasets.pipeline` before the train step sees it; logged as `truncated_examples` / `truncated_fraction`).
 """
 
 from __future__ import annotations
@@ -55,6 +57,16 @@ class TrainData:
             ]
         except (ValueError, KeyError, TypeError) as e:  # pp strings are parsed here
             raise ConfigError(f"config.input.pp: {one_line(e)}") from None
+        # (examples, truncated) after each batch read, in reading order: batch k is the k-th step since the start.
+        self._counts: list[tuple[int, int]] = []
+        self._counts_base = 0  # batches dropped from the front of _counts (already reported)
+        self._flagged = all(pipeline.TRUNCATION_KEY in it.dataset.element_spec for it in self.iterators)
+        self._warned_at = self._warned_count = 0  # the step and count of the last truncation warning
+        if not self._flagged:
+            log.warning(
+                "The training pp emits no `%s` flag (tok_paligemma does): texts cut to fit text_len are not counted.",
+                pipeline.TRUNCATION_KEY,
+            )
 
     def first_batch(self) -> dict[str, np.ndarray]:
         """The next batch, with pipeline and pp failures reported as a ConfigError."""
@@ -66,10 +78,41 @@ class TrainData:
         return batch
 
     def __next__(self) -> dict[str, np.ndarray]:
-        parts = [next(it) for it in self.iterators]
+        parts = [next(it) for it in self.iterators]  # each without `text_truncated`, which it counted
+        self._counts.append(
+            (sum(it.stats["examples"] for it in self.iterators), sum(it.stats["truncated"] for it in self.iterators))
+        )
         if len(parts) == 1:
             return parts[0]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def truncation(self, steps: int, step: int | None = None) -> dict[str, float]:
+        """`truncated_examples` / `truncated_fraction` of the texts of the first `steps` batches read (this process).
+
+        Counted from the pp's per-example `text_truncated` flag, over this process's batches since the run started
+        (or resumed); empty when the pp emits no flag. Logs a warning the first time texts were cut, and again when
+        more were cut by the time the step number (`step`, default `steps`) has doubled.
+        """
+        if not self._flagged or steps <= 0:
+            return {}
+        index = min(steps, self._counts_base + len(self._counts)) - 1 - self._counts_base
+        if index < 0:
+            return {}
+        examples, truncated = self._counts[index]
+        del self._counts[:index]  # steps only grow: earlier counts are never asked for again
+        self._counts_base += index
+        step = steps if step is None else step
+        if truncated and step >= 2 * self._warned_at and truncated != self._warned_count:
+            self._warned_at, self._warned_count = max(step, 1), truncated
+            log.warning(
+                "Text truncated in %d of %d training examples (%.2f%%) by step %d: raise text_len in config.input.pp "
+                "(or shorten the prompts); `python -m datasets.inspect` marks them.",
+                truncated,
+                examples,
+                100.0 * truncated / max(examples, 1),
+                step,
+            )
+        return dict(truncated_examples=truncated, truncated_fraction=truncated / max(examples, 1))
 
     @property
     def position(self) -> int:

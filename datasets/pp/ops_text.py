@@ -166,11 +166,17 @@ def _check_keys(keys, op: str):
             raise ValueError(f"{op}: keys must be strings, got {k!r}")
 
 
+_ALWAYS_KEPT = "text_truncated"  # datasets.pipeline.TRUNCATION_KEY (the pipeline imports this package, not back)
+
+
 @register("keep")
 def keep(*keys: str, missing_ok: bool = False):
-    """Keeps only `keys` (in any dtype/shape); other keys are dropped.
+    """Keeps only `keys` (in any dtype/shape) and `text_truncated`; other keys are dropped.
 
-    A requested key that is missing is an error (listing the available keys) unless `missing_ok=True`.
+    `text_truncated` (the per-example flag of `tok_paligemma`) is always kept when present, listed or not: the
+    pipeline counts it, reports truncation and removes it before the batch reaches the model
+    (`datasets.pipeline.TRUNCATION_KEY`). A requested key that is missing is an error (listing the available keys)
+    unless `missing_ok=True`.
     """
     _check_keys(keys, "keep")
 
@@ -179,7 +185,7 @@ def keep(*keys: str, missing_ok: bool = False):
             missing = [k for k in keys if k not in data]
             if missing:
                 raise KeyError(f"keep: keys {missing} not in the example; available keys: {sorted(data)}")
-        return {k: data[k] for k in keys if k in data}
+        return {k: data[k] for k in (*keys, _ALWAYS_KEPT) if k in data}
 
     return fn
 
