@@ -20,7 +20,8 @@ Flags: --split overrides data.split, --data_dir overrides data.data_dir (not for
 
 For every example: the image (shape, dtype, value range), the token table (id, piece, mask_ar, mask_loss,
 mask_input per position, padding summarised), the decoded prefix (mask_ar 0) and suffix (mask_ar 1), whether the text
-was truncated, and every other field.
+was truncated (`[TRUNCATED ...]` after the example's header), and every other field; at the end, how many of the
+examples shown were truncated.
 """
 
 from __future__ import annotations
@@ -31,12 +32,13 @@ import os
 import sys
 import tempfile
 
+import ml_collections
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
-from ml_collections import config_flags
 
 from datasets import pipeline, sources, tokenizers
+from paligemma import cli
 from paligemma.tokenizer import Tokenizer
 from paligemma.tree import plain
 
@@ -44,9 +46,7 @@ FLAGS = flags.FLAGS
 
 
 def _define_flags():
-    config_flags.DEFINE_config_file(
-        "config", None, "Config file (with get_config(arg)); FILE:ARG passes ARG.", lock_config=False
-    )
+    cli.define_config_flag("config", "Config file (with get_config(arg)); FILE:ARG passes ARG.")
     flags.DEFINE_string("split", None, "Use this split instead of the config's.")
     flags.DEFINE_string("data_dir", None, "Use this TFDS data_dir instead of the config's.")
     flags.DEFINE_integer("n", 3, "Number of examples to print.")
@@ -203,6 +203,22 @@ def format_example(ex: dict, tok=None) -> str:
     return "\n".join(lines)
 
 
+def truncation_summary(cut_flags, count: int) -> str:
+    """The closing line of `inspect_config`: how many of the `count` examples shown had their text cut."""
+    if cut_flags is None:
+        return (
+            f"truncation: not reported (the pp emits no `{pipeline.TRUNCATION_KEY}`; tok_paligemma does, and keep() "
+            "always keeps it)"
+        )
+    n = int(np.count_nonzero(np.asarray(cut_flags)[:count]))
+    if not n:
+        return f"truncation: none of the {count} example(s) shown was cut to fit text_len"
+    return (
+        f"truncation: TRUNCATED {n} of the {count} example(s) shown (text cut to fit text_len; raise text_len in the "
+        "pp string or shorten the prompts)"
+    )
+
+
 def inspect_config(
     config, *, n=3, eval_name=None, split=None, data_dir=None, ordered=False, shuffle_buffer=1000, out=sys.stdout
 ):
@@ -240,21 +256,45 @@ def inspect_config(
     batch = next(ds.as_numpy_iterator())
     count = len(next(iter(tf.nest.flatten(batch))))
     print(f"{count} example(s), {stream}:", file=out)
+    cut_flags = batch.get(pipeline.TRUNCATION_KEY) if isinstance(batch, dict) else None
     for i in range(count):
         ex = tf.nest.map_structure(lambda v, i=i: v[i], batch)
-        print(f"\n=== example {i} ===", file=out)
+        cut = cut_flags is not None and int(np.asarray(cut_flags[i])) != 0
+        print(f"\n=== example {i} ==={'  [TRUNCATED: text cut to fit text_len]' if cut else ''}", file=out)
         print(format_example(ex, tok), file=out)
+    print(f"\n{truncation_summary(cut_flags, count)}", file=out)
     return batch
 
 
+# The keys this program reads, besides those the config file sets (`--config.KEY=VALUE` may set these too).
+SCHEMA = dict(
+    seed=None,
+    tokenizer=None,
+    model=None,
+    input=dict(data=None, pp=None, tokenizer=None, batch_size=None, shuffle_buffer_size=None),
+    evals={},
+)
+OPEN_KEYS = ("model", "evals", "input.data")
+
+
 def main(argv):
-    """`python -m datasets.inspect`: prints the examples of `--config` (see the module docstring)."""
+    """`python -m datasets.inspect`: prints the examples of `--config` (see the module docstring).
+
+    Returns the exit status: 0, or 2 after an expected failure (bad config or override, data or tokenizer problem,
+    missing file), printed as one line (`paligemma.cli.run_main`).
+    """
+    return cli.run_main(_main, argv)
+
+
+def _main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if FLAGS.config is None:
+    flag = cli.config_flag("config")
+    if flag.spec is None:
         raise app.UsageError("--config is required")
+    config = ml_collections.ConfigDict(flag.load(schema=SCHEMA, open_keys=OPEN_KEYS), type_safe=False)
     inspect_config(
-        FLAGS.config,
+        config,
         n=FLAGS.n,
         eval_name=FLAGS.eval,
         split=FLAGS.split,
@@ -266,4 +306,4 @@ def main(argv):
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

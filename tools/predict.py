@@ -6,11 +6,13 @@ r"""Answers a prompt about images with a checkpoint: `python -m tools.predict`.
     python -m tools.predict ... --image street.jpg --prompt "segment car" --draw masks.png --vqvae vae-oid.npz
     python -m tools.predict ... --image frame0.png frame1.png --multi_image --prompt "answer en what changed?"
 
-Each image is loaded with PIL (RGB), resized (bilinear) to the model's resolution (`--res` resamples the checkpoint's
-position embedding to another one) and scaled to [-1, 1]; the prompt is laid out as `<bos> prompt "\n"`
-(`datasets/pp/layout.py`'s `prompt_layout`) and decoded with `paligemma.decode.generate`. One line per image is
-printed: `path: answer` (loc/seg tokens are printed as text, a newline inside an answer as `\n`). With
-`--multi_image` all images are the frames of one example (`[1, F, H, W, 3]`) and one answer is printed.
+Each image is decoded to the pixels the training pipeline's pp op `decode` gives (`datasets.images`: 16-bit PNGs,
+palette, alpha, CMYK, EXIF orientation and the size limit alike), resized as the pp op `resize` does (bilinear,
+antialiased; the same uint8 pixels) to the model's resolution (`--res` resamples the checkpoint's position
+embedding to another one) and scaled to [-1, 1] as `value_range(-1, 1)` does; the prompt is laid out as
+`<bos> prompt "\n"` (`datasets/pp/layout.py`'s `prompt_layout`) and decoded with `paligemma.decode.generate`.
+One line per image is printed: `path: answer` (loc/seg tokens are printed as text, a newline inside an answer as
+`\n`). With `--multi_image` all images are the frames of one example (`[1, F, H, W, 3]`) and one answer is printed.
 
 `--draw out.png` parses the `<loc>` boxes (and `<seg>` masks, decoded with the VQ-VAE given by `--vqvae`) of each
 answer and draws them, labelled, on the original image; with several images the files are `out_0.png`,
@@ -27,37 +29,48 @@ from typing import Any
 
 import jax
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from datasets import images  # numpy/PIL only: the training pipeline's image semantics without TensorFlow
 from datasets.pp import layout  # numpy only: importing it does not import TensorFlow
-from paligemma import decode, paths, siglip, vqvae
+from paligemma import cli, decode, paths, siglip, vqvae
 from paligemma import model as model_lib
 from paligemma.checkpoints import CheckpointError, training
+from paligemma.errors import UserError
 from paligemma.tokenizer import Tokenizer, parse_segmentations
 from tools import draw
 
 
-class PredictError(ValueError):
+class PredictError(UserError, ValueError):
     """A usage or input problem, reported as `error: ...` with exit status 2."""
 
 
 def load_image(path: str):
-    """Opens `path` with PIL as RGB. PredictError for a missing or unreadable file."""
+    """Reads `path` as an RGB PIL image with the training pipeline's pixels (`datasets.images.decode`).
+
+    16-bit PNGs, palette, alpha (dropped), CMYK JPEGs and EXIF orientation (ignored) are read exactly as the pp op
+    `decode` reads them. PredictError for a missing, unreadable or too large (`images.MAX_PIXELS`) file.
+    """
     if not paths.isfile(path):
         raise PredictError(f"image file not found: {path}")
     try:
-        with paths.open(path, "rb") as f, Image.open(f) as img:
-            img.load()
-            return img.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise PredictError(f"cannot read image {path}: {e} (is it a JPEG/PNG/... image file?)") from e
+        with paths.open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise PredictError(f"cannot read image {path}: {e}") from e
+    try:
+        return Image.fromarray(images.decode(data, name=path))
+    except images.ImageError as e:
+        raise PredictError(f"cannot read image {e}") from None
 
 
 def preprocess(image, size: tuple[int, int]) -> np.ndarray:
-    """PIL RGB image -> float32 `[H, W, 3]` in [-1, 1] at `size` = (height, width) (bilinear, antialiased)."""
-    h, w = size
-    resized = image.resize((w, h), Image.BILINEAR) if image.size != (w, h) else image
-    return np.asarray(resized, np.float32) / 127.5 - 1.0
+    """RGB image (PIL or uint8 `[H, W, 3]`) -> float32 `[H, W, 3]` in [-1, 1] at `size` = (height, width).
+
+    The pixels of the pp ops `resize(size)|value_range(-1, 1)` (bilinear, antialiased: `datasets.images.resize`).
+    """
+    pixels = images.resize(np.asarray(image, np.uint8), tuple(size))
+    return pixels.astype(np.float32) / np.float32(255) * np.float32(2) + np.float32(-1)
 
 
 def build_batch(
@@ -217,12 +230,12 @@ def predict(args: argparse.Namespace, out=sys.stdout) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the tool on `argv` (default: sys.argv); returns the exit status (2 after a usage or input problem)."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
+
+    def run() -> int:
         predict(args)
-    except PredictError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return cli.run_main(run)  # PredictError, CheckpointError, a missing file, ...: one line, exit status 2
 
 
 if __name__ == "__main__":
