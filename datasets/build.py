@@ -60,10 +60,10 @@ def check_manual_dir(name: str, manual_dir: str | None) -> None:
         return
     if not manual_dir:
         raise ManualFilesMissing(
-            f"{name} is built from manually downloaded files: pass --manual_dir.\n{instructions.rstrip()}"
+            f"{name} is built from manually downloaded files: pass --manual_dir.", details=instructions
         )
     if not os.path.isdir(manual_dir):
-        raise ManualFilesMissing(f"--manual_dir {manual_dir} does not exist.\n{instructions.rstrip()}")
+        raise ManualFilesMissing(f"--manual_dir {manual_dir} does not exist.", details=instructions)
     module = sys.modules[builders.get_builder_class(_base(name)).__module__]
     check = getattr(module, "missing_manual_files", None)
     if check is None:
@@ -78,7 +78,7 @@ def check_manual_dir(name: str, manual_dir: str | None) -> None:
     missing = check(manual_dir, **kwargs)
     if missing:
         raise ManualFilesMissing(
-            f"{name}: not found in --manual_dir {manual_dir}: {', '.join(missing)}\n{instructions.rstrip()}"
+            f"{name}: not found in --manual_dir {manual_dir}: {', '.join(missing)}", details=instructions
         )
 
 

@@ -72,7 +72,8 @@ def report(e: BaseException, log_path: str | None = None) -> None:
         text = f"{label}:" + "".join(f"\n  - {one_line(p.removeprefix('- '))}" for p in problems) + suffix
     else:
         text = f"{label}: {one_line(problems[0].removeprefix('- '))}{suffix}"
-    print(text, file=sys.stderr, flush=True)
+    details = getattr(e, "details", None)
+    print(text + (f"\n{details.rstrip()}" if details else ""), file=sys.stderr, flush=True)
 
 
 def run_main(

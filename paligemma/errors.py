@@ -20,10 +20,15 @@ class UserError(Exception):
     Attributes:
       exit_code: the process exit status when a CLI stops on this error.
       label: the prefix of the one line a CLI prints (`label: message`).
+      details: optional reference text printed as is below that line (e.g. which files to download, and where).
     """
 
     exit_code = EXIT_USER_ERROR
     label = "error"
+
+    def __init__(self, *args: object, details: str | None = None):
+        super().__init__(*args)
+        self.details = details
 
 
 # OSError numbers that describe the environment (a path, a disk, permissions), never a bug; with the fix to suggest.

@@ -62,7 +62,7 @@ def test_docvqa_missing_files(tmp_path):
     for name in ("train/train_v1.0.json", "train/documents/", "val/val_v1.0.json", "val/documents/"):
         assert name in first
     assert "test" not in first.split(": ")[-1]  # optional split, not provided
-    assert "rrc.cvc.uab.es" in str(e.value)
+    assert "rrc.cvc.uab.es" in e.value.details  # the download instructions, printed below the error line
     # Only the validation JSON present (top-level layout): the rest is still named; test present without its images.
     shutil.copy(os.path.join(DOCVQA, "val", "val_v1.0.json"), manual / "val_v1.0_withQT.json")
     shutil.copy(os.path.join(DOCVQA, "test_v1.0.json"), manual / "test_v1.0.json")
@@ -107,7 +107,7 @@ def test_nocaps_one_split_and_missing_files(tmp_path):
     with pytest.raises(build.ManualFilesMissing) as e:
         build.check_manual_dir("nocaps", str(manual))
     first = str(e.value).split("\n")[0]
-    assert "nocaps_val_4500_captions.json or nocaps_test_image_info.json" in first and "nocaps.org" in str(e.value)
+    assert "nocaps_val_4500_captions.json or nocaps_test_image_info.json" in first and "nocaps.org" in e.value.details
     shutil.copy(os.path.join(NOCAPS, "nocaps_val_4500_captions.json"), manual)
     with pytest.raises(build.ManualFilesMissing, match="validation/"):
         build.check_manual_dir("nocaps", str(manual))
