@@ -1,7 +1,8 @@
 """The training loop: `train(config, workdir)` runs (or resumes) a run, one jitted step per batch.
 
-Logs progress and metrics, runs the due evaluators, checkpoints, stops on NaN/Inf or SIGTERM, exports at the end
-(see `trainers.train` for what a run does, and its exit codes).
+Logs progress and metrics, runs the due evaluators, checkpoints, stops on NaN/Inf, a failed save, SIGTERM or SIGINT,
+exports at the end (see `trainers.train` for what a run does, and its exit codes). Resumes from the newest checkpoint
+that restores (damaged newer ones are set aside) and trims metrics.jsonl to the step it starts from.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -27,7 +28,13 @@ from trainers import config as config_lib
 from trainers import logging_utils, prefetch
 from trainers.data import TrainData, device_batches, resume_position
 from trainers.distributed import any_process
-from trainers.errors import TrainingDiverged
+from trainers.errors import (
+    EXIT_CODE_OF_SIGNAL,
+    EXIT_PREEMPTED,
+    CheckpointFailed,
+    TrainingDiverged,
+    one_line,
+)
 from trainers.export import export_params
 from trainers.setup import Setup
 from trainers.state import State
@@ -36,25 +43,46 @@ log = logging.getLogger("trainers.train")  # every trainer module logs under the
 
 
 class _StopFlag:
-    """Set by SIGTERM (installed only when running in the main thread)."""
+    """Set by SIGTERM or SIGINT (Ctrl-C); installed only when running in the main thread.
+
+    The loop then finishes its step, saves a checkpoint, waits until it is committed and stops. A second SIGINT
+    aborts at once (KeyboardInterrupt; the previous committed checkpoint stays the latest).
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self.signum: int | None = None
+        self.time: float | None = None  # time.monotonic() of the first signal
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
         return self
+
+    @property
+    def name(self) -> str:
+        return "SIGINT (Ctrl-C)" if self.signum == signal.SIGINT else signal.Signals(self.signum or 15).name
 
     def _handle(self, signum, frame):
         del frame
-        self.requested = True
-        log.warning("Signal %d received: finishing the current step, then saving a checkpoint.", signum)
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # the second Ctrl-C: stop now, without saving
+        if self.requested:
+            return
+        self.requested, self.signum, self.time = True, signum, time.monotonic()
+        log.warning(
+            "%s received: finishing the current step, then saving a checkpoint%s.",
+            self.name,
+            " (Ctrl-C again to abort without saving)" if signum == signal.SIGINT else "",
+        )
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
 def _jsonable(cfg) -> dict:
@@ -76,6 +104,8 @@ class _Logger:
         self.total = setup.total_steps
         self.throughput = logging_utils.Throughput(start, self.total, setup.cfg.input.batch_size)
         self.last_saved = start
+        self.start, self.data = start, None  # data: the run's TrainData (truncation counts), set by _run
+        self.last_good: Callable[[], int | None] = lambda: self.last_saved  # the newest committed checkpoint
         self.records: list[dict[str, Any]] = []
         self.host_syncs = 0  # cross-host exchanges of the step loop (preemption checks)
         self._wait = (time.perf_counter(), 0.0)  # (time, batches.wait_seconds) at the previous log point
@@ -83,11 +113,13 @@ class _Logger:
     def check(self, step: int, metrics: Any) -> dict[str, float]:
         """Fetches the step's metrics; raises TrainingDiverged; returns the record to log (empty: none due)."""
         values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        state_finite = values.pop("state_finite", 1.0) == 1.0
         if values.pop("finite") != 1.0:
+            what = "" if state_finite else " and non-finite updated parameters/optimizer state"
             raise TrainingDiverged(
-                f"non-finite training loss ({values['training_loss']}) or gradient norm ({values['grad_norm']}) at "
-                f"step {step}; stopping without saving. The last good checkpoint is step {self.last_saved or 'none'} "
-                f"in {self.ckpt_dir}. Check the data of that step, lower config.lr or set config.grad_clip_norm."
+                f"training loss {values['training_loss']}, gradient norm {values['grad_norm']}{what} at step {step}; "
+                f"stopping without saving it. The last good checkpoint is step {self.last_good() or 'none'} in "
+                f"{self.ckpt_dir}. Check the data of that step, lower config.lr or set config.grad_clip_norm."
             )
         if step % self.setup.cfg.log_training_steps and step != self.total:
             return {}
@@ -99,6 +131,8 @@ class _Logger:
             now, waited = time.perf_counter(), self.batches.wait_seconds
             values["input_wait_fraction"] = (waited - self._wait[1]) / max(now - self._wait[0], 1e-9)
             self._wait = (now, waited)
+        if self.data is not None:  # texts cut to fit text_len in this run's batches up to `step` (this process)
+            values.update(self.data.truncation(step - self.start, step))
         return values
 
     def evaluate(self, step: int, params: Any, names: Sequence[str], record: dict[str, float]) -> None:
@@ -117,19 +151,36 @@ class _Logger:
             self.records.append({"step": step, **record})
 
 
+def _checked(fn: Callable[..., Any], *args: Any) -> Any:
+    """`fn(*args)` with a failed checkpoint save as CheckpointFailed: one line, the error and the last good step."""
+    try:
+        return fn(*args)
+    except training.CheckpointSaveError as e:
+        raise CheckpointFailed(f"{one_line(e)} Free space or fix the storage, then rerun to resume.") from e
+
+
+def _committed(ckpt: training.Checkpointer) -> int | None:
+    """The newest committed checkpoint's step, once a pending save has ended (a failed one does not count)."""
+    try:
+        return ckpt.wait()
+    except training.CheckpointSaveError:
+        return ckpt.committed
+
+
 def _run(setup: Setup, workdir: str, writer: logging_utils.MetricsWriter, stop: _StopFlag) -> dict[str, Any]:
     cfg, mesh, total = setup.cfg, setup.mesh, setup.total_steps
     state = State(setup)
     ckpt = training.Checkpointer(workdir, keep=cfg.keep_ckpts)
     init_rng, train_rng = jax.random.split(jax.random.key(cfg.seed))
     rng_data = np.asarray(jax.random.key_data(train_rng))
-    start = ckpt.latest_step() or 0
-    position = resume_position(ckpt.restore_meta(start), setup) if start else 0
+    # The newest checkpoint that restores (damaged newer ones are set aside, one line each).
+    resumed = state.resume(ckpt, setup.shapes, writer.print)
+    start, position = (resumed[0], resume_position(resumed[3], setup)) if resumed else (0, 0)
+    writer.truncate_after(start)  # records a killed run logged after its last checkpoint (all, when none)
     data = TrainData(setup, position)
     first_batch = data.first_batch() if start < total else None  # checks the pipeline before compiling
-    if start:
-        params, opt_state, _ = state.restore(ckpt, start, setup.shapes)
-        writer.truncate_after(start)
+    if resumed:
+        params, opt_state = resumed[1], resumed[2]
         writer.print(f"Resuming from step {start}/{total} ({ckpt.directory}, data position {position}).")
     else:
         params, opt_state = state.initial(setup, init_rng)
@@ -143,6 +194,8 @@ def _run(setup: Setup, workdir: str, writer: logging_utils.MetricsWriter, stop: 
     batches = device_batches(data, first_batch, mesh, cfg.input.device_prefetch) if start < total else None
     train_step = state.train_step()
     logger = _Logger(setup, writer, start, ckpt.directory, batches)
+    logger.data = data
+    logger.last_good = lambda: _committed(ckpt)
 
     done, pending, preempted, export = start, None, False, None
     try:
@@ -150,6 +203,7 @@ def _run(setup: Setup, workdir: str, writer: logging_utils.MetricsWriter, stop: 
             batch, position = next(batches)
             params, opt_state, metrics = train_step(params, opt_state, batch, np.int32(done), rng_data)
             done += 1
+            _checked(ckpt.poll)  # a failed async save stops the run now, not at the next save
             if pending is not None:  # checked one step late, so that the host does not stall the device
                 logger.emit(pending[0], logger.check(*pending))
             pending = (done, metrics)
@@ -165,7 +219,8 @@ def _run(setup: Setup, workdir: str, writer: logging_utils.MetricsWriter, stop: 
                 logger.evaluate(done, params, due_evals, record)
                 logger.emit(done, record)
             if save:
-                ckpt.save(
+                _checked(
+                    ckpt.save,
                     done,
                     params,
                     opt_state,
@@ -179,17 +234,27 @@ def _run(setup: Setup, workdir: str, writer: logging_utils.MetricsWriter, stop: 
                 )
                 logger.last_saved = done
             if preempted:
-                ckpt.wait()
+                _checked(ckpt.wait)  # the line below is true when printed: the checkpoint is committed
                 writer.print(
-                    f"Stopped by SIGTERM after step {done}/{total}; checkpoint saved. Rerun the same command to resume."
+                    f"Stopped by {stop.name} after step {done}/{total}; its checkpoint is committed in "
+                    f"{ckpt.directory} ({time.monotonic() - stop.time:.1f}s after the signal). Rerun the same "
+                    f"command to resume."
                 )
                 break
         if done == total:
+            _checked(ckpt.wait)  # the final checkpoint is committed before the export and the report
             export = export_params(params, cfg, workdir)
-    finally:
+    except BaseException:
         if batches is not None:
             batches.close()
-        ckpt.close()
+        try:
+            ckpt.close()  # a pending save still completes (or fails: the error in flight is the one reported)
+        except training.CheckpointSaveError as e:
+            log.warning("%s", one_line(e))
+        raise
+    if batches is not None:
+        batches.close()
+    _checked(ckpt.close)
     if batches is not None and done > start:
         writer.print(
             f"Input: the step loop waited {batches.wait_seconds:.1f}s for batches in {done - start} steps; "
@@ -201,7 +266,9 @@ def _run(setup: Setup, workdir: str, writer: logging_utils.MetricsWriter, stop: 
         start_step=start,
         records=logger.records,
         preempted=preempted,
-        checkpoint_step=logger.last_saved,
+        signal=stop.signum if preempted else None,
+        exit_code=EXIT_CODE_OF_SIGNAL.get(stop.signum, EXIT_PREEMPTED) if preempted else 0,
+        checkpoint_step=ckpt.committed,
         export=export,
         input_wait_seconds=batches and batches.wait_seconds,
         host_syncs=logger.host_syncs,
@@ -222,12 +289,17 @@ def train(
 
     Returns:
       dict(step=the last completed step, total_steps=..., start_step=the step resumed from (0: fresh),
-      records=[the metrics.jsonl records written by this call], preempted=True when stopped by SIGTERM,
-      checkpoint_step=the latest checkpoint's step, export=path of the exported .npz or None).
+      records=[the metrics.jsonl records written by this call], preempted=True when stopped by SIGTERM or SIGINT
+      (after its checkpoint committed), signal=that signal's number or None, exit_code=the CLI's exit status (0; 143
+      after SIGTERM, 130 after SIGINT), checkpoint_step=the newest committed checkpoint's step, export=path of the
+      exported .npz or None).
 
     Raises:
       ConfigError: the config cannot run (raised before anything compiles).
-      TrainingDiverged: NaN/Inf loss or gradient norm (the last good checkpoint is kept).
+      TrainingDiverged: NaN/Inf loss, gradient norm, updated params or optimizer state (that step is never saved;
+        the last good checkpoint is kept).
+      CheckpointFailed: a checkpoint save failed (full disk, permissions, storage error; raised at the first step
+        after the failure, naming the last committed step), or checkpoints exist but none restores.
     """
     cfg = config_lib.resolve(config)
     paths.makedirs(workdir)

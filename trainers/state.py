@@ -23,7 +23,8 @@ from paligemma.tree import plain
 from trainers import optimizer
 from trainers import step as step_lib
 from trainers.config import ConfigError
-from trainers.errors import one_line
+from trainers.distributed import any_process
+from trainers.errors import CheckpointFailed, one_line
 from trainers.params import loaded_params, random_params
 from trainers.setup import ModelSetup, Setup
 
@@ -174,6 +175,40 @@ class State:
             training.abstract_like(shapes, self.param_shardings),
             training.abstract_like(self.opt_shapes, self.opt_shardings),
         )
+
+    def resume(
+        self, ckpt: training.Checkpointer, shapes: Any, report: Callable[[str], None]
+    ) -> tuple[int, Any, Any, dict[str, Any]] | None:
+        """(step, params, opt_state, meta) of the newest checkpoint that restores; None when there is none.
+
+        A checkpoint that fails to restore (a missing or truncated file, unreadable metadata) is skipped for the next
+        older one; once one restores, the skipped ones are moved aside (`Checkpointer.set_aside`) and `report` gets
+        one line for each: its step, why, and where it went. All processes call this together and agree on every
+        checkpoint (one that fails on any process is skipped by all).
+
+        Raises:
+          CheckpointFailed: there are checkpoints but none restores (nothing is moved: a config that no longer
+            matches them fails the same way, and must not cost the run its checkpoints).
+        """
+        failures: list[tuple[int, str]] = []
+        for step in reversed(ckpt.all_steps()):
+            try:
+                restored, error = self.restore(ckpt, step, shapes), None
+            except Exception as e:  # any damage; judged below, on every process alike
+                restored, error = None, e
+            if not any_process(error is not None):
+                for bad, reason in failures:
+                    where = ckpt.set_aside(bad)
+                    report(f"Skipped the damaged checkpoint of step {bad} ({reason}); moved it to {where}.")
+                return (step, *restored)
+            failures.append((step, training.damage_reason(error) if error else "it failed on another process"))
+        if failures:
+            listed = "; ".join(f"step {step}: {reason}" for step, reason in failures)
+            raise CheckpointFailed(
+                f"no checkpoint in {ckpt.directory} can be restored ({listed}). If the run config changed since they "
+                f"were written, restore it; to start over, use another workdir."
+            )
+        return None
 
     def train_step(self) -> Callable:
         """The jitted `(params, opt_state, batch, count, rng_data) -> (params, opt_state, metrics)` (donates state)."""

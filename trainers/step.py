@@ -108,6 +108,19 @@ def make_loss_fn(model: Any, *, label_smoothing: float = 0.0, loss_norm: str = "
     return loss_fn
 
 
+def all_finite(tree: Any) -> jax.Array:
+    """A bool scalar: True when every float leaf of `tree` is free of NaN/Inf (integer leaves, e.g. counts, pass).
+
+    One reduction per leaf, fused by XLA into the step: negligible next to the update that wrote the leaves.
+    """
+    flags = [
+        jnp.all(jnp.isfinite(x))
+        for x in jax.tree.leaves(tree)
+        if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.inexact)
+    ]
+    return jnp.stack(flags).all() if flags else jnp.asarray(True)
+
+
 def make_train_step(
     model: Any,
     tx: optax.GradientTransformation,
@@ -126,9 +139,11 @@ def make_train_step(
     the trainable subtree (names in `trainable`); batch: dict of [B, ...] arrays (see the module docstring);
     count: int32 scalar, the number of updates before this one (selects the learning rate and the dropout key);
     rng: a PRNG key. metrics (float32 scalars): training_loss, grad_norm (before clipping), lr, finite (1.0 when
-    loss and gradient norm are finite). Frozen parameters are closed over as constants of the differentiated
-    function, so no gradient is computed for them (nor for anything that depends only on them). `loss_chunk`: the
-    positions per example whose logits are computed at once (see `make_loss_fn`).
+    the loss, the gradient norm, the updated parameters and the updated optimizer state are all finite: a step that
+    fails it must never be saved) and state_finite (1.0 when the updated parameters and optimizer state are). Frozen
+    parameters are closed over as constants of the differentiated function, so no gradient is computed for them (nor
+    for anything that depends only on them). `loss_chunk`: the positions per example whose logits are computed at
+    once (see `make_loss_fn`).
     """
     trainable = tuple(trainable)
     micro_loss = make_loss_fn(model, label_smoothing=label_smoothing, loss_norm=loss_norm, loss_chunk=loss_chunk)
@@ -171,11 +186,13 @@ def make_train_step(
         updates, opt_state = tx.update(grads, opt_state, train_tree)
         train_tree = optax.apply_updates(train_tree, updates)
         params = unflatten({**flat, **flatten(train_tree)})
+        state_finite = all_finite((train_tree, opt_state))
         metrics = dict(
             training_loss=loss,
             grad_norm=grad_norm,
             lr=jnp.asarray(lr_fn(count), jnp.float32),
-            finite=(jnp.isfinite(loss) & jnp.isfinite(grad_norm)).astype(jnp.float32),
+            finite=(jnp.isfinite(loss) & jnp.isfinite(grad_norm) & state_finite).astype(jnp.float32),
+            state_finite=state_finite.astype(jnp.float32),
         )
         return params, opt_state, metrics
 

@@ -112,7 +112,7 @@ def _main(argv: Sequence[str]) -> int:
     except TrainingDiverged as e:
         print(f"Training stopped: {one_line(e)}", file=sys.stderr, flush=True)
         return EXIT_DIVERGED
-    return EXIT_PREEMPTED if result["preempted"] else 0
+    return result["exit_code"]  # 0; EXIT_PREEMPTED after SIGTERM, EXIT_INTERRUPTED after SIGINT
 
 
 if __name__ == "__main__":

@@ -9,13 +9,17 @@ temporary folder is removed on the next start). All processes must call `save`/`
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
+from jax.experimental import multihost_utils
 
 from paligemma import model as model_lib
 from paligemma import paths  # also sets orbax's etils.epath to the same gs:// client as the path layer
@@ -36,14 +40,53 @@ from paligemma.tree import flatten
 CHECKPOINT_DIR = "checkpoints"
 RUN_CONFIG_FILE = "config.json"
 
+log = logging.getLogger(__name__)
+
 
 def checkpoint_dir(workdir: str) -> str:
     """Where `Checkpointer(workdir)` keeps its steps (local paths made absolute: orbax refuses relative ones)."""
     return os.path.join(workdir if "://" in workdir else os.path.abspath(workdir), CHECKPOINT_DIR)
 
 
+class CheckpointSaveError(RuntimeError):
+    """Saving a checkpoint failed (full disk, no permission, storage error, ...).
+
+    Attributes:
+      step: the step whose save failed.
+      last_good: the newest committed checkpoint's step (None: none).
+    """
+
+    def __init__(self, step: int, last_good: int | None, directory: str, cause: BaseException):
+        self.step, self.last_good, self.cause = step, last_good, cause
+        reason = " ".join(f"{type(cause).__name__}: {cause}".split())
+        super().__init__(
+            f"saving the checkpoint of step {step} in {directory} failed ({reason}); the last good checkpoint is "
+            f"step {last_good if last_good is not None else 'none'}."
+        )
+
+
+class _OrbaxSaveErrorFilter(logging.Filter):
+    """Drops orbax's traceback logs of a failed async save: `Checkpointer` raises the error itself, on one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.exc_info:
+            return True
+        message = str(record.msg)
+        return not any(
+            k in message for k in ("background save thread", "Save Finalize thread", "[wait_until_finished]")
+        )
+
+
+_ORBAX_SAVE_ERROR_FILTER = _OrbaxSaveErrorFilter()
+
+
 class Checkpointer:
-    """orbax `CheckpointManager` for the trainer's (params, opt_state, meta) triples."""
+    """orbax `CheckpointManager` for the trainer's (params, opt_state, meta) triples.
+
+    A step is *committed* once orbax has renamed its folder into place; only then is it listed, restored or
+    reported as good (`committed`). A save that fails, synchronously or in orbax's background thread, raises
+    `CheckpointSaveError` from the next `save`, `poll` or `wait`.
+    """
 
     def __init__(self, workdir: str, *, keep: int = 3, async_save: bool = True):
         options = ocp.CheckpointManagerOptions(
@@ -53,6 +96,9 @@ class Checkpointer:
         self._manager = ocp.CheckpointManager(
             self.directory, options=options, item_names=("params", "opt_state", "meta")
         )
+        self.committed: int | None = self._manager.latest_step()  # the newest committed step
+        self._pending: int | None = None  # the step of a save started but not yet known committed
+        logging.getLogger("absl").addFilter(_ORBAX_SAVE_ERROR_FILTER)
 
     def latest_step(self) -> int | None:
         """The newest complete checkpoint's step, or None."""
@@ -63,13 +109,49 @@ class Checkpointer:
         return sorted(self._manager.all_steps())
 
     def save(self, step: int, params: Any, opt_state: Any, meta: dict[str, Any]) -> None:
-        """Starts an async save of `step` (returns once the arrays are copied off the devices' live buffers)."""
+        """Starts an async save of `step` (returns once the arrays are copied off the devices' live buffers).
+
+        Raises:
+          CheckpointSaveError: this save, or the previous one, failed.
+        """
         args = ocp.args.Composite(
             params=ocp.args.StandardSave(params),
             opt_state=ocp.args.StandardSave(opt_state),
             meta=ocp.args.JsonSave(meta),
         )
-        self._manager.save(step, args=args, force=True)
+        self.wait()  # the previous save (orbax would wait for it too): its failure is reported as its own
+        try:
+            self._manager.save(step, args=args, force=True)
+        except Exception as e:
+            raise CheckpointSaveError(step, self.committed, self.directory, e) from e
+        self._pending = step
+
+    def poll(self) -> int | None:
+        """The newest committed step, without blocking; raises CheckpointSaveError once a pending save has failed."""
+        if self._pending is not None and not self._manager.is_saving_in_progress():
+            self.wait()
+        return self.committed
+
+    def wait(self) -> int | None:
+        """Blocks until the pending save is committed; returns the newest committed step.
+
+        Raises:
+          CheckpointSaveError: the pending save failed (or its folder is not in place after orbax returned).
+        """
+        step, self._pending = self._pending, None
+        try:
+            self._manager.wait_until_finished()
+            if step is not None:
+                self._manager.reload()  # what is on storage, not orbax's in-memory list
+                if step not in self._manager.all_steps():
+                    raise FileNotFoundError(f"the folder of step {step} is not in {self.directory} after the save")
+        except Exception as e:
+            if step is None:
+                raise
+            raise CheckpointSaveError(step, self.committed, self.directory, e) from e
+        if step is not None:
+            self.committed = step
+        return self.committed
 
     def restore(self, step: int, abstract_params: Any, abstract_opt_state: Any) -> tuple[Any, Any, dict[str, Any]]:
         """(params, opt_state, meta) of `step`, placed like the `jax.ShapeDtypeStruct` (with sharding) targets."""
@@ -86,14 +168,41 @@ class Checkpointer:
         out = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
         return dict(out["meta"])
 
-    def wait(self) -> None:
-        """Blocks until the pending async save is committed."""
-        self._manager.wait_until_finished()
+    def set_aside(self, step: int) -> str:
+        """Moves the (damaged) checkpoint `step` out of the way to `{workdir}/checkpoints_damaged/{step}`.
+
+        Kept for inspection, and no longer a step orbax lists, restores, counts in `keep` or collides with when the
+        run saves that step again. Process 0 moves it; every process must call this together.
+
+        Returns:
+          Where it now is.
+        """
+        target = paths.join(self.directory + "_damaged", str(step))
+        if jax.process_index() == 0:
+            source = epath.Path(self.directory) / str(step)
+            destination = epath.Path(target)
+            if destination.exists():
+                destination = epath.Path(f"{target}.{int(time.time())}")
+                target = str(destination)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            source.rename(destination)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices(f"checkpoint_set_aside_{step}")
+        self._manager.reload()
+        self.committed = self._manager.latest_step()
+        return target
 
     def close(self) -> None:
-        """Waits for pending saves and releases the manager."""
-        self._manager.wait_until_finished()
-        self._manager.close()
+        """Waits for pending saves and releases the manager.
+
+        Raises:
+          CheckpointSaveError: the pending save failed.
+        """
+        try:
+            self.wait()
+        finally:
+            self._manager.close()
+            logging.getLogger("absl").removeFilter(_ORBAX_SAVE_ERROR_FILTER)
 
 
 def abstract_like(tree: Any, shardings: Any) -> Any:
@@ -114,10 +223,12 @@ def latest_params(workdir: str, step: int | None = None) -> tuple[int, dict[str,
     """`(step, params)` of the latest (or the given) checkpoint of a training workdir, as host numpy arrays.
 
     Works on any number of devices/processes (the arrays are read whole on every process). The params are the
-    nested dict the trainer saved (`img/...`, `llm/...`), each array of its saved shape and dtype.
+    nested dict the trainer saved (`img/...`, `llm/...`), each array of its saved shape and dtype. Without `step`, a
+    checkpoint that cannot be read (a damaged or missing part) is skipped for the next older one, with one warning
+    line naming it and why.
 
     Raises:
-      FileNotFoundError: the workdir has no complete checkpoint, or none of `step`.
+      FileNotFoundError: the workdir has no complete checkpoint, or none of `step`, or none that can be read.
     """
     directory = checkpoint_dir(workdir)
     steps = checkpoint_steps(workdir)
@@ -126,17 +237,34 @@ def latest_params(workdir: str, step: int | None = None) -> tuple[int, dict[str,
             f"{directory}: no complete checkpoint (was the training run started with this "
             f"workdir, and did it reach its first ckpt_steps?)."
         )
-    if step is None:
-        step = steps[-1]
-    elif step not in steps:
-        raise FileNotFoundError(f"{directory}: no checkpoint of step {step}; available: {steps}.")
+    if step is not None:
+        if step not in steps:
+            raise FileNotFoundError(f"{directory}: no checkpoint of step {step}; available: {steps}.")
+        return int(step), _read_params(directory, step)
+    skipped = []
+    for candidate in reversed(steps):
+        try:
+            return int(candidate), _read_params(directory, candidate)
+        except Exception as e:  # any damage: a missing or truncated file, unreadable metadata, ...
+            reason = damage_reason(e)
+            skipped.append(f"step {candidate}: {reason}")
+            log.warning("Skipping the damaged checkpoint %s/%d: %s", directory, candidate, reason)
+    raise FileNotFoundError(f"{directory}: no checkpoint can be read ({'; '.join(skipped)}).")
+
+
+def _read_params(directory: str, step: int) -> dict[str, Any]:
     path = os.path.join(directory, str(step), "params")
     checkpointer = ocp.PyTreeCheckpointer()
     metadata = checkpointer.metadata(path).item_metadata
     metadata = getattr(metadata, "tree", metadata)
     restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), metadata)
-    params = checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=restore_args))
-    return int(step), params
+    return checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=restore_args))
+
+
+def damage_reason(e: BaseException, limit: int = 300) -> str:
+    """Why a checkpoint could not be read, on one line of at most `limit` characters."""
+    text = " ".join(f"{type(e).__name__}: {e}".split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # --------------------------------------------------------------------------------------------------------------------
