@@ -8,16 +8,18 @@ What a run does (see trainers/config.py for every config key and its default):
     one line (exit code 2) before anything compiles;
   * places the parameters on the mesh (`paligemma.sharding`: fsdp + tensor-parallel rules), from `model_init`
     (with `model_load.dont_load`, vocabulary extension and resolution change) or from a random init;
-  * resumes from the workdir's latest checkpoint when there is one (params, optimizer state, step, data position),
-    so the resumed run sees exactly the batches an uninterrupted one would;
+  * resumes from the workdir's newest checkpoint that restores (params, optimizer state, step, data position), so the
+    resumed run sees exactly the batches an uninterrupted one would; a damaged newer one is moved to
+    `{workdir}/checkpoints_damaged/` with one line saying why;
   * runs one jitted train step per batch (explicit in/out shardings, donated state); every `log_training_steps` it
     prints a progress line and appends to `{workdir}/metrics.jsonl` and TensorBoard (`{workdir}/tensorboard`);
   * runs `config.evals` when they are due (their metrics go to the same logs as `{name}/{metric}`);
-  * checkpoints asynchronously every `ckpt_steps` and at the end (orbax, keep `keep_ckpts`);
-  * stops on a NaN/Inf loss or gradient norm with a message naming the step (exit code 1), keeping the last good
-    checkpoint;
-  * on SIGTERM (TPU VM preemption, `kill`) finishes the current step, saves a checkpoint of it and exits with code
-    143; rerunning the same command resumes there;
+  * checkpoints asynchronously every `ckpt_steps` and at the end (orbax, keep `keep_ckpts`); a failed save stops the
+    run at once with one line naming the last committed checkpoint (exit code 3);
+  * stops on a NaN/Inf loss, gradient norm, updated parameter or optimizer state with a message naming the step
+    (exit code 1), without saving that step;
+  * on SIGTERM (TPU VM preemption, `kill`) or Ctrl-C finishes the current step, saves a checkpoint of it, waits until
+    it is committed, says so and exits with code 143 (130 for Ctrl-C); rerunning the same command resumes there;
   * at the end writes the params as an original-layout `.npz` when `export_npz` asks.
 
 Multi-host: on a Cloud TPU VM slice `jax.distributed.initialize()` is called automatically (`--multihost=auto`);
@@ -85,7 +87,10 @@ def _define_flags():
 
 
 def main(argv: Sequence[str]) -> int:
-    """CLI entry: returns the exit code (0 done, 1 diverged, 2 bad config or input, 143 stopped by SIGTERM).
+    """CLI entry: returns the exit code.
+
+    0 done, 1 diverged, 2 bad config or input, 3 a checkpoint save or restore failed, 130 stopped by Ctrl-C, 143
+    stopped by SIGTERM.
 
     Expected failures (a bad config or override, a missing or damaged file, a read-only or full disk, a workdir that
     is a file) print one line (`paligemma.cli.run_main`); a bug keeps its traceback.
