@@ -80,6 +80,30 @@ class _OrbaxSaveErrorFilter(logging.Filter):
 _ORBAX_SAVE_ERROR_FILTER = _OrbaxSaveErrorFilter()
 
 
+class _DamagedReadFilter(logging.Filter):
+    """Drops asyncio's "exception was never retrieved" dumps of reads from the checkpoint folders in `directories`.
+
+    A restore that fails on a damaged checkpoint leaves orbax's other pending reads to fail unobserved; asyncio logs
+    each (with a multi-kilobyte tensorstore spec) when it is garbage-collected. The failure itself is reported once,
+    on one line, by the caller.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.directories: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if "exception was never retrieved" not in text:
+            return True
+        text += str(record.exc_info[1]) if record.exc_info else ""
+        return not any(d in text for d in self.directories)
+
+
+_DAMAGED_READ_FILTER = _DamagedReadFilter()
+logging.getLogger("asyncio").addFilter(_DAMAGED_READ_FILTER)
+
+
 class Checkpointer:
     """orbax `CheckpointManager` for the trainer's (params, opt_state, meta) triples.
 
@@ -96,6 +120,7 @@ class Checkpointer:
         self._manager = ocp.CheckpointManager(
             self.directory, options=options, item_names=("params", "opt_state", "meta")
         )
+        _DAMAGED_READ_FILTER.directories.add(self.directory)
         self.committed: int | None = self._manager.latest_step()  # the newest committed step
         self._pending: int | None = None  # the step of a save started but not yet known committed
         logging.getLogger("absl").addFilter(_ORBAX_SAVE_ERROR_FILTER)
@@ -231,6 +256,7 @@ def latest_params(workdir: str, step: int | None = None) -> tuple[int, dict[str,
       FileNotFoundError: the workdir has no complete checkpoint, or none of `step`, or none that can be read.
     """
     directory = checkpoint_dir(workdir)
+    _DAMAGED_READ_FILTER.directories.add(directory)
     steps = checkpoint_steps(workdir)
     if not steps:
         raise FileNotFoundError(
@@ -240,7 +266,13 @@ def latest_params(workdir: str, step: int | None = None) -> tuple[int, dict[str,
     if step is not None:
         if step not in steps:
             raise FileNotFoundError(f"{directory}: no checkpoint of step {step}; available: {steps}.")
-        return int(step), _read_params(directory, step)
+        try:
+            return int(step), _read_params(directory, step)
+        except Exception as e:  # any damage, as below; asked for by step, so no fallback
+            raise FileNotFoundError(
+                f"{directory}: the checkpoint of step {step} cannot be read ({damage_reason(e)}); pick another step of "
+                f"{steps}, or none for the newest readable one."
+            ) from e
     skipped = []
     for candidate in reversed(steps):
         try:
