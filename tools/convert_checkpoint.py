@@ -1,11 +1,14 @@
 """Convert PaliGemma checkpoints between big_vision `.npz`, PyTorch-hub folders and this project's format.
 
-    python -m tools.convert_checkpoint SRC DST [--to npz|hf|ours] [--dtype float32|bfloat16|float16]
+    python -m tools.convert_checkpoint SRC DST [--to npz|hf|ours] [--dtype float32|bfloat16|float16] [--step N]
                                        [--image_size N] [--sliding_window default|hf|N] [--pad_vocab_to N]
+    python -m tools.convert_checkpoint runs/easyvqa out_hf --to hf          # export a training run's latest step
 
 SRC and DST may be local or gs:// paths. SRC is detected: a `.npz` file, a PyTorch-hub folder (config.json +
-*.safetensors) or a folder written by this project (config.json + params.npz). `--to` defaults to `npz` when DST ends
-in `.npz`, else `hf` for an `.npz`/own source and `ours` for a PyTorch source. `--image_size` resamples the position
+*.safetensors), a folder written by this project (config.json + params.npz), a training workdir (its latest readable
+checkpoint, or `--step N`; the model config from its run config.json) or one of its step folders
+(`{workdir}/checkpoints/{step}`). `--to` defaults to `npz` when DST ends in `.npz`, else `hf` for an `.npz`/own/run
+source and `ours` for a PyTorch source. `--image_size` resamples the position
 embedding. A `.npz` carries no config: loading it infers the sizes from the shapes and the Gemma 2 defaults
 (soft-caps 30/50, full attention); the other formats keep the config. Exit status 0 on success, 2 on a bad
 checkpoint or argument.
@@ -19,6 +22,7 @@ import sys
 import numpy as np
 
 from paligemma import checkpoints, cli, paths, tree
+from paligemma.checkpoints.infer import normalise_config
 from paligemma.errors import UserError
 
 
@@ -48,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="cast every array (default: keep the stored dtype)",
     )
+    p.add_argument("--step", type=int, default=None, help="a training workdir's step (default: the latest readable)")
     p.add_argument("--image_size", type=int, default=None, help="resample the position embedding to this resolution")
     p.add_argument(
         "--sliding_window",
@@ -72,13 +77,13 @@ def _size_on_disk(path: str) -> int:
 
 
 def _summary(config) -> str:
-    img, llm = config["img"], config["llm"]
-    kind = "Gemma 2" if llm.get("post_norms") else "Gemma"
+    img, llm = normalise_config(config)  # the sizes of named variants (a training run's config) spelled out
+    kind = "Gemma 2" if llm.post_norms else "Gemma"
     return (
-        f"SigLIP width {img['width']} depth {img['depth']} patch {img['patch_size']} image {img['image_size']} "
-        f"(pool {img.get('pool_type', 'none')}); {kind} width {llm['width']} depth {llm['depth']} heads "
-        f"{llm['num_heads']}/{llm['num_kv_heads']} head_dim {llm['head_dim']} vocab {llm['vocab_size']}"
-        f" sliding_window {llm.get('sliding_window')}"
+        f"SigLIP width {img.width} depth {img.depth} patch {img.patch_size} image {img.image_size} "
+        f"(pool {img.pool_type}); {kind} width {llm.width} depth {llm.depth} heads "
+        f"{llm.num_heads}/{llm.num_kv_heads} head_dim {llm.head_dim} vocab {llm.vocab_size}"
+        f" sliding_window {llm.sliding_window}"
     )
 
 
@@ -90,23 +95,40 @@ def main(argv: list[str] | None = None) -> int:
 
 def _convert(args: argparse.Namespace) -> int:
     if not paths.exists(args.src):
-        raise FileNotFoundError(f"{args.src}: no such checkpoint file or folder.")
+        raise FileNotFoundError(f"{args.src}: no such checkpoint file, folder or training workdir.")
     src_format = checkpoints.detect_format(args.src)
     to = args.to
     if to is None:
         to = "npz" if args.dst.endswith(".npz") else ("ours" if src_format == "hf" else "hf")
+    problems = []
     if to == "npz" and paths.isdir(args.dst):
-        raise ArgumentError(f"{args.dst} is a folder; --to npz writes a file.")
+        problems.append(f"{args.dst} is a folder; --to npz writes a file.")
     if to != "npz" and paths.isfile(args.dst):
-        raise ArgumentError(f"{args.dst} is a file; --to {to} writes a folder.")
+        problems.append(f"{args.dst} is a file; --to {to} writes a folder.")
     if paths.abspath(args.src) == paths.abspath(args.dst):
-        raise ArgumentError("SRC and DST are the same path.")
+        problems.append("SRC and DST are the same path.")
+    if args.step is not None and src_format != "run":
+        problems.append(f"--step is for a training workdir; {args.src} is a {src_format} checkpoint.")
+    if problems:
+        raise ArgumentError(problems[0] if len(problems) == 1 else "".join(f"- {p}\n" for p in problems).rstrip())
 
     try:  # a ValueError here is about the checkpoint's content or an argument that does not fit it
-        config, params = checkpoints.load(
-            args.src, dtype=args.dtype, image_size=args.image_size, sliding_window=args.sliding_window
-        )
-        print(f"read {src_format} checkpoint {args.src}: {_summary(config)}")
+        if src_format == "run":  # a training workdir or step folder: the step read is part of what was read
+            from paligemma.checkpoints import training  # imports orbax: only for runs
+
+            config, params, step, source = training.load_any(
+                args.src,
+                dtype=args.dtype,
+                step=args.step,
+                image_size=args.image_size,
+                sliding_window=args.sliding_window,
+            )
+        else:
+            config, params = checkpoints.load(
+                args.src, dtype=args.dtype, image_size=args.image_size, sliding_window=args.sliding_window
+            )
+            source = args.src
+        print(f"read {src_format} checkpoint {source}: {_summary(config)}")
         if to == "npz":
             checkpoints.save_npz(args.dst, params, args.dtype)
         elif to == "hf":

@@ -1,4 +1,8 @@
-"""Which checkpoint format a path holds (`detect_format`), and `load`, which reads any of them with its reader."""
+"""What a path holds (`detect_format`, `is_checkpoint_path`, `step_folder`); `load_checkpoint` reads checkpoints.
+
+`load_checkpoint` reads a checkpoint file or folder with its format's reader. Training workdirs and their step
+folders are read by `paligemma.checkpoints.training.load_any`; `load` (`paligemma.checkpoints.loading`) reads all.
+"""
 
 from __future__ import annotations
 
@@ -7,39 +11,22 @@ from collections.abc import Mapping
 from typing import Any
 
 from paligemma import paths
-from paligemma.checkpoints.common import CheckpointError, as_dtype, read_json
+from paligemma.checkpoints.common import CheckpointError, read_json
 from paligemma.checkpoints.hf import load_hf, safetensors_files
 from paligemma.checkpoints.npz import load_npz
 from paligemma.checkpoints.own import OWN_CONFIG_FILE, OWN_FORMAT, load_own
 
+CHECKPOINT_DIR = "checkpoints"  # a training workdir's orbax steps: {workdir}/checkpoints/{step}/
 
-def load(
-    path: str | os.PathLike,
-    *,
-    config: Mapping[str, Any] | None = None,
-    dtype: Any = None,
-    image_size: int | None = None,
-    sliding_window: int | str | None = "default",
+
+def load_checkpoint(
+    path: str,
+    config: Mapping[str, Any] | None,
+    target_dtype: Any,
+    image_size: int | None,
+    sliding_window: int | str | None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """Loads a checkpoint. Returns `(model_config, params)`: `Model(**model_config)` and a nested dict of numpy arrays.
-
-    Args:
-      path: a big_vision `.npz`, a PyTorch-hub folder (`config.json` + safetensors), or this project's folder
-        (`config.json` + `params.npz`, written by `save`).
-      config: the model config to load into (default: inferred from `.npz` shapes, read from the folder's
-        config.json). The checkpoint must match it exactly, except the position embedding, which is resampled when
-        its grid differs from `config`'s image size.
-      dtype: "float32", "bfloat16" or "float16": every array is cast while it is read. Default: as stored.
-      image_size: resolution to run at; the position embedding is resampled (bilinear) when it differs.
-      sliding_window: Gemma 2's local attention. "default": full attention for `.npz` and PyTorch folders (how the
-        original JAX code trained the released weights), the saved value for this project's format, `config`'s value
-        when given. "hf": the window the PyTorch port applies (the folder's `text_config.sliding_window`; 4096 for a
-        Gemma 2 `.npz`; none for Gemma 1). None or 0: full attention. An int: that window.
-    """
-    path = os.fspath(path)
-    target_dtype = as_dtype(dtype)
-    if not paths.exists(path):
-        raise FileNotFoundError(f"{path}: no such checkpoint file or folder.")
+    """`load` of an existing checkpoint file or folder (`is_checkpoint_path`), with its format's reader."""
     if paths.isdir(path):
         meta = read_json(paths.join(path, OWN_CONFIG_FILE)) if paths.isfile(paths.join(path, OWN_CONFIG_FILE)) else None
         if meta is not None and meta.get("format") == OWN_FORMAT:
@@ -56,11 +43,48 @@ def load(
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """The format of an existing checkpoint path, without reading the weights: "npz", "hf" or "ours"."""
+    """The format of an existing path, without reading the weights: "npz", "hf", "ours" or "run".
+
+    "run": a folder that is no checkpoint (see `is_checkpoint_path`): a training workdir or one of its step folders.
+    """
     path = os.fspath(path)
     if paths.isdir(path):
+        if not is_checkpoint_path(path):
+            return "run"
         cfg = paths.join(path, OWN_CONFIG_FILE)
         if paths.isfile(cfg) and read_json(cfg).get("format") == OWN_FORMAT:
             return "ours"
         return "hf"
     return "npz"
+
+
+def is_checkpoint_path(path: str) -> bool:
+    """True for a checkpoint file or folder; False for anything else (e.g. a training workdir or a step folder).
+
+    That is a file, a folder with *.safetensors, or a folder whose config.json is this project's checkpoint format or
+    a PyTorch-hub config (a training workdir's config.json is the run config).
+
+    Raises:
+      CheckpointError: the folder's config.json is not a readable JSON object.
+    """
+    if paths.isfile(path):
+        return True
+    if not paths.isdir(path):
+        return False
+    if any(f.endswith(".safetensors") for f in paths.listdir(path)):
+        return True
+    config_file = paths.join(path, OWN_CONFIG_FILE)
+    if not paths.isfile(config_file):
+        return False
+    meta = read_json(config_file)
+    return meta.get("format") == OWN_FORMAT or "text_config" in meta or "vision_config" in meta
+
+
+def step_folder(path: str) -> tuple[str, int] | None:
+    """`(workdir, step)` when `path` is a training workdir's step folder `{workdir}/checkpoints/{step}`, else None."""
+    path = path.rstrip("/" + os.sep) or path
+    parent = paths.dirname(path)
+    name, parent_name = path.rsplit("/", 1)[-1], parent.rstrip("/").rsplit("/", 1)[-1]
+    if not name.isdigit() or parent_name != CHECKPOINT_DIR:
+        return None
+    return (paths.dirname(parent) or "."), int(name)

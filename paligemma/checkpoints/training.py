@@ -24,7 +24,12 @@ from jax.experimental import multihost_utils
 from paligemma import model as model_lib
 from paligemma import paths  # also sets orbax's etils.epath to the same gs:// client as the path layer
 from paligemma.checkpoints.common import CheckpointError, as_dtype, is_float, read_json, shape_of
-from paligemma.checkpoints.formats import load
+from paligemma.checkpoints.formats import (  # is_checkpoint_path, step_folder: also this module's API
+    CHECKPOINT_DIR,
+    is_checkpoint_path,
+    load_checkpoint,
+    step_folder,
+)
 from paligemma.checkpoints.infer import (
     checkpoint_config,
     compare_shapes,
@@ -34,10 +39,8 @@ from paligemma.checkpoints.infer import (
     resample,
     with_image_size,
 )
-from paligemma.checkpoints.own import OWN_CONFIG_FILE, OWN_FORMAT
 from paligemma.tree import flatten
 
-CHECKPOINT_DIR = "checkpoints"
 RUN_CONFIG_FILE = "config.json"
 
 log = logging.getLogger(__name__)
@@ -303,28 +306,6 @@ def damage_reason(e: BaseException, limit: int = 300) -> str:
 # Checkpoint path or training workdir.
 
 
-def is_checkpoint_path(path: str) -> bool:
-    """True for a checkpoint `load` reads; False for anything else (e.g. a training workdir).
-
-    That is a file, a folder with *.safetensors, or a folder whose config.json is this project's checkpoint format or
-    a PyTorch-hub config (a training workdir's config.json is the run config).
-
-    Raises:
-      CheckpointError: the folder's config.json is not a readable JSON object.
-    """
-    if paths.isfile(path):
-        return True
-    if not paths.isdir(path):
-        return False
-    if any(f.endswith(".safetensors") for f in paths.listdir(path)):
-        return True
-    config_file = paths.join(path, OWN_CONFIG_FILE)
-    if not paths.isfile(config_file):
-        return False
-    meta = read_json(config_file)
-    return meta.get("format") == OWN_FORMAT or "text_config" in meta or "vision_config" in meta
-
-
 def read_run_config(path: str | None) -> dict[str, Any] | None:
     """The run config a training workdir keeps in config.json, as plain dicts; None for anything else.
 
@@ -374,16 +355,23 @@ def load_any(
     dtype: Any = None,
     step: int | None = None,
     image_size: int | None = None,
+    sliding_window: int | str | None = "default",
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any], int | None, str]:
     """The params of a checkpoint (`.npz`, PyTorch-hub folder, this project's folder) or of a training workdir.
 
+    `paligemma.checkpoints.load` calls this for workdirs and step folders: the one code path that reads a run.
+
     Args:
-      path: a checkpoint `load` reads, or a training workdir (its config.json run config and orbax checkpoints).
+      path: a checkpoint `load` reads, a training workdir (its config.json run config and orbax checkpoints) or one
+        step folder of it (`{workdir}/checkpoints/{step}`).
       model_config: the model config to load into. Default: the checkpoint's (see `load`), or for a workdir the one
         its run config trains (`model_config_from`).
       dtype: "float32", "bfloat16" or "float16": every float array is cast. Default: as stored.
-      step: a workdir's checkpoint step. Default: the latest. Only for training workdirs.
+      step: a workdir's checkpoint step. Default: the latest readable one (or the step folder's). Only for training
+        workdirs and step folders.
       image_size: resolution to run at; the position embedding `[1, N, D]` is resampled when it differs.
+      sliding_window: see `load`; for a workdir, "default" and "hf" keep the run config's window, None/0 or an int
+        sets it.
 
     Returns:
       `(model_config, params, step, source)`: `Model(**model_config)`, a nested dict of host numpy arrays
@@ -400,8 +388,16 @@ def load_any(
     if is_checkpoint_path(path):
         if step is not None:
             raise CheckpointError(f"{path}: a checkpoint holds one set of params; step= is for training workdirs.")
-        config, params = load(path, config=model_config, dtype=dtype, image_size=image_size)
+        config, params = load_checkpoint(path, model_config, as_dtype(dtype), image_size, sliding_window)
         return config, params, None, path
+    folder = step_folder(path)
+    if folder is not None:  # {workdir}/checkpoints/{step}: that step of the workdir
+        if step is not None and step != folder[1]:
+            raise CheckpointError(
+                f"{path} is the folder of step {folder[1]}, but step={step} was asked for; pass the workdir "
+                f"{folder[0]} with step={step}, or this folder without a step."
+            )
+        path, step = folder
     target_dtype = as_dtype(dtype)
     try:
         steps = checkpoint_steps(path)
@@ -425,6 +421,11 @@ def load_any(
             f"Reading the trainer's params from {path!r} needs the model config: set config.model_name or "
             f"config.model in the run config."
         )
+    if sliding_window not in ("default", "hf"):
+        model_config = copy_config(model_config)
+        model_config["llm"]["sliding_window"] = sliding_window or None
+    if step is not None and step not in steps:
+        raise CheckpointError(f"{path}: no checkpoint of step {step}; available steps: {steps}.")
     try:
         step, params = latest_params(path, step)
     except (FileNotFoundError, ValueError, KeyError) as e:

@@ -387,7 +387,7 @@ def test_load_any_training_workdir(tmp_path, params1):
     assert step == 3 and loaded["llm"]["final_norm"]["scale"].dtype == BF16
     config, loaded, _, _ = training.load_any(wd, image_size=48)  # trained at 32: the position embedding is resampled
     assert config["img"]["image_size"] == 48 and loaded["img"]["pos_embedding"].shape[1] == (48 // 8) ** 2
-    with pytest.raises(checkpoints.CheckpointError, match="no checkpoint of step 4; available: \\[3, 5\\]"):
+    with pytest.raises(checkpoints.CheckpointError, match="no checkpoint of step 4; available steps: \\[3, 5\\]"):
         training.load_any(wd, step=4)
     with pytest.raises(checkpoints.CheckpointError, match="does not match the model config"):
         training.load_any(wd, model_config=TINY2)
