@@ -38,7 +38,9 @@ import tensorflow as tf
 from absl import app, flags
 
 from datasets import pipeline, sources, tokenizers
+from datasets.base import DataError
 from paligemma import cli
+from paligemma.errors import UserError
 from paligemma.tokenizer import Tokenizer
 from paligemma.tree import plain
 
@@ -67,15 +69,26 @@ def _get(cfg, path, default=None):
     return default if cur is None else cur
 
 
+class InspectError(UserError, KeyError, ValueError):
+    """A config or flag combination this program cannot show (printed as one line; a KeyError, as it used to be)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def resolve_input(config, *, eval_name=None, split=None, data_dir=None):
     """(data config dict, pp, tokenizer path, description) for the training input or an eval entry."""
     tokenizer = _get(config, "input.tokenizer") or _get(config, "tokenizer") or _get(config, "model.tokenizer")
     input_data = plain(_get(config, "input.data"))
+    tokenizer = plain(tokenizer)
+    if isinstance(tokenizer, dict) and isinstance(tokenizer.get("train"), dict):
+        if tokenizer["train"].get("data") == "input.data":  # trained on the run's input.data (trainers.config)
+            tokenizer["train"]["data"] = input_data
     if eval_name:
         evals = _get(config, "evals")
         if evals is None or eval_name not in evals:
             names = sorted(evals.keys()) if evals is not None else []
-            raise KeyError(f"No eval {eval_name!r} in config.evals (has: {names})")
+            raise InspectError(f"No eval {eval_name!r} in config.evals (has: {names})")
         ev = evals[eval_name]
         data = plain(_get(ev, "data"))
         if isinstance(data, str):  # a split name of the training data
@@ -86,11 +99,11 @@ def resolve_input(config, *, eval_name=None, split=None, data_dir=None):
     else:
         data, pp, what = input_data, _get(config, "input.pp"), "config.input"
     if not data:
-        raise KeyError(f"{what}.data is missing")
+        raise InspectError(f"{what}.data is missing")
     data = dict(data)
     if split or data_dir:
         if "mixture" in data:
-            raise ValueError("--split / --data_dir do not apply to a mixture")
+            raise InspectError("--split / --data_dir do not apply to a mixture")
         if split:
             data["split"] = split
         if data_dir:
@@ -229,7 +242,12 @@ def inspect_config(
         digest = hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
         cache = os.path.join(tempfile.gettempdir(), "paligemma_inspect_tokenizers", digest)  # one folder per spec
         tokenizer = tokenizers.resolve_tokenizer(tokenizer, workdir=cache)
-    source = sources.get_source(data)
+    try:
+        source = sources.get_source(data)
+    except DataError:
+        raise
+    except Exception as e:  # any failure to open the data is a problem of the config or the data (as in the trainer)
+        raise DataError(f"{what}.data {data!r}: {e}") from e
     print(f"{what}: {source.describe()}", file=out)
     print(f"pp: {pp!r}", file=out)
     print(f"tokenizer: {tokenizer}", file=out)

@@ -43,18 +43,23 @@ def skip_image_decoders(feature):
 def not_prepared_message(name: str, data_dir: str | None) -> str:
     """The error message for a TFDS dataset not prepared in data_dir: how to build it."""
     base = name.split("/")[0].split(":")[0]
-    where = data_dir or "~/tensorflow_datasets (or $TFDS_DATA_DIR)"
+    where = default_data_dir(data_dir)
     if base in builders.BUILDERS:
         return (
             f"TFDS dataset {name!r} is not prepared in {where}. Build it first:\n"
-            f"  python -m datasets.build {name} --data_dir {data_dir or 'DIR'} [--manual_dir DIR]\n"
+            f"  python -m datasets.build {name} --data_dir {where} [--manual_dir DIR]\n"
             f"(`python -m datasets.build {name} --help_manual` shows which files it needs)."
         )
     return (
         f"TFDS dataset {name!r} is not prepared in {where}. This project never downloads at run time; prepare it "
-        f"beforehand, e.g. `tfds build {name} --data_dir {data_dir or 'DIR'}` (with `--manual_dir` for datasets "
-        f"that need manually downloaded files), then point `data_dir` at it."
+        f"beforehand, e.g. `tfds build {name} --data_dir {where}` (with `--manual_dir` for datasets "
+        f"that need manually downloaded files), or point `data_dir` at a folder where it is prepared."
     )
+
+
+def default_data_dir(data_dir: str | None = None) -> str:
+    """The TFDS data_dir actually read: `data_dir`, else $TFDS_DATA_DIR, else ~/tensorflow_datasets (as TFDS does)."""
+    return data_dir or os.environ.get("TFDS_DATA_DIR") or os.path.expanduser(os.path.join("~", "tensorflow_datasets"))
 
 
 class TfdsSource(Source):
@@ -77,7 +82,7 @@ class TfdsSource(Source):
                 log.warning(
                     "Preparing TFDS dataset %s in %s (first use; nothing is downloaded).",
                     name,
-                    data_dir or "the default data_dir",
+                    default_data_dir(data_dir),
                 )
                 build.prepare(name, data_dir=data_dir)
                 self.builder = tfds.builder(name, data_dir=data_dir)
@@ -86,7 +91,7 @@ class TfdsSource(Source):
         info = self.builder.info
         try:
             self.num_examples = int(info.splits[split].num_examples)
-        except KeyError as e:
+        except (KeyError, ValueError) as e:  # TFDS raises ValueError("Unknown split ...") for a bad split string
             raise DataError(f"TFDS dataset {name!r} has no split {split!r}; it has {sorted(info.splits)}") from e
         self._decoders = None if decode_images else skip_image_decoders(info.features)
         self._tfrecord = info.file_format in (None, tfds.core.FileFormat.TFRECORD)

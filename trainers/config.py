@@ -9,9 +9,15 @@ defaults below and returns a new ConfigDict. Keys (defaults in brackets; "requir
 
   seed [0]                       params init, dropout and data order
   tokenizer [None]               a `.model` path or a `datasets.tokenizers.resolve_tokenizer` dict spec
-                                 (`input.tokenizer` is accepted as an alias, as `datasets.inspect` reads it)
+                                 (`input.tokenizer` is accepted as an alias, as `datasets.inspect` reads it);
+                                 in a training spec, `train.data="input.data"` means the run's `input.data`
   model_name [None]              a `paligemma.model.get_config` name; `model` (dict(img=..., llm=...)) overrides
-  model [None]                   its fields (or is the whole model config when model_name is None)
+  model [None]                   its fields (or is the whole model config when model_name is None).
+                                 Vocabulary rule: trained from scratch (model_init None) with a tokenizer and
+                                 without `model.llm.vocab_size`, the vocabulary is the tokenizer's size (the
+                                 named variants' 1,280 / 2,048 rows cannot hold a trained tokenizer, >= 1,414
+                                 pieces with the 1,152 loc/seg ones); it is written to config.json. A set
+                                 vocab_size, or a model_init, is kept and must hold the tokenizer.
   model_init [None]              checkpoint path (any `paligemma.checkpoints.load` format) or a name found under
                                  $PALIGEMMA_CKPT_DIR (NAME, NAME.npz, NAME.bf16.npz, NAME.f16.npz); None = random
   model_load.dont_load [()]      regexes of parameters that keep their random init
@@ -49,6 +55,8 @@ defaults below and returns a new ConfigDict. Keys (defaults in brackets; "requir
   sharding_strategy [[(".*", "fsdp")]]    see `paligemma.sharding` (fsdp over `fsdp`, else `data`; >= 4 MiB)
   sharding_rules [None]          tensor-parallel (regex, per-dim spec) rules; None = sharding.DEFAULT_TENSOR_RULES
   log_training_steps [50]        progress line + metrics.jsonl + TensorBoard every N steps
+  log_sharding [None]            log the parameter-sharding table: None = when the mesh has more than one
+                                 device, True = always, False = never
   preemption_check_steps [10]    multi-process runs agree on a SIGTERM every N steps (one cross-host exchange;
                                  a single process checks every step); the run saves the step it stops at
   ckpt_steps [1000]              checkpoint every N steps (and at the end, and on SIGTERM)
@@ -115,6 +123,7 @@ SCHEMA: dict[str, Any] = dict(
     sharding_strategy=((".*", "fsdp"),),
     sharding_rules=None,
     log_training_steps=50,
+    log_sharding=None,
     preemption_check_steps=10,
     ckpt_steps=1000,
     keep_ckpts=3,
@@ -273,6 +282,8 @@ def _check_values(c: dict[str, Any]) -> None:
         raise ConfigError(
             f"config.export_dtype must be None, 'float32', 'bfloat16' or 'float16'; got {c['export_dtype']!r}."
         )
+    if c["log_sharding"] not in (None, True, False):
+        raise ConfigError(f"config.log_sharding must be None, True or False; got {c['log_sharding']!r}.")
     if not isinstance(c["export_npz"], (type(None), bool, str)):
         raise ConfigError(f"config.export_npz must be None, True or a path; got {c['export_npz']!r}.")
 

@@ -167,6 +167,19 @@ def _committed(ckpt: training.Checkpointer) -> int | None:
         return ckpt.committed
 
 
+def _describe_inputs(setup: Setup) -> list[str]:
+    """The run's first lines: its data source and pp, its tokenizer and the model's vocabulary."""
+    cfg = setup.cfg
+    source = setup.source.describe() if hasattr(setup.source, "describe") else repr(plain(cfg.input.data))
+    lines = [f"Data: {source}; pp: {cfg.input.pp}"]
+    if getattr(setup, "tokenizer_path", None) is not None:
+        vocab = setup.shapes["llm"]["embedder"]["input_embedding"].shape[0]
+        why = " (the tokenizer's size: trained from scratch, config.model.llm.vocab_size unset)"
+        why = why if getattr(setup, "vocab_from_tokenizer", False) else ""
+        lines.append(f"Tokenizer: {setup.tokenizer_path}; model vocabulary {vocab:,}{why}")
+    return lines
+
+
 def _run(setup: Setup, workdir: str, writer: logging_utils.MetricsWriter, stop: _StopFlag) -> dict[str, Any]:
     cfg, mesh, total = setup.cfg, setup.mesh, setup.total_steps
     state = State(setup)
@@ -179,18 +192,32 @@ def _run(setup: Setup, workdir: str, writer: logging_utils.MetricsWriter, stop: 
     writer.truncate_after(start)  # records a killed run logged after its last checkpoint (all, when none)
     data = TrainData(setup, position)
     first_batch = data.first_batch() if start < total else None  # checks the pipeline before compiling
-    if resumed:
+    for line in _describe_inputs(setup):
+        writer.print(line)
+    if resumed and start >= total:
+        params, opt_state = resumed[1], resumed[2]
+        writer.print(
+            f"Run already finished at step {start}/{total} (checkpoint {paths.join(ckpt.directory, str(start))}); "
+            + (
+                "nothing to train; exporting its params as config.export_npz asks."
+                if cfg.export_npz
+                else "nothing to do."
+            )
+        )
+    elif resumed:
         params, opt_state = resumed[1], resumed[2]
         writer.print(f"Resuming from step {start}/{total} ({ckpt.directory}, data position {position}).")
     else:
         params, opt_state = state.initial(setup, init_rng)
     n_train = sum(int(np.prod(state.flat_shapes[n].shape)) for n in state.trainable)
-    writer.print(
-        f"Training {model_lib.count_params(setup.shapes):,} params ({n_train:,} trainable) on mesh "
-        f"{dict(mesh.shape)} ({jax.process_count()} processes), batch {cfg.input.batch_size}, {total} steps; "
-        f"workdir {workdir}"
-    )
-    log.info("Parameter sharding:\n%s", "\n".join(sharding.describe(setup.specs, setup.shapes)))
+    if start < total:
+        writer.print(
+            f"Training {model_lib.count_params(setup.shapes):,} params ({n_train:,} trainable) on mesh "
+            f"{dict(mesh.shape)} ({jax.process_count()} processes), batch {cfg.input.batch_size}, {total} steps; "
+            f"workdir {workdir}"
+        )
+    if cfg.log_sharding or (cfg.log_sharding is None and mesh.size > 1):
+        log.info("Parameter sharding:\n%s", "\n".join(sharding.describe(setup.specs, setup.shapes)))
     batches = device_batches(data, first_batch, mesh, cfg.input.device_prefetch) if start < total else None
     train_step = state.train_step()
     logger = _Logger(setup, writer, start, ckpt.directory, batches)

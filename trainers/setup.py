@@ -2,6 +2,11 @@
 
 `ModelSetup`: mesh (with the batch split checked), model, parameter shapes and specs (all a dry run needs); `Setup`
 adds the data source, the number of steps, the tokenizer and the evaluators.
+
+Vocabulary rule: a run trained from scratch (no `model_init`) whose config does not set `model.llm.vocab_size` gets
+the tokenizer's size as its vocabulary (`Setup.vocab_from_tokenizer`), written into the run's config.json so that
+predict/evaluators.run rebuild the same model. A set `vocab_size`, or a checkpoint to start from, is kept and must
+hold the tokenizer.
 """
 
 from __future__ import annotations
@@ -56,11 +61,28 @@ def _check_batch_split(cfg, mesh, data_shards: int | None) -> None:
         )
 
 
+INPUT_DATA = "input.data"  # tokenizer.train.data = this string: train the tokenizer on config.input.data
+
+
+def tokenizer_spec(cfg) -> Any:
+    """`cfg.tokenizer` with a training spec's `data="input.data"` replaced by `cfg.input.data` (None: no tokenizer)."""
+    spec = plain(cfg.tokenizer)
+    if isinstance(spec, dict) and isinstance(spec.get("train"), dict) and spec["train"].get("data") == INPUT_DATA:
+        spec["train"]["data"] = plain(cfg.input.data)
+    return spec
+
+
+def vocab_follows_tokenizer(cfg) -> bool:
+    """Whether the model's vocabulary is the tokenizer's size: from scratch and `model.llm.vocab_size` unset."""
+    llm = (plain(cfg.model) or {}).get("llm") or {}
+    return not cfg.model_init and llm.get("vocab_size") is None
+
+
 def _resolve_tokenizer(cfg, workdir: str) -> str | None:
     if cfg.tokenizer is None:
         return None
     try:
-        return tokenizers.resolve_tokenizer(cfg.tokenizer, workdir)
+        return tokenizers.resolve_tokenizer(tokenizer_spec(cfg), workdir)
     except (ValueError, OSError) as e:
         raise ConfigError(f"config.tokenizer: {one_line(e)}") from None
 
@@ -81,6 +103,11 @@ class ModelSetup:
             raise ConfigError(f"config.mesh: {e}") from None
         _check_batch_split(cfg, self.mesh, data_shards)
         self.data_shards = data_shards or 1
+        self._build_model()
+
+    def _build_model(self) -> None:
+        """Model, parameter shapes and specs from `self.cfg` (its model_name / model)."""
+        cfg = self.cfg
         self.model_config = config_lib.model_config(cfg)
         try:
             self.model = model_lib.Model(**self.model_config)
@@ -127,8 +154,18 @@ class Setup(ModelSetup):
         if missing:
             raise ConfigError("\n".join(f"- {m}" for m in missing))
         self.total_steps = config_lib.num_steps(cfg, num_examples)
+        self.vocab_from_tokenizer = False  # True: the vocabulary was set to the tokenizer's size (module docstring)
         if self.tokenizer_path is not None:
             tok = Tokenizer(self.tokenizer_path)
+            if vocab_follows_tokenizer(cfg) and self.shapes["llm"]["embedder"]["input_embedding"].shape[0] != (
+                tok.vocab_size
+            ):
+                model = plain(cfg.model) or {}
+                model.setdefault("img", {})
+                model["llm"] = {**(model.get("llm") or {}), "vocab_size": tok.vocab_size}
+                cfg.model = model
+                self._build_model()
+                self.vocab_from_tokenizer = True
             try:
                 tok.check_fits(
                     self.shapes["llm"]["embedder"]["input_embedding"].shape[0],

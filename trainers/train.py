@@ -34,20 +34,32 @@ This module is the CLI (flags, exit codes) and re-exports `train`; the run itsel
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
-from collections.abc import Sequence
 
-import jax
-from absl import app, flags
+# Third-party start-up noise, silenced before anything imports TensorFlow or libtpu (a value already set wins):
+# TensorFlow's C++ INFO lines (oneDNN, CPU features, "All log messages before absl::InitializeLog()") and libtpu's.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+os.environ.setdefault("TPU_MIN_LOG_LEVEL", "1")
 
-from paligemma import cli
-from trainers import config as config_lib
-from trainers import dry_run
-from trainers.distributed import initialize_distributed
-from trainers.errors import EXIT_CONFIG_ERROR, EXIT_DIVERGED, EXIT_PREEMPTED, TrainingDiverged, one_line
-from trainers.loop import train
+import logging  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+
+import jax  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from paligemma import cli  # noqa: E402
+from trainers import config as config_lib  # noqa: E402
+from trainers import dry_run  # noqa: E402
+from trainers.distributed import initialize_distributed  # noqa: E402
+from trainers.errors import (  # noqa: E402
+    EXIT_CONFIG_ERROR,
+    EXIT_DIVERGED,
+    EXIT_PREEMPTED,
+    TrainingDiverged,
+    one_line,
+)
+from trainers.loop import train  # noqa: E402
 
 __all__ = [
     "EXIT_CONFIG_ERROR",
