@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import os
 
-# Third-party start-up noise, silenced before anything imports TensorFlow or libtpu (a value already set wins):
-# TensorFlow's C++ INFO lines (oneDNN, CPU features, "All log messages before absl::InitializeLog()") and libtpu's.
+# Third-party INFO logs of TensorFlow's and libtpu's C++ code, off before anything imports them (a value already set
+# wins). TensorFlow 2.21's oneDNN lines at import bypass TF_CPP_MIN_LOG_LEVEL and still print.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 os.environ.setdefault("TPU_MIN_LOG_LEVEL", "1")
 
