@@ -36,6 +36,7 @@ from datasets.pp import layout  # numpy only: importing it does not import Tenso
 from paligemma import cli, decode, paths, siglip, vqvae
 from paligemma import model as model_lib
 from paligemma.checkpoints import CheckpointError, training
+from paligemma.checkpoints.formats import step_folder
 from paligemma.errors import UserError
 from paligemma.tokenizer import Tokenizer, parse_segmentations
 from tools import draw
@@ -130,7 +131,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument(
         "--checkpoint",
         required=True,
-        help=".npz, HF folder, paligemma.checkpoints.save folder, or a training workdir (latest params)",
+        help=".npz, HF folder, paligemma.checkpoints.save folder, a training workdir (its latest readable step, or "
+        "--step N) or one of its step folders (WORKDIR/checkpoints/N)",
     )
     p.add_argument(
         "--tokenizer",
@@ -148,34 +150,103 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--vqvae", default=None, help="vae-oid.npz, to draw segmentation masks")
     p.add_argument("--seed", type=int, default=0, help="seed of the stochastic samplers")
     p.add_argument("--dtype", default=None, help="cast params while loading: float32, bfloat16, float16")
+    p.add_argument("--step", type=int, default=None, help="a training workdir's step (default: the latest readable)")
     return p.parse_args(list(argv))
+
+
+def _run_dir(checkpoint: str) -> str:
+    """The training workdir of `checkpoint` when it is a step folder (`{workdir}/checkpoints/{step}`), else itself."""
+    folder = step_folder(checkpoint)
+    return folder[0] if folder is not None else checkpoint
+
+
+def _output_problem(flag: str, target: str) -> str | None:
+    """Why the file `target` cannot be written (its folder is a file, or not writable), or None."""
+    if paths.isdir(target):
+        return f"{flag} {target} is a folder; pass a .png file name."
+    if paths.is_remote(target):
+        return None  # object stores have no folders to check; a write error is reported when it happens
+    folder = os.path.dirname(os.path.abspath(target))
+    while not os.path.exists(folder):  # the nearest existing folder: the missing ones below it are created
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        return f"{flag} {target}: {folder} is a file, not a folder."
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{flag} {target}: the folder {folder} is not writable."
+    return None
+
+
+def check_inputs(args: argparse.Namespace) -> tuple[list[Any], Tokenizer]:
+    """Checks every input before any weights are read; returns `(images, tokenizer)`.
+
+    Raises:
+      PredictError: one line per problem (missing or unreadable checkpoint, step, tokenizer, images, --vqvae, a
+        --draw file that cannot be written, bad --sampler or --max_decode_len), all of them at once.
+    """
+    problems: list[str] = []
+    if args.max_decode_len < 1:
+        problems.append(f"--max_decode_len must be >= 1, got {args.max_decode_len}")
+    try:
+        decode.parse_sampler(args.sampler)
+    except ValueError as e:
+        problems.append(f"bad --sampler: {e}")
+    originals = []
+    for path in args.image:
+        try:
+            originals.append(load_image(path))
+        except PredictError as e:
+            problems.append(str(e))
+    run_config = None
+    if not paths.exists(args.checkpoint):
+        problems.append(
+            f"checkpoint not found: {args.checkpoint} (pass a .npz file, a checkpoint folder or a training workdir)"
+        )
+    else:
+        try:
+            run_config = training.read_run_config(_run_dir(args.checkpoint))  # None unless a training run
+            is_checkpoint = training.is_checkpoint_path(args.checkpoint)
+        except CheckpointError as e:
+            problems.append(f"cannot load --checkpoint: {e}")
+            is_checkpoint = True
+        if args.step is not None and is_checkpoint:
+            problems.append(f"--step is for a training workdir; {args.checkpoint} is a checkpoint (one set of params)")
+        elif args.step is not None and step_folder(args.checkpoint) is None:
+            steps = training.checkpoint_steps(args.checkpoint)
+            if args.step not in steps:
+                problems.append(
+                    f"--step {args.step}: {args.checkpoint} has no checkpoint of that step; available steps: {steps}"
+                )
+    tokenizer = args.tokenizer
+    if tokenizer is None and run_config is not None:  # the run's tokenizer file, or the one it trained
+        run_dir = _run_dir(args.checkpoint)
+        for candidate in (run_config.get("tokenizer"), paths.join(run_dir, "tokenizer.model")):
+            if isinstance(candidate, str) and paths.isfile(candidate):
+                tokenizer = candidate
+                break
+    tok = None
+    if tokenizer is None:
+        problems.append("pass --tokenizer PATH (the SentencePiece .model the checkpoint was trained with)")
+    elif not paths.isfile(tokenizer):
+        problems.append(f"tokenizer file not found: {tokenizer}")
+    else:
+        try:
+            tok = Tokenizer(tokenizer)
+        except (FileNotFoundError, ValueError) as e:
+            problems.append(f"bad --tokenizer: {e}")
+    if args.vqvae and not paths.isfile(args.vqvae):
+        problems.append(f"--vqvae file not found: {args.vqvae} (the released vae-oid.npz)")
+    if args.draw and (problem := _output_problem("--draw", args.draw)):  # the folder of every --draw file
+        problems.append(problem)
+    if problems:
+        raise PredictError(problems[0] if len(problems) == 1 else "\n".join(f"- {p}" for p in problems))
+    return originals, tok
 
 
 def predict(args: argparse.Namespace, out=sys.stdout) -> list[str]:
     """Runs the tool; returns the answers (one per image, or one with --multi_image)."""
-    if args.max_decode_len < 1:
-        raise PredictError(f"--max_decode_len must be >= 1, got {args.max_decode_len}")
-    originals = [load_image(p) for p in args.image]
-    if not paths.exists(args.checkpoint):
-        raise PredictError(f"checkpoint not found: {args.checkpoint} (pass a .npz file or a checkpoint folder)")
-    try:
-        run_config = training.read_run_config(args.checkpoint)  # None unless a training workdir
-    except CheckpointError as e:
-        raise PredictError(f"cannot load --checkpoint: {e}") from e
-    tokenizer = args.tokenizer
-    if tokenizer is None and run_config is not None:  # the run's tokenizer file, or the one it trained
-        for candidate in (run_config.get("tokenizer"), paths.join(args.checkpoint, "tokenizer.model")):
-            if isinstance(candidate, str) and paths.isfile(candidate):
-                tokenizer = candidate
-                break
-    if tokenizer is None:
-        raise PredictError("pass --tokenizer PATH (the SentencePiece .model the checkpoint was trained with)")
-    try:
-        tok = Tokenizer(tokenizer)
-    except (FileNotFoundError, ValueError) as e:
-        raise PredictError(f"bad --tokenizer: {e}") from e
-    try:  # a checkpoint, or a training workdir's latest params with the model config of its run config
-        cfg, params, _, _ = training.load_any(args.checkpoint, dtype=args.dtype, image_size=args.res)
+    originals, tok = check_inputs(args)  # every input problem at once, before anything is loaded
+    try:  # a checkpoint, or a training workdir's latest (or --step) params with the model config of its run config
+        cfg, params, _, _ = training.load_any(args.checkpoint, dtype=args.dtype, image_size=args.res, step=args.step)
     except (FileNotFoundError, CheckpointError) as e:
         raise PredictError(f"cannot load --checkpoint: {e}") from e
     try:
@@ -184,6 +255,12 @@ def predict(args: argparse.Namespace, out=sys.stdout) -> list[str]:
         )
     except ValueError as e:
         raise PredictError(str(e)) from None
+    vq = None
+    if args.draw and args.vqvae:  # read before decoding: a bad file stops the run before the work
+        try:
+            vq = vqvae.load_params(args.vqvae, require_encoder=False)
+        except (FileNotFoundError, ValueError) as e:
+            raise PredictError(f"bad --vqvae: {e}") from None
     size = siglip.SiglipConfig(**{"num_classes": None, **dict(cfg["img"])}).image_hw
     pixels = [preprocess(img, tuple(size)) for img in originals]
     batch = build_batch(
@@ -195,10 +272,6 @@ def predict(args: argparse.Namespace, out=sys.stdout) -> list[str]:
         multi_image=args.multi_image,
     )
     model = model_lib.Model(**cfg)
-    try:
-        decode.parse_sampler(args.sampler)
-    except ValueError as e:
-        raise PredictError(f"bad --sampler: {e}") from e
     result = decode.generate(
         model,
         jax.device_put(params),
@@ -215,9 +288,6 @@ def predict(args: argparse.Namespace, out=sys.stdout) -> list[str]:
         one_line = answer.replace("\n", "\\n")
         print(f"{name}: {one_line}", file=out)
     if args.draw:
-        vq = None
-        if args.vqvae:
-            vq = vqvae.load_params(args.vqvae, require_encoder=False)
         targets = [(img, answers[0]) for img in originals] if args.multi_image else list(zip(originals, answers))
         for (img, answer), path in zip(targets, _out_paths(args.draw, len(targets))):
             if draw_answer(img, answer, path, vq):

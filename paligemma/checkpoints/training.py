@@ -9,9 +9,11 @@ temporary folder is removed on the next start). All processes must call `save`/`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -105,6 +107,39 @@ class _DamagedReadFilter(logging.Filter):
 
 _DAMAGED_READ_FILTER = _DamagedReadFilter()
 logging.getLogger("asyncio").addFilter(_DAMAGED_READ_FILTER)
+
+
+class _ReadNotesFilter(logging.Filter):
+    """Drops orbax's notes on reading a finished run's checkpoints read-only (`quiet_reads`), all expected there."""
+
+    PREFIXES = ("CheckpointManagerOptions.read_only=True, setting ", "Given directory is read only=")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if text.startswith(self.PREFIXES):
+            return False
+        # The `params` item of a step: the manager writes _CHECKPOINT_METADATA per step, not per item.
+        return not (text.startswith("Metadata file does not exist: ") and text.endswith("/_CHECKPOINT_METADATA"))
+
+
+_READ_NOTES_FILTER = _ReadNotesFilter()
+
+
+@contextlib.contextmanager
+def quiet_reads():
+    """Within: orbax's known-harmless notes on read-only reads are not logged; any other log or warning is.
+
+    Those of `_ReadNotesFilter`, and the UserWarning "Sharding info not provided when restoring" (host numpy arrays
+    have no sharding).
+    """
+    absl_logger = logging.getLogger("absl")
+    absl_logger.addFilter(_READ_NOTES_FILTER)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sharding info not provided when restoring", category=UserWarning)
+            yield
+    finally:
+        absl_logger.removeFilter(_READ_NOTES_FILTER)
 
 
 class Checkpointer:
@@ -240,11 +275,12 @@ def abstract_like(tree: Any, shardings: Any) -> Any:
 
 def checkpoint_steps(workdir: str) -> list[int]:
     """Steps of the complete checkpoints of a training workdir, oldest first (empty when it has none)."""
-    manager = ocp.CheckpointManager(checkpoint_dir(workdir), options=ocp.CheckpointManagerOptions(read_only=True))
-    try:
-        return sorted(manager.all_steps())
-    finally:
-        manager.close()
+    with quiet_reads():
+        manager = ocp.CheckpointManager(checkpoint_dir(workdir), options=ocp.CheckpointManagerOptions(read_only=True))
+        try:
+            return sorted(manager.all_steps())
+        finally:
+            manager.close()
 
 
 def latest_params(workdir: str, step: int | None = None) -> tuple[int, dict[str, Any]]:
@@ -289,11 +325,12 @@ def latest_params(workdir: str, step: int | None = None) -> tuple[int, dict[str,
 
 def _read_params(directory: str, step: int) -> dict[str, Any]:
     path = os.path.join(directory, str(step), "params")
-    checkpointer = ocp.PyTreeCheckpointer()
-    metadata = checkpointer.metadata(path).item_metadata
-    metadata = getattr(metadata, "tree", metadata)
-    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), metadata)
-    return checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=restore_args))
+    with quiet_reads():
+        checkpointer = ocp.PyTreeCheckpointer()
+        metadata = checkpointer.metadata(path).item_metadata
+        metadata = getattr(metadata, "tree", metadata)
+        restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), metadata)
+        return checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=restore_args))
 
 
 def damage_reason(e: BaseException, limit: int = 300) -> str:

@@ -127,11 +127,75 @@ def test_bad_images_give_clear_errors(tmp_path, capsys):
     corrupt.write_bytes(b"\x89PNG not really")
     base = ["--checkpoint", str(tmp_path / "none"), "--tokenizer", "x.model", "--prompt", "caption en", "--image"]
     assert predict.main(base + [str(tmp_path / "missing.jpg")]) == 2
-    assert "error: image file not found" in capsys.readouterr().err
+    assert "  - image file not found" in capsys.readouterr().err
     assert predict.main(base + [str(corrupt)]) == 2
-    assert "error: cannot read image" in capsys.readouterr().err
+    assert "  - cannot read image" in capsys.readouterr().err
     assert predict.main(base + [os.path.join(IMAGES, "0.png")]) == 2
-    assert "error: checkpoint not found" in capsys.readouterr().err
+    assert "  - checkpoint not found" in capsys.readouterr().err
+
+
+def test_every_input_problem_at_once(tmp_path, capsys, monkeypatch):
+    """Checkpoint, tokenizer, images, --vqvae, --draw folder, --sampler: all listed, before anything is loaded."""
+    from paligemma.checkpoints import training
+
+    monkeypatch.setattr(training, "load_any", lambda *a, **k: pytest.fail("loaded before the inputs were checked"))
+    (tmp_path / "a_file").write_text("x")
+    argv = ["--checkpoint", str(tmp_path / "none.npz"), "--tokenizer", str(tmp_path / "x.model"), "--prompt", "p"]
+    argv += ["--image", str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg"), "--vqvae", str(tmp_path / "vae.npz")]
+    argv += ["--draw", str(tmp_path / "a_file" / "out.png"), "--sampler", "bogus", "--max_decode_len", "0"]
+    assert predict.main(argv) == 2
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert lines[0] == "error:" and all(line.startswith("  - ") for line in lines[1:]), err
+    for expected in (
+        "--max_decode_len must be >= 1",
+        "bad --sampler",
+        f"image file not found: {tmp_path / 'a.jpg'}",
+        f"image file not found: {tmp_path / 'b.jpg'}",
+        f"checkpoint not found: {tmp_path / 'none.npz'}",
+        f"tokenizer file not found: {tmp_path / 'x.model'}",
+        f"--vqvae file not found: {tmp_path / 'vae.npz'}",
+        f"{tmp_path / 'a_file'} is a file, not a folder",
+    ):
+        assert sum(expected in line for line in lines) == 1, (expected, err)
+    assert len(lines) == 9
+
+
+@pytest.fixture(scope="module")
+def training_run(tiny_model, tokenizer_path, tmp_path_factory):
+    """A training workdir (steps 3 and 5, as the trainer saves them) whose config.json names the tokenizer."""
+    import json
+
+    from paligemma.checkpoints import training
+
+    cfg, params = tiny_model
+    wd = str(tmp_path_factory.mktemp("predict_run") / "run")
+    ckpt = training.Checkpointer(wd, async_save=False)
+    for step in (3, 5):
+        ckpt.save(step, params, {"count": np.zeros((), np.int32)}, {"step": step})
+    ckpt.close()
+    with open(os.path.join(wd, "config.json"), "w") as f:
+        json.dump({"model": cfg, "tokenizer": tokenizer_path}, f)
+    return wd
+
+
+def test_predict_on_a_training_workdir_step_quietly(training_run):
+    """`--step` picks a checkpoint of a training workdir (a missing one lists those there); no orbax notes."""
+    wd, img = training_run, os.path.join(IMAGES, "0.png")
+    common = [sys.executable, "-m", "tools.predict", "--image", img, "--prompt", "caption en", "--max_decode_len", "3"]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    run = lambda *a: subprocess.run(  # noqa: E731
+        [*common, *a], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env
+    )
+    ok = run("--checkpoint", wd, "--step", "3")
+    assert ok.returncode == 0 and ok.stdout.startswith(f"{img}: "), ok.stderr[-3000:]
+    for noise in ("read_only=True", "Given directory is read only", "Metadata file does not exist", "Sharding info"):
+        assert noise not in ok.stderr, ok.stderr
+    folder = run("--checkpoint", os.path.join(wd, "checkpoints", "5"))  # a step folder: the run's tokenizer too
+    assert folder.returncode == 0 and folder.stdout.startswith(f"{img}: "), folder.stderr[-3000:]
+    bad = run("--checkpoint", wd, "--step", "4")
+    assert bad.returncode == 2 and "--step 4:" in bad.stderr and "available steps: [3, 5]" in bad.stderr
+    assert "Traceback" not in bad.stderr
 
 
 def test_predict_cli_without_tensorflow(tokenizer, tokenizer_path, tiny_model, tmp_path):
