@@ -3,13 +3,16 @@ r"""Runs a config's evaluators on a checkpoint: `python -m evaluators.run`.
     python -m evaluators.run --config configs/transfer/vqav2.py --checkpoint ckpt/paligemma-3b-pt-224.npz \
         --workdir /tmp/eval_vqav2 --evals vqa_val --config.evals.vqa_val.batch_size=16
     python -m evaluators.run --config configs/transfer/vqav2.py --workdir /tmp/train_run   # trainer's latest params
+    python -m evaluators.run --workdir /tmp/train_run --step 200   # that step, with the run's saved config
 
 The config (ml_collections, `path.py[:args]`, `--config.key=value` overrides) provides `config.model_name` /
 `config.model` (the model config; without either it is read from the checkpoint), `config.tokenizer` (see
 `datasets.tokenizers.resolve_tokenizer`) and `config.evals` (see `evaluators.common`). `--checkpoint` is a
 big_vision `.npz`, a PyTorch-hub folder, a folder written by `paligemma.checkpoints.save`, or a training workdir (the
-trainer's latest params, `paligemma.checkpoints.training.load_any`); without it the params come from `--workdir` as a
-training workdir. Without `--config`, a training workdir's saved run config (`config.json`) is used.
+trainer's latest readable params, or `--step N`'s; `paligemma.checkpoints.training.load_any`); without it the params
+come from `--workdir` as a training workdir. Without `--config`, a training workdir's saved run config
+(`config.json`) is used. Every usage problem (missing paths, config, evaluators, step) is reported at once, before
+anything is loaded.
 
 Prints a progress line per evaluator (batches done/total, examples/s, ETA) and a table of metrics; writes
 `{workdir}/eval_metrics.json` and each evaluator's predictions under `{workdir}/evals/`. With several devices the
@@ -51,7 +54,12 @@ def _define_flags():  # only when run as a program: importing this module define
     )
     flags.DEFINE_string("evals", None, "Comma-separated evaluator names of config.evals (default: all).")
     flags.DEFINE_string("dtype", None, "Cast the params while loading: float32, bfloat16 or float16.")
-    flags.DEFINE_integer("step", None, "Step label for the output files (default: the trainer's step or none).")
+    flags.DEFINE_integer(
+        "step",
+        None,
+        "A training workdir's checkpoint step to evaluate (default: the latest readable); for a checkpoint file or "
+        "folder, the step label of the output files.",
+    )
 
 
 class RunError(UserError, ValueError):
@@ -70,18 +78,25 @@ def _get(config: Any, key: str, default: Any = None) -> Any:
     return config.get(key, default) if hasattr(config, "get") else getattr(config, key, default)
 
 
+def run_dir(path: str) -> str:
+    """The training workdir of the step folder `path` (`{workdir}/checkpoints/{step}`), else `path` itself."""
+    folder = training.step_folder(path)
+    return folder[0] if folder is not None else path
+
+
 def config_from_training_workdir(path: str | None) -> Any:
-    """The run config a training workdir keeps in config.json (as a ConfigDict), or None."""
-    data = training.read_run_config(path)
+    """The run config a training workdir (or the workdir of a step folder) keeps in config.json, or None."""
+    data = training.read_run_config(run_dir(path) if path else path)
     return None if data is None else ml_collections.ConfigDict(data)
 
 
 def load_params(
-    checkpoint: str | None, workdir: str | None, config: Any, dtype: str | None
+    checkpoint: str | None, workdir: str | None, config: Any, dtype: str | None, step: int | None = None
 ) -> tuple[dict, Any, int | None, str]:
     """Returns `(model_config, params, step, source)`; see the module docstring for what `checkpoint` may be.
 
-    The model config is the run config's (`config.model_name` / `config.model`), else the checkpoint's.
+    The model config is the run config's (`config.model_name` / `config.model`), else the checkpoint's. `step`: a
+    training workdir's step (default: the latest readable one); ignored for a checkpoint file or folder.
     """
     path = checkpoint or workdir
     if not path:
@@ -97,12 +112,72 @@ def load_params(
         model_cfg = training.model_config_from(config)
     except ValueError as e:
         raise RunError(str(e)) from None
+    if training.is_checkpoint_path(path):
+        step = None  # a label of the outputs only
     try:
-        return training.load_any(path, model_config=model_cfg, dtype=dtype)
+        return training.load_any(path, model_config=model_cfg, dtype=dtype, step=step)
     except CheckpointError as e:
         if training.is_checkpoint_path(path):
             raise
         raise RunError(str(e)) from None  # a training workdir: what to pass instead
+
+
+def check_inputs(
+    config: Any, *, checkpoint: str | None, workdir: str | None, evals: list[str] | None, step: int | None
+) -> tuple[Any, dict[str, Any]]:
+    """`(config, evals_cfg)`: the run config (a training workdir's saved one without `config`) and the evaluators.
+
+    Raises:
+      RunError: every problem found (missing checkpoint or workdir, no config, no or unknown evaluators, a step the
+        training workdir does not have), one `- ` line each, before anything is loaded.
+    """
+    problems = []
+    path = checkpoint or workdir
+    if not path:
+        problems.append(
+            "No checkpoint: pass --checkpoint PATH (.npz, HF folder, paligemma.checkpoints.save folder, or a "
+            "training workdir), or --workdir of a training run."
+        )
+    elif checkpoint and not paths.exists(checkpoint):
+        problems.append(
+            f"--checkpoint {checkpoint!r} does not exist; pass an existing .npz file, checkpoint folder or training "
+            "workdir."
+        )
+    elif not checkpoint and not paths.isdir(workdir):
+        what = "is a file" if paths.exists(workdir) else "does not exist (no such folder)"
+        problems.append(
+            f"--workdir {workdir!r} {what}; pass the workdir of a training run, or --checkpoint PATH (then --workdir "
+            "is where the outputs go)."
+        )
+    elif step is not None and paths.isdir(path) and not training.is_checkpoint_path(path):
+        steps = training.checkpoint_steps(run_dir(path))
+        if steps and step not in steps:
+            problems.append(f"--step {step}: {path} has no checkpoint of that step; available steps: {steps}.")
+    if config is None and path and paths.exists(path):
+        config = config_from_training_workdir(path)
+        if config is not None:
+            logging.info("Using the run config saved in the training workdir %s.", path)
+    evals_cfg: dict[str, Any] = {}
+    if config is None:
+        problems.append(
+            "No config: pass --config path/to/config.py[:args] (it needs config.tokenizer and config.evals), or a "
+            "training workdir that holds the run's config.json."
+        )
+    else:
+        evals_cfg = plain(_get(config, "evals")) or {}
+        if not evals_cfg:
+            problems.append(
+                "config.evals is empty: nothing to evaluate. Add dict(name=dict(type=..., data=..., pp=..., "
+                "batch_size=...)) entries."
+            )
+        elif evals:
+            unknown = [e for e in evals if e not in evals_cfg]
+            if unknown:
+                problems.append(f"--evals {unknown} not in config.evals; available: {sorted(evals_cfg)}")
+            evals_cfg = {k: evals_cfg[k] for k in evals if k in evals_cfg}
+    if problems:
+        raise RunError(problems[0] if len(problems) == 1 else "\n".join(f"- {p}" for p in problems))
+    return config, evals_cfg
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -196,34 +271,19 @@ def evaluate(
     step: int | None = None,
     progress=None,
 ) -> dict:
-    """Loads the params, builds and runs the evaluators; returns the content of `eval_metrics.json`."""
-    if config is None:
-        config = config_from_training_workdir(checkpoint or workdir)
-        if config is not None:
-            logging.info("Using the run config saved in the training workdir %s.", checkpoint or workdir)
-    if config is None:
-        raise RunError(
-            "No config: pass --config path/to/config.py[:args] (it needs config.tokenizer and "
-            "config.evals), or a training workdir that holds the run's config.json."
-        )
-    evals_cfg = plain(_get(config, "evals")) or {}
-    if not evals_cfg:
-        raise RunError(
-            "config.evals is empty: nothing to evaluate. Add dict(name=dict(type=..., data=..., pp=..., "
-            "batch_size=...)) entries."
-        )
-    if evals:
-        unknown = [e for e in evals if e not in evals_cfg]
-        if unknown:
-            raise RunError(f"--evals {unknown} not in config.evals; available: {sorted(evals_cfg)}")
-        evals_cfg = {k: evals_cfg[k] for k in evals}
+    """Loads the params, builds and runs the evaluators; returns the content of `eval_metrics.json`.
+
+    Raises:
+      RunError: every usage problem at once (one `- ` line each), found before anything is loaded.
+    """
+    config, evals_cfg = check_inputs(config, checkpoint=checkpoint, workdir=workdir, evals=evals, step=step)
     if workdir is None and checkpoint:
         if paths.isdir(checkpoint) and not training.is_checkpoint_path(checkpoint):
-            workdir = checkpoint  # a training workdir
+            workdir = run_dir(checkpoint)  # a training workdir (that of a step folder)
         else:
             base = os.path.splitext(os.path.basename(os.path.normpath(checkpoint.split("://")[-1])))[0]
             workdir = os.path.join(os.getcwd(), f"eval_{base}")
-    model_cfg, params, ckpt_step, source = load_params(checkpoint, workdir, config, dtype)
+    model_cfg, params, ckpt_step, source = load_params(checkpoint, workdir, config, dtype, step)
     step = step if step is not None else ckpt_step
     tokenizer_path = resolve_tokenizer(_get(config, "tokenizer"), workdir)
     tok = Tokenizer(tokenizer_path)

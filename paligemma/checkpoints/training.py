@@ -110,11 +110,17 @@ logging.getLogger("asyncio").addFilter(_DAMAGED_READ_FILTER)
 
 
 class _ReadNotesFilter(logging.Filter):
-    """Drops orbax's notes on reading a finished run's checkpoints read-only (`quiet_reads`), all expected there."""
+    """Drops orbax's notes on reading a finished run's checkpoints read-only (`quiet_reads`), all expected there.
+
+    Its INFO lines (shown by absl's `app.run` programs), and three warnings: the read-only manager's adjusted options
+    (two) and the missing per-item metadata file.
+    """
 
     PREFIXES = ("CheckpointManagerOptions.read_only=True, setting ", "Given directory is read only=")
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING and f"{os.sep}orbax{os.sep}" in record.pathname:
+            return False  # orbax's INFO/DEBUG narration (manager created, metadata read, ...); warnings still show
         text = record.getMessage()
         if text.startswith(self.PREFIXES):
             return False

@@ -408,6 +408,13 @@ def test_run_errors(tmp_path):
     empty.mkdir()
     with pytest.raises(run.RunError, match="training workdir"):
         run.evaluate(config, checkpoint=str(empty), workdir=str(tmp_path))
+    missing = str(tmp_path / "missing")
+    with pytest.raises(run.RunError, match=r"--workdir '.*missing' does not exist \(no such folder\)"):
+        run.evaluate(config, checkpoint=None, workdir=missing)
+    with pytest.raises(run.RunError) as e:  # every problem at once, one "- " line each
+        run.evaluate(None, checkpoint=None, workdir=missing)
+    problems = str(e.value).split("\n")
+    assert len(problems) == 2 and problems[0].startswith("- --workdir") and problems[1].startswith("- No config")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -475,6 +482,15 @@ def test_run_on_a_training_workdir(tiny, tok_path, tmp_path):
     np.testing.assert_allclose([r["nll"] for r in records], _single_process_nll(model, params, tok_path), rtol=1e-5)
     with open(os.path.join(wd, "eval_metrics.json")) as f:
         assert json.load(f)["metrics"]["ppl"]["num_examples"] == 5.0
+    with pytest.raises(run.RunError, match=r"--step 4: .* available steps: \[5\]"):  # before anything is loaded
+        run.evaluate(None, checkpoint=None, workdir=wd, evals=["ppl"], step=4)
+    result = run.evaluate(None, checkpoint=os.path.join(wd, "checkpoints", "5"), workdir=None, evals=["ppl"], step=5)
+    assert result["step"] == 5 and result["workdir"] == wd  # a step folder: its run's config, outputs, tokenizer
+    cmd = [sys.executable, "-m", "evaluators.run", f"--workdir={wd}", "--step=4", "--evals=ppl,nope"]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "\n  - --step 4: " in res.stderr and "\n  - --evals ['nope']" in res.stderr
+    for noise in ("orbax", "checkpoint_manager.py", "read_only", "Traceback"):  # orbax's read notes are filtered
+        assert noise not in res.stderr, res.stderr
 
 
 def test_a_split_without_answers_is_predicted_not_scored(tiny, tok_path, tmp_path, monkeypatch):
