@@ -12,7 +12,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -222,18 +221,7 @@ def test_a_signal_saves_and_says_so_only_once_committed(tiny_assets, tmp_path, m
 
 
 def _launch(assets, workdir, cache, *extra):
-    cmd = [
-        sys.executable,
-        "-m",
-        "trainers.train",
-        "--config",
-        f"{TINY_PATH}:{assets}",
-        "--workdir",
-        workdir,
-        "--config.total_steps=500",
-        "--config.input.data_shards=2",
-        *extra,
-    ]
+    cmd = TINY["train_command"](assets, workdir, "--config.total_steps=500", *extra)
     return subprocess.Popen(
         cmd,
         stdout=subprocess.PIPE,

@@ -12,7 +12,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 
@@ -59,19 +58,7 @@ def _env(cache: str, devices: int = 8) -> dict[str, str]:
 
 
 def _command(assets: str, workdir: str, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "trainers.train",
-        "--config",
-        f"{TINY_PATH}:{assets}",
-        "--workdir",
-        workdir,
-        f"--config.total_steps={STEPS}",
-        "--config.input.data_shards=2",
-        "--config.ckpt_steps=2",
-        *extra,
-    ]
+    return TINY["train_command"](assets, workdir, f"--config.total_steps={STEPS}", "--config.ckpt_steps=2", *extra)
 
 
 def _launch(cmd: list[str], env: dict[str, str], log_path: str, timeout: float = 300) -> subprocess.Popen:
