@@ -30,12 +30,14 @@ from __future__ import annotations
 import ast
 import copy
 import difflib
+import glob
 import importlib.util
 import os
 import sys
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
+import jax
 from absl import app, flags
 
 from paligemma.errors import UserError, describe_os_error, is_expected_os_error, one_line
@@ -94,6 +96,7 @@ def run_main(
       The exit status: `main`'s, `UserError.exit_code` (2 unless a subclass says otherwise) for a UserError or an
       environment OSError (`paligemma.errors.is_expected_os_error`), 130 after Ctrl-C. Other exceptions propagate.
     """
+    skip_absent_tpu()
     try:
         code = main(*args, **kwargs)
     except KeyboardInterrupt:
@@ -105,6 +108,29 @@ def run_main(
         report(e, log_path() if callable(log_path) else log_path)
         return getattr(e, "exit_code", UserError.exit_code)
     return 0 if code is None else int(code)
+
+
+# Accelerator plugins that mean "this host may have a GPU": JAX is then left to choose its backends.
+_GPU_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin", "jax_rocm7_plugin")
+
+
+def skip_absent_tpu() -> bool:
+    """Keeps JAX from probing for a TPU on a host that cannot have one; True when it did.
+
+    With libtpu installed (`requirements-dev.txt` has it, for `--dry_run`) JAX tries to start a TPU backend on every
+    host, and on one without a TPU libtpu prints about ten lines of warnings first. When no platform is chosen
+    (`JAX_PLATFORMS` unset), no TPU device exists (`/dev/accel*`, `/dev/vfio/N`, a TPU VM's environment) and no GPU
+    plugin is installed, the CPU is the only backend there is: select it. `--dry_run` compiles through libtpu
+    directly and is not affected.
+    """
+    if os.environ.get("JAX_PLATFORMS") or jax.config.jax_platforms:
+        return False
+    if importlib.util.find_spec("libtpu") is None or any(importlib.util.find_spec(p) for p in _GPU_PLUGINS):
+        return False
+    if glob.glob("/dev/accel*") or glob.glob("/dev/vfio/[0-9]*") or os.environ.get("TPU_ACCELERATOR_TYPE"):
+        return False
+    jax.config.update("jax_platforms", "cpu")
+    return True
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ The programs run as subprocesses (`python -m ...`) where the flag parsing or the
 """
 
 import errno
+import glob
+import importlib.util
 import os
 import runpy
 import subprocess
@@ -248,3 +250,23 @@ def test_override_parsing():
     for bad in ("[1, 2", "dict(a=b)", "{**x}", "(print(1),)"):
         with pytest.raises(ValueError):
             cli.parse_value(bad)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("libtpu") is None or bool(glob.glob("/dev/accel*") + glob.glob("/dev/vfio/[0-9]*")),
+    reason="needs libtpu installed on a host without a TPU",
+)
+def test_no_tpu_probe_noise_on_a_host_without_a_tpu(tmp_path):
+    """libtpu (installed for --dry_run) printed ~10 warning lines in every CLI on a host without a TPU."""
+    env = {k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"}
+    probe = "import jax; print(jax.devices()[0].platform)"
+    before = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert "TPU" in before.stderr  # what every CLI printed before
+    after = subprocess.run(
+        [sys.executable, "-c", f"from paligemma import cli; print(cli.skip_absent_tpu()); {probe}"],
+        env={**env, "PYTHONPATH": REPO},
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert after.stdout.split() == ["True", "cpu"] and "TPU" not in after.stderr, after.stderr
