@@ -71,6 +71,19 @@ def _run(python: str, code: str, cwd: str, timeout: int = 300) -> subprocess.Com
     )
 
 
+def _assert_train_script_reports_a_missing_config(bin_dir: str, cwd: str) -> None:
+    """`paligemma-train --config missing.py` exits 2 with one line naming the file, as `python -m trainers.train`."""
+    r = subprocess.run(
+        [os.path.join(bin_dir, "paligemma-train"), "--config", "missing.py", "--workdir", "w"],
+        cwd=cwd,
+        env=_pip_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 2 and "missing.py" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
 def _readme_api_imports() -> str:
     """The import lines of the README's Python API snippet (the first ```python block)."""
     with open(os.path.join(ROOT, "README.md")) as f:
@@ -140,15 +153,7 @@ def test_console_scripts_run_from_any_folder(editable):
         assert r.returncode in (0, 1) and flag in r.stdout + r.stderr, (script, r.stdout, r.stderr)
         assert "Traceback" not in r.stderr, r.stderr
     # The same exit codes and one-line errors as `python -m trainers.train`.
-    r = subprocess.run(
-        [os.path.join(bin_dir, "paligemma-train"), "--config", "missing.py", "--workdir", "w"],
-        cwd=elsewhere,
-        env=_pip_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert r.returncode == 2 and "missing.py" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    _assert_train_script_reports_a_missing_config(bin_dir, elsewhere)
 
 
 def test_hugging_face_datasets_next_to_the_project(editable):
@@ -204,15 +209,7 @@ def test_hugging_face_datasets_next_to_the_project(editable):
     assert r.returncode == 0 and "already imported" in r.stdout, r.stdout + r.stderr
 
     # The console scripts, and `python -m` from the checkout (the Makefile flow), use this project's `datasets`.
-    r = subprocess.run(
-        [os.path.join(os.path.dirname(python), "paligemma-train"), "--config", "missing.py", "--workdir", "w"],
-        cwd=elsewhere,
-        env=_pip_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert r.returncode == 2 and "missing.py" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    _assert_train_script_reports_a_missing_config(os.path.dirname(python), elsewhere)
     r = _run(python, "import datasets.pipeline, trainers.train; print(datasets.__file__)", cwd=ROOT)
     assert r.returncode == 0 and r.stdout.strip() == os.path.join(ROOT, "datasets", "__init__.py"), r.stderr
 
