@@ -41,13 +41,13 @@ processes yield the same number of batches (ceil(largest block / batch_size)), t
 (COCO captions, DocVQA answers) are padded with "" / 0 to the longest in their batch.
 
 Truncation: when the preprocessing emits a per-example `text_truncated` flag (the tokenizer op does when a text does
-not fit in text_len), it is removed from the batch and counted: `iterator.stats` = dict(examples=..., truncated=...),
-and a warning is logged the first time it happens.
+not fit in text_len), it is removed from the batch and counted: `iterator.stats` = dict(examples=..., truncated=...).
+Reporting the counts is the consumer's (the trainer logs them per step and warns, `trainers.data.TrainData`), so that
+a run with several data shards says it once, with the counts of all of them.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -61,8 +61,6 @@ from datasets import pp
 from datasets.base import DataError, mix_seed, shard_bounds
 from datasets.mixture import MixtureSource
 from datasets.sources import get_source
-
-log = logging.getLogger(__name__)
 
 AUTOTUNE = tf.data.AUTOTUNE
 TRUNCATION_KEY = "text_truncated"
@@ -284,7 +282,6 @@ class TrainIterator:
         self.examples = 0
         self.truncated = 0
         self._it: Iterator | None = None
-        self._warned = False
 
     def __iter__(self):
         return self
@@ -300,16 +297,7 @@ class TrainIterator:
         self.examples += self.batch_size
         flag = batch.pop(TRUNCATION_KEY, None) if isinstance(batch, dict) else None
         if flag is not None:
-            n = int(np.count_nonzero(flag))
-            self.truncated += n
-            if n and not self._warned:
-                self._warned = True
-                log.warning(
-                    "Text truncated in %d of the first %d training examples (text_len too small?); see "
-                    "iterator.stats for the running count.",
-                    self.truncated,
-                    self.examples,
-                )
+            self.truncated += int(np.count_nonzero(flag))
         return batch
 
     @property

@@ -36,7 +36,7 @@ class TrainData:
         from datasets import pipeline
 
         cfg = setup.cfg
-        self.describe = setup.source.describe() if hasattr(setup.source, "describe") else cfg.input.data
+        self.describe = setup.source.describe()  # kind, name, size: for the run's first lines and data errors
         per_process = setup.data_shards // jax.process_count()
         first = jax.process_index() * per_process
         try:

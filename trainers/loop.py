@@ -99,13 +99,14 @@ class _Logger:
         start: int,
         ckpt_dir: str,
         batches: prefetch.DevicePrefetcher | None,
+        data: TrainData | None = None,
+        last_good: Callable[[], int | None] = lambda: None,
     ):
         self.setup, self.writer, self.ckpt_dir, self.batches = setup, writer, ckpt_dir, batches
         self.total = setup.total_steps
         self.throughput = logging_utils.Throughput(start, self.total, setup.cfg.input.batch_size)
-        self.last_saved = start
-        self.start, self.data = start, None  # data: the run's TrainData (truncation counts), set by _run
-        self.last_good: Callable[[], int | None] = lambda: self.last_saved  # the newest committed checkpoint
+        self.start, self.data = start, data  # data: the run's TrainData (truncation counts)
+        self.last_good = last_good  # the newest committed checkpoint's step (None: none)
         self.records: list[dict[str, Any]] = []
         self.host_syncs = 0  # cross-host exchanges of the step loop (preemption checks)
         self._wait = (time.perf_counter(), 0.0)  # (time, batches.wait_seconds) at the previous log point
@@ -167,16 +168,15 @@ def _committed(ckpt: training.Checkpointer) -> int | None:
         return ckpt.committed
 
 
-def _describe_inputs(setup: Setup) -> list[str]:
+def _describe_inputs(setup: Setup, data: TrainData) -> list[str]:
     """The run's first lines: its data source and pp, its tokenizer and the model's vocabulary."""
-    cfg = setup.cfg
-    source = setup.source.describe() if hasattr(setup.source, "describe") else repr(plain(cfg.input.data))
-    lines = [f"Data: {source}; pp: {cfg.input.pp}"]
-    if getattr(setup, "tokenizer_path", None) is not None:
+    lines = [f"Data: {data.describe}; pp: {setup.cfg.input.pp}"]
+    if setup.tokenizer_path is not None:
         vocab = setup.shapes["llm"]["embedder"]["input_embedding"].shape[0]
         why = " (the tokenizer's size: trained from scratch, config.model.llm.vocab_size unset)"
-        why = why if getattr(setup, "vocab_from_tokenizer", False) else ""
-        lines.append(f"Tokenizer: {setup.tokenizer_path}; model vocabulary {vocab:,}{why}")
+        lines.append(
+            f"Tokenizer: {setup.tokenizer_path}; model vocabulary {vocab:,}{why if setup.vocab_from_tokenizer else ''}"
+        )
     return lines
 
 
@@ -192,7 +192,7 @@ def _run(setup: Setup, workdir: str, writer: logging_utils.MetricsWriter, stop: 
     writer.truncate_after(start)  # records a killed run logged after its last checkpoint (all, when none)
     data = TrainData(setup, position)
     first_batch = data.first_batch() if start < total else None  # checks the pipeline before compiling
-    for line in _describe_inputs(setup):
+    for line in _describe_inputs(setup, data):
         writer.print(line)
     if resumed and start >= total:
         params, opt_state = resumed[1], resumed[2]
@@ -220,9 +220,7 @@ def _run(setup: Setup, workdir: str, writer: logging_utils.MetricsWriter, stop: 
         log.info("Parameter sharding:\n%s", "\n".join(sharding.describe(setup.specs, setup.shapes)))
     batches = device_batches(data, first_batch, mesh, cfg.input.device_prefetch) if start < total else None
     train_step = state.train_step()
-    logger = _Logger(setup, writer, start, ckpt.directory, batches)
-    logger.data = data
-    logger.last_good = lambda: _committed(ckpt)
+    logger = _Logger(setup, writer, start, ckpt.directory, batches, data, lambda: _committed(ckpt))
 
     done, pending, preempted, export = start, None, False, None
     try:
@@ -259,7 +257,6 @@ def _run(setup: Setup, workdir: str, writer: logging_utils.MetricsWriter, stop: 
                         total_steps=total,
                     ),
                 )
-                logger.last_saved = done
             if preempted:
                 _checked(ckpt.wait)  # the line below is true when printed: the checkpoint is committed
                 writer.print(
