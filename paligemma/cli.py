@@ -231,7 +231,8 @@ def split_overrides(argv: Sequence[str], name: str = "config") -> tuple[list[str
 # Applying overrides.
 
 
-def _nearest(key: str, valid: Collection[str], prefix: str = "") -> str:
+def nearest_hint(key: str, valid: Collection[str], prefix: str = "") -> str:
+    """The hint for an unknown `key`: "did you mean PREFIX+NEAREST?", else the list of `valid` keys."""
     close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
     if close:
         return f"did you mean {prefix + close[0]!r}?"
@@ -302,7 +303,7 @@ def _apply_one(config: dict, key: str, text: str, schema: Mapping[str, Any], ope
         if not (known or created or (free and last)):
             valid = set(node) | (set(sub) if isinstance(sub, Mapping) else set())
             parent = f"config.{'.'.join(parts[:depth])}" if depth else "the config"
-            hint = _nearest(part, valid, where[: -len(part)])
+            hint = nearest_hint(part, valid, where[: -len(part)])
             raise ConfigOverrideError(f"{flag}: unknown key {where!r} ({parent} has no {part!r}); {hint}")
         if last:
             try:

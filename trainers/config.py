@@ -69,7 +69,6 @@ defaults below and returns a new ConfigDict. Keys (defaults in brackets; "requir
 from __future__ import annotations
 
 import copy
-import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -169,18 +168,11 @@ def from_command_line(spec: str, overrides: list[tuple[str, str]]) -> ml_collect
     return ml_collections.ConfigDict(config, type_safe=False)
 
 
-def _nearest(key: str, valid: list[str]) -> str:
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-    if close:
-        return f"did you mean {close[0]!r}?"
-    return f"valid keys: {', '.join(sorted(valid))}."
-
-
 def _merge(schema: Mapping[str, Any], given: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     out = {}
     for key in given:
         if key not in schema:
-            raise ConfigError(f"unknown config key {prefix + key!r}; {_nearest(key, list(schema))}")
+            raise ConfigError(f"unknown config key {prefix + key!r}; {cli.nearest_hint(key, schema)}")
     for key, default in schema.items():
         where = f"{prefix}{key}"
         value = given.get(key, default)
