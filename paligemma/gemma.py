@@ -162,7 +162,7 @@ def apply_rope(x: jax.Array, positions: jax.Array, base: float = 10_000.0) -> ja
     return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
 
 
-class Einsum(nn.Module):
+class Einsum(layers.QwixFriendly, nn.Module):
     """A weight `w` of a fixed shape applied with an einsum equation."""
 
     shape: tuple[int, ...]
@@ -225,7 +225,7 @@ class Attention(nn.Module):
         return out, new_cache
 
 
-class FeedForward(nn.Module):
+class FeedForward(layers.QwixFriendly, nn.Module):
     """GeGLU: `gelu_tanh(x W_gate) * (x W_up)`, then `W_down`."""
 
     cfg: GemmaConfig
@@ -237,8 +237,10 @@ class FeedForward(nn.Module):
         init = nn.initializers.lecun_normal(in_axis=-2, out_axis=-1, batch_axis=())
         gating = self.param("gating_einsum", init, (2, cfg.width, cfg.mlp_dim), param_dtype).astype(dtype)
         down = self.param("linear", init, (cfg.mlp_dim, cfg.width), param_dtype).astype(dtype)
-        gate = nn.gelu(jnp.einsum("btd,df->btf", x, gating[0]), approximate=True)
-        return jnp.einsum("btf,fd->btd", gate * jnp.einsum("btd,df->btf", x, gating[1]), down)
+        # One einsum over the whole [2, D, F] weight (not one per half): a LoRA adapter on it (paligemma.lora) then
+        # gets its own output factor for the gate and the up projection, as transformers' gate_proj/up_proj do.
+        gate, up = jnp.einsum("btd,cdf->cbtf", x, gating)
+        return jnp.einsum("btf,fd->btd", nn.gelu(gate, approximate=True) * up, down)
 
 
 class Block(nn.Module):

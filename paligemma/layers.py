@@ -77,3 +77,18 @@ def stacked(
         length=depth,
         unroll=max(1, min(unroll, depth)),
     )
+
+
+class QwixFriendly:
+    """Mixin for linen modules whose einsum weights Qwix's LoRA may adapt (`paligemma.lora`).
+
+    Qwix 0.1.8's LoRA einsum records the adapter's equation on the calling module (`<param>_lora_einsum_str`, a
+    debugging aid). Linen modules refuse new attributes outside `setup`, so that write would fail inside `__call__`;
+    this lets exactly those names through and leaves every other attribute rule as it is.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.endswith("_lora_einsum_str"):
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
