@@ -159,6 +159,13 @@ class _Provider(qwix.LoraProvider):
     def _target(self, rhs: Any) -> str | None:
         weight = flax_util.find_param(rhs, ptq.WithAux)
         if weight is None:
+            module = flax_util.get_current_module()
+            if any(isinstance(v, np.ndarray) for v in module.scope._collection("params").values()):  # noqa: SLF001
+                # Qwix finds a weight by identity among jax arrays: with numpy params nothing would be adapted.
+                raise TypeError(
+                    "An adapted (LoRA) model needs its params as jax arrays: call it inside jax.jit, or pass "
+                    "jax.tree.map(jnp.asarray, params)."
+                )
             return None
         name = "/".join((*(str(p) for p in flax_util.get_current_module_path()), weight))
         if not self.cfg.targeted(name):

@@ -43,6 +43,11 @@ defaults below and returns a new ConfigDict. Keys (defaults in brackets; "requir
                                  not norms, biases or the position embedding
   lr_mults [()]                  (regex, mult) pairs, first match wins, no match = 1
   freeze [()]                    regexes; matching parameters are not trained (no gradient, no optimizer state)
+  lora [None]                    LoRA fine-tuning (`paligemma.lora.LoraConfig`): dict(rank=16, alpha=16,
+                                 targets=[regexes over parameter names], dropout=0.0). Only the adapters train
+                                 (optimizer state for them alone); the base weights stay frozen in their stored
+                                 dtype; checkpoints hold the adapters and point to the base (`model_init`, or
+                                 {workdir}/lora_base.npz when training from a random base); export merges them
   schedule [dict(decay_type="cosine", warmup_percent=0.05)]
                                  decay_type cosine|linear|rsqrt|constant; warmup_steps or warmup_percent;
                                  end_factor [0.0] (cosine/linear: final lr / peak lr); timescale [10_000] (rsqrt)
@@ -113,6 +118,7 @@ SCHEMA: dict[str, Any] = dict(
     wd_mults=DEFAULT_WD_MULTS,
     lr_mults=(),
     freeze=(),
+    lora=None,
     schedule=dict(decay_type="cosine", warmup_steps=None, warmup_percent=0.05, end_factor=0.0, timescale=10_000),
     grad_clip_norm=1.0,
     label_smoothing=0.0,
@@ -132,7 +138,7 @@ SCHEMA: dict[str, Any] = dict(
 )
 
 # Sub-dicts whose contents are free-form (checked elsewhere).
-_OPEN = {"model", "optax", "evals", "input.data"}
+_OPEN = {"model", "optax", "evals", "input.data", "lora"}
 OPTIMIZERS = ("adam", "adamw", "adafactor", "sgd")
 DECAY_TYPES = ("cosine", "linear", "rsqrt", "constant")
 

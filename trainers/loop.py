@@ -20,14 +20,15 @@ import jax
 import numpy as np
 from flax.core import FrozenDict
 
+from paligemma import checkpoints, paths, sharding, tree
+from paligemma import lora as lora_lib
 from paligemma import model as model_lib
-from paligemma import paths, sharding
 from paligemma.checkpoints import training
 from paligemma.tree import plain
 from trainers import config as config_lib
 from trainers import logging_utils, prefetch
 from trainers.data import TrainData, device_batches, resume_position
-from trainers.distributed import any_process
+from trainers.distributed import any_process, to_host
 from trainers.errors import (
     EXIT_CODE_OF_SIGNAL,
     EXIT_PREEMPTED,
@@ -180,6 +181,41 @@ def _describe_inputs(setup: Setup, data: TrainData) -> list[str]:
     return lines
 
 
+def _trainable_line(state: State, opt_state: Any) -> str:
+    """What trains and what it costs: trainable parameters and optimizer state, in entries and bytes."""
+    train_bytes = sum(state.flat_shapes[n].size * state.flat_shapes[n].dtype.itemsize for n in state.trainable)
+    n_train = sum(int(state.flat_shapes[n].size) for n in state.trainable)
+    opt_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(opt_state))
+    what = f"LoRA rank {state.lora.rank} adapters" if state.lora else "parameters"
+    frozen_bytes = sum(s.size * s.dtype.itemsize for n, s in state.flat_shapes.items() if n not in state.trainable)
+    return (
+        f"Trainable: {n_train:,} {what} ({_size(train_bytes)}), optimizer state {_size(opt_bytes)}; frozen: "
+        f"{len(state.flat_shapes) - len(state.trainable)} arrays ({_size(frozen_bytes)})."
+    )
+
+
+def _size(num_bytes: float) -> str:
+    """Bytes as a short human figure: "512 B", "3.2 KiB", "1.5 GiB"."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if num_bytes < 1024 or unit == "GiB":
+            return f"{num_bytes:,.0f} {unit}" if unit == "B" else f"{num_bytes:,.1f} {unit}"
+        num_bytes /= 1024
+    raise AssertionError("unreachable")
+
+
+def _record_lora_base(setup: Setup, state: State, params: Any, workdir: str) -> None:
+    """Names the base a LoRA run's adapters apply to: `model_init`, or its random base written to the workdir."""
+    base = setup.init_path
+    if base is None:  # a random base: kept once (checkpoints hold only the adapters)
+        base = paths.join(workdir, "lora_base.npz")
+        flat = tree.flatten(params)
+        host = {n: to_host(flat[n]) for n in flat if not lora_lib.is_adapter(n)}  # collective when multi-process
+        if jax.process_index() == 0:
+            checkpoints.save_npz(base, tree.unflatten(host))
+    if jax.process_index() == 0:
+        training.write_lora_base(workdir, base)
+
+
 def _run(setup: Setup, workdir: str, writer: logging_utils.MetricsWriter, stop: _StopFlag) -> dict[str, Any]:
     cfg, mesh, total = setup.cfg, setup.mesh, setup.total_steps
     state = State(setup)
@@ -209,13 +245,17 @@ def _run(setup: Setup, workdir: str, writer: logging_utils.MetricsWriter, stop: 
         writer.print(f"Resuming from step {start}/{total} ({ckpt.directory}, data position {position}).")
     else:
         params, opt_state = state.initial(setup, init_rng)
-    n_train = sum(int(np.prod(state.flat_shapes[n].shape)) for n in state.trainable)
+        if setup.lora:
+            _record_lora_base(setup, state, params, workdir)
+    if resumed and setup.lora:  # the checkpoint holds the adapters; the frozen base is read from where it points
+        params = state.with_base(params, setup, training.lora_base(workdir), init_rng)
     if start < total:
         writer.print(
-            f"Training {model_lib.count_params(setup.shapes):,} params ({n_train:,} trainable) on mesh "
+            f"Training {model_lib.count_params(setup.shapes):,} params on mesh "
             f"{dict(mesh.shape)} ({jax.process_count()} processes), batch {cfg.input.batch_size}, {total} steps; "
             f"workdir {workdir}"
         )
+        writer.print(_trainable_line(state, opt_state))
     if cfg.log_sharding or (cfg.log_sharding is None and mesh.size > 1):
         log.info("Parameter sharding:\n%s", "\n".join(sharding.describe(setup.specs, setup.shapes)))
     batches = device_batches(data, first_batch, mesh, cfg.input.device_prefetch) if start < total else None
@@ -247,7 +287,7 @@ def _run(setup: Setup, workdir: str, writer: logging_utils.MetricsWriter, stop: 
                 _checked(
                     ckpt.save,
                     done,
-                    params,
+                    state.to_save(params),
                     opt_state,
                     dict(
                         step=done,
@@ -267,7 +307,7 @@ def _run(setup: Setup, workdir: str, writer: logging_utils.MetricsWriter, stop: 
                 break
         if done == total:
             _checked(ckpt.wait)  # the final checkpoint is committed before the export and the report
-            export = export_params(params, cfg, workdir)
+            export = export_params(state.plain_params(params), cfg, workdir)
     except BaseException:
         if batches is not None:
             batches.close()

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding
 
-from paligemma import checkpoints, siglip, tree
+from paligemma import checkpoints, lora, siglip, tree
 from paligemma import model as model_lib
 from trainers.config import ConfigError
 from trainers.errors import one_line
@@ -95,15 +95,18 @@ def fit_posemb(loaded: dict[str, np.ndarray], flat_shapes: dict[str, Any], model
     loaded[name] = np.asarray(siglip.resample_posemb(np.asarray(loaded[name], np.float32), (old, old), new_grid))
 
 
-def loaded_params(setup: Setup, shardings: dict[str, Any], rng: jax.Array) -> dict[str, Any]:
+def loaded_params(setup: Setup, shardings: dict[str, Any], rng: jax.Array, path: str | None = None) -> dict[str, Any]:
     """Params from `model_init` (checkpoint arrays; dont_load / missing-vocab rows from the random init).
 
     The checkpoint is read in its stored dtype (a bfloat16 3B file: 6 GB of host memory, not 12) and each array is
-    cast to the model's parameter dtype shard by shard as it is placed (`put_host`).
+    cast to the model's parameter dtype shard by shard as it is placed (`put_host`). `path`: read this checkpoint
+    instead of `model_init` (a LoRA run's base). A LoRA run's adapters are not read (`State` makes them).
     """
-    cfg, flat_shapes = setup.cfg, tree.flatten(setup.shapes)
+    cfg = setup.cfg
+    flat_shapes = {n: s for n, s in tree.flatten(setup.shapes).items() if not lora.is_adapter(n)}
+    path = path or setup.init_path
     try:
-        _, loaded = checkpoints.load(setup.init_path)
+        _, loaded = checkpoints.load(path)
     except (ValueError, OSError) as e:
         raise ConfigError(f"config.model_init: {one_line(e)}") from None
     loaded = tree.flatten(loaded)
@@ -125,7 +128,7 @@ def loaded_params(setup: Setup, shardings: dict[str, Any], rng: jax.Array) -> di
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise ConfigError(
-            f"config.model_init {setup.init_path} does not fit the model: {'; '.join(problems[:3])}"
+            f"config.model_init {path} does not fit the model: {'; '.join(problems[:3])}"
             f"{more}; fix config.model, or list them in config.model_load.dont_load."
         )
     unused = sorted(set(loaded) - set(flat_shapes))
@@ -156,7 +159,7 @@ def loaded_params(setup: Setup, shardings: dict[str, Any], rng: jax.Array) -> di
         loaded.pop(name, None)
     log.info(
         "model_init %s: %d arrays loaded, %d randomly initialised (%s).",
-        setup.init_path,
+        path,
         len(flat_shapes) - len(random_names) + len(extend),
         len(random_names) - len(extend),
         ", ".join(n for n in random_names if n not in extend) or "none",

@@ -18,6 +18,7 @@ import jax
 
 from datasets import tokenizers
 from evaluators import common
+from paligemma import lora as lora_lib
 from paligemma import model as model_lib
 from paligemma import sharding
 from paligemma.tokenizer import Tokenizer
@@ -106,7 +107,7 @@ class ModelSetup:
         self._build_model()
 
     def _build_model(self) -> None:
-        """Model, parameter shapes and specs from `self.cfg` (its model_name / model)."""
+        """Model, parameter shapes and specs from `self.cfg` (its model_name / model, and lora)."""
         cfg = self.cfg
         self.model_config = config_lib.model_config(cfg)
         try:
@@ -114,6 +115,19 @@ class ModelSetup:
             self.shapes = model_lib.param_shapes(self.model_config)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"config.model / model_name: {one_line(e)}") from None
+        self.lora = None  # the LoraConfig of a LoRA run; then `model` adds the adapters and `shapes` include them
+        if cfg.lora:
+            try:
+                self.lora = lora_lib.LoraConfig.from_dict(plain(cfg.lora))
+                if self.lora.quantize:
+                    raise ValueError(
+                        "quantize (QLoRA) is not supported by the trainer yet; remove it (the base stays in its "
+                        "stored dtype, e.g. bfloat16 with config.model.llm.param_dtype)."
+                    )
+                self.model = lora_lib.adapted_model(self.model, self.lora)
+                self.shapes = lora_lib.param_shapes(self.model_config, self.lora)
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"config.lora: {one_line(e)}") from None
         try:
             self.specs = sharding.param_specs(
                 self.shapes, self.mesh, rules=cfg.sharding_rules, strategy=cfg.sharding_strategy

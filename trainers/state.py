@@ -16,6 +16,7 @@ from typing import Any
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from paligemma import lora as lora_lib
 from paligemma import model as model_lib
 from paligemma import sharding, tree
 from paligemma.checkpoints import training
@@ -131,9 +132,14 @@ class State:
         self.param_shardings = sharding.to_shardings(setup.specs, mesh)
         self.flat_shardings = tree.flatten(self.param_shardings)
         frozen = set(optimizer.frozen_names(list(self.flat_shapes), cfg.freeze))
+        self.lora = setup.lora
+        if self.lora:  # LoRA: only the adapters train, and only they are checkpointed
+            frozen |= {n for n in self.flat_shapes if not lora_lib.is_adapter(n)}
         self.trainable = [n for n in self.flat_shapes if n not in frozen]
         if not self.trainable:
             raise ConfigError("config.freeze freezes every parameter; nothing to train.")
+        # What a checkpoint holds: every parameter, or a LoRA run's adapters (the base is read from its source).
+        self.saved = [n for n in self.flat_shapes if lora_lib.is_adapter(n)] if self.lora else list(self.flat_shapes)
         train_shapes = tree.unflatten({n: self.flat_shapes[n] for n in self.trainable})
         try:
             self.tx, self.lr_fn = optimizer.make_optimizer(cfg, train_shapes, setup.total_steps)
@@ -141,6 +147,7 @@ class State:
         except (optimizer.OptimizerConfigError, TypeError, ValueError) as e:
             raise ConfigError(one_line(e)) from None
         self.opt_shardings = _opt_state_shardings(self.opt_shapes, self.flat_shardings, self.flat_shapes, mesh)
+        self.model_config = setup.model_config
         self.programs = _Programs(
             model=setup.model,
             mesh=mesh,
@@ -157,22 +164,47 @@ class State:
         )
 
     def initial(self, setup: Setup, rng: jax.Array) -> tuple[Any, Any]:
-        """(params, opt_state) at step 0: from model_init or random, placed on the mesh."""
+        """(params, opt_state) at step 0: from model_init or random, placed on the mesh.
+
+        A LoRA run's adapters start as `paligemma.lora.init_adapters` makes them (the update is zero).
+        """
+        base_rng, adapter_rng = jax.random.split(rng)
         if setup.init_path:
-            params = loaded_params(setup, self.flat_shardings, rng)
+            params = tree.flatten(loaded_params(setup, self.flat_shardings, base_rng))
         else:
-            params = tree.unflatten(
-                random_params(setup.model, list(self.flat_shapes), self.flat_shardings, rng, setup.compiler_options)
-            )
-        flat = tree.flatten(params)
+            names = [n for n in self.flat_shapes if not (self.lora and lora_lib.is_adapter(n))]
+            params = random_params(setup.model, names, self.flat_shardings, base_rng, setup.compiler_options)
+        if self.lora:
+            adapters = lora_lib.init_adapters(setup.model_config, self.lora, adapter_rng)
+            params.update({n: jax.device_put(a, self.flat_shardings[n]) for n, a in adapters.items()})
         opt_init = _opt_init_program(self.programs)
-        return params, opt_init(tree.unflatten({n: flat[n] for n in self.trainable}))
+        return tree.unflatten(params), opt_init(tree.unflatten({n: params[n] for n in self.trainable}))
+
+    def to_save(self, params: Any) -> Any:
+        """The part of `params` a checkpoint holds (all of it, or a LoRA run's adapters)."""
+        if not self.lora:
+            return params
+        flat = tree.flatten(params)
+        return tree.unflatten({n: flat[n] for n in self.saved})
+
+    def with_base(self, saved: Any, setup: Setup, base_path: str | None, rng: jax.Array) -> Any:
+        """A restored checkpoint's params made whole: a LoRA run's adapters plus its base read from `base_path`."""
+        if not self.lora:
+            return saved
+        base = tree.flatten(loaded_params(setup, self.flat_shardings, rng, path=base_path))
+        return tree.unflatten({**base, **tree.flatten(saved)})
+
+    def plain_params(self, params: Any) -> Any:
+        """`params` for the plain model: a LoRA run's adapters merged into their weights (`paligemma.lora.merge`)."""
+        return lora_lib.merge(params, self.model_config, self.lora) if self.lora else params
 
     def restore(self, ckpt: training.Checkpointer, step: int, shapes: Any) -> tuple[Any, Any, dict[str, Any]]:
-        """(params, opt_state, meta) of checkpoint `step`, placed on the mesh."""
+        """(params, opt_state, meta) of checkpoint `step`, placed on the mesh (a LoRA run's: adapters only)."""
+        flat = tree.flatten(shapes)
+        saved = tree.unflatten({n: flat[n] for n in self.saved})
         return ckpt.restore(
             step,
-            training.abstract_like(shapes, self.param_shardings),
+            training.abstract_like(saved, self.to_save(self.param_shardings)),
             training.abstract_like(self.opt_shapes, self.opt_shardings),
         )
 

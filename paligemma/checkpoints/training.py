@@ -2,14 +2,17 @@
 
 Layout: `{workdir}/config.json` (the run config) and `{workdir}/checkpoints/{step}/` with three items: `params` (the
 full parameter tree, sharded arrays), `opt_state` (the optimizer state of the trainable parameters) and `meta` (JSON:
-step, data position, data shards, rng seed data, ...). orbax writes each step into a temporary folder and renames it
-when every process has finished, so a run killed mid-save leaves the previous checkpoint as the latest one (the
-temporary folder is removed on the next start). All processes must call `save`/`restore` together.
+step, data position, data shards, rng seed data, ...). A LoRA run (`config.lora`) saves only its adapters as
+`params` and names its frozen base in `{workdir}/lora_base.json` (`LORA_BASE_FILE`). orbax writes each step into a
+temporary folder and renames it when every process has finished, so a run killed mid-save leaves the previous
+checkpoint as the latest one (the temporary folder is removed on the next start). All processes must call
+`save`/`restore` together.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import time
@@ -23,6 +26,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 from jax.experimental import multihost_utils
 
+from paligemma import lora as lora_lib
 from paligemma import model as model_lib
 from paligemma import paths  # also sets orbax's etils.epath to the same gs:// client as the path layer
 from paligemma.checkpoints.common import CheckpointError, as_dtype, is_float, read_json, shape_of
@@ -41,9 +45,10 @@ from paligemma.checkpoints.infer import (
     resample,
     with_image_size,
 )
-from paligemma.tree import flatten
+from paligemma.tree import flatten, unflatten
 
 RUN_CONFIG_FILE = "config.json"
+LORA_BASE_FILE = "lora_base.json"  # a LoRA run's pointer to its base checkpoint: {"path": ...}
 
 log = logging.getLogger(__name__)
 
@@ -349,6 +354,44 @@ def damage_reason(e: BaseException, limit: int = 300) -> str:
 # Checkpoint path or training workdir.
 
 
+def write_lora_base(workdir: str, base: str) -> None:
+    """Records in `workdir` the checkpoint a LoRA run's adapters apply to (written once, at the run's start)."""
+    text = json.dumps({"path": base}, indent=2).encode()
+    paths.atomic_write(paths.join(workdir, LORA_BASE_FILE), lambda f: f.write(text))
+
+
+def lora_base(workdir: str) -> str | None:
+    """The base checkpoint a LoRA run's adapters apply to (`write_lora_base`); None when the workdir has none.
+
+    Raises:
+      CheckpointError: the pointer names a checkpoint that no longer exists.
+    """
+    pointer = paths.join(workdir, LORA_BASE_FILE)
+    if not paths.isfile(pointer):
+        return None
+    base = str(read_json(pointer).get("path") or "")
+    if not paths.exists(base):
+        raise CheckpointError(
+            f"{pointer}: the LoRA run's base checkpoint {base!r} does not exist any more; restore it there, or "
+            f"edit {LORA_BASE_FILE} to where it is now."
+        )
+    return base
+
+
+def _merged_lora_params(path: str, run_config: Mapping[str, Any], model_config, adapters: dict[str, Any]):
+    """A LoRA workdir's plain params: its base checkpoint with the adapters merged in (`paligemma.lora.merge`)."""
+    base = lora_base(path)
+    if base is None:
+        raise CheckpointError(
+            f"{path}: the run config has `lora`, but {LORA_BASE_FILE} (the pointer to its base checkpoint) is "
+            f"missing; the run did not start properly."
+        )
+    _, base_params, _, _ = load_any(base, model_config=model_config)
+    cfg = lora_lib.LoraConfig.from_dict(run_config["lora"])
+    merged = lora_lib.merge(unflatten({**flatten(base_params), **flatten(adapters)}), model_config, cfg)
+    return jax.tree.map(np.asarray, merged)
+
+
 def read_run_config(path: str | None) -> dict[str, Any] | None:
     """The run config a training workdir keeps in config.json, as plain dicts; None for anything else.
 
@@ -454,9 +497,10 @@ def load_any(
             f"training workdir, but no trainer params could be loaded from it ({reason}). Pass a .npz file or a "
             f"checkpoint folder."
         )
+    run_config = read_run_config(path) or {}
     if model_config is None:
         try:
-            model_config = model_config_from(read_run_config(path))
+            model_config = model_config_from(run_config)
         except ValueError as e:
             raise CheckpointError(f"{paths.join(path, RUN_CONFIG_FILE)}: {e}") from None
     if model_config is None:
@@ -477,6 +521,9 @@ def load_any(
             f"Pass a .npz file or a checkpoint folder."
         ) from None
     source = f"{path} (trainer step {step})"
+    if run_config.get("lora"):  # the checkpoint holds the adapters: merge them into the base they apply to
+        params = _merged_lora_params(path, run_config, model_config, params)
+        source = f"{source}, LoRA adapters merged into {lora_base(path)}"
     found = {k: shape_of(v) for k, v in flatten(params).items()}
     target = with_image_size(copy_config(model_config), image_size)
     saved = checkpoint_config(target, found.get("img/pos_embedding"))  # the resolution it trained at
