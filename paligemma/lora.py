@@ -12,7 +12,8 @@ adapters; this module chooses which weights it adapts, builds the adapter parame
 
 Adapter parameters sit next to the weight they adapt, named `<weight>_lora_a` and `<weight>_lora_b` (for example
 `llm/layers/attn/q_einsum/w_lora_a`); weights inside the scanned layer stacks get a leading depth axis like their
-weight. `B` starts at zero, so a freshly adapted model computes exactly what the base model computes.
+weight. `B` starts at zero, so a freshly adapted model computes exactly what the base model computes. Adapters are
+float32 whatever the base's dtype (a bfloat16 base stays bfloat16; each adapted call returns its usual dtype).
 
 QLoRA (`quantize="int8"|"int4"`): the frozen base weights are quantized by Qwix (weight-only, per channel or in
 blocks of `tile_size`) and the adapters train in the compute dtype on top of them.
@@ -183,7 +184,7 @@ class _Provider(qwix.LoraProvider):
         if name is None:
             return ptq.PtqProvider.einsum(self, einsum_str, *operands, **kwargs)
         self.layouts[name] = _Layout("einsum", tuple(operands[1].shape), einsum=einsum_str, lhs_ndim=operands[0].ndim)
-        return super().einsum(einsum_str, *operands, **kwargs)
+        return _as_base(super().einsum(einsum_str, *operands, **kwargs), *operands, kwargs)
 
     def dot_general(self, lhs, rhs, dimension_numbers, *args, **kwargs):
         """LoRA dot_general on targeted weights, Qwix's PTQ dot_general on the others."""
@@ -191,15 +192,29 @@ class _Provider(qwix.LoraProvider):
         if name is None:
             return ptq.PtqProvider.dot_general(self, lhs, rhs, dimension_numbers, *args, **kwargs)
         self.layouts[name] = _Layout("dot_general", tuple(rhs.shape), dimension_numbers=dimension_numbers)
-        return super().dot_general(lhs, rhs, dimension_numbers, *args, **kwargs)
+        return _as_base(super().dot_general(lhs, rhs, dimension_numbers, *args, **kwargs), lhs, rhs, kwargs)
 
     def conv_general_dilated(self, lhs, rhs, *args, **kwargs):
         """LoRA conv on targeted weights, Qwix's PTQ conv on the others."""
         name = self._target(rhs)
         if name is None:
             return ptq.PtqProvider.conv_general_dilated(self, lhs, rhs, *args, **kwargs)
+        if lhs.dtype != jnp.float32:
+            raise ValueError(
+                f"lora.targets matches the convolution {name!r}, whose input is {lhs.dtype}: Qwix's convolution "
+                "adapter needs float32 inputs (its float32 factors cannot mix with other dtypes in a convolution); "
+                "leave it out of the targets or compute the image tower in float32."
+            )
         self.layouts[name] = _Layout("conv", tuple(rhs.shape))
-        return super().conv_general_dilated(lhs, rhs, *args, **kwargs)
+        return _as_base(super().conv_general_dilated(lhs, rhs, *args, **kwargs), lhs, rhs, kwargs)
+
+
+def _as_base(out: jax.Array, lhs: Any, rhs: Any, kwargs: Mapping[str, Any]) -> jax.Array:
+    """`out` in the dtype the call has without an adapter: float32 adapters must not promote bfloat16 activations."""
+    want = kwargs.get("preferred_element_type")
+    if want is None:
+        want = jnp.result_type(lhs.dtype, rhs.dtype) if isinstance(rhs, jax.Array) else lhs.dtype
+    return out if out.dtype == want else out.astype(want)
 
 
 def _config_key(model_config: Mapping[str, Any]) -> model_lib.Model:
@@ -226,6 +241,8 @@ def _abstract(model: model_lib.Model, cfg: LoraConfig) -> tuple[dict[str, Any], 
     image, text, mask_ar = model_lib.dummy_inputs({"img": dict(model.img), "llm": dict(model.llm)})
     shapes = jax.eval_shape(lambda: wrapped.init(jax.random.key(0), image, text, mask_ar))["params"]
     flat = flatten(jax.tree.map(lambda x: x, shapes, is_leaf=lambda x: isinstance(x, ptq.WithAux)))
+    # Adapters are float32 whatever the base's dtype: trained in bfloat16, their small updates would round away.
+    flat = {n: jax.ShapeDtypeStruct(s.shape, jnp.float32) if is_adapter(n) else s for n, s in flat.items()}
     if not any(is_adapter(n) for n in flat):
         raise ValueError(
             f"lora.targets {list(cfg.targets)} match no adaptable weight of this model; parameter names look like "
@@ -250,9 +267,9 @@ def adapter_shapes(model_config: Mapping[str, Any], cfg: LoraConfig) -> dict[str
 
 
 def init_adapters(model_config: Mapping[str, Any], cfg: LoraConfig, rng: jax.Array) -> dict[str, jax.Array]:
-    """Fresh adapter factors, flat `{name: array}`: A He-uniform (as Qwix initialises it), B zeros (update 0).
+    """Fresh adapter factors, flat float32 `{name: array}`: A He-uniform (as Qwix initialises it), B zeros (update 0).
 
-    Each pair has its weight's parameter dtype. Independent of the base weights' values (nothing else is built).
+    Independent of the base weights' values (nothing else is built).
     """
     flat, layouts = _abstract(_config_key(model_config), cfg)
     out = {}

@@ -44,6 +44,20 @@ def test_fresh_adapters_leave_the_logits_exactly_as_the_base_models(setup):
     np.testing.assert_array_equal(got, _logits(model_lib.Model(**cfg), base, inputs))
 
 
+def test_a_bfloat16_base_keeps_its_dtype_and_float32_adapters_change_nothing_at_start(setup):
+    """A bfloat16 base with (always float32) fresh adapters computes bit for bit what the bfloat16 base computes: the
+    adapters do not promote the activations to float32."""
+    cfg, base, lcfg, inputs, _ = setup
+    bf16 = {k: {**v, "dtype": "bfloat16", "param_dtype": "bfloat16"} for k, v in cfg.items()}
+    base16 = jax.tree.map(lambda x: x.astype(jnp.bfloat16), base)
+    lcfg = lora.LoraConfig(rank=4, alpha=8.0, targets=TARGETS[:2])  # not the patch conv: float32 inputs only
+    fresh = lora.init_adapters(bf16, lcfg, jax.random.key(0))
+    assert {np.asarray(v).dtype for v in fresh.values()} == {np.dtype("float32")}
+    adapted = lora.adapted_model(model_lib.Model(**bf16), lcfg)
+    got = _logits(adapted, unflatten({**flatten(base16), **fresh}), inputs)
+    np.testing.assert_array_equal(got, _logits(model_lib.Model(**bf16), base16, inputs))
+
+
 def test_adapted_forward_is_the_weight_plus_scaled_low_rank_product(setup):
     """W + (alpha / r) * A B written out by hand for each kind of weight (einsum, dense, conv) gives the same logits."""
     cfg, base, lcfg, inputs, adapters = setup
@@ -146,10 +160,13 @@ def test_rank_16_adapters_on_the_3b_decoder_are_under_two_percent_of_full_fine_t
         (dict(targets=["embedder"]), "cannot take an adapter"),
         (dict(targets=["("]), "is not a regex"),
         (dict(quantize="int3"), "'int8' or 'int4'"),
+        (dict(targets=["^img/embedding/kernel$"]), "needs float32 inputs"),
     ],
 )
 def test_bad_lora_config_is_one_clear_error(tiny_model, section, message):
     cfg, _ = tiny_model
+    if "embedding" in str(section):
+        cfg = {**cfg, "img": {**cfg["img"], "dtype": "bfloat16"}}
     with pytest.raises(ValueError, match=None) as info:
         lora.adapter_shapes(cfg, lora.LoraConfig.from_dict(section))
     assert message in str(info.value)
