@@ -3,13 +3,17 @@
     python -m tools.convert_checkpoint SRC DST [--to npz|hf|ours] [--dtype float32|bfloat16|float16] [--step N]
                                        [--image_size N] [--sliding_window default|hf|N] [--pad_vocab_to N]
     python -m tools.convert_checkpoint runs/easyvqa out_hf --to hf          # export a training run's latest step
+    python -m tools.convert_checkpoint runs/lora out_adapter --to peft      # a LoRA run's adapters as a PEFT folder
+    python -m tools.convert_checkpoint base.npz out_hf --peft adapter/      # a PEFT LoRA adapter merged into SRC
 
 SRC and DST may be local or gs:// paths. SRC is detected: a `.npz` file, a PyTorch-hub folder (config.json +
 *.safetensors), a folder written by this project (config.json + params.npz), a training workdir (its latest readable
 checkpoint, or `--step N`; the model config from its run config.json) or one of its step folders
 (`{workdir}/checkpoints/{step}`). `--to` defaults to `npz` when DST ends in `.npz`, else `hf` for an `.npz`/own/run
-source and `ours` for a PyTorch source. `--image_size` resamples the position
-embedding. A `.npz` carries no config: loading it infers the sizes from the shapes and the Gemma 2 defaults
+source and `ours` for a PyTorch source. `--to peft` writes a LoRA training run's adapters (only those, for its
+base model) as a PEFT adapter folder (adapter_config.json + adapter_model.safetensors); `--peft DIR` merges the PEFT
+LoRA adapter in DIR into SRC's weights before writing them (paligemma/checkpoints/peft.py). `--image_size` resamples
+the position embedding. A `.npz` carries no config: loading it infers the sizes from the shapes and the Gemma 2 defaults
 (soft-caps 30/50, full attention); the other formats keep the config. Exit status 0 on success, 2 on a bad
 checkpoint or argument.
 """
@@ -22,6 +26,7 @@ import sys
 import numpy as np
 
 from paligemma import checkpoints, cli, paths, tree
+from paligemma.checkpoints.formats import step_folder
 from paligemma.checkpoints.infer import normalise_config
 from paligemma.errors import UserError
 
@@ -45,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tools.convert_checkpoint", description=__doc__.split("\n\n")[0])
     p.add_argument("src", help="source checkpoint: .npz file or folder")
     p.add_argument("dst", help="destination: .npz file or folder")
-    p.add_argument("--to", choices=("npz", "hf", "ours"), default=None, help="destination format")
+    p.add_argument("--to", choices=("npz", "hf", "ours", "peft"), default=None, help="destination format")
     p.add_argument(
         "--dtype",
         choices=sorted(checkpoints.DTYPES),
@@ -66,6 +71,17 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="--to hf: pad the embedding table to this many rows (the published files use 257216)",
+    )
+    p.add_argument(
+        "--peft",
+        default=None,
+        metavar="DIR",
+        help="merge this PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) into SRC",
+    )
+    p.add_argument(
+        "--base_model",
+        default=None,
+        help="--to peft: base_model_name_or_path written to adapter_config.json (a hub name or a folder)",
     )
     return p
 
@@ -109,9 +125,17 @@ def _convert(args: argparse.Namespace) -> int:
         problems.append("SRC and DST are the same path.")
     if args.step is not None and src_format != "run":
         problems.append(f"--step is for a training workdir; {args.src} is a {src_format} checkpoint.")
+    if to == "peft" and src_format != "run":
+        problems.append(f"--to peft exports a LoRA training run's adapters; {args.src} is a {src_format} checkpoint.")
+    if to == "peft" and args.peft:
+        problems.append("--peft merges an adapter into SRC; --to peft exports one: give one of them.")
+    if args.base_model is not None and to != "peft":
+        problems.append("--base_model is for --to peft.")
     if problems:
         raise ArgumentError(problems[0] if len(problems) == 1 else "".join(f"- {p}\n" for p in problems).rstrip())
 
+    if to == "peft":
+        return _export_peft(args)
     try:  # a ValueError here is about the checkpoint's content or an argument that does not fit it
         if src_format == "run":  # a training workdir or step folder: the step read is part of what was read
             from paligemma.checkpoints import training  # imports orbax: only for runs
@@ -129,6 +153,8 @@ def _convert(args: argparse.Namespace) -> int:
             )
             source = args.src
         print(f"read {src_format} checkpoint {source}: {_summary(config)}")
+        if args.peft:
+            params = _merge_peft(args.peft, config, params)
         if to == "npz":
             checkpoints.save_npz(args.dst, params, args.dtype)
         elif to == "hf":
@@ -152,6 +178,52 @@ def _convert(args: argparse.Namespace) -> int:
             "note: a .npz holds no config; loading infers the sizes from the shapes (Gemma 2: soft-caps 50/30, "
             "full attention) - pass config= to paligemma.checkpoints.load for anything else."
         )
+    return 0
+
+
+def _merge_peft(folder: str, config, params):
+    """`params` with the PEFT LoRA adapter in `folder` merged in (`paligemma.lora.merge`), as numpy arrays."""
+    import jax  # the adapter path only
+
+    from paligemma import lora
+    from paligemma.checkpoints.peft import load_peft
+
+    lora_config, adapters = load_peft(folder, config)
+    merged = lora.merge(tree.unflatten({**tree.flatten(params), **adapters}), config, lora_config)
+    print(f"merged PEFT adapter {folder}: {len(adapters) // 2} adapted weights, rank {lora_config.rank}")
+    return jax.tree.map(np.asarray, merged)
+
+
+def _export_peft(args: argparse.Namespace) -> int:
+    """`--to peft`: a LoRA training run's adapter factors (its checkpoint params) as a PEFT adapter folder."""
+    from paligemma import lora
+    from paligemma.checkpoints import training  # imports orbax: only for runs
+    from paligemma.checkpoints.peft import save_peft
+
+    workdir, step = step_folder(args.src) or (args.src, args.step)
+    run_config = training.read_run_config(workdir) or {}
+    if not run_config.get("lora"):
+        raise ArgumentError(
+            f"{workdir}: its run config has no `lora` section; --to peft exports a LoRA run's adapters."
+        )
+    try:
+        model_config = training.model_config_from(run_config)
+        if model_config is None:
+            raise ValueError("the run config sets neither model_name nor model")
+        lora_config = lora.LoraConfig.from_dict(run_config["lora"])
+        step, params = training.latest_params(workdir, step)
+        adapters = {k: v for k, v in tree.flatten(params).items() if lora.is_adapter(k)}
+        save_peft(
+            adapters, model_config, lora_config, args.dst, base_model_name_or_path=args.base_model, dtype=args.dtype
+        )
+    except (ValueError, FileNotFoundError) as e:
+        if isinstance(e, UserError):
+            raise
+        raise ArgumentError(f"cannot convert {args.src}: {e}") from e
+    print(
+        f"wrote peft adapter {args.dst}: {len(adapters) // 2} adapted weights of {workdir} (trainer step {step}), "
+        f"rank {lora_config.rank}, alpha {lora_config.alpha:g}, {_size_on_disk(args.dst) / 2**20:,.1f} MiB on disk"
+    )
     return 0
 
 

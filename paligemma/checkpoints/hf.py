@@ -84,6 +84,22 @@ def _hf_published(canonical: str) -> str:
     return canonical
 
 
+# transformers 5's module names in memory (`named_modules()`; what PEFT adapter files are keyed by).
+_HF_MODULE_PREFIX = {
+    "vision/": "model.vision_tower.",
+    "projector/": "model.multi_modal_projector.",
+    "text/": "model.language_model.",
+}
+
+
+def hf_module_name(canonical: str) -> str:
+    """The in-memory name (transformers 5) of a canonical module name: `text/norm` -> `model.language_model.norm`."""
+    for tag, prefix in _HF_MODULE_PREFIX.items():
+        if canonical.startswith(tag):
+            return prefix + canonical[len(tag) :]
+    return canonical
+
+
 @dataclasses.dataclass(frozen=True)
 class _Rule:
     """One HF tensor (per layer if `layers`) <-> a part of one of our arrays.
