@@ -4,6 +4,7 @@ r"""Runs a config's evaluators on a checkpoint: `python -m evaluators.run`.
         --workdir /tmp/eval_vqav2 --evals vqa_val --config.evals.vqa_val.batch_size=16
     python -m evaluators.run --config configs/transfer/vqav2.py --workdir /tmp/train_run   # trainer's latest params
     python -m evaluators.run --workdir /tmp/train_run --step 200   # that step, with the run's saved config
+    python -m evaluators.run --workdir /tmp/train_run --quantize int8   # weight-only int8 (or int4) weights
 
 The config (ml_collections, `path.py[:args]`, `--config.key=value` overrides) provides `config.model_name` /
 `config.model` (the model config; without either it is read from the checkpoint), `config.tokenizer` (see
@@ -36,7 +37,7 @@ from absl import app, flags, logging
 
 from datasets.tokenizers import resolve_tokenizer
 from evaluators.common import build_evaluators
-from paligemma import cli, paths, sharding
+from paligemma import cli, paths, quantization, sharding
 from paligemma import model as model_lib
 from paligemma.checkpoints import CheckpointError, training
 from paligemma.errors import UserError
@@ -59,6 +60,10 @@ def _define_flags():  # only when run as a program: importing this module define
         None,
         "A training workdir's checkpoint step to evaluate (default: the latest readable); for a checkpoint file or "
         "folder, the step label of the output files.",
+    )
+    flags.DEFINE_string("quantize", None, "Weight-only quantized inference: int8 or int4 (paligemma.quantization).")
+    flags.DEFINE_integer(
+        "quantize_tile", None, "With --quantize: one scale per block of N weights (default: one per channel)."
     )
 
 
@@ -123,15 +128,23 @@ def load_params(
 
 
 def check_inputs(
-    config: Any, *, checkpoint: str | None, workdir: str | None, evals: list[str] | None, step: int | None
+    config: Any,
+    *,
+    checkpoint: str | None,
+    workdir: str | None,
+    evals: list[str] | None,
+    step: int | None,
+    quantize: str | None = None,
+    quantize_tile: int | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """`(config, evals_cfg)`: the run config (a training workdir's saved one without `config`) and the evaluators.
 
     Raises:
       RunError: every problem found (missing checkpoint or workdir, no config, no or unknown evaluators, a step the
-        training workdir does not have), one `- ` line each, before anything is loaded.
+        training workdir does not have, bad --quantize / --quantize_tile), one `- ` line each, before anything is
+        loaded.
     """
-    problems = []
+    problems = quantization.flag_problems(quantize, quantize_tile)
     path = checkpoint or workdir
     if not path:
         problems.append(
@@ -270,13 +283,26 @@ def evaluate(
     dtype: str | None = None,
     step: int | None = None,
     progress=None,
+    quantize: str | None = None,
+    quantize_tile: int | None = None,
 ) -> dict:
     """Loads the params, builds and runs the evaluators; returns the content of `eval_metrics.json`.
+
+    `quantize` ("int8" / "int4", optionally with a block size `quantize_tile`) evaluates the weight-only quantized
+    model (`paligemma.quantization.quantize`).
 
     Raises:
       RunError: every usage problem at once (one `- ` line each), found before anything is loaded.
     """
-    config, evals_cfg = check_inputs(config, checkpoint=checkpoint, workdir=workdir, evals=evals, step=step)
+    config, evals_cfg = check_inputs(
+        config,
+        checkpoint=checkpoint,
+        workdir=workdir,
+        evals=evals,
+        step=step,
+        quantize=quantize,
+        quantize_tile=quantize_tile,
+    )
     if workdir is None and checkpoint:
         if paths.isdir(checkpoint) and not training.is_checkpoint_path(checkpoint):
             workdir = run_dir(checkpoint)  # a training workdir (that of a step folder)
@@ -292,6 +318,12 @@ def evaluate(
     except ValueError as e:
         raise RunError(str(e)) from None
     model = model_lib.Model(**model_cfg)
+    if quantize:
+        try:
+            model, params = quantization.quantize(model, params, quantize, quantize_tile)
+        except ValueError as e:
+            raise RunError(f"--quantize {quantize}: {e}") from None
+        logging.info("Weights quantized to %s: %d bytes.", quantize, quantization.weight_bytes(params))
     batch_sizes = [int(_get(c, "batch_size") or 0) // jax.process_count() for c in evals_cfg.values()]
     put_params, put_batch, mesh_context = make_placement(batch_sizes)
     params = put_params(params)
@@ -299,6 +331,8 @@ def evaluate(
         evals_cfg, model=model, tokenizer_path=tokenizer_path, workdir=workdir, put_batch=put_batch
     )
     result = dict(checkpoint=source, step=step, workdir=workdir, metrics={}, files={}, seconds={})
+    if quantize:
+        result["quantize"] = dict(qtype=quantize, tile_size=quantize_tile)
     for name, ev in evaluators.items():
         with mesh_context():
             result["metrics"][name] = ev.run(params, step=step, progress=progress)
@@ -349,6 +383,8 @@ def _main(argv: list[str]) -> int:
             dtype=f.dtype,
             step=f.step,
             progress=Progress(),
+            quantize=f.quantize,
+            quantize_tile=f.quantize_tile,
         )
     except KeyError as e:  # a key missing from a config or checkpoint file
         raise RunError(f"missing key {e.args[0] if e.args else e}") from e

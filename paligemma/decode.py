@@ -16,6 +16,9 @@ into a KV cache (compiled once per model and input shapes, shared by every sampl
 floats (temperature, p, length penalty), `eos_id` and `pad_id` are runtime values, so sweeping them does not
 recompile.
 
+Weight-only int8/int4 inference: pass `paligemma.quantization.quantize(model, params, "int8")`'s `(qmodel, qparams)`
+in place of `(model, params)`; the quantized model is cached there, so its compiled programs are reused too.
+
 Samplers (strings parsed as Python literals with `ast`, never evaluated; positional or keyword arguments):
     greedy                          argmax
     temperature(t=1.0)              sample from softmax(logits / t); t=0 is greedy
@@ -517,7 +520,7 @@ def generate(
     """Generates up to `max_decode_len` tokens after each prompt of `batch` (layout in the module docstring).
 
     Args:
-      model: a `paligemma.model.Model` (unbound).
+      model: a `paligemma.model.Model` (unbound), or its quantized wrapper (`paligemma.quantization.quantize`).
       params: its parameter tree (the `"params"` collection), numpy or jax, possibly sharded.
       batch: "image" float `[B, H, W, 3]` / `[B, F, H, W, 3]`, "text" int `[B, T]`, "mask_ar" `[B, T]`,
         "mask_input" `[B, T]` (left-aligned prompts; optional, default all valid).

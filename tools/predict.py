@@ -5,6 +5,7 @@ r"""Answers a prompt about images with a checkpoint: `python -m tools.predict`.
     python -m tools.predict ... --image street.jpg --prompt "detect car ; person" --draw boxes.png
     python -m tools.predict ... --image street.jpg --prompt "segment car" --draw masks.png --vqvae vae-oid.npz
     python -m tools.predict ... --image frame0.png frame1.png --multi_image --prompt "answer en what changed?"
+    python -m tools.predict ... --image cat.jpg --prompt "caption en" --quantize int8   # or int4: weight-only
 
 Each image is decoded to the pixels the training pipeline's pp op `decode` gives (`datasets.images`: 16-bit PNGs,
 palette, alpha, CMYK, EXIF orientation and the size limit alike), resized as the pp op `resize` does (bilinear,
@@ -16,7 +17,8 @@ One line per image is printed: `path: answer` (loc/seg tokens are printed as tex
 
 `--draw out.png` parses the `<loc>` boxes (and `<seg>` masks, decoded with the VQ-VAE given by `--vqvae`) of each
 answer and draws them, labelled, on the original image; with several images the files are `out_0.png`,
-`out_1.png`, ... This tool does not import TensorFlow.
+`out_1.png`, ... `--quantize int8|int4` (optionally `--quantize_tile N`) decodes with weight-only quantized weights
+(`paligemma.quantization`). This tool does not import TensorFlow.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from PIL import Image
 
 from datasets import images  # numpy/PIL only: the training pipeline's image semantics without TensorFlow
 from datasets.pp import layout  # numpy only: importing it does not import TensorFlow
-from paligemma import cli, decode, paths, siglip, vqvae
+from paligemma import cli, decode, paths, quantization, siglip, vqvae
 from paligemma import model as model_lib
 from paligemma.checkpoints import CheckpointError, training
 from paligemma.checkpoints.formats import step_folder
@@ -151,6 +153,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of the stochastic samplers")
     p.add_argument("--dtype", default=None, help="cast params while loading: float32, bfloat16, float16")
     p.add_argument("--step", type=int, default=None, help="a training workdir's step (default: the latest readable)")
+    p.add_argument(
+        "--quantize", default=None, help="weight-only quantized inference: int8 or int4 (paligemma.quantization)"
+    )
+    p.add_argument(
+        "--quantize_tile",
+        type=int,
+        default=None,
+        help="with --quantize: one scale per block of N weights along the contracted axis (default: per channel)",
+    )
     return p.parse_args(list(argv))
 
 
@@ -181,11 +192,12 @@ def check_inputs(args: argparse.Namespace) -> tuple[list[Any], Tokenizer]:
 
     Raises:
       PredictError: one line per problem (missing or unreadable checkpoint, step, tokenizer, images, --vqvae, a
-        --draw file that cannot be written, bad --sampler or --max_decode_len), all of them at once.
+        --draw file that cannot be written, bad --sampler, --max_decode_len or --quantize), all of them at once.
     """
     problems: list[str] = []
     if args.max_decode_len < 1:
         problems.append(f"--max_decode_len must be >= 1, got {args.max_decode_len}")
+    problems += quantization.flag_problems(args.quantize, args.quantize_tile)
     try:
         decode.parse_sampler(args.sampler)
     except ValueError as e:
@@ -272,6 +284,11 @@ def predict(args: argparse.Namespace, out=sys.stdout) -> list[str]:
         multi_image=args.multi_image,
     )
     model = model_lib.Model(**cfg)
+    if args.quantize:
+        try:
+            model, params = quantization.quantize(model, params, args.quantize, args.quantize_tile)
+        except ValueError as e:
+            raise PredictError(f"--quantize {args.quantize}: {e}") from None
     result = decode.generate(
         model,
         jax.device_put(params),
