@@ -86,7 +86,7 @@ CHIPS: dict[str, Chip] = {
 }
 
 # Slice names (`v5e-8`, `v5litepod-16`) -> topology names libtpu accepts.
-_V5E_SHAPES = {4: "2x2", 8: "2x4", 16: "4x4", 32: "4x8", 64: "8x8", 128: "8x16", 256: "16x16"}
+_V5E_SHAPES = {1: "1x1", 4: "2x2", 8: "2x4", 16: "4x4", 32: "4x8", 64: "8x8", 128: "8x16", 256: "16x16"}
 
 
 class DryRunError(RuntimeError):
@@ -98,7 +98,7 @@ class DryRunError(RuntimeError):
 
 
 def topology_name(name: str) -> str:
-    """`v5e:2x4` as is; the slice names `v5e-8` / `v5litepod-8` -> `v5e:2x4` (v5e slices of 4 to 256 chips)."""
+    """`v5e:2x4` as is; the slice names `v5e-8` / `v5litepod-8` -> `v5e:2x4` (v5e slices of 1 or 4 to 256 chips)."""
     match = re.fullmatch(r"(?:v5e|v5litepod)-(\d+)", name.strip())
     if match:
         chips = int(match.group(1))
@@ -121,12 +121,16 @@ def topology_devices(name: str) -> list[Any]:
     # libtpu takes a machine-wide lock file by default; compiling for a topology needs no exclusive TPU access.
     os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     full = topology_name(name)
+    # A slice smaller than a 2x2 host (v5e:1x1, one chip) is its own host; libtpu assumes 2x2 hosts unless told.
+    dims = re.fullmatch(r"v5e:(\d+)x(\d+)", full)
+    small = dims and int(dims.group(1)) * int(dims.group(2)) < 4
+    host = dict(chips_per_host_bounds=(int(dims.group(1)), int(dims.group(2)), 1)) if small else {}
     try:
-        return list(topologies.get_topology_desc(platform="tpu", topology_name=full).devices)
+        return list(topologies.get_topology_desc(platform="tpu", topology_name=full, **host).devices)
     except Exception as e:  # libtpu reports bad names as a runtime error
         raise DryRunError(
             f"--dry_run={name}: libtpu does not know topology {full!r} ({' '.join(str(e).split())}); "
-            f"use e.g. v5e:2x2, v5e:2x4, v5e:4x4, v5e:4x8, v5e:8x8 (or v5e-8 ...)."
+            f"use e.g. v5e:1x1, v5e:2x2, v5e:2x4, v5e:4x4, v5e:4x8, v5e:8x8 (or v5e-8 ...)."
         ) from None
 
 

@@ -76,3 +76,25 @@ def test_released_models_compute_in_bfloat16_with_float32_weights_and_remat(name
     mock = config_lib.model_config(config_lib.resolve(_config(name, "mode=mock")))  # the tiny CPU model: float32
     for tower in ("img", "llm"):
         assert mock[tower].get("dtype", "float32") == "float32" and mock[tower].get("remat_policy", "none") == "none"
+
+
+def test_lora_configs_train_adapters_on_a_frozen_base():
+    """vqav2_lora: one chip, bfloat16 frozen base, rank-16 adapters; easyvqa_lora: on a demo workdir or standalone."""
+    cfg = config_lib.resolve(_config("vqav2_lora"))
+    assert cfg.lora.rank == 16 and cfg.model_init.endswith("-pt-224") and cfg.lr == 2e-4
+    assert cfg.mesh == [("data", -1)] and cfg.accum_steps * 8 == cfg.input.batch_size == 256
+    assert {cfg.model[t]["param_dtype"] for t in ("img", "llm")} == {"bfloat16"}
+    assert config_lib.resolve(_config("vqav2_lora", "rank=4,res=448")).lora.rank == 4
+
+    fresh = config_lib.resolve(_config("easyvqa_lora"))
+    assert fresh.model_init is None and fresh.lora.alpha == 32.0 and len(fresh.lora.targets) == 2
+    on_demo = config_lib.resolve(_config("easyvqa_lora", "init=runs/easyvqa,steps=10"))
+    assert on_demo.model_init == "runs/easyvqa" and on_demo.tokenizer == "runs/easyvqa/tokenizer.model"
+    assert on_demo.total_steps == 10
+
+
+@pytest.mark.slow
+def test_lora_mock_mode_trains_the_adapters_and_evaluates(tmp_path):
+    result = train(_config("vqav2_lora", "mode=mock"), str(tmp_path), compiler_options=FAST)
+    assert result["step"] == 3 and "vqa/accuracy" in result["records"][-1]
+    assert (tmp_path / "lora_base.json").exists()

@@ -121,8 +121,28 @@ def test_missing_libtpu_names_the_install(monkeypatch):
         dry_run.topology_devices("v5e:2x2")
 
 
+@needs_libtpu
+def test_lora_on_one_v5e_chip_keeps_optimizer_state_for_the_adapters_only():
+    """One chip (`v5e:1x1`, a topology smaller than libtpu's default 2x2 host) and a LoRA run: the optimizer state is
+    Adam's two float32 moments of the adapters alone."""
+    from paligemma import lora
+
+    report = dry_run.plan(_config(lora=dict(rank=8, alpha=8)), "v5e:1x1", evals=False)
+    assert report["chips"] == 1 and report["fits"]
+    step = report["programs"][0]
+    assert step["name"] == "train_step" and step["error"] is None
+    model_config = model_lib.get_config("paligemma-small")
+    model_config["llm"]["vocab_size"] = 2048
+    adapters = lora.adapter_shapes(model_config, lora.LoraConfig(rank=8, alpha=8))
+    adapter_bytes = sum(4 * math.prod(s.shape) for s in adapters.values())
+    base_bytes = 4 * model_lib.count_params(model_lib.param_shapes(model_config))
+    assert step["args"]["params"] == base_bytes + adapter_bytes
+    assert 0 <= step["args"]["opt_state"] - 2 * adapter_bytes < 64
+
+
 def test_topology_names():
     assert dry_run.topology_name("v5e-8") == "v5e:2x4"
+    assert dry_run.topology_name("v5e-1") == "v5e:1x1"
     assert dry_run.topology_name("v5litepod-64") == "v5e:8x8"
     assert dry_run.topology_name("v5e:4x4") == "v5e:4x4"
     with pytest.raises(dry_run.DryRunError, match="chips"):
