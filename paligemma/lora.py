@@ -37,6 +37,7 @@ from qwix._src.providers import ptq
 from qwix._src.utils import flax_util
 
 from paligemma import model as model_lib
+from paligemma import quantization
 from paligemma.tree import flatten, unflatten
 
 ADAPTER_SUFFIXES = ("_lora_a", "_lora_b")
@@ -44,14 +45,10 @@ ADAPTER_SUFFIXES = ("_lora_a", "_lora_b")
 # The decoder's attention and MLP weights: what LoRA on PaliGemma usually adapts (transformers' q/k/v/o/gate/up/down).
 DEFAULT_TARGETS = (r"^llm/layers/(attn|mlp)/",)
 
-# Methods of `Model` that run the towers (each intercepted, so decoding and embedding see the adapters too).
-_METHODS = ("__call__", "embed_image", "hidden_states", "logits", "prefill", "extend")
 
 # Weights no adapter may target: the token table is also read by a lookup (`jnp.take`) that Qwix does not see, so an
 # adapter there would change the logits but not the input embeddings, and could not be merged into one table.
 _UNADAPTABLE = re.compile(r"^llm/embedder/input_embedding$")
-
-QUANTIZE_TYPES = ("int8", "int4")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +86,7 @@ class LoraConfig:
                 re.compile(pattern)
             except re.error as e:
                 raise ValueError(f"lora.targets: {pattern!r} is not a regex ({e}).") from None
-        if self.quantize not in (None, *QUANTIZE_TYPES):
+        if self.quantize not in (None, *quantization.QTYPES):
             raise ValueError(f"lora.quantize must be None, 'int8' or 'int4'; got {self.quantize!r}.")
         if self.tile_size is not None and (not isinstance(self.tile_size, int) or self.tile_size < 1):
             raise ValueError(f"lora.tile_size must be None or a positive integer; got {self.tile_size!r}.")
@@ -152,10 +149,29 @@ class _Provider(qwix.LoraProvider):
     """
 
     def __init__(self, cfg: LoraConfig):
-        how = dict(weight_qtype=cfg.quantize, tile_size=cfg.tile_size) if cfg.quantize else {}
-        super().__init__(rank=cfg.rank, alpha=cfg.alpha, dropout=cfg.dropout, module_path=".*", **how)
+        lora = dict(rank=cfg.rank, alpha=cfg.alpha, dropout=cfg.dropout)
+        if cfg.quantize:  # QLoRA: the base weights quantized as `paligemma.quantization.rules` says
+            skip, weights = quantization.rules(cfg.quantize, cfg.tile_size)
+            rules = [
+                qwix.LoraRule(module_path=skip.module_path, **lora),  # the token table stays as stored
+                qwix.LoraRule(
+                    module_path=weights.module_path,
+                    op_names=weights.op_names,
+                    weight_qtype=weights.weight_qtype,
+                    tile_size=weights.tile_size,
+                    **lora,
+                ),
+                qwix.LoraRule(module_path=".*", **lora),  # convolutions: float (no weight-only PTQ for them)
+            ]
+        else:
+            rules = [qwix.LoraRule(module_path=".*", **lora)]
+        super().__init__(rules)
         self.cfg = cfg
         self.layouts: dict[str, _Layout] = {}
+
+    def nn_param(self, module: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Qwix's param interception; a quantized base weight comes back castable (`quantization.castable`)."""
+        return quantization.castable(super().nn_param(module, name, *args, **kwargs))
 
     def _target(self, rhs: Any) -> str | None:
         weight = flax_util.find_param(rhs, ptq.WithAux)
@@ -224,7 +240,7 @@ def _config_key(model_config: Mapping[str, Any]) -> model_lib.Model:
 @functools.lru_cache(maxsize=32)
 def _adapted(model: model_lib.Model, cfg: LoraConfig) -> tuple[Any, _Provider]:
     provider = _Provider(cfg)
-    return qwix.quantize_model(model, provider, methods=_METHODS), provider
+    return qwix.quantize_model(model, provider, methods=quantization.METHODS), provider
 
 
 def adapted_model(model: model_lib.Model, cfg: LoraConfig) -> model_lib.Model:
@@ -243,6 +259,17 @@ def _abstract(model: model_lib.Model, cfg: LoraConfig) -> tuple[dict[str, Any], 
     flat = flatten(jax.tree.map(lambda x: x, shapes, is_leaf=lambda x: isinstance(x, ptq.WithAux)))
     # Adapters are float32 whatever the base's dtype: trained in bfloat16, their small updates would round away.
     flat = {n: jax.ShapeDtypeStruct(s.shape, jnp.float32) if is_adapter(n) else s for n, s in flat.items()}
+    missed = sorted(n for n in provider.layouts if n + "_lora_a" not in flat)
+    if missed:  # seen by the provider as targets, but Qwix attached no adapter (its own weight lookup failed)
+        raise ValueError(
+            f"Qwix could not attach adapters to {missed[:3]}{' ...' if len(missed) > 3 else ''}"
+            + (
+                " with a quantized base: QLoRA adapts the decoder's einsum weights, not the image encoder's dense "
+                "layers (Qwix 0.1.8); leave those out of lora.targets, or train them with LoRA without quantize."
+                if cfg.quantize
+                else "; leave them out of lora.targets."
+            )
+        )
     if not any(is_adapter(n) for n in flat):
         raise ValueError(
             f"lora.targets {list(cfg.targets)} match no adaptable weight of this model; parameter names look like "
@@ -315,19 +342,47 @@ def merge(params: Mapping[str, Any], model_config: Mapping[str, Any], cfg: LoraC
     The sum is taken in float32 and cast back to W's dtype. The merged tree drives the plain `Model` to the adapted
     model's logits.
 
-    `params`: nested tree of the adapted model (base weights + factors, unquantized base).
+    `params`: nested tree of the adapted model (base weights + factors). A QLoRA base's quantized weights are
+    dequantized first (`qvalue * scale`, in the scale's dtype), so the merged tree reproduces the quantized model.
     """
     flat = flatten(params)
     layouts = _abstract(_config_key(model_config), cfg)[1]
     out = {n: v for n, v in flat.items() if not is_adapter(n)}
+    out = {n: dequantized(v) for n, v in out.items()}
     for name, layout in layouts.items():
-        w, a, b = flat[name], flat[name + "_lora_a"], flat[name + "_lora_b"]
+        w, a, b = out[name], flat[name + "_lora_a"], flat[name + "_lora_b"]
         fn = functools.partial(_delta, layout)
         if w.ndim == len(layout.weight_shape) + 1:  # a scanned stack: one adapter pair per layer
             fn = jax.vmap(fn)
         delta = fn(jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32))
         out[name] = (jnp.asarray(w, jnp.float32) + cfg.scale * delta.reshape(w.shape)).astype(w.dtype)
     return unflatten(out)
+
+
+def is_quantized(value: Any) -> bool:
+    """Whether a parameter (array, `ShapeDtypeStruct` or node) is a QLoRA base's quantized weight (`WithAux`)."""
+    return isinstance(value, ptq.WithAux)
+
+
+def dequantized(value: Any) -> Any:
+    """A quantized (`WithAux(QArray)`) weight as a float array (`qvalue * scale`); any other leaf as it is."""
+    if is_quantized(value):
+        return qwix.dequantize(value.array)
+    return value
+
+
+def quantize_base(params: Mapping[str, Any], model_config: Mapping[str, Any], cfg: LoraConfig) -> dict[str, Any]:
+    """QLoRA: `params` (nested: float base weights, with or without adapters) with the base quantized as `cfg` says.
+
+    Quantized weights become `WithAux(QArray)` nodes (`paligemma.quantization`); adapters and the weights that stay
+    float (token table, convolution, norms, biases) pass through. Jitted; `params` may be sharded.
+    """
+    if not cfg.quantize:
+        return dict(params)
+    abstract = unflatten(_abstract(_config_key(model_config), cfg)[0])
+    names = set(flatten(params))
+    abstract = unflatten({n: s for n, s in flatten(abstract).items() if n in names})
+    return jax.jit(functools.partial(quantization.quantize_params, abstract=abstract))(dict(params))
 
 
 def split(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

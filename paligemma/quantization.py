@@ -128,13 +128,21 @@ class _WithAux(qwix_ptq.WithAux):
         return self.replace(array=self.array.astype(dtype))
 
 
+def castable(value: Any) -> Any:
+    """A param as Qwix's provider hands it to a module, with a working `astype` when it is quantized (`_WithAux`).
+
+    For providers built on `qwix.PtqProvider` (this module's, and `paligemma.lora`'s for QLoRA): their `nn_param`
+    returns `castable(super().nn_param(...))`.
+    """
+    return _WithAux(value.array, value.how) if type(value) is qwix_ptq.WithAux else value
+
+
 class _PtqProvider(qwix.PtqProvider):
     """`qwix.PtqProvider` whose quantized params support `astype` (`_WithAux`); otherwise the same."""
 
     def nn_param(self, module: Any, name: str, *args: Any, **kwargs: Any) -> Any:
         """Qwix's param interception; a quantized param comes back as a `_WithAux`."""
-        value = super().nn_param(module, name, *args, **kwargs)
-        return _WithAux(value.array, value.how) if type(value) is qwix_ptq.WithAux else value
+        return castable(super().nn_param(module, name, *args, **kwargs))
 
 
 def quantized_model(model: model_lib.Model, qtype: str, tile_size: int | None = None) -> model_lib.Model:
@@ -201,8 +209,12 @@ def _in_compute_dtype(params: dict, abstract: Any) -> dict:
     return flax.traverse_util.unflatten_dict(flat)
 
 
-def _quantize_tree(params: dict, abstract: Any) -> dict:
-    """`qwix.quantize_params` over the whole tree; the scanned subtrees one layer at a time (vmapped)."""
+def quantize_params(params: dict, abstract: Any) -> dict:
+    """`qwix.quantize_params` over the whole tree; the scanned subtrees one layer at a time (vmapped).
+
+    `params`: nested dict of float arrays; `abstract`: the wrapped model's `jax.eval_shape` params (`WithAux` where a
+    weight is quantized). Leaves that are not quantized (biases, norms, LoRA adapters) pass through unchanged.
+    """
     rest = _in_compute_dtype(params, abstract)
     stacked = {path: _pop(rest, path) for path in _STACKED}
     out = _copy_dicts(qwix.quantize_params(rest, abstract))
@@ -251,7 +263,7 @@ def quantize(
         ) from None
     params = jax.tree.map(jnp.asarray, _copy_dicts(params))
     try:
-        qparams = jax.jit(functools.partial(_quantize_tree, abstract=abstract))(params)
+        qparams = jax.jit(functools.partial(quantize_params, abstract=abstract))(params)
     except ValueError as e:
         raise ValueError(f"params do not fit the model: {e}") from None
     # Dtypes may differ from the model's: params that stay float keep theirs (e.g. loaded with --dtype).
@@ -293,5 +305,7 @@ __all__: Sequence[str] = (
     "rules",
     "quantized_model",
     "quantize",
+    "quantize_params",
+    "castable",
     "weight_bytes",
 )

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 from flax.core import FrozenDict
 
-from paligemma import checkpoints, paths, sharding, tree
+from paligemma import checkpoints, paths, quantization, sharding, tree
 from paligemma import lora as lora_lib
 from paligemma import model as model_lib
 from paligemma.checkpoints import training
@@ -187,7 +187,7 @@ def _trainable_line(state: State, opt_state: Any) -> str:
     n_train = sum(int(state.flat_shapes[n].size) for n in state.trainable)
     opt_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(opt_state))
     what = f"LoRA rank {state.lora.rank} adapters" if state.lora else "parameters"
-    frozen_bytes = sum(s.size * s.dtype.itemsize for n, s in state.flat_shapes.items() if n not in state.trainable)
+    frozen_bytes = quantization.weight_bytes([s for n, s in state.flat_shapes.items() if n not in state.trainable])
     return (
         f"Trainable: {n_train:,} {what} ({_size(train_bytes)}), optimizer state {_size(opt_bytes)}; frozen: "
         f"{len(state.flat_shapes) - len(state.trainable)} arrays ({_size(frozen_bytes)})."
@@ -209,7 +209,8 @@ def _record_lora_base(setup: Setup, state: State, params: Any, workdir: str) -> 
     if base is None:  # a random base: kept once (checkpoints hold only the adapters)
         base = paths.join(workdir, "lora_base.npz")
         flat = tree.flatten(params)
-        host = {n: to_host(flat[n]) for n in flat if not lora_lib.is_adapter(n)}  # collective when multi-process
+        # (A QLoRA base is written dequantized: quantizing it again when it is read gives the same weights.)
+        host = {n: to_host(lora_lib.dequantized(flat[n])) for n in flat if not lora_lib.is_adapter(n)}
         if jax.process_index() == 0:
             checkpoints.save_npz(base, tree.unflatten(host))
     if jax.process_index() == 0:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
+from jax.sharding import PartitionSpec
 
 from datasets import tokenizers
 from evaluators import common
@@ -22,7 +23,7 @@ from paligemma import lora as lora_lib
 from paligemma import model as model_lib
 from paligemma import sharding
 from paligemma.tokenizer import Tokenizer
-from paligemma.tree import plain
+from paligemma.tree import flatten, plain, unflatten
 from trainers import config as config_lib
 from trainers.config import ConfigError
 from trainers.errors import one_line
@@ -119,11 +120,6 @@ class ModelSetup:
         if cfg.lora:
             try:
                 self.lora = lora_lib.LoraConfig.from_dict(plain(cfg.lora))
-                if self.lora.quantize:
-                    raise ValueError(
-                        "quantize (QLoRA) is not supported by the trainer yet; remove it (the base stays in its "
-                        "stored dtype, e.g. bfloat16 with config.model.llm.param_dtype)."
-                    )
                 self.model = lora_lib.adapted_model(self.model, self.lora)
                 self.shapes = lora_lib.param_shapes(self.model_config, self.lora)
             except (TypeError, ValueError) as e:
@@ -134,6 +130,11 @@ class ModelSetup:
             )
         except sharding.ShardingError as e:
             raise ConfigError(f"config.sharding_rules / sharding_strategy: {e}") from None
+        if self.lora and self.lora.quantize:  # QLoRA: the quantized base weights are replicated (a few GB at most)
+            flat = flatten(self.shapes)
+            self.specs = unflatten(
+                {n: PartitionSpec() if lora_lib.is_quantized(flat[n]) else p for n, p in flatten(self.specs).items()}
+            )
 
 
 class Setup(ModelSetup):

@@ -129,8 +129,17 @@ class State:
     def __init__(self, setup: ModelSetup):
         cfg, mesh = setup.cfg, setup.mesh
         self.flat_shapes = tree.flatten(setup.shapes)
-        self.param_shardings = sharding.to_shardings(setup.specs, mesh)
-        self.flat_shardings = tree.flatten(self.param_shardings)
+        # One sharding per parameter (how a float array is placed); `param_shardings` matches the params' pytree: a
+        # QLoRA base's quantized weight (a node of qvalue + scale) gets its sharding for each of its leaves.
+        self.flat_shardings = tree.flatten(sharding.to_shardings(setup.specs, mesh))
+        self.param_shardings = tree.unflatten(
+            {
+                n: jax.tree.map(lambda _, s=s: s, self.flat_shapes[n])
+                if lora_lib.is_quantized(self.flat_shapes[n])
+                else s
+                for n, s in self.flat_shardings.items()
+            }
+        )
         frozen = set(optimizer.frozen_names(list(self.flat_shapes), cfg.freeze))
         self.lora = setup.lora
         if self.lora:  # LoRA: only the adapters train, and only they are checkpointed
@@ -173,10 +182,13 @@ class State:
             params = tree.flatten(loaded_params(setup, self.flat_shardings, base_rng))
         else:
             names = [n for n in self.flat_shapes if not (self.lora and lora_lib.is_adapter(n))]
-            params = random_params(setup.model, names, self.flat_shardings, base_rng, setup.compiler_options)
+            # A QLoRA run's random base is drawn in float (by the unquantized model), then quantized like a loaded one.
+            model = setup.model if not (self.lora and self.lora.quantize) else model_lib.Model(**setup.model_config)
+            params = random_params(model, names, self.flat_shardings, base_rng, setup.compiler_options)
         if self.lora:
             adapters = lora_lib.init_adapters(setup.model_config, self.lora, adapter_rng)
             params.update({n: jax.device_put(a, self.flat_shardings[n]) for n, a in adapters.items()})
+            params = tree.flatten(lora_lib.quantize_base(tree.unflatten(params), setup.model_config, self.lora))
         opt_init = _opt_init_program(self.programs)
         return tree.unflatten(params), opt_init(tree.unflatten({n: params[n] for n in self.trainable}))
 
@@ -192,7 +204,7 @@ class State:
         if not self.lora:
             return saved
         base = tree.flatten(loaded_params(setup, self.flat_shardings, rng, path=base_path))
-        return tree.unflatten({**base, **tree.flatten(saved)})
+        return lora_lib.quantize_base(tree.unflatten({**base, **tree.flatten(saved)}), setup.model_config, self.lora)
 
     def plain_params(self, params: Any) -> Any:
         """`params` for the plain model: a LoRA run's adapters merged into their weights (`paligemma.lora.merge`)."""

@@ -388,7 +388,9 @@ def _merged_lora_params(path: str, run_config: Mapping[str, Any], model_config, 
         )
     _, base_params, _, _ = load_any(base, model_config=model_config)
     cfg = lora_lib.LoraConfig.from_dict(run_config["lora"])
-    merged = lora_lib.merge(unflatten({**flatten(base_params), **flatten(adapters)}), model_config, cfg)
+    params = unflatten({**flatten(base_params), **flatten(adapters)})
+    params = lora_lib.quantize_base(params, model_config, cfg)  # QLoRA: the base as the run trained on it
+    merged = lora_lib.merge(params, model_config, cfg)
     return jax.tree.map(np.asarray, merged)
 
 

@@ -55,11 +55,12 @@ def base_checkpoint(tmp_path_factory, random_params):
     return path, tree.flatten(params)
 
 
-def test_lora_run_trains_saves_and_exports_only_what_it_should(tiny_assets, tmp_path, base_checkpoint):
+def test_lora_run_trains_saves_and_exports_only_what_it_should(tiny_assets, tmp_path, base_checkpoint, capsys):
     base_path, base = base_checkpoint
     workdir = tmp_path / "run"
     config = lora_config(tiny_assets, model_init=base_path, export_npz=True)
     result = run(config, workdir)
+    assert "Trainable: 8,960 LoRA rank 4 adapters (35.0 KiB), optimizer state 70.0 KiB" in capsys.readouterr().out
     losses = [r["training_loss"] for r in result["records"] if "training_loss" in r]
     assert losses[-1] < losses[0]
 
@@ -125,3 +126,34 @@ def test_a_missing_base_is_one_clear_error(tiny_assets, tmp_path):
     os.remove(workdir / "lora_base.npz")
     with pytest.raises(checkpoints.CheckpointError, match="base checkpoint .* does not exist any more"):
         training.load_any(str(workdir))
+
+
+def test_qlora_trains_on_an_int8_base_and_exports_what_it_computes(tiny_assets, tmp_path, base_checkpoint):
+    """QLoRA: the frozen base is quantized (int8) where it is read; the export (the dequantized base with the adapters
+    merged) and the workdir read back reproduce the quantized adapted model."""
+    base_path, base = base_checkpoint
+    section = dict(LORA, targets=["^llm/layers/"], quantize="int8")
+    config = lora_config(tiny_assets, model_init=base_path, export_npz=True, lora=section)
+    result = run(config, tmp_path / "run")
+    losses = [r["training_loss"] for r in result["records"] if "training_loss" in r]
+    assert losses[-1] < losses[0]
+
+    model_config, lcfg = _model_config(config), lora.LoraConfig.from_dict(section)
+    _, saved = training.latest_params(str(tmp_path / "run"))
+    quantized = lora.quantize_base(tree.unflatten({**base, **tree.flatten(saved)}), model_config, lcfg)
+    assert lora.is_quantized(tree.flatten(quantized)["llm/layers/attn/q_einsum/w"])
+    rng = np.random.default_rng(0)
+    image = jnp.asarray(rng.uniform(-1, 1, (2, 32, 32, 3)), jnp.float32)
+    text = jnp.asarray(rng.integers(0, 300, (2, 6)), jnp.int32)
+    mask_ar = jnp.zeros_like(text)
+    adapted = jax.jit(
+        lambda p: lora.adapted_model(model_lib.Model(**model_config), lcfg).apply({"params": p}, image, text, mask_ar)[
+            0
+        ]
+    )(quantized)
+    _, exported = checkpoints.load(str(tmp_path / "run" / "params.npz"))
+    plain, _ = model_lib.Model(**model_config).apply({"params": exported}, image, text, mask_ar)
+    assert float(jnp.abs(plain - adapted).max() / jnp.abs(adapted).max()) < 1e-5
+    _, loaded, _, _ = training.load_any(str(tmp_path / "run"))
+    for name, value in tree.flatten(loaded).items():
+        np.testing.assert_allclose(value, tree.flatten(exported)[name], rtol=1e-6, atol=1e-7, err_msg=name)
