@@ -4,7 +4,8 @@ r"""VQAv2 with LoRA on one 16-24 GB accelerator: PaliGemma 3B at 224 px, frozen 
     python -m trainers.train --config configs/transfer/vqav2_lora.py --workdir /tmp/plan --dry_run=v5e:1x1
     python -m trainers.train --config configs/transfer/vqav2_lora.py:mode=mock --workdir /tmp/vqav2_lora_mock
 
-Arguments: those of configs/transfer/vqav2.py (res, model, final_split, mode) plus rank (default 16).
+Arguments: those of configs/transfer/vqav2.py (res, model, final_split, mode) plus rank (default 16) and quantize
+("" | int8 | int4: QLoRA, the frozen decoder weights quantized by Qwix, for 8-12 GB devices).
 
 Data, prompt, evaluation and schedule shape are configs/transfer/vqav2.py's. What changes, so that the run fits one
 chip of 16 GB (a TPU v5e chip, an L4/A10-class GPU):
@@ -27,10 +28,11 @@ MICROBATCH = 8  # examples per accumulation step on the one chip
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    """The VQAv2 LoRA run; `arg` = "res=224,model=paligemma-3b,final_split=false,mode=real,rank=16" (any subset)."""
-    arg = common.parse_arg(arg, res=224, model="paligemma-3b", final_split=False, mode="real", rank=16)
+    """The VQAv2 LoRA run; `arg` = "res=224,model=paligemma-3b,mode=real,rank=16,quantize=int4" (any subset)."""
+    arg = common.parse_arg(arg, res=224, model="paligemma-3b", final_split=False, mode="real", rank=16, quantize="")
     config = vqav2.get_config(f"res={arg.res},model={arg.model},final_split={arg.final_split},mode={arg.mode}")
-    config.lora = dict(rank=arg.rank, alpha=float(arg.rank), dropout=0.0)  # targets: the decoder's attention + MLP
+    # targets: the decoder's attention + MLP (paligemma.lora.DEFAULT_TARGETS)
+    config.lora = dict(rank=arg.rank, alpha=float(arg.rank), dropout=0.0, quantize=arg.quantize or None)
     config.total_epochs = None if arg.mode == "mock" else 3
     config.lr = 2e-4
     if arg.mode == "mock":  # the tiny CPU model of mode=mock, in float32

@@ -9,6 +9,8 @@ HF is given 0-based `position_ids` (its default is 1-based; RoPE is relative so 
 """
 
 import logging
+import os
+import runpy
 
 import jax
 import numpy as np
@@ -20,6 +22,7 @@ transformers = pytest.importorskip("transformers")
 from paligemma import checkpoints  # noqa: E402
 from paligemma import model as model_lib  # noqa: E402
 
+HF = runpy.run_path(os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "hf_logits.py"))
 TOLERANCE = 1e-4
 PREFIX, SUFFIX = 7, 5
 
@@ -120,22 +123,6 @@ def _inputs(image_size: int, num_images: int, vocab: int, batch: int = 2, seed: 
     return pixels, image, text, mask_ar
 
 
-def _hf_logits(
-    model, pixels, text, mask_ar, num_image_tokens: int, image_token: int, vocab: int, zero_based: bool = True
-):
-    batch = text.shape[0]
-    ids = np.concatenate([np.full((batch, num_image_tokens), image_token), text], axis=1)
-    token_type = np.concatenate([np.zeros((batch, num_image_tokens), np.int64), mask_ar], axis=1)
-    with torch.no_grad():
-        out = model(
-            input_ids=torch.tensor(ids, dtype=torch.long),
-            pixel_values=torch.tensor(pixels),
-            token_type_ids=torch.tensor(token_type, dtype=torch.long),
-            position_ids=torch.arange(ids.shape[1])[None] if zero_based else None,
-        )
-    return out.logits[:, num_image_tokens:, :vocab].numpy()
-
-
 def _our_logits(config, params, image, text, mask_ar, with_pooled=False):
     """Logits `[B, T, V]` (and, with `with_pooled`, SigLIP's MAP-head output `[B*F, W]`)."""
     model = model_lib.Model(**config)
@@ -170,7 +157,7 @@ def test_hf_to_ours(hf_folder, num_images, record_property):
     pixels, image, text, mask_ar = _inputs(size, num_images, VOCAB)
     num_tokens = num_images * (size // vision["patch_size"]) ** 2
     assert num_tokens + PREFIX + SUFFIX > 6
-    ref = _hf_logits(hf_model, pixels, text, mask_ar, num_tokens, VOCAB, VOCAB)
+    ref = HF["hf_logits"](hf_model, pixels, text, mask_ar, num_tokens, VOCAB, VOCAB)
     ours = _our_logits(config, params, image, text, mask_ar)
     err = _rel_err(ours, ref)
     record_property("rel_err", err)
@@ -178,7 +165,7 @@ def test_hf_to_ours(hf_folder, num_images, record_property):
     assert ours.shape == ref.shape
     assert err <= TOLERANCE
     if num_images == 1:  # HF's default 1-based positions: RoPE is relative, only the rounding changes
-        one_based = _hf_logits(hf_model, pixels, text, mask_ar, num_tokens, VOCAB, VOCAB, zero_based=False)
+        one_based = HF["hf_logits"](hf_model, pixels, text, mask_ar, num_tokens, VOCAB, VOCAB, zero_based=False)
         print(f"{name} images=1, HF 1-based positions: max relative error {_rel_err(ours, one_based):.2e}")
         assert _rel_err(ours, one_based) <= TOLERANCE
 
@@ -223,7 +210,7 @@ def test_ours_to_hf(name, tmp_path, caplog, record_property):
 
     vocab = config["llm"]["vocab_size"]
     pixels, image, text, mask_ar = _inputs(32, 2, vocab, seed=5)
-    ref = _hf_logits(hf_model, pixels, text, mask_ar, 2 * 16, vocab, vocab)
+    ref = HF["hf_logits"](hf_model, pixels, text, mask_ar, 2 * 16, vocab, vocab)
     ours, pooled = _our_logits(config, params, image, text, mask_ar, with_pooled=True)
     err = _rel_err(ours, ref)
     record_property("rel_err", err)

@@ -8,6 +8,8 @@ transformers' logits (<= 1e-4).
 """
 
 import json
+import os
+import runpy
 import shutil
 
 import jax
@@ -24,6 +26,7 @@ from paligemma.checkpoints import peft as peft_io  # noqa: E402
 from paligemma.checkpoints.safetensors import SafetensorsFile, write_safetensors  # noqa: E402
 from paligemma.tree import flatten, unflatten  # noqa: E402
 
+HF = runpy.run_path(os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "hf_logits.py"))
 PREFIX, SUFFIX, IMAGE_TOKENS = 7, 5, 16  # mu/8 at 32 px: 16 image tokens
 
 # Decoder attention + MLP, image encoder attention + MLP, the patch convolution and the projector.
@@ -48,21 +51,6 @@ def _inputs(vocab, batch=2, seed=0):
     return pixels, pixels.transpose(0, 2, 3, 1), text, mask_ar
 
 
-def _hf_logits(model, pixels, text, mask_ar, vocab):
-    """transformers' logits over the text positions (0-based positions, token types = our mask_ar)."""
-    batch = text.shape[0]
-    ids = np.concatenate([np.full((batch, IMAGE_TOKENS), vocab), text], axis=1)  # <image> = the vocabulary size
-    token_type = np.concatenate([np.zeros((batch, IMAGE_TOKENS), np.int64), mask_ar], axis=1)
-    with torch.no_grad():
-        out = model(
-            input_ids=torch.tensor(ids, dtype=torch.long),
-            pixel_values=torch.tensor(pixels),
-            token_type_ids=torch.tensor(token_type, dtype=torch.long),
-            position_ids=torch.arange(ids.shape[1])[None],
-        )
-    return out.logits[:, IMAGE_TOKENS:, :vocab].numpy()
-
-
 def _our_logits(cfg, lcfg, params, adapters, inputs):
     """Our adapted model's logits: `lora.adapted_model` applied to the base params plus the factors."""
     model = lora.adapted_model(model_lib.Model(**cfg), lcfg)
@@ -78,7 +66,13 @@ def base(tiny_model, tmp_path_factory):
     checkpoints.save_hf(folder, params, cfg)
     vocab = cfg["llm"]["vocab_size"]
     inputs = _inputs(vocab)
-    return cfg, params, folder, inputs, _hf_logits(_hf_model(folder), inputs[0], *inputs[2:], vocab)
+    return (
+        cfg,
+        params,
+        folder,
+        inputs,
+        HF["hf_logits"](_hf_model(folder), inputs[0], *inputs[2:], IMAGE_TOKENS, vocab, vocab),
+    )
 
 
 def _hf_model(folder):
@@ -114,7 +108,9 @@ def test_ours_to_peft(base, ours_saved, record_property):
     hf_model = peft.PeftModel.from_pretrained(_hf_model(hf_folder), folder).eval()
     theirs = peft.get_peft_model_state_dict(hf_model)
     assert sorted(theirs) == sorted(keys)  # every saved tensor was loaded into a module, and nothing else is adapted
-    ref = _hf_logits(hf_model, inputs[0], *inputs[2:], cfg["llm"]["vocab_size"])
+    ref = HF["hf_logits"](
+        hf_model, inputs[0], *inputs[2:], IMAGE_TOKENS, cfg["llm"]["vocab_size"], cfg["llm"]["vocab_size"]
+    )
     err = _rel_err(ours, ref)
     record_property("rel_err", err)
     print(f"ours -> peft: max relative error {err:.2e}")
@@ -156,7 +152,9 @@ def test_torch_peft_to_ours(base, tmp_path, record_property):
             if "lora_" in name:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
     hf_model.eval()
-    ref = _hf_logits(hf_model, inputs[0], *inputs[2:], cfg["llm"]["vocab_size"])
+    ref = HF["hf_logits"](
+        hf_model, inputs[0], *inputs[2:], IMAGE_TOKENS, cfg["llm"]["vocab_size"], cfg["llm"]["vocab_size"]
+    )
     assert _rel_err(ref, base_logits) > 0.05
     hf_model.save_pretrained(tmp_path)
 
