@@ -81,7 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--base_model",
         default=None,
-        help="--to peft: base_model_name_or_path written to adapter_config.json (a hub name or a folder)",
+        help="--to peft: base_model_name_or_path written to adapter_config.json (a hub name or a folder; default: "
+        "the run's base checkpoint, from its lora_base.json)",
     )
     return p
 
@@ -213,9 +214,8 @@ def _export_peft(args: argparse.Namespace) -> int:
         lora_config = lora.LoraConfig.from_dict(run_config["lora"])
         step, params = training.latest_params(workdir, step)
         adapters = {k: v for k, v in tree.flatten(params).items() if lora.is_adapter(k)}
-        save_peft(
-            adapters, model_config, lora_config, args.dst, base_model_name_or_path=args.base_model, dtype=args.dtype
-        )
+        base = args.base_model if args.base_model is not None else training.lora_base(workdir)  # the run's base
+        save_peft(adapters, model_config, lora_config, args.dst, base_model_name_or_path=base, dtype=args.dtype)
     except (ValueError, FileNotFoundError) as e:
         if isinstance(e, UserError):
             raise

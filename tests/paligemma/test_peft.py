@@ -279,6 +279,10 @@ def test_convert_checkpoint_cli(base, ours_saved, tmp_path, capsys):
     assert convert_checkpoint.main([str(run), str(out), "--to", "peft", "--base_model", "google/x"]) == 0
     assert "wrote peft adapter" in capsys.readouterr().out
     assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == "google/x"
+    training.write_lora_base(str(run), own)  # without --base_model: the run's own base
+    assert convert_checkpoint.main([str(run), str(tmp_path / "adapter2"), "--to", "peft"]) == 0
+    capsys.readouterr()
+    assert json.loads((tmp_path / "adapter2" / "adapter_config.json").read_text())["base_model_name_or_path"] == own
     ours, theirs = (SafetensorsFile(str(f / "adapter_model.safetensors")) for f in (out, folder))
     assert sorted(ours.tensors) == sorted(theirs.tensors)
     for k in ours.tensors:
