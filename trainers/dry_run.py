@@ -161,7 +161,7 @@ class _Setup(ModelSetup):
         self.evaluators = {}
         if cfg.evals:
             try:
-                self.evaluators = common.build_evaluators(cfg.evals, model=self.model, tokenizer_path=None)
+                self.evaluators = common.build_evaluators(cfg.evals, model=self.eval_model, tokenizer_path=None)
             except ValueError as e:
                 raise ConfigError(f"config.evals: {one_line(e)}") from None
 
@@ -202,11 +202,11 @@ def _batch_struct(mesh, shapes: Mapping[str, tuple[tuple[int, ...], Any]]) -> di
 
 
 def _shard_bytes(structs: Any) -> int:
-    """Bytes per chip of a tree of sharded ShapeDtypeStructs (the largest shard)."""
+    """Bytes per chip of a tree of sharded ShapeDtypeStructs (the largest shard; int4 packed 2 per byte, as on TPU)."""
     total = 0
     for x in jax.tree.leaves(structs):
         shape = x.sharding.shard_shape(x.shape) if x.sharding is not None else x.shape
-        total += math.prod(shape) * np.dtype(x.dtype).itemsize
+        total += math.ceil(math.prod(shape) * jax.dtypes.itemsize_bits(x.dtype) / 8)
     return total
 
 
@@ -687,7 +687,7 @@ def _train_step(setup: _Setup, chip: Chip) -> tuple[Program, Chip, Any]:
 
 def _eval_programs(setup: _Setup, params: Any, opt_bytes: int, chip: Chip) -> tuple[list[Program], list[str]]:
     """The evaluators' compiled programs (decode prefill + loop, or the perplexity forward) and what was skipped."""
-    mesh, model, n = setup.mesh, setup.model, setup.mesh.devices.size
+    mesh, model, n = setup.mesh, setup.eval_model, setup.mesh.devices.size
     h, w = _image_shape(setup.model_config)
     programs, skipped = [], []
     for name, ev in setup.evaluators.items():

@@ -11,6 +11,7 @@ hold the tokenizer.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -117,10 +118,14 @@ class ModelSetup:
         except (TypeError, ValueError) as e:
             raise ConfigError(f"config.model / model_name: {one_line(e)}") from None
         self.lora = None  # the LoraConfig of a LoRA run; then `model` adds the adapters and `shapes` include them
+        self.eval_model = self.model  # what evaluators run: a LoRA model without its adapters' dropout
         if cfg.lora:
             try:
                 self.lora = lora_lib.LoraConfig.from_dict(plain(cfg.lora))
-                self.model = lora_lib.adapted_model(self.model, self.lora)
+                base = self.model
+                self.model = lora_lib.adapted_model(base, self.lora)
+                # Qwix applies an adapter's dropout on every call: evaluation uses the same adapters without it.
+                self.eval_model = lora_lib.adapted_model(base, dataclasses.replace(self.lora, dropout=0.0))
                 self.shapes = lora_lib.param_shapes(self.model_config, self.lora)
             except (TypeError, ValueError) as e:
                 raise ConfigError(f"config.lora: {one_line(e)}") from None
@@ -196,7 +201,7 @@ class Setup(ModelSetup):
         try:
             return common.build_evaluators(
                 self.cfg.evals,
-                model=self.model,
+                model=self.eval_model,
                 tokenizer_path=self.tokenizer_path,
                 workdir=workdir,
                 put_batch=lambda b: sharding.put_batch(b, self.mesh),

@@ -58,9 +58,20 @@ def base_checkpoint(tmp_path_factory, random_params):
 def test_lora_run_trains_saves_and_exports_only_what_it_should(tiny_assets, tmp_path, base_checkpoint, capsys):
     base_path, base = base_checkpoint
     workdir = tmp_path / "run"
-    config = lora_config(tiny_assets, model_init=base_path, export_npz=True)
+    evals = {
+        "val": dict(
+            type="perplexity",
+            data=dict(name="jsonl", path=os.path.join(tiny_assets, "data.jsonl")),
+            pp=TINY["PP"].format(size=32, text_len=16),
+            batch_size=8,
+            log_steps=2,
+        )
+    }
+    # Adapter dropout while training; the evaluator runs the adapters without it (deterministic, no dropout key).
+    config = lora_config(tiny_assets, model_init=base_path, export_npz=True, evals=evals, lora=dict(LORA, dropout=0.1))
     result = run(config, workdir)
     assert "Trainable: 8,960 LoRA rank 4 adapters (35.0 KiB), optimizer state 70.0 KiB" in capsys.readouterr().out
+    assert [r["step"] for r in result["records"] if "val/perplexity" in r] == [1, 2, 4]
     losses = [r["training_loss"] for r in result["records"] if "training_loss" in r]
     assert losses[-1] < losses[0]
 
@@ -68,7 +79,7 @@ def test_lora_run_trains_saves_and_exports_only_what_it_should(tiny_assets, tmp_
     step, saved = training.latest_params(str(workdir))
     saved = tree.flatten(saved)
     model_config = _model_config(config)
-    lcfg = lora.LoraConfig.from_dict(LORA)
+    lcfg = lora.LoraConfig.from_dict(LORA)  # (dropout aside: the same adapters)
     assert step == 4 and set(saved) == set(lora.adapter_shapes(model_config, lcfg))
     moments = [n for n in _opt_state_names(str(workdir), 4) if "/mu/" in n or "/nu/" in n]  # Adam's, per param
     assert moments and all(lora.is_adapter(n) for n in moments)
