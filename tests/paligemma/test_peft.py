@@ -312,3 +312,32 @@ def test_transformers4_key_names(base, ours_saved, tmp_path):
     assert lcfg_old == lcfg_new and sorted(old_factors) == sorted(new)
     for k in new:
         np.testing.assert_array_equal(old_factors[k], new[k])
+
+
+def test_adapters_trained_by_the_trainer_give_transformers_our_logits(base, tiny_assets, tmp_path):
+    """A LoRA run of the trainer (a few steps from the tiny model's weights), its adapters exported with
+    `convert_checkpoint --to peft` and loaded by peft into transformers: the same logits as our adapted model."""
+    from paligemma.checkpoints import training
+    from tools import convert_checkpoint
+    from trainers import train as train_lib
+
+    cfg, params, hf_folder, inputs, base_logits = base
+    tiny = runpy.run_path(os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "train", "tiny.py"))
+    init = str(tmp_path / "base.npz")
+    checkpoints.save_npz(init, params)
+    config = tiny["get_config"](tiny_assets)
+    config.model = dict(llm=dict(vocab_size=cfg["llm"]["vocab_size"]))
+    config.model_init, config.total_steps, config.lr = init, 4, 1e-2
+    config.lora = dict(rank=4, alpha=8.0, targets=list(TARGETS))
+    workdir = str(tmp_path / "run")
+    train_lib.train(config, workdir, compiler_options=tiny["FAST_XLA"])
+
+    folder = tmp_path / "adapter"
+    assert convert_checkpoint.main([workdir, str(folder), "--to", "peft"]) == 0
+    _, trained = training.latest_params(workdir)
+    lcfg = lora.LoraConfig.from_dict(config.lora.to_dict())
+    ours = _our_logits(cfg, lcfg, params, flatten(trained), inputs)
+    assert _rel_err(ours, base_logits) > 1e-3  # the adapters trained
+    hf_model = peft.PeftModel.from_pretrained(_hf_model(hf_folder), folder).eval()
+    vocab = cfg["llm"]["vocab_size"]
+    assert _rel_err(ours, HF["hf_logits"](hf_model, inputs[0], *inputs[2:], IMAGE_TOKENS, vocab, vocab)) <= 1e-4
