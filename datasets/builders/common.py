@@ -1,0 +1,176 @@
+"""Helpers shared by this project's TFDS builders (`datasets/builders/<name>/`): reading the official files.
+
+Every builder reads the files of an official release from a manual_dir and turns them into examples. The same few
+steps recur, and each must fail with one clear error naming the file at fault rather than a bare `KeyError` or
+`JSONDecodeError` deep in TFDS. Errors name the dataset first ("NLVR2: ..."); a missing file raises
+`FileNotFoundError`, a file that is there but not what the release ships (bad JSON, wrong structure, a missing
+field) raises `ValueError`.
+
+  missing_files(manual_dir, names)      which of the required files ("a.json") / folders ("images/") are absent: the
+                                        body of a builder's `missing_manual_files(manual_dir)`
+  check_manual_dir(dataset, manual_dir, missing, instructions)
+                                        raises the FileNotFoundError a builder's `_split_generators` raises when
+                                        `missing` is not empty (the message ends with the download instructions)
+  load_json(path, dataset, expect=..., what=...)
+                                        one JSON document; `expect` = dict / list checks its top-level type, and
+                                        `keys=` the keys a dict must have
+  load_records(path, dataset)           a list of JSON objects from a JSON array *or* JSON lines (one object a line,
+                                        blank lines skipped): NLVR2's `train.json`, MaRVL's `marvl-id.jsonl`, ...
+  field(record, key, path, dataset)     `record[key]`, or a ValueError naming the file, the record and the key
+  read_bytes(path, dataset, what=..., context=...)
+                                        a file's bytes (an image, a video), or FileNotFoundError "DATASET: image PATH
+                                        of question 7 not found"
+  find_file(directory, stem, extensions)
+                                        the first `directory/stem.ext` that exists (videos come as .mp4, .webm,
+                                        .mkv, ...), else None
+  LastFileReader                        reads a file's bytes once for consecutive examples that share it (questions
+                                        of one image, captions of one video come in a row)
+
+Builders keep their own `MANUAL_DOWNLOAD_INSTRUCTIONS`, `missing_manual_files` (which `python -m datasets.build`
+calls before building) and features; only the file handling lives here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+
+def missing_files(manual_dir: str, names: Iterable[str]) -> list[str]:
+    """The entries of `names` that are not in manual_dir: "x.json" must be a file, "images/" (trailing /) a folder."""
+    missing = []
+    for name in names:
+        path = os.path.join(manual_dir, name.rstrip("/"))
+        present = os.path.isdir(path) if name.endswith("/") else os.path.isfile(path)
+        if not present and name not in missing:
+            missing.append(name)
+    return missing
+
+
+def check_manual_dir(dataset: str, manual_dir: str, missing: Sequence[str], instructions: str) -> None:
+    r"""Raises FileNotFoundError("DATASET: missing in manual_dir DIR: a, b\n" + instructions) if `missing`."""
+    if missing:
+        raise FileNotFoundError(f"{dataset}: missing in manual_dir {manual_dir}: {', '.join(missing)}\n{instructions}")
+
+
+def _describe(value) -> str:
+    return {dict: "a JSON object", list: "a JSON array"}.get(value, getattr(value, "__name__", str(value)))
+
+
+def load_json(
+    path: str,
+    dataset: str,
+    *,
+    expect: type | None = None,
+    keys: Sequence[str] = (),
+    what: str = "",
+) -> Any:
+    """The JSON document in `path`.
+
+    Raises FileNotFoundError when it is missing, ValueError naming the file when it is not valid JSON, not of type
+    `expect` (dict or list) or, for a dict, lacks one of `keys`. `what` describes the expected file in the message
+    ("an official MSR-VTT annotation file").
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{dataset}: {path} not found")
+    try:
+        with open(path, encoding="utf-8") as f:
+            content = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{dataset}: {path} is not valid JSON ({e}); is it {what or 'the official file'}?") from None
+    expected = what or "the official file"
+    if expect is not None and not isinstance(content, expect):
+        raise ValueError(f"{dataset}: {path} is not {expected} (expected {_describe(expect)} at the top level)")
+    if keys and isinstance(content, dict):
+        absent = [k for k in keys if k not in content]
+        if absent:
+            raise ValueError(f"{dataset}: {path} is not {expected} (no {', '.join(repr(k) for k in absent)} key)")
+    return content
+
+
+def load_records(path: str, dataset: str, *, what: str = "") -> list[dict]:
+    """The JSON objects of `path`: a JSON array of objects, or JSON lines (one object per line; blank lines skipped).
+
+    Raises FileNotFoundError when it is missing, ValueError naming the file (and the line) when it is neither.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{dataset}: {path} not found")
+    expected = what or "the official file"
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{dataset}: {path} is not UTF-8 text ({e}); is it {expected}?") from None
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{dataset}: {path} is not valid JSON ({e}); is it {expected}?") from None
+        lines = [None] * len(records)
+    else:
+        records, lines = [], []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(
+                    f"{dataset}: {path} line {number} is not a JSON object ({e}); is it {expected} (JSON lines)?"
+                ) from None
+            lines.append(number)
+    for record, number in zip(records, lines):
+        if not isinstance(record, dict):
+            where = f" line {number}" if number else ""
+            raise ValueError(f"{dataset}: {path}{where} holds {type(record).__name__}, not a JSON object")
+    return records
+
+
+def field(record: dict, key: str, path: str, dataset: str) -> Any:
+    """`record[key]`; a ValueError naming the file, the key and (part of) the record when it is absent."""
+    try:
+        return record[key]
+    except (KeyError, TypeError):
+        shown = json.dumps(record, ensure_ascii=False)
+        shown = shown if len(shown) <= 200 else shown[:200] + "..."
+        raise ValueError(f"{dataset}: {path}: an entry has no {key!r} field: {shown}") from None
+
+
+def read_bytes(path: str, dataset: str, *, what: str = "file", context: str = "") -> bytes:
+    """The bytes of `path`; FileNotFoundError "DATASET: WHAT PATH CONTEXT not found" when it is not a file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{dataset}: {what} {path}{' ' + context if context else ''} not found")
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def find_file(directory: str, stem: str, extensions: Sequence[str]) -> str | None:
+    """The first of `directory/stem + ext` (ext in `extensions`, e.g. (".mp4", ".webm")) that is a file, or None."""
+    for ext in extensions:
+        path = os.path.join(directory, stem + ext)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+class LastFileReader:
+    """`reader(path, ...)` = `read_bytes(path, ...)`, reusing the last file's bytes when `path` repeats.
+
+    Examples that share a file (the questions of one image) usually come in a row; this reads it once per run of
+    them without holding more than one file in memory.
+    """
+
+    def __init__(self, dataset: str):
+        self.dataset = dataset
+        self._path: str | None = None
+        self._bytes: bytes = b""
+
+    def __call__(self, path: str, *, what: str = "file", context: str = "") -> bytes:
+        """The bytes of `path` (see `read_bytes`), from memory when it is the last path read."""
+        if path != self._path:
+            self._bytes = read_bytes(path, self.dataset, what=what, context=context)
+            self._path = path
+        return self._bytes
