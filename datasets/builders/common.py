@@ -25,6 +25,10 @@ field) raises `ValueError`.
                                         .mkv, ...), else None
   LastFileReader                        reads a file's bytes once for consecutive examples that share it (questions
                                         of one image, captions of one video come in a row)
+  EncodedVideo()                        the TFDS feature of a video file's bytes (mp4, webm, ... as stored): a scalar
+                                        tf.string that the pp op `frames_from_video` decodes with PyAV. Use it, not
+                                        `tfds.features.Video` (which needs an ffmpeg binary to build); mock data
+                                        (`datasets/mock.py`) fills it with a small valid video
 
 Builders keep their own `MANUAL_DOWNLOAD_INSTRUCTIONS`, `missing_manual_files` (which `python -m datasets.build`
 calls before building) and features; only the file handling lives here.
@@ -36,6 +40,9 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+import numpy as np
+import tensorflow_datasets as tfds
 
 
 def missing_files(manual_dir: str, names: Iterable[str]) -> list[str]:
@@ -174,3 +181,16 @@ class LastFileReader:
             self._bytes = read_bytes(path, self.dataset, what=what, context=context)
             self._path = path
         return self._bytes
+
+
+class EncodedVideo(tfds.features.Tensor):
+    """A video file's bytes, stored as-is (a scalar tf.string; decoded by the pp op `frames_from_video`).
+
+    `tfds.features.Video` decodes every frame with an ffmpeg binary while building and stores the frames; this keeps
+    the container (a few hundred KB per clip instead of megabytes of frames) and leaves decoding and frame sampling to
+    the input pipeline. A subclass only so that mock data (`datasets/mock.py`) can tell a video from a text.
+    """
+
+    def __init__(self, *, doc=None, **kwargs):
+        kwargs.pop("shape", None), kwargs.pop("dtype", None)  # fixed; passed when TFDS restores it from features.json
+        super().__init__(shape=(), dtype=np.object_, doc=doc, **kwargs)
