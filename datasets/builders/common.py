@@ -29,6 +29,11 @@ field) raises `ValueError`.
                                         tf.string that the pp op `frames_from_video` decodes with PyAV. Use it, not
                                         `tfds.features.Video` (which needs an ffmpeg binary to build); mock data
                                         (`datasets/mock.py`) fills it with a small valid video
+  check_video(path, dataset, context=...)
+                                        ValueError naming the file unless PyAV opens it and decodes a first video
+                                        frame (a truncated download, an HTML error page saved as .mp4)
+  cut_video(path, start, end, dataset)  the frames of `path` between `start` and `end` seconds, re-encoded as one
+                                        MP4 (H.264): one clip per annotated segment of a long video
 
 Builders keep their own `MANUAL_DOWNLOAD_INSTRUCTIONS`, `missing_manual_files` (which `python -m datasets.build`
 calls before building) and features; only the file handling lives here.
@@ -194,3 +199,94 @@ class EncodedVideo(tfds.features.Tensor):
     def __init__(self, *, doc=None, **kwargs):
         kwargs.pop("shape", None), kwargs.pop("dtype", None)  # fixed; passed when TFDS restores it from features.json
         super().__init__(shape=(), dtype=np.object_, doc=doc, **kwargs)
+
+
+def _why(e: BaseException) -> str:
+    return (getattr(e, "strerror", None) or str(e) or type(e).__name__).strip().rstrip(".")
+
+
+def _av():
+    import av  # noqa: PLC0415 (only video builders need PyAV)
+
+    return av
+
+
+def check_video(path: str, dataset: str, *, context: str = "") -> None:
+    """Raises unless `path` is a video PyAV reads: FileNotFoundError when absent, else ValueError naming the file.
+
+    Opens the container and decodes its first video frame (not the whole clip), so a truncated download or a saved
+    error page is one error at build time instead of a failing input pipeline later.
+    """
+    where = f"{path}{' ' + context if context else ''}"
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{dataset}: video {where} not found")
+    av = _av()
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise ValueError("no video stream")
+            next(container.decode(container.streams.video[0]))
+    except StopIteration:
+        raise ValueError(f"{dataset}: video {where} has no decodable frame") from None
+    except (av.FFmpegError, OSError, ValueError) as e:
+        raise ValueError(f"{dataset}: video {where} is not a readable video ({_why(e)})") from None
+
+
+def cut_video(path: str, start: float, end: float, dataset: str, *, context: str = "") -> tuple[bytes, int]:
+    """(MP4 bytes, frame count): the frames of `path` whose time lies in [start, end] seconds, re-encoded.
+
+    Keeps the source's frame rate and size (rounded down to even numbers, as H.264's 4:2:0 needs), x264 at CRF 18
+    (visually lossless). A window past the end of the video (annotations are sometimes longer than the file) keeps
+    the frames there are; one that holds no frame at all keeps the video's last frame, so every segment has a clip.
+    FileNotFoundError / ValueError name the file as `check_video`'s do.
+    """
+    import io  # noqa: PLC0415
+    from fractions import Fraction  # noqa: PLC0415
+
+    where = f"{path}{' ' + context if context else ''}"
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{dataset}: video {where} not found")
+    av = _av()
+    buf, count = io.BytesIO(), 0
+    try:
+        with av.open(path) as src:
+            if not src.streams.video:
+                raise ValueError("no video stream")
+            stream = src.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+            with av.open(buf, "w", format="mp4") as dst:
+                out, last = None, None
+
+                def write(frame):
+                    nonlocal out, count
+                    if out is None:
+                        out = dst.add_stream("libx264", rate=rate)
+                        out.width, out.height = max(2, frame.width // 2 * 2), max(2, frame.height // 2 * 2)
+                        out.pix_fmt = "yuv420p"
+                        out.options = {"crf": "18", "preset": "veryfast"}
+                    f = frame.reformat(width=out.width, height=out.height, format="yuv420p")
+                    f.pts, f.time_base = count, 1 / Fraction(rate)
+                    count += 1
+                    for packet in out.encode(f):
+                        dst.mux(packet)
+
+                if start > 0 and stream.time_base:
+                    src.seek(int(start / stream.time_base), stream=stream)  # the keyframe at or before `start`
+                for frame in src.decode(stream):
+                    t = frame.time
+                    if t is not None and t > end:
+                        break
+                    if t is None or t >= start - 1e-6:
+                        write(frame)
+                    else:
+                        last = frame
+                if count == 0 and last is not None:
+                    write(last)
+                if out is not None:
+                    for packet in out.encode():
+                        dst.mux(packet)
+    except (av.FFmpegError, OSError, ValueError) as e:
+        raise ValueError(f"{dataset}: video {where} is not a readable video ({_why(e)})") from None
+    if count == 0:
+        raise ValueError(f"{dataset}: video {where} has no decodable frame")
+    return buf.getvalue(), count
