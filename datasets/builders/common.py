@@ -34,6 +34,9 @@ field) raises `ValueError`.
                                         frame (a truncated download, an HTML error page saved as .mp4)
   cut_video(path, start, end, dataset)  the frames of `path` between `start` and `end` seconds, re-encoded as one
                                         MP4 (H.264): one clip per annotated segment of a long video
+  skip_missing_videos(dataset, split, videos, examples, total, folder)
+                                        logs the videos (YouTube deletions) whose examples a split leaves out;
+                                        FileNotFoundError when the split would be empty
 
 Builders keep their own `MANUAL_DOWNLOAD_INSTRUCTIONS`, `missing_manual_files` (which `python -m datasets.build`
 calls before building) and features; only the file handling lives here.
@@ -48,6 +51,7 @@ from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
 
 
 def missing_files(manual_dir: str, names: Iterable[str]) -> list[str]:
@@ -199,6 +203,24 @@ class EncodedVideo(tfds.features.Tensor):
     def __init__(self, *, doc=None, **kwargs):
         kwargs.pop("shape", None), kwargs.pop("dtype", None)  # fixed; passed when TFDS restores it from features.json
         super().__init__(shape=(), dtype=np.object_, doc=doc, **kwargs)
+
+
+def skip_missing_videos(dataset: str, split: str, videos: set[str], examples: int, total: int, folder: str) -> None:
+    """Logs that `examples` of the `total` examples of `split` are left out because `videos` are not in `folder`.
+
+    Video datasets built from YouTube ids always miss some videos (deleted or private ones); their examples are left
+    out with one warning per split naming how many and the first few, not silently. FileNotFoundError when every
+    example of the split is left out (a wrong folder, more likely than a dataset gone entirely).
+    """
+    if not videos:
+        return
+    if examples >= total:
+        raise FileNotFoundError(f"{dataset}: none of the videos of the {split} split is in {folder}")
+    shown = ", ".join(sorted(videos)[:5]) + (", ..." if len(videos) > 5 else "")
+    logging.warning(
+        "%s: %d videos of the %s split are not in %s (%s); their %d of %d examples are left out.",
+        *(dataset, len(videos), split, folder, shown, examples, total),
+    )
 
 
 def _why(e: BaseException) -> str:
