@@ -429,10 +429,18 @@ def _prefill_program(model) -> Callable:
     per model (hashable by its config): equal models share the jitted function, and so its compiled programs.
     """
 
-    def prefill(params, image, text, mask_ar, mask_input):
+    def prefill(params, image, text, mask_ar, mask_input, frame_mask):
         num_img = jax.eval_shape(lambda: model.apply({"params": params}, image, method="embed_image")).shape[1]
+        size = num_img + text.shape[1]
         return model.apply(
-            {"params": params}, image, text, mask_ar, mask_input, cache_size=num_img + text.shape[1], method="prefill"
+            {"params": params},
+            image,
+            text,
+            mask_ar,
+            mask_input,
+            cache_size=size,
+            frame_mask=frame_mask,
+            method="prefill",
         )
 
     return jax.jit(prefill)
@@ -468,7 +476,8 @@ def _loop_program(model, static_key: tuple[str, int, int], max_decode_len: int) 
 # Public API.
 
 
-def _check_batch(batch: Mapping[str, Any]) -> tuple[Any, Any, Any, Any]:
+def _check_batch(batch: Mapping[str, Any]) -> tuple[Any, Any, Any, Any, Any]:
+    """`(image, text, mask_ar, mask_input, frame_mask)` of a decode batch, checked (frame_mask None when absent)."""
     missing = [k for k in ("image", "text", "mask_ar") if k not in batch]
     if missing:
         raise ValueError(
@@ -503,7 +512,13 @@ def _check_batch(batch: Mapping[str, Any]) -> tuple[Any, Any, Any, Any]:
                 f"prompts must be left-aligned (mask_input 1s first, padding after); rows {rows} "
                 f"have a valid token after padding. Use tok_paligemma_prompt or move the padding."
             )
-    return image, text, mask_ar, mask_input
+    frame_mask = batch.get("frame_mask")
+    if frame_mask is not None and (len(np.shape(image)) != 5 or np.shape(frame_mask) != np.shape(image)[:2]):
+        raise ValueError(
+            f"batch['frame_mask'] must be [B, F] for batch['image'] [B, F, H, W, 3]; got {np.shape(frame_mask)} and "
+            f"{np.shape(image)}."
+        )
+    return image, text, mask_ar, mask_input, frame_mask
 
 
 def generate(
@@ -523,7 +538,8 @@ def generate(
       model: a `paligemma.model.Model` (unbound), or its quantized wrapper (`paligemma.quantization.quantize`).
       params: its parameter tree (the `"params"` collection), numpy or jax, possibly sharded.
       batch: "image" float `[B, H, W, 3]` / `[B, F, H, W, 3]`, "text" int `[B, T]`, "mask_ar" `[B, T]`,
-        "mask_input" `[B, T]` (left-aligned prompts; optional, default all valid).
+        "mask_input" `[B, T]` (left-aligned prompts; optional, default all valid), "frame_mask" `[B, F]` (with
+        F frames per example: 0 for a padded frame; optional, default all real).
       max_decode_len: number of tokens to generate at most (>= 1).
       eos_id: an example stops after producing it; an id outside the vocabulary never stops anything.
       sampler: a sampler string (module docstring) or a `Sampler`.

@@ -107,20 +107,28 @@ class Model(nn.Module):
         tokens = self._img(image.reshape(batch * frames, *image.shape[2:]), train=train)
         return layers.constrain_batch(tokens.reshape(batch, frames * tokens.shape[1], tokens.shape[2]))
 
-    def _embed_inputs(self, image, text, mask_ar, input_mask, train):
+    def _embed_inputs(self, image, text, mask_ar, input_mask, frame_mask, train):
         if text.ndim != 2 or mask_ar.shape != text.shape:
             raise ValueError(f"text and mask_ar must both be [B, T]; got {text.shape} and {mask_ar.shape}.")
         if input_mask is None:
             input_mask = jnp.ones(text.shape, bool)
         elif input_mask.shape != text.shape:
             raise ValueError(f"input_mask must be [B, T] like text {text.shape}; got {input_mask.shape}.")
+        if frame_mask is not None and (image.ndim != 5 or frame_mask.shape != image.shape[:2]):
+            raise ValueError(
+                f"frame_mask must be [B, F] for image [B, F, H, W, 3]; got {frame_mask.shape} and image {image.shape}."
+            )
         img_tokens = self.embed_image(image, train=train)
         batch, num_img = img_tokens.shape[:2]
         x = layers.constrain_batch(
             jnp.concatenate([img_tokens.astype(self.llm_config.dtype), self._llm.embed(text)], axis=1)
         )
         full_ar = jnp.concatenate([jnp.zeros((batch, num_img), jnp.int32), mask_ar.astype(jnp.int32)], axis=1)
-        valid = jnp.concatenate([jnp.ones((batch, num_img), bool), input_mask.astype(bool)], axis=1)
+        if frame_mask is None:
+            img_valid = jnp.ones((batch, num_img), bool)
+        else:  # each frame's tokens are valid when the frame is (a padded frame is attended by nothing)
+            img_valid = jnp.repeat(frame_mask.astype(bool), num_img // image.shape[1], axis=1)
+        valid = jnp.concatenate([img_valid, input_mask.astype(bool)], axis=1)
         return x, img_tokens, jnp.cumsum(full_ar, axis=1), valid
 
     def _masks(self, q_block, q_valid, q_pos, kv_block, kv_valid, kv_pos):
@@ -136,6 +144,7 @@ class Model(nn.Module):
         mask_ar: jax.Array,
         input_mask: jax.Array | None = None,
         *,
+        frame_mask: jax.Array | None = None,
         train: bool = False,
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Full forward: float32 logits `[B, T, V]` over the text positions, and `aux`.
@@ -143,8 +152,11 @@ class Model(nn.Module):
         `aux = {"img_tokens": [B, N, D], "pre_logits": [B, T, D]}`.
 
         `input_mask` (bool `[B, T]`, default all true) marks the valid text tokens (padding at the end).
+        `frame_mask` (bool/int `[B, F]`, with image `[B, F, H, W, 3]`; default all true) marks the real frames: a
+        padded frame's tokens are attended by nothing and take no position, so an example with F' real frames and
+        F - F' padded ones computes what it computes with its F' frames alone.
         """
-        text_hidden, aux = self.hidden_states(image, text, mask_ar, input_mask, train=train)
+        text_hidden, aux = self.hidden_states(image, text, mask_ar, input_mask, frame_mask=frame_mask, train=train)
         return self.logits(text_hidden), aux
 
     def hidden_states(
@@ -154,16 +166,17 @@ class Model(nn.Module):
         mask_ar: jax.Array,
         input_mask: jax.Array | None = None,
         *,
+        frame_mask: jax.Array | None = None,
         train: bool = False,
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """The forward pass without the output projection.
+        """The forward pass without the output projection (`frame_mask` as in `__call__`).
 
         Returns the final-normed hidden states `[B, T, D]` (compute dtype) of the text positions and
         `aux = {"img_tokens": [B, N, D], "pre_logits": [B, T, D]}`.
 
         `logits(hidden)` gives `__call__`'s logits; the training loss applies it only where it needs them.
         """
-        x, img_tokens, block, valid = self._embed_inputs(image, text, mask_ar, input_mask, train)
+        x, img_tokens, block, valid = self._embed_inputs(image, text, mask_ar, input_mask, frame_mask, train)
         positions = jnp.cumsum(valid, axis=1) - 1
         masks = self._masks(block, valid, positions, block, valid, positions)
         hidden, _ = self._llm(x, positions, masks, deterministic=not train)
@@ -185,15 +198,22 @@ class Model(nn.Module):
         input_mask: jax.Array | None = None,
         *,
         cache_size: int,
+        frame_mask: jax.Array | None = None,
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Encodes image + prompt into a fresh KV cache of `cache_size` positions.
 
         Prompts must be left-aligned: valid tokens first, padding (input_mask 0) at the end, so example b has
         `N + sum(input_mask[b])` valid positions. Returns float32 logits `[B, V]` at each example's last valid
         position (the distribution of the first generated token) and the cache
-        `{"k", "v": [L, B, cache_size, K, H], "length": int32 [B]}`.
+        `{"k", "v": [L, B, cache_size, K, H], "length": int32 [B]}`. With a `frame_mask` (see `__call__`), the
+        valid tokens are moved to the front of the cache (in order) before it is written, so that cache slot i holds
+        position i, as `extend` expects.
         """
-        x, _, block, valid = self._embed_inputs(image, text, mask_ar, input_mask, False)
+        x, _, block, valid = self._embed_inputs(image, text, mask_ar, input_mask, frame_mask, False)
+        if frame_mask is not None:  # padded frames' tokens sit before the text: compact the valid tokens first
+            order = jnp.argsort(~valid, axis=1, stable=True)
+            x = jnp.take_along_axis(x, order[..., None], axis=1)
+            block, valid = jnp.take_along_axis(block, order, axis=1), jnp.take_along_axis(valid, order, axis=1)
         batch, seq = x.shape[:2]
         if seq > cache_size:
             raise ValueError(

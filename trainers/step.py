@@ -1,6 +1,7 @@
 """The pure training step: next-token loss on the suffix, gradient accumulation, optimizer update (no TensorFlow).
 
-Batch layout (the `tok_paligemma` pp op): image float [B, H, W, 3] (or [B, F, H, W, 3]) in [-1, 1], and int32 [B, T]
+Batch layout (the `tok_paligemma` pp op): image float [B, H, W, 3] (or [B, F, H, W, 3], then optionally frame_mask
+[B, F]) in [-1, 1], and int32 [B, T]
 `text`, `mask_ar`, `mask_loss`, `mask_input`. The model reads `text[:, :-1]` (with `mask_ar[:, :-1]`,
 `mask_input[:, :-1]`) and predicts `text[:, 1:]`, weighted by `mask_loss[:, 1:]`.
 
@@ -64,11 +65,15 @@ def normalise(total: jax.Array, count: jax.Array, loss_norm: str = "example") ->
     return jnp.sum(per_example), jnp.asarray(total.shape[0], jnp.float32)
 
 
-def model_inputs(batch: Mapping[str, jax.Array]) -> tuple[tuple, jax.Array, jax.Array]:
-    """((image, text_in, mask_ar_in, input_mask_in), targets, weights) for next-token prediction."""
+def model_inputs(batch: Mapping[str, jax.Array]) -> tuple[tuple, dict[str, jax.Array], jax.Array, jax.Array]:
+    """((image, text_in, mask_ar_in, input_mask_in), keyword inputs, targets, weights) for next-token prediction.
+
+    The keyword inputs hold `frame_mask` when the batch has one (several frames per example, some padded).
+    """
     text = batch["text"]
     inputs = (batch["image"], text[:, :-1], batch["mask_ar"][:, :-1], batch["mask_input"][:, :-1].astype(bool))
-    return inputs, text[:, 1:], batch["mask_loss"][:, 1:]
+    keywords = {"frame_mask": batch["frame_mask"]} if "frame_mask" in batch else {}
+    return inputs, keywords, text[:, 1:], batch["mask_loss"][:, 1:]
 
 
 def split_microbatches(batch: Mapping[str, jax.Array], accum_steps: int) -> dict[str, jax.Array]:
@@ -97,8 +102,10 @@ def make_loss_fn(model: Any, *, label_smoothing: float = 0.0, loss_norm: str = "
 
     def loss_fn(params, micro, key):
         variables = {"params": params}
-        inputs, targets, weights = model_inputs(micro)
-        hidden, _ = model.apply(variables, *inputs, train=True, rngs={"dropout": key}, method="hidden_states")
+        inputs, keywords, targets, weights = model_inputs(micro)
+        hidden, _ = model.apply(
+            variables, *inputs, **keywords, train=True, rngs={"dropout": key}, method="hidden_states"
+        )
         logits_fn = lambda h: model.apply(variables, h, method="logits")  # noqa: E731
         total = weighted_nll_sums(
             hidden, targets, weights, logits_fn, label_smoothing=label_smoothing, chunk=loss_chunk

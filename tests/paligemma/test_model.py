@@ -133,6 +133,31 @@ def test_multiple_images_are_encoded_separately_and_concatenated(tiny):
     assert aux["img_tokens"].shape[1] == 32 and logits.shape[:2] == (2, 5)
 
 
+def test_padded_frames_change_nothing(tiny):
+    """An example with 2 real frames and a padded one (frame_mask [1, 1, 0]) computes what its 2 frames alone do:
+    the logits of the full forward, the prefill and a greedy decode (the prefill moves the valid tokens first)."""
+    from paligemma import decode
+
+    _, model, params = tiny
+    real = _image(2, frames=2)
+    padded = jnp.concatenate([real, _image(2, frames=1, seed=9)], axis=1)  # a random third frame, masked out
+    frame_mask = jnp.asarray([[1, 1, 0], [1, 1, 0]], jnp.int32)
+    text, mask_ar = _text(2, 5, 1000), jnp.asarray([[0, 0, 0, 1, 1]] * 2, jnp.int32)
+    want = model.apply({"params": params}, real, text, mask_ar)[0]
+    got = model.apply({"params": params}, padded, text, mask_ar, frame_mask=frame_mask)[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    unmasked = model.apply({"params": params}, padded, text, mask_ar)[0]
+    assert float(jnp.abs(unmasked - want).max()) > 1e-3  # the third frame matters unless masked
+
+    prompt = dict(text=text, mask_ar=jnp.zeros_like(text), mask_input=jnp.ones_like(text))
+    want = decode.generate(model, params, dict(prompt, image=real), max_decode_len=4, eos_id=1)
+    got = decode.generate(model, params, dict(prompt, image=padded, frame_mask=frame_mask), max_decode_len=4, eos_id=1)
+    np.testing.assert_array_equal(got["tokens"], want["tokens"])
+    np.testing.assert_allclose(got["logprob"], want["logprob"], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="frame_mask must be"):
+        model.apply({"params": params}, padded, text, mask_ar, frame_mask=frame_mask[:, :2])
+
+
 def test_other_resolution_resamples_position_embedding(tiny):
     _, model, params = tiny
     logits, aux = model.apply({"params": params}, _image(1, res=48), _text(1, 4, 1000), jnp.zeros((1, 4), jnp.int32))

@@ -36,8 +36,8 @@ def _reference_loss_fn(model, label_smoothing, loss_norm):
     """The loss as it was: float32 logits over the whole vocabulary at every text position."""
 
     def loss_fn(params, micro, key):
-        inputs, targets, weights = step.model_inputs(micro)
-        logits, _ = model.apply({"params": params}, *inputs, train=True, rngs={"dropout": key})
+        inputs, keywords, targets, weights = step.model_inputs(micro)
+        logits, _ = model.apply({"params": params}, *inputs, **keywords, train=True, rngs={"dropout": key})
         return step.loss_parts(loss.token_nll(logits, targets, label_smoothing), weights, loss_norm)
 
     return loss_fn
@@ -159,7 +159,23 @@ def test_the_perplexity_evaluator_equals_the_full_logits_nll():
     model, params, config = _model("paligemma2-tiny")
     batch = _batch(4, config["llm"]["vocab_size"])
     nll, count = jax.jit(lambda p, b: tasks._suffix_nll(model, p, b))(params, batch)
-    inputs, targets, weights = step.model_inputs(batch)
+    inputs, _, targets, weights = step.model_inputs(batch)
     expected = P.per_example_nll(model.apply({"params": params}, *inputs)[0], targets, weights)
     np.testing.assert_allclose(np.asarray(nll), np.asarray(expected), rtol=1e-6)
     assert count.tolist() == [s for _, s in LAYOUT] and float(nll[1]) == 0.0
+
+
+def test_a_training_batch_frame_mask_hides_padded_frames():
+    """A batch's `frame_mask` reaches the model: padded frames (mask 0) leave the loss as without them."""
+    model, params, config = _model("paligemma-tiny")
+    batch = _batch(5, config["llm"]["vocab_size"])
+    rng = np.random.default_rng(6)
+    two = rng.uniform(-1, 1, (B, 2, RES, RES, 3)).astype(np.float32)
+    three = np.concatenate([two, rng.uniform(-1, 1, (B, 1, RES, RES, 3)).astype(np.float32)], axis=1)
+    loss_fn = jax.jit(step.make_loss_fn(model))
+    want = loss_fn(params, dict(batch, image=two), jax.random.key(0))
+    mask = np.tile(np.asarray([1, 1, 0], np.int32), (B, 1))
+    got = loss_fn(params, dict(batch, image=three, frame_mask=mask), jax.random.key(0))
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5)
+    unmasked = loss_fn(params, dict(batch, image=three), jax.random.key(0))
+    assert abs(float(unmasked[0]) - float(want[0])) > 1e-4
