@@ -186,6 +186,31 @@ def _image_shape(model_config: Mapping[str, Any]) -> tuple[int, int]:
     return siglip.SiglipConfig(**{"num_classes": None, **dict(model_config["img"])}).image_hw
 
 
+# The pp ops that give an example several images / frames, and their default `num_frames` (datasets/pp/ops_video.py).
+_FRAME_OPS = {"frames_from_images": 2, "frames_from_video": 16}
+
+
+def num_frames(pp: str, what: str) -> int | None:
+    """F of a pp string's `frames_from_images` / `frames_from_video` op (None: one image per example)."""
+    try:
+        specs = pp_grammar.parse(pp)
+    except ValueError as e:
+        raise ConfigError(f"{what}: {e}") from None
+    for name, _, kwargs in specs:
+        if name in _FRAME_OPS:
+            return int(kwargs.get("num_frames", _FRAME_OPS[name]))
+    return None
+
+
+def _image_inputs(model_config, pp: str, what: str, rows: int) -> dict[str, tuple[tuple[int, ...], Any]]:
+    """The abstract batch's image entries: `image [B, H, W, 3]`, or `[B, F, H, W, 3]` + `frame_mask [B, F]`."""
+    h, w = _image_shape(model_config)
+    frames = num_frames(pp, what)
+    if frames is None:
+        return {"image": ((rows, h, w, 3), jnp.float32)}
+    return {"image": ((rows, frames, h, w, 3), jnp.float32), "frame_mask": ((rows, frames), jnp.int32)}
+
+
 def _abstract(tree: Any, shardings: Any) -> Any:
     return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
 
@@ -215,19 +240,24 @@ def _shard_bytes(structs: Any) -> int:
 
 
 def analytic_forward_flops(
-    model_config: Mapping[str, Any], batch: int, text_positions: int, logit_positions: int | None = None
+    model_config: Mapping[str, Any],
+    batch: int,
+    text_positions: int,
+    logit_positions: int | None = None,
+    frames: int = 1,
 ) -> dict[str, float]:
     """Matmul FLOPs (2 per multiply-add) of one forward pass of `batch` examples with `text_positions` text tokens.
 
     Returns {"img_layers", "llm_layers", "other"}: the scanned layers of the image encoder and the decoder, and the
     rest (patch embedding, image head, output projection over `logit_positions` positions per example, default all
-    text positions). Attention counts the full (masked) score matrix, as the model computes it.
+    text positions). Attention counts the full (masked) score matrix, as the model computes it. `frames`: images per
+    example, each encoded on its own, their tokens all in the decoder's sequence.
     """
     img = siglip.SiglipConfig(**{"num_classes": None, **dict(model_config["img"])})
     llm = gemma.GemmaConfig(**dict(model_config["llm"]))
     n, w, m, p = img.num_tokens, img.width, img.mlp_dim, img.patch_size
-    img_layer = 2 * n * (4 * w * w + 2 * n * w + 2 * w * m)
-    s, d, f = n + text_positions, llm.width, llm.mlp_dim
+    img_layer = 2 * frames * n * (4 * w * w + 2 * n * w + 2 * w * m)
+    s, d, f = frames * n + text_positions, llm.width, llm.mlp_dim
     qkv = llm.num_heads + 2 * llm.num_kv_heads
     llm_layer = (
         2
@@ -235,7 +265,7 @@ def analytic_forward_flops(
         * (d * qkv * llm.head_dim + 2 * s * llm.num_heads * llm.head_dim + llm.num_heads * llm.head_dim * d + 3 * d * f)
     )
     logits = text_positions if logit_positions is None else logit_positions
-    other = 2 * n * (p * p * 3 * w + w * d) + 2 * logits * d * llm.vocab_size
+    other = 2 * frames * n * (p * p * 3 * w + w * d) + 2 * logits * d * llm.vocab_size
     return {
         "img_layers": batch * img.depth * img_layer,
         "llm_layers": batch * llm.depth * llm_layer,
@@ -256,9 +286,11 @@ def analytic_decode_flops(model_config: Mapping[str, Any], rows: int, cache_size
     return float(rows * steps * (llm.depth * layer + 2 * d * llm.vocab_size))
 
 
-def analytic_train_flops(model_config: Mapping[str, Any], batch: int, text_positions: int) -> dict[str, float]:
+def analytic_train_flops(
+    model_config: Mapping[str, Any], batch: int, text_positions: int, frames: int = 1
+) -> dict[str, float]:
     """{"model": 3 x forward (forward + backward), "hardware": + one more forward of each rematerialised stack}."""
-    fwd = analytic_forward_flops(model_config, batch, text_positions)
+    fwd = analytic_forward_flops(model_config, batch, text_positions, frames=frames)
     model = 3 * sum(fwd.values())
     remat = 0.0
     for section, key in (("img", "img_layers"), ("llm", "llm_layers")):
@@ -659,11 +691,10 @@ def _train_step(setup: _Setup, chip: Chip) -> tuple[Program, Chip, Any]:
     opt_state = _abstract(state.opt_shapes, state.opt_shardings)
     batch_size = cfg.input.batch_size
     length = text_len(cfg.input.pp, "config.input.pp")
-    h, w = _image_shape(setup.model_config)
     batch = _batch_struct(
         mesh,
         {
-            "image": ((batch_size, h, w, 3), jnp.float32),
+            **_image_inputs(setup.model_config, cfg.input.pp, "config.input.pp", batch_size),
             **{k: ((batch_size, length), jnp.int32) for k in ("text", "mask_ar", "mask_loss", "mask_input")},
         },
     )
@@ -680,7 +711,8 @@ def _train_step(setup: _Setup, chip: Chip) -> tuple[Program, Chip, Any]:
     micro = batch_size // cfg.accum_steps
     _, chip = _compile(program, lowered, chip, (micro, micro // sharding.data_parallel_size(mesh)))
     n = mesh.devices.size
-    flops = analytic_train_flops(setup.model_config, batch_size, length - 1)
+    frames = num_frames(cfg.input.pp, "config.input.pp") or 1
+    flops = analytic_train_flops(setup.model_config, batch_size, length - 1, frames=frames)
     program.analytic_flops, program.analytic_model_flops = flops["hardware"] / n, flops["model"] / n
     return program, chip, params
 
@@ -688,7 +720,6 @@ def _train_step(setup: _Setup, chip: Chip) -> tuple[Program, Chip, Any]:
 def _eval_programs(setup: _Setup, params: Any, opt_bytes: int, chip: Chip) -> tuple[list[Program], list[str]]:
     """The evaluators' compiled programs (decode prefill + loop, or the perplexity forward) and what was skipped."""
     mesh, model, n = setup.mesh, setup.eval_model, setup.mesh.devices.size
-    h, w = _image_shape(setup.model_config)
     programs, skipped = [], []
     for name, ev in setup.evaluators.items():
         cfg = ev.config
@@ -698,10 +729,11 @@ def _eval_programs(setup: _Setup, params: Any, opt_bytes: int, chip: Chip) -> tu
         where = f"config.evals.{name}.pp"
         if isinstance(ev, tasks.PerplexityEvaluator):
             length = text_len(cfg["pp"], where)
+            frames = num_frames(cfg["pp"], where) or 1
             batch = _batch_struct(
                 mesh,
                 {
-                    "image": ((bsz, h, w, 3), jnp.float32),
+                    **_image_inputs(setup.model_config, cfg["pp"], where, bsz),
                     **{k: ((bsz, length), jnp.int32) for k in ("text", "mask_ar", "mask_loss", "mask_input")},
                 },
             )
@@ -712,19 +744,20 @@ def _eval_programs(setup: _Setup, params: Any, opt_bytes: int, chip: Chip) -> tu
             )
             _, chip = _compile(program, ev._fn.lower(params, batch), chip, rows)
             program.analytic_flops = program.analytic_model_flops = (
-                sum(analytic_forward_flops(setup.model_config, bsz, length - 1).values()) / n
+                sum(analytic_forward_flops(setup.model_config, bsz, length - 1, frames=frames).values()) / n
             )
             programs.append(program)
         elif isinstance(ev, common.GenerativeEvaluator):
             length = text_len(cfg["pp"], where, ops=("tok_paligemma_prompt", "tok_paligemma"))
+            frames = num_frames(cfg["pp"], where) or 1
             batch = _batch_struct(
                 mesh,
                 {
-                    "image": ((bsz, h, w, 3), jnp.float32),
+                    **_image_inputs(setup.model_config, cfg["pp"], where, bsz),
                     **{k: ((bsz, length), jnp.int32) for k in ("text", "mask_ar", "mask_input")},
                 },
             )
-            args = (params, batch["image"], batch["text"], batch["mask_ar"], batch["mask_input"])
+            args = (params, *(batch.get(k) for k in ("image", "text", "mask_ar", "mask_input", "frame_mask")))
             prefill = Program(
                 f"{name} (decode prefill)",
                 args=dict(params=_shard_bytes(params), batch=_shard_bytes(batch)),
@@ -732,7 +765,8 @@ def _eval_programs(setup: _Setup, params: Any, opt_bytes: int, chip: Chip) -> tu
             )
             compiled, chip = _compile(prefill, decode._prefill_program(model).lower(*args), chip, rows)
             prefill.analytic_flops = prefill.analytic_model_flops = (
-                sum(analytic_forward_flops(setup.model_config, bsz, length, logit_positions=1).values()) / n
+                sum(analytic_forward_flops(setup.model_config, bsz, length, logit_positions=1, frames=frames).values())
+                / n
             )
             programs.append(prefill)
             if compiled is None:

@@ -156,3 +156,27 @@ def test_train_step_keeps_the_activations_split_over_the_batch():
     report = dry_run.plan(_config(), "v5e:2x2", evals=False)
     step = report["programs"][0]
     assert step["full_batch_matmuls"] < 0.25, step["full_batch_matmuls"]
+
+
+@needs_libtpu
+def test_a_video_config_compiles_with_its_frames():
+    """A pp string that samples F frames (`frames_from_video(num_frames=4)`) plans [B, F, H, W, 3] images and a
+    [B, F] frame mask; the analytic FLOPs grow with the F x 16 image tokens."""
+    pp = (
+        "frames_from_video(num_frames=4, size=64)|value_range(-1, 1)|"
+        f'tok_paligemma(text_len={TEXT_LEN})|keep("image", "frame_mask", "text")'
+    )
+    video = dry_run.plan(
+        _config(input=dict(data=dict(name="never_opened"), pp=pp, batch_size=8)), "v5e:2x2", evals=False
+    )
+    image = dry_run.plan(
+        _config(input=dict(data=dict(name="never_opened"), pp=PP, batch_size=8)), "v5e:2x2", evals=False
+    )
+    step, single = video["programs"][0], image["programs"][0]
+    assert step["error"] is None and video["fits"]
+    # The batch: 4 frames of 64x64x3 float32 + the frame mask, per example (8 examples over 4 chips).
+    assert step["args"]["batch"] - single["args"]["batch"] == 2 * (3 * 64 * 64 * 3 * 4 + 4 * 4)
+    by_hand = dry_run.analytic_train_flops(model_lib.get_config("paligemma-small"), 8, TEXT_LEN - 1, frames=4)
+    assert step["analytic_flops"] == pytest.approx(by_hand["hardware"] / 4)
+    assert step["flops"] == pytest.approx(step["analytic_flops"], rel=0.15)
+    assert step["analytic_flops"] > 3 * single["analytic_flops"]
