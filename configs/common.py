@@ -115,14 +115,27 @@ def released_slice(model: str, res: int) -> tuple[str, int, int, int]:
     return name, int(name.rsplit("-", 1)[1]), tensor, per_shard
 
 
-def fit_released_slice(config: ml_collections.ConfigDict, model: str, res: int) -> None:
+def token_equivalent_res(res: int, frames: int) -> int:
+    """The released resolution whose one image has at least as many image tokens as `frames` images at `res`.
+
+    (res / 14)^2 tokens per image: 2 frames at 224 px (512 tokens) -> 448 (1,024), 16 frames at 224 (4,096) -> 896;
+    capped at 896. Multi-image and video configs plan their slice and microbatches by it.
+    """
+    for candidate in (224, 448, 896):
+        if candidate >= res and candidate**2 >= frames * res**2:
+            return candidate
+    return 896
+
+
+def fit_released_slice(config: ml_collections.ConfigDict, model: str, res: int, *, frames: int = 1) -> None:
     """Fits a config to the slice `released_slice` plans for it.
 
     Sets `config.mesh` (FSDP over the chips, plus a `tensor` axis where planned), `config.accum_steps` and caps
     the evaluators' batch sizes, from `config.input.batch_size` (call it after the batch size and the evals are set).
     On another slice the same mesh spans its chips; `--config.accum_steps=N` / `--config.mesh=...` override.
+    `frames` > 1 (image pairs, videos): plans as for one image with as many tokens (`token_equivalent_res`).
     """
-    _, chips, tensor, per_shard = released_slice(model, res)
+    _, chips, tensor, per_shard = released_slice(model, token_equivalent_res(res, frames) if frames > 1 else res)
     shards = chips // tensor
     config.mesh = [("data", -1)] + ([("tensor", tensor)] if tensor > 1 else [])
     config.accum_steps = max(1, config.input.batch_size // (shards * per_shard))

@@ -6,14 +6,16 @@ For running a whole config (data, preprocessing, training, evaluation) on a mach
 builder's `info.features` (defined in code, stock TFDS or `datasets/builders`) gives the structure; every example is
 generated in Python, encoded and serialized with TFDS's own `serialize_example`, and deserialized exactly as
 `TfdsSource` reads prepared files (images stay encoded bytes). Values are valid for their feature: images are small
-random PNG/JPEG pictures (all images of one example share their size, so masks match images), boxes have
-min <= max, class labels are in range, texts are short sentences over a small vocabulary (so a tokenizer can be
-trained on them), variable-length sequences hold `SEQUENCE_LENGTH` items (in a real split such lists usually have
-one length, e.g. VQAv2's 10 answers, and evaluation batches rely on it). Same (name, split, seed) -> same examples.
+random PNG/JPEG pictures (all images of one example share their size, so masks match images), boxes have min <= max,
+class labels are in range, texts are short sentences over a small vocabulary (so a tokenizer can be trained on them),
+videos (`EncodedVideo`) are small valid MPEG-4 files of 4 random frames, variable-length sequences hold
+`SEQUENCE_LENGTH` items (in a real split such lists usually have one length, e.g. VQAv2's 10 answers, and evaluation
+batches rely on it). Same (name, split, seed) -> same examples.
 """
 
 from __future__ import annotations
 
+import io
 import zlib
 
 import numpy as np
@@ -22,6 +24,7 @@ import tensorflow_datasets as tfds
 
 from datasets import builders
 from datasets.base import AUTOTUNE, Source, shard_bounds
+from datasets.builders.common import EncodedVideo
 from datasets.tfds_source import skip_image_decoders
 
 SEQUENCE_LENGTH = 3  # items in a variable-length Sequence; fixed, so that list fields batch like real splits do
@@ -33,6 +36,22 @@ WORDS = (
 
 def _text(rng: np.random.Generator) -> str:
     return " ".join(rng.choice(WORDS, size=int(rng.integers(1, 6))))
+
+
+def _video(rng: np.random.Generator, size: tuple[int, int], num_frames: int = 4) -> bytes:
+    """A small valid MPEG-4 video (mp4 container) of `num_frames` random frames, about `size` (even sides)."""
+    import av  # PyAV: only mock video datasets need it here
+
+    h, w = max(2, size[0] // 2 * 2), max(2, size[1] // 2 * 2)
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as container:
+        stream = container.add_stream("mpeg4", rate=4)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for _ in range(num_frames):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return buffer.getvalue()
 
 
 class _Generator:
@@ -61,6 +80,8 @@ class _Generator:
                 img[y0 : y0 + shape[0] // 2, x0 : x0 + shape[1] // 2] = 1
                 return img
             return rng.integers(0, 256, size=shape, dtype=np.uint8)
+        if isinstance(feature, EncodedVideo):  # before Tensor: a video file's bytes, not a text
+            return _video(rng, self.size)
         if isinstance(feature, f.BBoxFeature):
             y = np.sort(rng.uniform(0, 1, 2))
             x = np.sort(rng.uniform(0, 1, 2))

@@ -2,16 +2,21 @@
 
 type          extra keys (defaults)                                        metrics
 perplexity    id_key=None                                                  nll, perplexity, token_nll
-vqa           answers_key="answers", id_key="question_id",                 accuracy, accuracy_<answer type>
-              answer_type_key=None, normalize="vqav2" | "always",
-              submission_file=True, max_decode_len=16, sampler, seed
+vqa           answers_key="answers", id_key="question_id",                 accuracy, accuracy_<answer type>,
+              answer_type_key=None, normalize="vqav2" | "always",          mean_accuracy (with mean_over_types)
+              mean_over_types=False, submission_file=True,
+              max_decode_len=16, sampler, seed
 anls          answers_key="answers", id_key="question_id", threshold=0.5,  anls
               collapse_whitespace=False, submission_file=True, ...
-caption       references_key="captions", id_key="image_id",                cider, bleu4, rouge_l
-              submission_file=True, max_decode_len=32, ...
+caption       references_key="captions", id_key="image_id",                cider, bleu4, rouge_l (x score_scale)
+              score_scale=1.0, submission_file=True, max_decode_len=32, ...
 detection     targets_key="suffix", iou_threshold=0.5, id_key=None, ...    map, f1, precision, recall
 refcoco_seg   vqvae_checkpoint (path or "init:SEED"), mask_key="mask",      miou, boxacc@0.5, boxacc@0.75, invalid
               box_key="bbox", id_key=None, max_decode_len=20, ...
+
+`mean_over_types=True` adds `mean_accuracy`, the unweighted mean of the per-answer-type accuracies (MaRVL: the mean
+over its languages, with the language as the answer type). `score_scale=100` reports CIDEr etc. as the papers and
+model cards do (CIDEr 0.7 -> 70.0).
 
 Field values come from the eval batch (keep them in the pp string). Lists of strings may be `[N]` string arrays
 (empty strings = padding, dropped) or JSON text (JSONL nested values). Submission files: VQAv2 / TextVQA
@@ -185,6 +190,7 @@ class VqaEvaluator(_QaEvaluator):
         id_key="question_id",
         answer_type_key=None,
         normalize="vqav2",
+        mean_over_types=False,
         submission_file=True,
     )
 
@@ -212,6 +218,8 @@ class VqaEvaluator(_QaEvaluator):
             out["unscored"] = unscored
         for t, v in sorted(agg["per_answer_type"].items()):
             out[f"accuracy_{safe_metric_name(t)}"] = v
+        if self.config["mean_over_types"] and agg["per_answer_type"]:
+            out["mean_accuracy"] = mean(list(agg["per_answer_type"].values()))
         return out
 
 
@@ -253,7 +261,12 @@ class CaptionEvaluator(GenerativeEvaluator):
     """COCO-toolkit CIDEr-D, BLEU-4 and ROUGE-L against the reference captions."""
 
     KEYS = dict(
-        GenerativeEvaluator.KEYS, max_decode_len=32, references_key="captions", id_key="image_id", submission_file=True
+        GenerativeEvaluator.KEYS,
+        max_decode_len=32,
+        references_key="captions",
+        id_key="image_id",
+        score_scale=1.0,
+        submission_file=True,
     )
 
     def _records(self, batch, outputs, rows):
@@ -274,7 +287,12 @@ class CaptionEvaluator(GenerativeEvaluator):
             return {"unscored": unscored}
         preds = [r["prediction"] for r in records]
         refs = [r["references"] for r in records]
-        out = {"cider": M.cider(preds, refs)[0], "bleu4": M.bleu4(preds, refs)[0], "rouge_l": M.rouge_l(preds, refs)[0]}
+        scale = float(self.config["score_scale"])
+        out = {
+            "cider": scale * M.cider(preds, refs)[0],
+            "bleu4": scale * M.bleu4(preds, refs)[0],
+            "rouge_l": scale * M.rouge_l(preds, refs)[0],
+        }
         return dict(out, unscored=unscored) if unscored else out
 
     def _submission(self, records):
