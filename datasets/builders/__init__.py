@@ -11,8 +11,14 @@ the CLIs call it, so `tfds.builder("easy_vqa")` works after `import datasets.sou
 | `refcoco`   | `datasets.builders.refcoco`      | yes                | RefCOCO/+/g, one example per expression   |
 | `docvqa`    | `datasets.builders.docvqa`       | yes                | DocVQA single page, one per question      |
 | `nocaps`    | `datasets.builders.nocaps`       | yes                | NoCaps val/test, one per image            |
+| `nlvr2`     | `datasets.builders.nlvr2`        | yes                | NLVR2, one per sentence (image pair)      |
+| `marvl`     | `datasets.builders.marvl`        | yes                | MaRVL, test split per language (5)        |
+| `msrvtt`    | `datasets.builders.msrvtt`       | yes                | MSR-VTT captioning, one per clip (bytes)  |
+| `msrvtt_qa` | `datasets.builders.msrvtt_qa`    | yes                | MSRVTT-QA, one per question with its clip |
 
-Stock TFDS datasets (`coco_captions`, `ref_coco`, ...) are used by name and need no entry here.
+Shared file handling (reading the official JSON/JSONL, image/video files, the `EncodedVideo` feature) is in
+`datasets.builders.common`. Stock TFDS datasets (`coco_captions`, `ref_coco`, ...) are used by name and need no
+entry here.
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ BUILDERS = {
     "refcoco": "datasets.builders.refcoco",
     "docvqa": "datasets.builders.docvqa",
     "nocaps": "datasets.builders.nocaps",
+    "nlvr2": "datasets.builders.nlvr2",
+    "marvl": "datasets.builders.marvl",
+    "msrvtt": "datasets.builders.msrvtt",
+    "msrvtt_qa": "datasets.builders.msrvtt_qa",
 }
 
 

@@ -17,11 +17,12 @@ present, test (5,188 questions, 1,287 pages; no answers).
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 import tensorflow_datasets as tfds
+
+from datasets.builders import common
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = """
 Register at https://rrc.cvc.uab.es/?ch=17 (Downloads, "Single Document VQA"), download train.tar.gz, val.tar.gz and
@@ -75,13 +76,10 @@ def missing_manual_files(manual_dir) -> list[str]:
 
 
 def _load_questions(path: str) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        content = json.load(f)
-    if not isinstance(content, dict) or not isinstance(content.get("data"), list):
-        raise ValueError(
-            f"DocVQA: {path} is not an official DocVQA question file (expected a JSON object with a "
-            '"data" list of questions)'
-        )
+    what = 'an official DocVQA question file (expected a JSON object with a "data" list of questions)'
+    content = common.load_json(path, "DocVQA", expect=dict, keys=("data",), what=what)
+    if not isinstance(content["data"], list):
+        raise ValueError(f"DocVQA: {path} is not {what}")
     return content["data"]
 
 
@@ -124,20 +122,17 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         return splits
 
     def _generate_examples(self, questions_file, image_root):
-        last_path, last_bytes = None, None  # questions on one page usually come in a row: read each page once then
+        read = common.LastFileReader("DocVQA")  # questions on one page usually come in a row: read each page once
         for q in _load_questions(questions_file):
-            path = os.path.join(image_root, q["image"])
-            if path != last_path:
-                if not os.path.isfile(path):
-                    raise FileNotFoundError(
-                        f"DocVQA: image {path} of question {q['questionId']} ({questions_file}) not found"
-                    )
-                with open(path, "rb") as f:
-                    last_path, last_bytes = path, f.read()
+            image = read(
+                os.path.join(image_root, q["image"]),
+                what="image",
+                context=f"of question {q['questionId']} ({questions_file})",
+            )
             yield (
                 int(q["questionId"]),
                 {
-                    "image": last_bytes,
+                    "image": image,
                     "question": q["question"],
                     "question_id": int(q["questionId"]),
                     "answers": list(q.get("answers") or []),

@@ -17,11 +17,12 @@ images, no captions).
 from __future__ import annotations
 
 import collections
-import json
 import os
 
 import numpy as np
 import tensorflow_datasets as tfds
+
+from datasets.builders import common
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = """
 Download from https://nocaps.org/download the annotation files and the validation/test images (Open Images files)
@@ -65,12 +66,10 @@ def missing_manual_files(manual_dir) -> list[str]:
 
 def _load(path: str) -> tuple[list[dict], dict[int, list[str]]]:
     """(images, captions by image id) of an official NoCaps JSON file (COCO style)."""
-    with open(path, encoding="utf-8") as f:
-        content = json.load(f)
-    if not isinstance(content, dict) or not isinstance(content.get("images"), list):
-        raise ValueError(
-            f'NoCaps: {path} is not an official NoCaps file (expected a JSON object with an "images" list, COCO style)'
-        )
+    what = 'an official NoCaps file (expected a JSON object with an "images" list, COCO style)'
+    content = common.load_json(path, "NoCaps", expect=dict, keys=("images",), what=what)
+    if not isinstance(content["images"], list):
+        raise ValueError(f"NoCaps: {path} is not {what}")
     captions = collections.defaultdict(list)
     for a in sorted(content.get("annotations", []), key=lambda a: a["id"]):
         captions[int(a["image_id"])].append(a["caption"])
@@ -118,10 +117,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         for info in images:
             image_id = int(info["id"])
             path = os.path.join(image_dir, info["file_name"])
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"NoCaps: image {path} (image id {image_id} in {json_path}) not found")
-            with open(path, "rb") as f:
-                image = f.read()
+            image = common.read_bytes(path, "NoCaps", what="image", context=f"(image id {image_id} in {json_path})")
             yield (
                 image_id,
                 {

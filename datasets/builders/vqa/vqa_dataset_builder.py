@@ -20,11 +20,12 @@ prepared train split is large (roughly 70 GB); build on a disk with room.
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 import tensorflow_datasets as tfds
+
+from datasets.builders import common
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = """
 Download from https://visualqa.org/download.html (VQAv2 "Balanced Real Images") and https://cocodataset.org/#download
@@ -123,28 +124,35 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         }
 
     def _generate_examples(self, manual_dir, questions_file, annotations_file, image_dir, prefix):
-        with open(os.path.join(manual_dir, questions_file)) as f:
-            questions = json.load(f)["questions"]
+        questions = common.load_json(
+            os.path.join(manual_dir, questions_file),
+            "VQAv2",
+            expect=dict,
+            keys=("questions",),
+            what="an official VQAv2 question file",
+        )["questions"]
         annotations = {}
         if annotations_file:
-            with open(os.path.join(manual_dir, annotations_file)) as f:
-                annotations = {a["question_id"]: a for a in json.load(f)["annotations"]}
-        last_id, last_bytes = None, None  # questions come grouped by image: read each image once in a row
+            content = common.load_json(
+                os.path.join(manual_dir, annotations_file),
+                "VQAv2",
+                expect=dict,
+                keys=("annotations",),
+                what="an official VQAv2 annotation file",
+            )
+            annotations = {a["question_id"]: a for a in content["annotations"]}
+        read = common.LastFileReader("VQAv2")  # questions come grouped by image: read each image once in a row
         for q in questions:
             image_id = int(q["image_id"])
-            if image_id != last_id:
-                path = os.path.join(manual_dir, image_dir, f"{prefix}{image_id:012d}.jpg")
-                if not os.path.isfile(path):
-                    raise FileNotFoundError(f"VQAv2: image {path} of question {q['question_id']} not found")
-                with open(path, "rb") as f:
-                    last_id, last_bytes = image_id, f.read()
+            path = os.path.join(manual_dir, image_dir, f"{prefix}{image_id:012d}.jpg")
+            image = read(path, what="image", context=f"of question {q['question_id']}")
             a = annotations.get(q["question_id"])
             if annotations and a is None:
                 raise ValueError(f"VQAv2: question {q['question_id']} has no annotation in {annotations_file}")
             yield (
                 int(q["question_id"]),
                 {
-                    "image": last_bytes,
+                    "image": image,
                     "question": q["question"],
                     "question_id": int(q["question_id"]),
                     "image_id": image_id,
