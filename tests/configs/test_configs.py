@@ -11,6 +11,8 @@ from trainers.config import ConfigError
 from trainers.train import train
 
 TRANSFERS = ("vqav2", "cococap", "docvqa", "refcoco_seg")
+# Video transfers (frames_from_video): big_vision recipes with their own lr / epochs / batch, so resolved separately.
+VIDEO_TRANSFERS = ("activitynet_cap", "activitynet_qa", "vatex_cap", "msvd_qa")
 FAST = {"xla_backend_optimization_level": 0}
 
 
@@ -27,6 +29,38 @@ def test_every_variant_resolves(name, arg):
     if res:
         assert cfg.model_name.endswith(f"-{res}") and cfg.model_init.endswith(f"-pt-{res}")
     assert cfg.evals and cfg.lr == 1e-5 and cfg.optax_name == "adam"
+
+
+# name -> (evaluator prefix, frames, epochs, lr, wd, frozen image encoder, metric): big_vision's sweep_best
+VIDEO_RECIPES = {
+    "activitynet_cap": ("anet_cap", 16, 1, 1e-5, 1e-6, True, "cider"),
+    "activitynet_qa": ("anet_qa", 16, 1, 1e-5, 1e-6, False, "accuracy"),
+    "vatex_cap": ("vatex", 16, 10, 3e-6, 3e-7, False, "cider"),
+    "msvd_qa": ("msvd_qa", 8, 1, 3e-6, 3e-7, False, "accuracy"),
+}
+
+
+@pytest.mark.parametrize("name", VIDEO_TRANSFERS)
+@pytest.mark.parametrize("arg", ["", "final_split=true", "res=448,model=paligemma2-10b,num_frames=4"])
+def test_video_configs_resolve_with_the_original_recipe(name, arg):
+    cfg = config_lib.resolve(_config(name, arg))
+    prefix, frames, epochs, lr, wd, frozen, metric = VIDEO_RECIPES[name]
+    frames = 4 if "num_frames=4" in arg else frames
+    assert (cfg.total_epochs, cfg.input.batch_size, cfg.lr, cfg.wd) == (epochs, 128, lr, wd)
+    assert tuple(cfg.freeze) == (("^img/",) if frozen else ())
+    res = 448 if "res=448" in arg else 224
+    for pp in [cfg.input.pp] + [e.pp for e in cfg.evals.values()]:
+        assert f'frames_from_video(inkey="video", outkey="image", num_frames={frames}, size={res})' in pp
+        assert '"frame_mask"' in pp.split("keep(")[1]
+    assert cfg.input.data.split == ("train+validation" if "final_split" in arg else "train")
+    test = cfg.evals[f"{prefix}_test"]
+    assert test.data.split == "test" and test.max_decode_len == 64 and test.get("log_percent") is None  # at the end
+    assert (f"{prefix}_val" in cfg.evals) == ("final_split" not in arg)
+    if metric == "cider":
+        assert test.type == "caption" and test.score_scale == 100.0 and test.references_key == "captions"
+    else:
+        assert test.type == "vqa" and test.answers_key == "answers" and test.normalize == "vqav2"  # exact match
+    assert cfg.accum_steps >= 1 and test.batch_size <= 256
 
 
 def test_bad_argument_names_the_accepted_ones():
@@ -49,7 +83,7 @@ def test_missing_checkpoint_data_and_tokenizer_fail_at_once_saying_what_to_get(t
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", TRANSFERS)
+@pytest.mark.parametrize("name", TRANSFERS + VIDEO_TRANSFERS)
 def test_mock_mode_trains_and_evaluates(name, tmp_path):
     cfg = _config(name, "mode=mock")
     result = train(cfg, str(tmp_path), compiler_options=FAST)
@@ -61,11 +95,15 @@ def test_mock_mode_trains_and_evaluates(name, tmp_path):
         "cococap": "coco/cider",
         "docvqa": "anls/anls",
         "refcoco_seg": "seg_validation/miou",
+        "activitynet_cap": "anet_cap_test/cider",
+        "activitynet_qa": "anet_qa_test/accuracy",
+        "vatex_cap": "vatex_test/cider",
+        "msvd_qa": "msvd_qa_test/accuracy",
     }[name]
     assert expected in metrics, sorted(last)
 
 
-@pytest.mark.parametrize("name", TRANSFERS)
+@pytest.mark.parametrize("name", TRANSFERS + VIDEO_TRANSFERS)
 def test_released_models_compute_in_bfloat16_with_float32_weights_and_remat(name):
     for arg in ("", "res=448,model=paligemma2-10b"):
         model = config_lib.model_config(config_lib.resolve(_config(name, arg)))
