@@ -15,6 +15,10 @@ the CLIs call it, so `tfds.builder("easy_vqa")` works after `import datasets.sou
 | `marvl`     | `datasets.builders.marvl`        | yes                | MaRVL, test split per language (5)        |
 | `msrvtt`    | `datasets.builders.msrvtt`       | yes                | MSR-VTT captioning, one per clip (bytes)  |
 | `msrvtt_qa` | `datasets.builders.msrvtt_qa`    | yes                | MSRVTT-QA, one per question with its clip |
+| `activitynet_captions` | `datasets.builders.activitynet_captions` | yes | ActivityNet Captions, one per segment |
+| `activitynet_qa` | `datasets.builders.activitynet_qa` | yes | ActivityNet-QA, one per question with its video |
+| `vatex`     | `datasets.builders.vatex`        | yes                | VATEX English captions, one per clip      |
+| `msvd_qa`   | `datasets.builders.msvd_qa`      | yes                | MSVD-QA, one per question with its clip   |
 
 Shared file handling (reading the official JSON/JSONL, image/video files, the `EncodedVideo` feature) is in
 `datasets.builders.common`. Stock TFDS datasets (`coco_captions`, `ref_coco`, ...) are used by name and need no
@@ -36,6 +40,10 @@ BUILDERS = {
     "marvl": "datasets.builders.marvl",
     "msrvtt": "datasets.builders.msrvtt",
     "msrvtt_qa": "datasets.builders.msrvtt_qa",
+    "activitynet_captions": "datasets.builders.activitynet_captions",
+    "activitynet_qa": "datasets.builders.activitynet_qa",
+    "vatex": "datasets.builders.vatex",
+    "msvd_qa": "datasets.builders.msvd_qa",
 }
 
 
