@@ -13,16 +13,29 @@ floats as float32, lists of numbers likewise; anything else (objects, nested lis
 missing from a row (or null) gets "" / 0 / an empty list; an int column that meets a float becomes float. Field
 names starting with "_" are reserved. Blank lines are ignored.
 
-Bad rows -- malformed JSON, not an object, no image, a missing image file, an image path that leaves the dataset's
-folder (`../`, absolute paths elsewhere; the check is on the path as written, so symlinks placed inside the folder
-are followed), bad base64, an image that is empty or not an image file at all (its first bytes are checked; a
-remote image when it is read), a field whose type differs from earlier rows -- raise `DataError` (`datasets.base`; also
-`sources.DataError`) naming the file and line ("path/train.jsonl:12: image file not found: ..."), or with
-`skip_bad_rows=True` are skipped, counted (`num_skipped`, `skipped` = [(line, reason), ...]) and reported with a
-warning.
+Several images or a video per example (the model's `image [B, F, H, W, 3]` + `frame_mask`):
 
-The whole file is parsed and checked (every image path is stat-ed) when the source is created; images are read
-lazily by tf.data.
+    {"images": ["frames/0001_a.jpg", "frames/0001_b.jpg"], "prefix": "caption en", "suffix": "...", "id": 1}
+    {"video": "clips/0002.mp4", "prefix": "caption en", "suffix": "...", "id": 2}
+
+`images` is a non-empty list of image paths (relative as `image`); the source yields `images`, tf.string `[N]`, the
+N encoded files, and `images/filenames`, tf.string `[N]`, their paths; the pp op `frames_from_images(num_frames=F,
+size=S)` samples and decodes F of them (all N files are read: for long frame sequences, prefer a video). `video` is
+the path of a video file (MP4, WebM, MKV, AVI, ...: what FFmpeg reads); the source yields `video`, the container's
+bytes (a scalar tf.string), and `video/filename`; `frames_from_video(num_frames=F, size=S)` decodes it. The ops name
+the file when one cannot be decoded. Every row of a file has the same one of `image`/`image_bytes`, `images` or
+`video` (a row with another is a bad row).
+
+Bad rows -- malformed JSON, not an object, no image, a missing image or video file, an image or video path that
+leaves the dataset's folder (`../`, absolute paths elsewhere; the check is on the path as written, so symlinks placed
+inside the folder are followed), bad base64, an image that is empty or not an image file at all (its first bytes are
+checked; a remote image when it is read), an empty video file, a field whose type differs from earlier rows -- raise
+`DataError` (`datasets.base`; also `sources.DataError`) naming the file and line ("path/train.jsonl:12: image file
+not found: ..."), or with `skip_bad_rows=True` are skipped, counted (`num_skipped`, `skipped` = [(line, reason), ...])
+and reported with a warning.
+
+The whole file is parsed and checked (every image and video path is stat-ed) when the source is created; images and
+videos are read lazily by tf.data (a video's frames are checked when the pp op decodes it).
 """
 
 from __future__ import annotations
@@ -110,7 +123,9 @@ class JsonlSource(Source):
         self.skip_bad_rows = skip_bad_rows
         self.skipped: list[tuple[int, str]] = []  # (line number, reason) of every skipped row
         self.num_lines = 0
-        rows: list[tuple[int, dict, str, bytes]] = []  # line, fields, image path ("" if inline), inline bytes
+        self.media: str | None = None  # "image", "images" or "video": what every row has (the first good row's)
+        self._media_line = 0
+        rows: list[tuple[int, dict, object, bytes]] = []  # line, fields, media path(s) ("" if inline), inline bytes
         kinds: dict[str, str | None] = {}
         kind_line: dict[str, int] = {}
 
@@ -164,36 +179,33 @@ class JsonlSource(Source):
             raise DataError(f"malformed JSON ({e})") from None
         if not isinstance(obj, dict):
             raise DataError(f"expected a JSON object, got {type(obj).__name__}")
-        has_path, has_bytes = obj.get("image") is not None, obj.get("image_bytes") is not None
-        if has_path and has_bytes:
+        media = [k for k in _MEDIA_KEYS if obj.get(k) is not None]
+        if "image" in media and "image_bytes" in media:
             raise DataError("has both `image` and `image_bytes`")
-        if not has_path and not has_bytes:
-            raise DataError("has no `image` (a path) or `image_bytes` (base64)")
+        if not media:
+            raise DataError(
+                "has no `image` (a path) or `image_bytes` (base64), `images` (a list of paths) or `video` (a path)"
+            )
+        if len(media) > 1:
+            raise DataError(
+                f"has both `{media[0]}` and `{media[1]}`: one of image/image_bytes, images or video per row"
+            )
+        kind = "image" if media[0] == "image_bytes" else media[0]
+        if self.media is not None and kind != self.media:
+            raise DataError(
+                f"has `{media[0]}` but line {self._media_line} has `{self.media}`: every row of a file has the same "
+                f"kind of input (image, images or video)"
+            )
         image_path, image_bytes = "", b""
-        if has_path:
-            rel = obj["image"]
-            if not isinstance(rel, str) or not rel:
-                raise DataError(f"`image` must be a non-empty path string, got {rel!r}")
-            if self.remote:
-                full = _normpath(paths.join(self.root, rel))
-                if not full.startswith(self.root.rstrip("/") + "/"):
-                    raise DataError(f"image path {rel!r} points outside the dataset folder {self.root}")
-                if full not in self._remote_files:
-                    raise DataError(f"image file not found: {full}")
-            else:
-                full = os.path.normpath(os.path.join(self.root, rel))
-                if os.path.commonpath([full, self.root]) != self.root:
-                    raise DataError(f"image path {rel!r} points outside the dataset folder {self.root}")
-                if not os.path.isfile(full):
-                    raise DataError(f"image file not found: {full}")
-                try:
-                    with open(full, "rb") as f:
-                        head = f.read(_HEAD_BYTES)
-                except OSError as e:
-                    raise DataError(f"image file {full} cannot be read ({e})") from None
-                if not _looks_like_image(head):
-                    raise DataError(f"image file {full} {_not_an_image(head)}")
-            image_path = full
+        if kind == "images":
+            rels = obj["images"]
+            if not isinstance(rels, list) or not rels:
+                raise DataError(f"`images` must be a non-empty list of paths, got {rels!r}")
+            image_path = [self._resolve(rel, "image", "`images` entries") for rel in rels]
+        elif kind == "video":
+            image_path = self._resolve(obj["video"], "video", "`video`")
+        elif media[0] == "image":
+            image_path = self._resolve(obj["image"], "image", "`image`")
         else:
             try:
                 image_bytes = base64.b64decode(obj["image_bytes"], validate=True)
@@ -206,7 +218,7 @@ class JsonlSource(Source):
         fields = {}
         new_kinds = {}
         for key, value in obj.items():
-            if key in ("image", "image_bytes") or value is None:
+            if key in _MEDIA_KEYS or value is None:
                 continue
             if key.startswith("_"):
                 raise DataError(f"field names starting with '_' are reserved: {key!r}")
@@ -224,14 +236,48 @@ class JsonlSource(Source):
             if kinds.get(key) != k:
                 kinds[key] = k
                 kind_line.setdefault(key, lineno)
+        if self.media is None:
+            self.media, self._media_line = kind, lineno
         return lineno, fields, image_path, image_bytes
 
+    def _resolve(self, rel, what: str, field: str) -> str:
+        """The checked full path of an image or video file named in a row (DataError naming the problem)."""
+        if not isinstance(rel, str) or not rel:
+            raise DataError(f"{field} must be a non-empty path string, got {rel!r}")
+        if self.remote:
+            full = _normpath(paths.join(self.root, rel))
+            if not full.startswith(self.root.rstrip("/") + "/"):
+                raise DataError(f"{what} path {rel!r} points outside the dataset folder {self.root}")
+            if full not in self._remote_files:
+                raise DataError(f"{what} file not found: {full}")
+            return full
+        full = os.path.normpath(os.path.join(self.root, rel))
+        if os.path.commonpath([full, self.root]) != self.root:
+            raise DataError(f"{what} path {rel!r} points outside the dataset folder {self.root}")
+        if not os.path.isfile(full):
+            raise DataError(f"{what} file not found: {full}")
+        try:
+            with open(full, "rb") as f:
+                head = f.read(_HEAD_BYTES)
+        except OSError as e:
+            raise DataError(f"{what} file {full} cannot be read ({e})") from None
+        if what == "video":
+            if not head:
+                raise DataError(f"video file {full} is empty; {_FIX}")
+        elif not _looks_like_image(head):
+            raise DataError(f"image file {full} {_not_an_image(head)}")
+        return full
+
     def _make_columns(self, rows):
-        cols = {
-            "_line": np.array([r[0] for r in rows], dtype=np.int64),
-            "_image_path": np.array([r[2] for r in rows], dtype=object),
-            "_image_bytes": np.array([r[3] for r in rows], dtype=object),
-        }
+        cols = {"_line": np.array([r[0] for r in rows], dtype=np.int64)}
+        if self.media == "images":  # ragged: the paths of each row
+            flat = np.array([p for r in rows for p in r[2]], dtype=object)
+            cols["_images"] = (flat, np.array([len(r[2]) for r in rows], np.int64), tf.string)
+        elif self.media == "video":
+            cols["_video_path"] = np.array([r[2] for r in rows], dtype=object)
+        else:
+            cols["_image_path"] = np.array([r[2] for r in rows], dtype=object)
+            cols["_image_bytes"] = np.array([r[3] for r in rows], dtype=object)
         for key, kind in self.kinds.items():
             values = [r[1].get(key) for r in rows]
             if kind.startswith("list:"):
@@ -282,10 +328,12 @@ class JsonlSource(Source):
         if not ordered and n > 1:
             ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=False)
 
-        def load(ex):
-            ex = dict(ex)
-            path, inline, line = ex.pop("_image_path"), ex.pop("_image_bytes"), ex.pop("_line")
-            image = tf.cond(tf.strings.length(path) > 0, lambda: read(path), lambda: inline)
+        def read_image(line, path, inline=None):
+            image = (
+                read(path)
+                if inline is None
+                else tf.cond(tf.strings.length(path) > 0, lambda: read(path), lambda: inline)
+            )
             # Checked at creation for local files; again here for remote ones and files changed since.
             where = tf.strings.join([self.path, ":", tf.strings.as_string(line), ": image ", path])
             check = tf.debugging.Assert(
@@ -293,13 +341,37 @@ class JsonlSource(Source):
                 [tf.strings.join([where, " is not an image file (empty or unknown format); ", _FIX])],
             )
             with tf.control_dependencies([check]):
-                ex["image"] = tf.identity(image)
+                return tf.identity(image)
+
+        def load(ex):
+            ex = dict(ex)
+            line = ex.pop("_line")
+            if self.media == "images":
+                files = ex.pop("_images")
+                ex["images"] = tf.map_fn(
+                    lambda p: read_image(line, p), files, fn_output_signature=tf.TensorSpec([], tf.string)
+                )
+                ex["images/filenames"] = files
+            elif self.media == "video":
+                path = ex.pop("_video_path")
+                data = read(path)
+                where = tf.strings.join([self.path, ":", tf.strings.as_string(line), ": video ", path])
+                check = tf.debugging.Assert(
+                    tf.strings.length(data) > 0, [tf.strings.join([where, " is an empty file; ", _FIX])]
+                )
+                with tf.control_dependencies([check]):
+                    ex["video"] = tf.identity(data)
+                ex["video/filename"] = path
+            else:
+                ex["image"] = read_image(line, ex.pop("_image_path"), ex.pop("_image_bytes"))
             return ex
 
         read = _read_remote if self.remote else tf.io.read_file
 
         return ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
 
+
+_MEDIA_KEYS = ("image", "image_bytes", "images", "video")
 
 # Leading bytes of the image formats a decoder may read (JPEG, PNG, GIF, BMP, WebP, TIFF, JPEG XL).
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*", b"\xff\x0a")

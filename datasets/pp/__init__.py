@@ -15,14 +15,15 @@
 Ops: image (`.ops_image`): decode, resize, resize_small, central_crop, random_crop, flip_lr, pad_to_square,
 value_range. Text/keys (`.ops_text`): strfmt, lower, choice, choice_cycle, copy, keep, drop, rename.
 Targets (`.ops_targets`, `.ops_seg`): tok, masked_concat, tok_paligemma, tok_paligemma_prompt,
-loc_tokens, detection_targets, segmentation_targets.
+loc_tokens, detection_targets, segmentation_targets. Frames (`.ops_video`): frames_from_images, frames_from_video
+(several images or a video's frames per example -> `[F, H, W, 3]` + `frame_mask`).
 """
 
 from datasets.pp.grammar import OpSpec, PPSyntaxError, parse, parse_specs
 from datasets.pp.registry import PPOpError, Registry, get_preprocess_fn, register, registry
 
-# The op modules (ops_image, ops_text, ops_targets, ops_seg) register themselves the first time `registry` is read;
-# importing this package does not import TensorFlow, so `datasets.pp.layout` works on machines without it.
+# The op modules (ops_image, ops_text, ops_targets, ops_seg, ops_video) register themselves the first time `registry`
+# is read; importing this package does not import TensorFlow, so `datasets.pp.layout` works on machines without it.
 
 __all__ = [
     "parse",

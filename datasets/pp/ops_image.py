@@ -12,6 +12,10 @@ transform, besides the image under `key`, the companions found in the example:
   `[N, H, W]` or `[N, H, W, 1]` (a rank-3 mask whose static last dimension is 1 is read as one `[H, W, 1]`
   mask). They get the same crop/flip/pad as the image and are resized with nearest neighbour (values preserved).
 
+Frames: `resize`, `resize_small`, `central_crop`, `random_crop`, `flip_lr`, `pad_to_square` and `value_range` also take
+`[F, H, W, C]` (several images or video frames per example, from `frames_from_images` / `frames_from_video`), and
+give every frame the same resize, crop, flip or padding (one random draw per example).
+
 Pass `boxes_key=None` / `masks_key=None` to leave those keys alone. Random ops are seeded from the example's
 `rng` key, or else its `_seed` key (added by `datasets.pipeline`), when present (stateless: same example
 seed -> same crop/flip), else from `tf.random`.
@@ -216,7 +220,7 @@ def _crop(data, key, boxes_key, masks_key, oy, ox, h, w):
     """Crops image + masks to the window (oy, ox, h, w) and re-normalises boxes."""
     img = data[key]
     H, W = _hw(img)
-    data[key] = img[oy : oy + h, ox : ox + w, :]
+    data[key] = img[..., oy : oy + h, ox : ox + w, :]  # [H, W, C] or frames [F, H, W, C]
     _apply_masks(data, masks_key, lambda m: m[:, oy : oy + h, ox : ox + w, :])
     Hf, Wf, hf, wf = (tf.cast(v, tf.float32) for v in (H, W, h, w))
     oyf, oxf = tf.cast(oy, tf.float32), tf.cast(ox, tf.float32)
@@ -267,7 +271,7 @@ def resize(
 
     def fn(data):
         img = utils.get_key(data, key, "resize")
-        data[key] = tf.ensure_shape(_resize_image(img, hw, method, antialias), [*hw, img.shape[-1]])
+        data[key] = tf.ensure_shape(_resize_image(img, hw, method, antialias), [*img.shape[:-3], *hw, img.shape[-1]])
         _apply_masks(data, masks_key, lambda m: tf.image.resize(m, hw, method="nearest"))
         return data
 
@@ -323,7 +327,7 @@ def central_crop(
             H, W = _hw(img)
             oy, ox = (H - h) // 2, (W - w) // 2
         data = _crop(data, key, boxes_key, masks_key, oy, ox, h, w)
-        data[key] = tf.ensure_shape(data[key], [h, w, img.shape[-1]])
+        data[key] = tf.ensure_shape(data[key], [*img.shape[:-3], h, w, img.shape[-1]])
         return data
 
     return fn
@@ -352,7 +356,7 @@ def random_crop(
             oy = utils.uniform_int(data, f"random_crop/{key}/y", H - h + 1, rng_key)
             ox = utils.uniform_int(data, f"random_crop/{key}/x", W - w + 1, rng_key)
         data = _crop(data, key, boxes_key, masks_key, oy, ox, h, w)
-        data[key] = tf.ensure_shape(data[key], [h, w, img.shape[-1]])
+        data[key] = tf.ensure_shape(data[key], [*img.shape[:-3], h, w, img.shape[-1]])
         return data
 
     return fn
@@ -419,7 +423,8 @@ def pad_to_square(
         else:
             top, left = tf.constant(0), tf.constant(0)
         pads = [[top, S - H - top], [left, S - W - left]]
-        data[key] = tf.pad(img, pads + [[0, 0]], constant_values=tf.cast(value, img.dtype))
+        lead = [[0, 0]] * (img.shape.rank - 3)  # frames [F, H, W, C]: every frame padded alike
+        data[key] = tf.pad(img, lead + pads + [[0, 0]], constant_values=tf.cast(value, img.dtype))
         _apply_masks(data, masks_key, lambda m: tf.pad(m, [[0, 0]] + pads + [[0, 0]]))
         Hf, Wf, Sf = (tf.cast(v, tf.float32) for v in (H, W, S))
         tf_, lf = tf.cast(top, tf.float32), tf.cast(left, tf.float32)

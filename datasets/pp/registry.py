@@ -91,7 +91,13 @@ class Registry(Mapping):
 
 
 registry = Registry(
-    builtin_modules=("datasets.pp.ops_image", "datasets.pp.ops_text", "datasets.pp.ops_targets", "datasets.pp.ops_seg")
+    builtin_modules=(
+        "datasets.pp.ops_image",
+        "datasets.pp.ops_text",
+        "datasets.pp.ops_targets",
+        "datasets.pp.ops_seg",
+        "datasets.pp.ops_video",
+    )
 )
 
 
