@@ -11,6 +11,7 @@ from trainers.config import ConfigError
 from trainers.train import train
 
 TRANSFERS = ("vqav2", "cococap", "docvqa", "refcoco_seg")
+MULTI_FRAME = ("nlvr2", "marvl", "msrvtt_cap", "msrvtt_qa")  # image pairs and videos: image [F, H, W, 3] + frame_mask
 # Video transfers (frames_from_video): big_vision recipes with their own lr / epochs / batch, so resolved separately.
 VIDEO_TRANSFERS = ("activitynet_cap", "activitynet_qa", "vatex_cap", "msvd_qa")
 FAST = {"xla_backend_optimization_level": 0}
@@ -83,7 +84,7 @@ def test_missing_checkpoint_data_and_tokenizer_fail_at_once_saying_what_to_get(t
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", TRANSFERS + VIDEO_TRANSFERS)
+@pytest.mark.parametrize("name", TRANSFERS + VIDEO_TRANSFERS + MULTI_FRAME)
 def test_mock_mode_trains_and_evaluates(name, tmp_path):
     cfg = _config(name, "mode=mock")
     result = train(cfg, str(tmp_path), compiler_options=FAST)
@@ -95,6 +96,10 @@ def test_mock_mode_trains_and_evaluates(name, tmp_path):
         "cococap": "coco/cider",
         "docvqa": "anls/anls",
         "refcoco_seg": "seg_validation/miou",
+        "nlvr2": "nlvr2_test/accuracy",
+        "marvl": "marvl/mean_accuracy",
+        "msrvtt_cap": "msrvtt_test/cider",
+        "msrvtt_qa": "msrvtt_qa_test/accuracy",
         "activitynet_cap": "anet_cap_test/cider",
         "activitynet_qa": "anet_qa_test/accuracy",
         "vatex_cap": "vatex_test/cider",
@@ -103,7 +108,7 @@ def test_mock_mode_trains_and_evaluates(name, tmp_path):
     assert expected in metrics, sorted(last)
 
 
-@pytest.mark.parametrize("name", TRANSFERS + VIDEO_TRANSFERS)
+@pytest.mark.parametrize("name", TRANSFERS + VIDEO_TRANSFERS + MULTI_FRAME)
 def test_released_models_compute_in_bfloat16_with_float32_weights_and_remat(name):
     for arg in ("", "res=448,model=paligemma2-10b"):
         model = config_lib.model_config(config_lib.resolve(_config(name, arg)))
@@ -114,6 +119,45 @@ def test_released_models_compute_in_bfloat16_with_float32_weights_and_remat(name
     mock = config_lib.model_config(config_lib.resolve(_config(name, "mode=mock")))  # the tiny CPU model: float32
     for tower in ("img", "llm"):
         assert mock[tower].get("dtype", "float32") == "float32" and mock[tower].get("remat_policy", "none") == "none"
+
+
+@pytest.mark.parametrize("name", MULTI_FRAME)
+@pytest.mark.parametrize("arg", ["", "res=448", "res=896,model=paligemma2-10b"])
+def test_multi_frame_variants_resolve_and_keep_the_frame_mask(name, arg):
+    cfg = config_lib.resolve(_config(name, arg))
+    assert cfg.evals and cfg.optax_name == "adam" and cfg.input.batch_size in (128, 256)
+    for pp in [cfg.input.pp] + [ev.pp for ev in cfg.evals.values()]:
+        assert "frames_from_" in pp and '"frame_mask"' in pp.split("keep(")[-1], pp
+
+
+def test_multi_frame_recipes_follow_big_vision():
+    """Recipe values of big_vision's paligemma transfers/{nlvr2,msrvtt_cap,msrvtt_qa}.py (their sweep_best)."""
+    nlvr2 = config_lib.resolve(_config("nlvr2"))
+    assert (nlvr2.total_epochs, nlvr2.input.batch_size, nlvr2.lr, nlvr2.wd) == (3, 256, 1e-5, 1e-6)
+    assert "num_frames=2, size=224" in nlvr2.input.pp and "tok_paligemma(text_len=64)" in nlvr2.input.pp
+    assert 'strfmt("answer en {question}"' in nlvr2.input.pp
+    assert sorted(nlvr2.evals) == ["nlvr2_dev", "nlvr2_test"] and nlvr2.evals.nlvr2_test.normalize == "always"
+    assert nlvr2.accum_steps == 2  # 2 x 224 px planned as 448 px: v5e-16, 8 examples per chip
+    at448 = config_lib.resolve(_config("nlvr2", "res=448,final_split=true"))
+    assert (at448.total_epochs, at448.lr, at448.wd) == (10, 3e-6, 3e-7)
+    assert at448.input.data.split == "train+validation" and sorted(at448.evals) == ["nlvr2_test"]
+
+    marvl = config_lib.resolve(_config("marvl"))
+    assert sorted(marvl.evals) == ["marvl"] and marvl.input.pp == nlvr2.input.pp  # the NLVR2 run, MaRVL evaluated
+    ev = marvl.evals.marvl
+    assert ev.data.split == "test_id+test_sw+test_ta+test_tr+test_zh"
+    assert ev.answer_type_key == "language" and ev.mean_over_types and '"language"' in ev.pp
+
+    cap = config_lib.resolve(_config("msrvtt_cap"))
+    assert (cap.total_epochs, cap.input.batch_size, cap.lr, cap.wd) == (20, 128, 1e-5, 0.0)
+    assert tuple(cap.freeze) == (r"^img/",) and "num_frames=16, size=224" in cap.input.pp
+    assert 'strfmt("caption en"' in cap.input.pp and "tok_paligemma(text_len=32)" in cap.input.pp
+    assert cap.evals.msrvtt_test.score_scale == 100.0 and cap.evals.msrvtt_test.data.split == "test"
+    assert cap.accum_steps == 4  # 16 x 224 px planned as 896 px: v5e-32, one example per chip
+    qa = config_lib.resolve(_config("msrvtt_qa", "num_frames=8"))
+    assert (qa.total_epochs, qa.input.batch_size, qa.lr, qa.wd) == (1, 128, 1e-5, 0.0)
+    assert tuple(qa.freeze) == (r"^img/",) and "num_frames=8, size=224" in qa.input.pp
+    assert "tok_paligemma(text_len=64)" in qa.input.pp and qa.evals.msrvtt_qa_test.normalize == "always"
 
 
 def test_lora_configs_train_adapters_on_a_frozen_base():
