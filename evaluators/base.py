@@ -50,14 +50,16 @@ class RunResult:
 class Evaluator:
     """Base class of the evaluator types.
 
-    Subclasses set `KEYS` (their config keys and defaults), `MODEL_KEYS` (batch fields the model reads) and
-    implement `_predict` (jitted model call -> per-row numpy outputs), `_records` (one JSON dict per real example)
+    Subclasses set `KEYS` (their config keys and defaults), `MODEL_KEYS` (batch fields the model reads; also
+    `OPTIONAL_MODEL_KEYS`, passed when the eval pp keeps them: "frame_mask" `[B, F]` with images `[B, F, H, W, 3]`)
+    and implement `_predict` (jitted model call -> per-row numpy outputs), `_records` (one JSON dict per real example)
     and `_metrics` (records of the whole split -> metrics).
     """
 
     TYPE = ""
     KEYS: dict[str, Any] = {}
     MODEL_KEYS: tuple[str, ...] = ("image", "text", "mask_ar", "mask_input")
+    OPTIONAL_MODEL_KEYS: tuple[str, ...] = ("frame_mask",)  # several frames per example, some of them padding
     HOST_KEYS: tuple[str, ...] = ()  # config keys naming batch fields the evaluator reads on the host
 
     def __init__(
@@ -206,7 +208,15 @@ class Evaluator:
                 f"Evaluator {self.name!r} ({self.TYPE}): the batch lacks model input(s) {missing} "
                 f"(available: {sorted(batch)}); the pp string must produce them (and keep them)"
             )
-        return {k: np.asarray(batch[k]) for k in self.MODEL_KEYS}
+        inputs = {k: np.asarray(batch[k]) for k in self.MODEL_KEYS + self.OPTIONAL_MODEL_KEYS if k in batch}
+        if "frame_mask" in inputs:
+            image, frame_mask = inputs["image"], inputs["frame_mask"]
+            if image.ndim != 5 or frame_mask.shape != image.shape[:2]:
+                raise ValueError(
+                    f"Evaluator {self.name!r}: frame_mask {frame_mask.shape} must be [B, F] for the batch's image "
+                    f"[B, F, H, W, 3], got image {image.shape}; the pp string's frames op writes both"
+                )
+        return inputs
 
     # --- Running. ---
 

@@ -14,6 +14,8 @@ detection     targets_key="suffix", iou_threshold=0.5, id_key=None, ...    map, 
 refcoco_seg   vqvae_checkpoint (path or "init:SEED"), mask_key="mask",      miou, boxacc@0.5, boxacc@0.75, invalid
               box_key="bbox", id_key=None, max_decode_len=20, ...
 
+Several images or video frames per example: the pp gives image `[F, H, W, 3]` (batched `[B, F, H, W, 3]`) and, when
+some are padding, "frame_mask" `[F]`; every type passes a kept "frame_mask" to the model (decoding, perplexity).
 `mean_over_types=True` adds `mean_accuracy`, the unweighted mean of the per-answer-type accuracies (MaRVL: the mean
 over its languages, with the language as the answer type). `score_scale=100` reports CIDEr etc. as the papers and
 model cards do (CIDEr 0.7 -> 70.0).
@@ -80,18 +82,21 @@ def _id(value: Any) -> Any:
 def _suffix_nll(model, params, batch):
     """Per-example mean NLL `[B]` and suffix-token counts `[B]` of a training-layout batch.
 
-    The NLL is float32, 0 without suffix tokens. The logits are computed only at the suffix positions, a few at a time
+    The NLL is float32, 0 without suffix tokens. A batch's "frame_mask" `[B, F]` (images `[B, F, H, W, 3]`) goes to
+    the model as `frame_mask=`. The logits are computed only at the suffix positions, a few at a time
     (`weighted_nll_sums`); the values are `M.per_example_nll` of the full logits.
     """
     text, mask_ar, mask_loss = batch["text"], batch["mask_ar"], batch["mask_loss"]
     input_mask = batch["mask_input"].astype(bool)
     variables = {"params": params}
+    keywords = {"frame_mask": batch["frame_mask"]} if "frame_mask" in batch else {}  # frames per example, padded
     hidden, _ = model.apply(
         variables,
         batch["image"],
         text[:, :-1],
         mask_ar[:, :-1],
         input_mask=input_mask[:, :-1],
+        **keywords,
         train=False,
         method="hidden_states",
     )

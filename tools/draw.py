@@ -7,6 +7,7 @@
 Boxes are `(y1, x1, y2, x2)` normalised to [0, 1] (as `paligemma.tokenizer.parse_detections` returns them, bins /
 1023) and are scaled to the image's pixel size. Each label gets a fixed colour (hash of the label), the box outline
 and a filled tag with the label text at its top-left corner (inside the box when there is no room above).
+`frames_grid` lays the frames of one example (images or video frames) out as a contact sheet with a caption.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from evaluators.refcoco import resize_bilinear_pil
 
-__all__ = ["draw_detections", "draw_masks", "mask_in_box", "color_for", "PALETTE"]
+__all__ = ["draw_detections", "draw_masks", "mask_in_box", "frames_grid", "color_for", "PALETTE"]
 
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (230, 25, 75),
@@ -159,3 +160,78 @@ def draw_masks(
             raise ValueError(f"mask shape {m.shape} differs from the image's {(h, w)}; paste it with mask_in_box")
         arr[m] = (1 - alpha) * arr[m] + alpha * np.asarray(color_for(str(label)), np.float32)
     return Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8))
+
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> list[str]:
+    """`text` broken into lines no wider than `width` pixels (at spaces; a longer word gets a line of its own)."""
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for word in paragraph.split(" "):
+            candidate = f"{line} {word}" if line else word
+            if line and draw.textlength(candidate, font=font) > width:
+                lines.append(line)
+                line = word
+            else:
+                line = candidate
+        lines.append(line)
+    return lines
+
+
+def frames_grid(
+    frames: Sequence[Any],
+    *,
+    caption: str | None = None,
+    columns: int | None = None,
+    tile: int = 256,
+    gap: int = 4,
+    font_size: int | None = None,
+) -> Image.Image:
+    """A contact sheet: `frames` in a grid, row by row, each numbered, and `caption` in a band below.
+
+    Args:
+      frames: PIL images or uint8 `[H, W, 3]` arrays (sizes may differ), in order.
+      caption: text under the grid (wrapped to its width; newlines kept), e.g. the model's answer.
+      columns: frames per row (default: ceil(sqrt(n))).
+      tile: a frame larger than `tile` x `tile` is scaled down (aspect kept) to fit; smaller ones keep their size.
+      gap: pixels between (and around) the frames.
+      font_size: caption and number size (default: ~6% of a cell's width, at least 10).
+
+    Returns:
+      A new RGB PIL image: white background, frame i at row i // columns, column i % columns, each centred in a cell
+      of the largest (scaled) frame's size, its number in a tag at its top-left corner.
+    """
+    if not len(frames):
+        raise ValueError("frames_grid needs at least one frame")
+    if isinstance(columns, bool) or (columns is not None and (not isinstance(columns, int) or columns < 1)):
+        raise ValueError(f"columns must be a positive int, got {columns!r}")
+    images = []
+    for frame in frames:
+        img = _to_pil(frame)
+        if max(img.size) > tile:
+            scale = tile / max(img.size)
+            img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BILINEAR)
+        images.append(img)
+    n = len(images)
+    cols = columns or int(np.ceil(np.sqrt(n)))
+    rows = -(-n // cols)
+    cell_w, cell_h = max(i.width for i in images), max(i.height for i in images)
+    width = cols * cell_w + (cols + 1) * gap
+    size = font_size or max(10, round(cell_w * 0.06))
+    font, number_font = _font(size), _font(max(8, round(size * 0.8)))
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    lines = _wrap(measure, caption, font, width - 2 * gap) if caption else []
+    line_h = measure.textbbox((0, 0), "Ag", font=font)[3] + 2
+    band = len(lines) * line_h + gap if lines else 0
+    sheet = Image.new("RGB", (width, rows * cell_h + (rows + 1) * gap + band), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for i, img in enumerate(images):
+        r, c = divmod(i, cols)
+        x = gap + c * (cell_w + gap) + (cell_w - img.width) // 2
+        y = gap + r * (cell_h + gap) + (cell_h - img.height) // 2
+        sheet.paste(img, (x, y))
+        _draw_tag(draw, x, 0, y, str(i), (0, 0, 0), number_font)  # inside the frame, at its top-left
+    top = rows * cell_h + (rows + 1) * gap
+    for k, line in enumerate(lines):
+        draw.text((gap, top + k * line_h), line, fill=(0, 0, 0), font=font)
+    return sheet

@@ -173,6 +173,62 @@ def _check_metrics_from_predictions(name, m, records):
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Several frames per example.
+
+
+def _frames_config(batch_size: int):
+    """The tiny config's ppl and vqa evaluators with each example's image as frame 0 of 3 (`frames_from_images`: the
+    image, then 2 padded frames with frame_mask 0), batches `[B, 3, 32, 32, 3]` and frame_mask `[B, 3]`."""
+    config = CFG.get_config(f"batch_size={batch_size}")
+    frames = 'frames_from_images(inkey="image", num_frames=3, size=32)|value_range(-1, 1)'
+    for name in ("ppl", "vqa"):
+        pp = config.evals[name].pp.replace(CFG.IMG, frames).replace('keep("image", ', 'keep("image", "frame_mask", ')
+        assert pp.startswith("frames_from_images") and '"frame_mask"' in pp
+        config.evals[name].pp = pp
+    config.evals = {k: config.evals[k] for k in ("ppl", "vqa")}
+    return config
+
+
+def test_multi_frame_config_through_evaluators_run(tiny, tok_path, tmp_path):
+    """`evaluators.run` on a multi-frame config (pp frames_from_images), split data parallel over 8 devices: frames
+    and frame_mask rows go to the devices like any batch, perplexity and VQA reach the metrics of the same examples as
+    single images (padded frames count for nothing: the model's frame_mask contract)."""
+    from evaluators import run
+    from paligemma import checkpoints
+
+    model, params, cfg = tiny
+    put_params, put_batch, _ = run.make_placement([8])
+    placed = put_batch(dict(image=np.zeros((8, 3, 32, 32, 3), np.float32), frame_mask=np.ones((8, 3), np.int32)))
+    for value in placed.values():  # rows split over the 8 devices
+        assert len(value.sharding.device_set) == 8 and value.addressable_shards[0].data.shape[0] == 1
+    ckpt, out_dir = str(tmp_path / "ckpt"), str(tmp_path / "out")
+    checkpoints.save(ckpt, cfg, params)
+    os.makedirs(out_dir)
+    os.link(tok_path, os.path.join(out_dir, "tokenizer.model"))  # the config's trained tokenizer, already there
+    result = run.evaluate(_frames_config(batch_size=8), checkpoint=ckpt, workdir=out_dir)
+    assert result["metrics"]["vqa"]["num_examples"] == result["metrics"]["ppl"]["num_examples"] == 5.0
+    single = build_evaluators({"vqa": CFG.evals(batch_size=2)["vqa"]}, model=model, tokenizer_path=tok_path)["vqa"]
+    assert result["metrics"]["vqa"] == single.run(params)
+    vqa = _read_jsonl(os.path.join(out_dir, "evals", "vqa_predictions_stepfinal.jsonl"))
+    assert [r["prediction"] for r in vqa] == [r["prediction"] for r in single.last.records]
+    ppl = _read_jsonl(os.path.join(out_dir, "evals", "ppl_predictions_stepfinal.jsonl"))
+    np.testing.assert_allclose([r["nll"] for r in ppl], _single_process_nll(model, params, tok_path), rtol=1e-5)
+    for name, records in (("ppl", ppl), ("vqa", vqa)):
+        _check_metrics_from_predictions(name, result["metrics"][name], records)
+
+
+def test_frame_mask_must_match_the_frames(tiny, tok_path):
+    model, _, _ = tiny
+    ev = build_evaluators({"vqa": CFG.evals()["vqa"]}, model=model, tokenizer_path=tok_path)["vqa"]
+    batch = dict(image=np.zeros((2, 32, 32, 3), np.float32), text=np.zeros((2, 4), np.int32))
+    batch.update(mask_ar=batch["text"], mask_input=batch["text"], frame_mask=np.ones((2, 3), np.int32))
+    with pytest.raises(ValueError, match=r"frame_mask \(2, 3\) must be \[B, F\] for the batch's image"):
+        ev._model_inputs(batch)
+    batch["image"] = np.zeros((2, 3, 32, 32, 3), np.float32)
+    assert sorted(ev._model_inputs(batch)) == ["frame_mask", "image", "mask_ar", "mask_input", "text"]
+
+
+# ----------------------------------------------------------------------------------------------------------
 # A deterministic predictor: the answer for each picture, found by its box colour.
 
 

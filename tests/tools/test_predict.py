@@ -1,6 +1,7 @@
 """tools.predict (CLI, without TensorFlow) and tools.draw (boxes, labels and masks in the right places)."""
 
 import os
+import runpy
 import subprocess
 import sys
 import textwrap
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from paligemma import decode
 from paligemma import model as model_lib
 from paligemma.tokenizer import parse_detections
 from tools import draw, predict
@@ -230,3 +232,118 @@ def test_predict_cli_without_tensorflow(tokenizer, tokenizer_path, tiny_model, t
     assert lines[2].startswith(f"{imgs[0]} + {imgs[1]}: ")  # one answer for the frames of one example
     assert lines[3] == "NO_TF_OK"
     assert "pieces but the model's vocabulary is" in res.stderr and "--tokenizer" in res.stderr
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Several images / video frames per example.
+
+
+COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30), (30, 200, 200)]
+
+
+def test_frames_grid_is_a_contact_sheet_with_a_caption(tmp_path):
+    frames = [np.full((30, 40, 3), c, np.uint8) for c in COLOURS]
+    sheet = draw.frames_grid(frames, caption="a long answer that wraps " * 4, gap=4, font_size=10)
+    _keep(sheet, "frames_grid.png", tmp_path)
+    arr = np.asarray(sheet)
+    assert sheet.size[0] == 3 * 40 + 4 * 4 and sheet.size[1] > 2 * 30 + 3 * 4 + 2 * 10  # 3 columns, 2 rows, caption
+    for i, colour in enumerate(COLOURS):  # frame i at row i // 3, column i % 3 (centre pixel: no number tag)
+        r, c = divmod(i, 3)
+        assert tuple(arr[4 + r * 34 + 20, 4 + c * 44 + 30]) == colour, i
+        assert tuple(arr[4 + r * 34 + 2, 4 + c * 44 + 2]) != colour  # the frame's number tag, at its top-left
+    assert tuple(arr[4 + 34 + 15, 4 + 2 * 44 + 20]) == (255, 255, 255)  # no sixth frame
+    caption = arr[2 * 34 + 4 :]
+    assert (caption < 100).any() and (caption < 100).any(axis=(1, 2)).sum() > 10  # several lines of dark text
+    big = draw.frames_grid([np.zeros((600, 300, 3), np.uint8)], tile=100, gap=0)
+    assert big.size == (50, 100)  # scaled down to fit the tile, aspect kept; no caption band
+    with pytest.raises(ValueError, match="at least one frame"):
+        draw.frames_grid([])
+
+
+def test_one_image_and_f_copies_follow_the_frame_contract(tiny_model, tokenizer):
+    """1 image, and F copies of it as the frames of one example (`--multi_image`): F x the image tokens, the image's
+    tokens repeated; with F - 1 of the copies marked padding (frame_mask 0) the logits are the image's alone."""
+    cfg, params = tiny_model
+    model = model_lib.Model(**cfg)
+    img = predict.preprocess(Image.open(os.path.join(IMAGES, "0.png")).convert("RGB"), (32, 32))
+    kw = dict(bos_id=tokenizer.bos_id, sep_id=tokenizer.newline_id, pad_id=0)
+    prompt = tokenizer.encode("caption en")
+    one = predict.build_batch([img], prompt, multi_image=False, **kw)
+    copies = predict.build_batch([img] * 3, prompt, multi_image=True, **kw)
+    assert one["image"].shape == (1, 32, 32, 3) and "frame_mask" not in one
+    assert copies["image"].shape == (1, 3, 32, 32, 3) and copies["frame_mask"].tolist() == [[1, 1, 1]]
+    padded = predict.build_batch([img] * 3, prompt, multi_image=True, frame_mask=[0, 1, 0], **kw)
+    assert padded["frame_mask"].tolist() == [[0, 1, 0]]
+
+    @jax.jit
+    def call(params, batch):
+        keywords = {"frame_mask": batch["frame_mask"]} if "frame_mask" in batch else {}
+        logits, aux = model.apply({"params": params}, batch["image"], batch["text"], batch["mask_ar"], **keywords)
+        return logits, aux["img_tokens"]
+
+    forward = lambda batch: [np.asarray(x) for x in call(params, batch)]  # noqa: E731
+
+    logits, tokens = forward(one)
+    padded_logits, repeated = forward(padded)
+    n = tokens.shape[1]  # (32 / 8)^2 patches
+    assert n == 16 and repeated.shape == (1, 3 * n, tokens.shape[2])
+    for k in range(3):  # frame k's tokens: the image's (computed in one batch of 3, equal to the last bit)
+        np.testing.assert_array_equal(repeated[:, k * n : (k + 1) * n], repeated[:, :n])
+    np.testing.assert_allclose(repeated[:, :n], tokens, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(padded_logits, logits, rtol=1e-4, atol=1e-4)  # padded frames: attended by nothing
+    with pytest.raises(ValueError, match="one value per image"):
+        predict.build_batch([img] * 3, prompt, multi_image=True, frame_mask=[1, 0], **kw)
+    args = predict.parse_args(["--checkpoint", "c", "--prompt", "p", "--image", "a.png", "--image", "b.png", "c.png"])
+    assert args.image == ["a.png", "b.png", "c.png"]  # a repeated flag, or a list after one: the same images
+
+
+def test_predict_video_samples_frames_as_training_and_draws_a_sheet(training_run, tmp_path, monkeypatch):
+    """--video: read_video's frames (padding marked in frame_mask), resized as the pp ops do, one example of
+    [1, F, H, W, 3] decoded with its frame_mask; --draw writes the contact sheet of the real frames."""
+    import io
+
+    from datasets import video
+
+    helpers = runpy.run_path(os.path.join(ROOT, "tests", "fixtures", "video.py"))  # PyAV's test videos
+    clip = str(tmp_path / "clip.mp4")
+    with open(clip, "wb") as f:
+        f.write(helpers["encode_video"](helpers["make_frames"](6)))  # 6 frames, 48 x 64
+    batches = []
+    generate = decode.generate
+    monkeypatch.setattr(decode, "generate", lambda m, p, b, **k: batches.append(b) or generate(m, p, b, **k))
+    sheet = str(tmp_path / "out" / "sheet.png")
+    argv = ["--checkpoint", training_run, "--prompt", "caption en", "--max_decode_len", "4", "--video", clip]
+    out = io.StringIO()
+    answers = predict.predict(predict.parse_args(argv + ["--frames", "8", "--draw", sheet]), out=out)
+    lines = out.getvalue().splitlines()
+    assert len(answers) == 1 and lines[0].startswith(f"{clip}: ") and lines[1] == f"drew {sheet} (6 frames)"
+    frames, mask = video.read_video(clip, 8, name=clip)
+    assert mask.tolist() == [True] * 6 + [False] * 2
+    batch = batches[0]
+    assert batch["image"].shape == (1, 8, 32, 32, 3) and batch["frame_mask"].tolist() == [[1] * 6 + [0] * 2]
+    pixels = video.stack_frames(frames, 32).astype(np.float32) / np.float32(255) * np.float32(2) + np.float32(-1)
+    np.testing.assert_array_equal(batch["image"][0], pixels)  # the pp ops' resize(32)|value_range(-1, 1)
+    drawn = np.asarray(Image.open(sheet))
+    assert drawn.shape[1] == 3 * 64 + 4 * 4 and drawn.shape[0] > 2 * 48 + 3 * 4  # 6 frames: 3 x 2, caption below
+    for i in range(6):  # frame i in its cell (its background, below the number tag and beside the yellow square)
+        r, c = divmod(i, 3)
+        np.testing.assert_allclose(drawn[4 + r * 52 + 40, 4 + c * 68 + 60], frames[i][40, 60], atol=0)
+
+
+def test_bad_video_gives_one_clear_line(training_run, tmp_path, capsys):
+    common = ["--checkpoint", training_run, "--prompt", "caption en"]
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video at all")
+    assert predict.main(common + ["--video", str(tmp_path / "missing.mp4")]) == 2
+    assert capsys.readouterr().err == f"error: video file not found: {tmp_path / 'missing.mp4'}\n"
+    assert predict.main(common + ["--video", str(corrupt)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(corrupt) in err and err.count("\n") == 1 and "Traceback" not in err
+    img = os.path.join(IMAGES, "0.png")
+    assert predict.main(common + ["--video", str(corrupt), "--image", img, "--frames", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "  - pass --image or --video, not both" in err and "  - --frames must be >= 1, got 0" in err
+    assert predict.main(common + ["--image", img, "--frames", "4"]) == 2
+    assert capsys.readouterr().err == "error: --frames is for --video (the frames sampled from the clip)\n"
+    assert predict.main(common) == 2
+    assert "pass --image FILE [FILE ...] or --video FILE" in capsys.readouterr().err
