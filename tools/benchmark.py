@@ -47,8 +47,9 @@ def _discover():
             importlib.import_module(f"tools.{info.name}")
 
 
-def print_table(headers: list[str], rows: list[list], out=sys.stdout):
+def print_table(headers: list[str], rows: list[list], out=None):
     """Prints `rows` under `headers` as an aligned plain-text table."""
+    out = out if out is not None else sys.stdout  # read at call time: a test may have replaced sys.stdout
     cells = [[str(c) for c in r] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
     num = lambda c: c.replace(",", "").replace(".", "", 1).isdigit()

@@ -367,8 +367,9 @@ def check_inputs(args: argparse.Namespace) -> tuple[list[Any], np.ndarray | None
     return originals, frame_mask, tok
 
 
-def predict(args: argparse.Namespace, out=sys.stdout) -> list[str]:
+def predict(args: argparse.Namespace, out=None) -> list[str]:
     """Runs the tool; returns the answers (one per image, or one with --multi_image or --video)."""
+    out = out if out is not None else sys.stdout  # read at call time: a test may have replaced sys.stdout
     originals, frame_mask, tok = check_inputs(args)  # every input problem at once, before anything is loaded
     try:  # a checkpoint, or a training workdir's latest (or --step) params with the model config of its run config
         cfg, params, _, _ = training.load_any(args.checkpoint, dtype=args.dtype, image_size=args.res, step=args.step)
