@@ -163,7 +163,7 @@ def test_frames_from_images_samples_decodes_and_resizes():
     rng = np.random.default_rng(1)
     pics = [rng.integers(0, 256, (20 + 3 * k, 30 - 2 * k, 3), dtype=np.uint8) for k in range(5)]
     encoded = tf.constant([_png(p) for p in pics])
-    # Each frame: the pixels of the ops `decode|resize(16)` on that image (tools.predict's numpy resize agrees within 1).
+    # Each frame: the pixels of the ops `decode|resize(16)` on that image (tools.predict's resize agrees within 1).
     single = pp.get_preprocess_fn("decode|resize(16)")
     expected = [single({"image": tf.constant(_png(p))})["image"].numpy() for p in pics]
     for p, e in zip(pics, expected):
