@@ -10,15 +10,15 @@ r"""Answers a prompt about images with a checkpoint: `python -m tools.predict`.
 
 Each image is decoded to the pixels the training pipeline's pp op `decode` gives (`datasets.images`: 16-bit PNGs,
 palette, alpha, CMYK, EXIF orientation and the size limit alike), resized as the pp op `resize` does (bilinear,
-antialiased; the same uint8 pixels) to the model's resolution (`--res` resamples the checkpoint's position
-embedding to another one) and scaled to [-1, 1] as `value_range(-1, 1)` does; the prompt is laid out as
-`<bos> prompt "\n"` (`datasets/pp/layout.py`'s `prompt_layout`) and decoded with `paligemma.decode.generate`.
-One line per image is printed: `path: answer` (loc/seg tokens are printed as text, a newline inside an answer as
-`\n`). With `--multi_image` all images are the frames of one example (`[1, F, H, W, 3]`, frame_mask all 1) and one
-answer is printed (`--image` may be repeated: `--image a.png --image b.png` is `--image a.png b.png`). `--video
-clip.mp4` is one example of `--frames` (default 16) frames sampled as training samples them
-(`datasets.video.read_video`: uniform, deterministic; a shorter clip is padded with frames marked 0 in its
-frame_mask), each resized and scaled like an image; it needs PyAV (`pip install av`).
+antialiased; the same uint8 pixels but for one level in ~0.2% of them on some sizes, see `datasets.images.resize`) to
+the model's resolution (`--res` resamples the checkpoint's position embedding to another one) and scaled to [-1, 1] as
+`value_range(-1, 1)` does; the prompt is laid out as `<bos> prompt "\n"` (`datasets/pp/layout.py`'s `prompt_layout`) and
+decoded with `paligemma.decode.generate`. One line per image is printed: `path: answer` (loc/seg tokens are printed as
+text, a newline inside an answer as `\n`). With `--multi_image` all images are the frames of one example (`[1, F, H, W,
+3]`, frame_mask all 1) and one answer is printed (`--image` may be repeated: `--image a.png --image b.png` is `--image
+a.png b.png`). `--video clip.mp4` is one example of `--frames` (default 16) frames sampled as training samples them
+(`datasets.video.read_video`: uniform, deterministic; a shorter clip is padded with frames marked 0 in its frame_mask),
+each resized and scaled like an image; it needs PyAV (`pip install av`).
 
 `--draw out.png` parses the `<loc>` boxes (and `<seg>` masks, decoded with the VQ-VAE given by `--vqvae`) of each
 answer and draws them, labelled, on the original image; with several images the files are `out_0.png`,
