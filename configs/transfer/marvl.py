@@ -22,7 +22,7 @@ statements.
 
 import ml_collections
 
-from configs import common
+from configs import common, frames
 from configs.transfer import nlvr2
 
 LANGUAGES = ("id", "sw", "ta", "tr", "zh")
@@ -34,9 +34,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     arg.final_split = False
     config = nlvr2.training(arg)
     config.evals.marvl = nlvr2.qa_eval(
-        dict(name="marvl", split="+".join(f"test_{lang}" for lang in LANGUAGES)),
-        nlvr2.EVAL_PP.format(res=nlvr2.pp_res(arg), text_len=nlvr2.TEXT_LEN, extra=', "language"'),
+        nlvr2.INPUT.eval_pp(arg, nlvr2.NUM_FRAMES, extra_keys=("language",)),
+        data=dict(name="marvl", split="+".join(f"test_{lang}" for lang in LANGUAGES)),
         answer_type_key="language",
         mean_over_types=True,
     )
-    return nlvr2.finish(config, arg)
+    return frames.finish(config, arg, nlvr2.INPUT, nlvr2.NUM_FRAMES)

@@ -28,59 +28,17 @@ Compute (configs/common.py `RELEASED_COMPUTE`): bfloat16 activations and matmuls
 
 import ml_collections
 
-from configs import common
+from configs import common, frames
 
-FRAMES = 'frames_from_video(inkey="video", outkey="image", num_frames={frames}, size={res})|value_range(-1, 1)|'
-PROMPT = 'strfmt("caption en", outkey="prefix")'
-TRAIN_PP = (
-    FRAMES + PROMPT + '|choice(inkey="captions", outkey="suffix")|tok_paligemma(text_len={text_len})'
-    '|keep("image", "frame_mask", "text", "mask_ar", "mask_loss", "mask_input")'
-)
-EVAL_PP = (
-    FRAMES + PROMPT + "|tok_paligemma_prompt(text_len={text_len})"
-    '|keep("image", "frame_mask", "text", "mask_ar", "mask_input", "captions", "id")'
-)
-TEXT_LEN = 32
-FREEZE_IMAGE_ENCODER = (r"^img/",)
+DATASET = "msrvtt"
+INPUT = frames.Input("video", prompt="caption en", target="captions", text_len=32)
+NUM_FRAMES = 16
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    """The MSR-VTT captioning run; `arg` = "res=224,model=paligemma-3b,final_split=false,num_frames=16,mode=real"."""
-    arg = common.parse_arg(arg, res=224, model="paligemma-3b", final_split=False, num_frames=16, mode="real")
-    mock = arg.mode == "mock"
-    res = 32 if mock else arg.res
-    fmt = dict(res=res, frames=arg.num_frames, text_len=TEXT_LEN)
-
-    config = ml_collections.ConfigDict()
-    config.seed = 0
-    common.released_model(config, arg.model, arg.res)
-
-    config.input = dict(
-        data=dict(name="msrvtt", split="train+validation" if arg.final_split else "train"),
-        batch_size=128,
-        shuffle_buffer_size=10_000,
-        pp=TRAIN_PP.format(**fmt),
-    )
-    config.total_epochs = 20
-
-    common.original_transfer_recipe(config)
-    config.freeze = FREEZE_IMAGE_ENCODER
-
-    caption = dict(
-        type="caption",
-        batch_size=64,
-        pp=EVAL_PP.format(**fmt),
-        max_decode_len=TEXT_LEN,
-        sampler="greedy",
-        references_key="captions",
-        id_key="id",
-        score_scale=100.0,
-    )
-    config.evals = {}
-    if not arg.final_split:
-        config.evals.msrvtt_val = dict(caption, data=dict(name="msrvtt", split="validation"), log_percent=0.25)
-    config.evals.msrvtt_test = dict(caption, data=dict(name="msrvtt", split="test"))  # at the end
-    common.fit_released_slice(config, arg.model, arg.res, frames=arg.num_frames)
-    if mock:
-        common.mock_mode(config, tokenizer_keys=("captions",), prompts=("caption en",), res=res)
-    return config
+    """The MSR-VTT captioning run; `arg` = "res=224,model=paligemma-3b,final_split=false,num_frames=N,mode=real"."""
+    arg = common.parse_arg(arg, res=224, model="paligemma-3b", final_split=False, num_frames=NUM_FRAMES, mode="real")
+    config = frames.training(arg, INPUT, DATASET, arg.num_frames, batch_size=128, epochs=20, freeze_image_encoder=True)
+    caption = frames.caption_eval(INPUT.eval_pp(arg, arg.num_frames), batch_size=64, max_decode_len=INPUT.text_len)
+    frames.add_evals(config, arg, caption, DATASET, {"msrvtt_val": "validation", "msrvtt_test": "test"})
+    return frames.finish(config, arg, INPUT, arg.num_frames)

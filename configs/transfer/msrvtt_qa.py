@@ -27,58 +27,17 @@ Compute (configs/common.py `RELEASED_COMPUTE`): bfloat16 activations and matmuls
 
 import ml_collections
 
-from configs import common
+from configs import common, frames
 
-FRAMES = 'frames_from_video(inkey="video", outkey="image", num_frames={frames}, size={res})|value_range(-1, 1)|'
-PROMPT = 'strfmt("answer en {{question}}", outkey="prefix")'  # {{}}: .format() comes later
-TRAIN_PP = (
-    FRAMES + PROMPT + '|choice(inkey="answers", outkey="suffix")|tok_paligemma(text_len={text_len})'
-    '|keep("image", "frame_mask", "text", "mask_ar", "mask_loss", "mask_input")'
-)
-EVAL_PP = (
-    FRAMES + PROMPT + "|tok_paligemma_prompt(text_len={text_len})"
-    '|keep("image", "frame_mask", "text", "mask_ar", "mask_input", "answers", "id")'
-)
-TEXT_LEN = 64
-FREEZE_IMAGE_ENCODER = (r"^img/",)
+DATASET = "msrvtt_qa"
+INPUT = frames.Input("video", prompt="answer en {question}", target="answers", text_len=64)
+NUM_FRAMES = 16
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    """The MSRVTT-QA run; `arg` = "res=224,model=paligemma-3b,final_split=false,num_frames=16,mode=real"."""
-    arg = common.parse_arg(arg, res=224, model="paligemma-3b", final_split=False, num_frames=16, mode="real")
-    mock = arg.mode == "mock"
-    res = 32 if mock else arg.res
-    fmt = dict(res=res, frames=arg.num_frames, text_len=TEXT_LEN)
-
-    config = ml_collections.ConfigDict()
-    config.seed = 0
-    common.released_model(config, arg.model, arg.res)
-
-    config.input = dict(
-        data=dict(name="msrvtt_qa", split="train+validation" if arg.final_split else "train"),
-        batch_size=128,
-        shuffle_buffer_size=10_000,
-        pp=TRAIN_PP.format(**fmt),
-    )
-    config.total_epochs = 1
-
-    common.original_transfer_recipe(config)
-    config.freeze = FREEZE_IMAGE_ENCODER
-
-    qa = dict(
-        type="vqa",
-        batch_size=128,
-        pp=EVAL_PP.format(**fmt),
-        id_key="id",
-        normalize="always",
-        max_decode_len=16,
-        sampler="greedy",
-    )
-    config.evals = {}
-    if not arg.final_split:
-        config.evals.msrvtt_qa_val = dict(qa, data=dict(name="msrvtt_qa", split="validation"), log_percent=0.25)
-    config.evals.msrvtt_qa_test = dict(qa, data=dict(name="msrvtt_qa", split="test"))  # at the end
-    common.fit_released_slice(config, arg.model, arg.res, frames=arg.num_frames)
-    if mock:
-        common.mock_mode(config, tokenizer_keys=("question", "answers"), prompts=("answer en",), res=res)
-    return config
+    """The MSRVTT-QA run; `arg` = "res=224,model=paligemma-3b,final_split=false,num_frames=N,mode=real"."""
+    arg = common.parse_arg(arg, res=224, model="paligemma-3b", final_split=False, num_frames=NUM_FRAMES, mode="real")
+    config = frames.training(arg, INPUT, DATASET, arg.num_frames, batch_size=128, epochs=1, freeze_image_encoder=True)
+    qa = frames.qa_eval(INPUT.eval_pp(arg, arg.num_frames), batch_size=128, normalize="always", max_decode_len=16)
+    frames.add_evals(config, arg, qa, DATASET, {"msrvtt_qa_val": "validation", "msrvtt_qa_test": "test"})
+    return frames.finish(config, arg, INPUT, arg.num_frames)

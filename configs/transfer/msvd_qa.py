@@ -29,59 +29,23 @@ Compute (configs/common.py `RELEASED_COMPUTE`): bfloat16 activations and matmuls
 
 import ml_collections
 
-from configs import common
+from configs import common, frames
 
-FRAMES = 'frames_from_video(inkey="video", outkey="image", num_frames={frames}, size={res})|value_range(-1, 1)|'
-PROMPT = 'strfmt("answer en {{question}}", outkey="prefix")'  # {{}}: .format() comes later
-TRAIN_PP = (
-    FRAMES + PROMPT + '|choice(inkey="answers", outkey="suffix")|tok_paligemma(text_len={text_len})'
-    '|keep("image", "frame_mask", "text", "mask_ar", "mask_loss", "mask_input")'
-)
-EVAL_PP = (
-    FRAMES + PROMPT + "|tok_paligemma_prompt(text_len={text_len})"
-    '|keep("image", "frame_mask", "text", "mask_ar", "mask_input", "answers", "id")'
-)
 DATASET = "msvd_qa"
-TEXT_LEN = 64
+INPUT = frames.Input("video", prompt="answer en {question}", target="answers", text_len=64)
 NUM_FRAMES = 8
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The MSVD-QA run; `arg` = "res=224,model=paligemma-3b,final_split=false,num_frames=N,mode=real"."""
     arg = common.parse_arg(arg, res=224, model="paligemma-3b", final_split=False, num_frames=NUM_FRAMES, mode="real")
-    mock = arg.mode == "mock"
-    res = 32 if mock else arg.res
-    fmt = dict(res=res, frames=arg.num_frames, text_len=TEXT_LEN)
-
-    config = ml_collections.ConfigDict()
-    config.seed = 0
-    common.released_model(config, arg.model, arg.res)
-    config.input = dict(
-        data=dict(name=DATASET, split="train+validation" if arg.final_split else "train"),
-        batch_size=128,
-        shuffle_buffer_size=10_000,
-        pp=TRAIN_PP.format(**fmt),
-    )
-    config.total_epochs = 1
-    common.original_transfer_recipe(config)
-    config.lr = 3e-6
-    config.wd = 3e-7
-
-    qa = dict(
-        type="vqa",
+    config = frames.training(arg, INPUT, DATASET, arg.num_frames, batch_size=128, epochs=1, lr=3e-6, wd=3e-7)
+    qa = frames.qa_eval(
+        INPUT.eval_pp(arg, arg.num_frames),
         batch_size=256,
-        pp=EVAL_PP.format(**fmt),
-        answers_key="answers",
-        id_key="id",
         normalize="vqav2",  # one reference: exact match, whitespace stripped
-        max_decode_len=TEXT_LEN,
-        sampler="greedy",
+        max_decode_len=INPUT.text_len,
+        answers_key="answers",
     )
-    config.evals = {}
-    if not arg.final_split:
-        config.evals.msvd_qa_val = dict(qa, data=dict(name=DATASET, split="validation"), log_percent=0.25)
-    config.evals.msvd_qa_test = dict(qa, data=dict(name=DATASET, split="test"))  # at the end
-    common.fit_released_slice(config, arg.model, arg.res, frames=arg.num_frames)
-    if mock:
-        common.mock_mode(config, tokenizer_keys=("question", "answers"), prompts=("answer en",), res=res)
-    return config
+    frames.add_evals(config, arg, qa, DATASET, {"msvd_qa_val": "validation", "msvd_qa_test": "test"})
+    return frames.finish(config, arg, INPUT, arg.num_frames)

@@ -27,80 +27,31 @@ Compute (configs/common.py `RELEASED_COMPUTE`): bfloat16 activations and matmuls
 
 import ml_collections
 
-from configs import common
+from configs import common, frames
 
-PROMPT = 'strfmt("answer en {{question}}", outkey="prefix")'  # {{}}: .format() comes later
-FRAMES = 'frames_from_images(inkey="images", outkey="image", num_frames=2, size={res})|value_range(-1, 1)|'
-TRAIN_PP = (
-    FRAMES + PROMPT + '|choice(inkey="answers", outkey="suffix")|tok_paligemma(text_len={text_len})'
-    '|keep("image", "frame_mask", "text", "mask_ar", "mask_loss", "mask_input")'
-)
-EVAL_PP = (
-    FRAMES + PROMPT + "|tok_paligemma_prompt(text_len={text_len})"
-    '|keep("image", "frame_mask", "text", "mask_ar", "mask_input", "answers", "id"{extra})'
-)
-TEXT_LEN = 64
+INPUT = frames.Input("images", prompt="answer en {question}", target="answers", text_len=64)
+NUM_FRAMES = 2  # the image pair
 # big_vision's sweep_best: (epochs, lr, wd) at 224 px, and at 448 px (used for 896 px too)
-RECIPE = {224: (3, 1e-5, 1e-6), 448: (10, 3e-6, 3e-7), 896: (10, 3e-6, 3e-7)}
+RECIPE = {224: (3, 1e-5, 1e-6), 448: (10, 3e-6, 3e-7)}
 
 
-def pp_res(arg: ml_collections.ConfigDict) -> int:
-    """The frames' resolution in the pp strings: `res`, or 32 px for the tiny mock model."""
-    return 32 if arg.mode == "mock" else arg.res
-
-
-def qa_eval(data: dict, pp: str, **kwargs) -> dict:
+def qa_eval(pp: str, **kwargs) -> dict:
     """A `vqa` evaluator entry for true/false answers: exact match after VQA normalisation, greedy decoding."""
-    return dict(
-        type="vqa",
-        data=data,
-        batch_size=256,
-        pp=pp,
-        id_key="id",
-        normalize="always",
-        max_decode_len=16,
-        sampler="greedy",
-        **kwargs,
-    )
+    return frames.qa_eval(pp, batch_size=256, normalize="always", max_decode_len=16, **kwargs)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The NLVR2 run; `arg` = "res=224,model=paligemma-3b,final_split=false,mode=real" (any subset)."""
     arg = common.parse_arg(arg, res=224, model="paligemma-3b", final_split=False, mode="real")
     config = training(arg)
-    eval_pp = EVAL_PP.format(res=pp_res(arg), text_len=TEXT_LEN, extra="")
-    if not arg.final_split:
-        config.evals.nlvr2_dev = qa_eval(dict(name="nlvr2", split="validation"), eval_pp, log_percent=0.1)
-    config.evals.nlvr2_test = qa_eval(dict(name="nlvr2", split="test"), eval_pp)  # at the end
-    return finish(config, arg)
+    qa = qa_eval(INPUT.eval_pp(arg, NUM_FRAMES))
+    frames.add_evals(config, arg, qa, "nlvr2", {"nlvr2_dev": "validation", "nlvr2_test": "test"}, log_percent=0.1)
+    return frames.finish(config, arg, INPUT, NUM_FRAMES)
 
 
 def training(arg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The NLVR2 training run for parsed arguments, with no evaluators yet (`configs/transfer/marvl.py` reuses it)."""
-    config = ml_collections.ConfigDict()
-    config.seed = 0
-    common.released_model(config, arg.model, arg.res)
-    res = pp_res(arg)
-
-    config.input = dict(
-        data=dict(name="nlvr2", split="train+validation" if arg.final_split else "train"),
-        batch_size=256,
-        shuffle_buffer_size=50_000,
-        pp=TRAIN_PP.format(res=res, text_len=TEXT_LEN),
+    epochs, lr, wd = RECIPE[224 if arg.res <= 224 else 448]  # another res: frames.training rejects it
+    return frames.training(
+        arg, INPUT, "nlvr2", NUM_FRAMES, batch_size=256, shuffle_buffer_size=50_000, epochs=epochs, lr=lr, wd=wd
     )
-    epochs, lr, wd = RECIPE[arg.res]
-    config.total_epochs = epochs
-
-    common.original_transfer_recipe(config)
-    config.lr = lr
-    config.wd = wd
-    config.evals = {}
-    return config
-
-
-def finish(config: ml_collections.ConfigDict, arg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Fits the run to its planned slice (2 frames), or turns it into a mock run; after the evaluators are set."""
-    common.fit_released_slice(config, arg.model, arg.res, frames=2)  # mesh + accum_steps for the planned TPU slice
-    if arg.mode == "mock":
-        common.mock_mode(config, tokenizer_keys=("question", "answers"), prompts=("answer en",), res=pp_res(arg))
-    return config
