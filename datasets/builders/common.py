@@ -6,6 +6,14 @@ steps recur, and each must fail with one clear error naming the file at fault ra
 `FileNotFoundError`, a file that is there but not what the release ships (bad JSON, wrong structure, a missing
 field) raises `ValueError`.
 
+  checked_manual_dir(dl_manager, dataset, missing_manual_files, instructions)
+                                        the manual_dir of a build, after `check_manual_dir`: the first line of a
+                                        builder's `_split_generators`
+  split_files(manual_dir, splits, find=...)
+                                        {split: path} of the splits whose file is there (any may be left out)
+  split_generators(dataset, splits, missing_manual_files, find=...)
+                                        the `_split_generators` method of a builder with one file per split,
+                                        calling its `_generate_examples(manual_dir, split, path)`
   missing_files(manual_dir, names)      which of the required files ("a.json") / folders ("images/") are absent: the
                                         body of a builder's `missing_manual_files(manual_dir)`
   check_manual_dir(dataset, manual_dir, missing, instructions)
@@ -23,6 +31,10 @@ field) raises `ValueError`.
   find_file(directory, stem, extensions)
                                         the first `directory/stem.ext` that exists (videos come as .mp4, .webm,
                                         .mkv, ...), else None
+  present_videos(examples, find, dataset, split, folder)
+                                        (index, example, path) of the examples whose video `find(video_id)` finds;
+                                        logs the others once (`skip_missing_videos`)
+  VideoReader                           `LastFileReader` for videos, each `check_video`ed the first time it comes
   LastFileReader                        reads a file's bytes once for consecutive examples that share it (questions
                                         of one image, captions of one video come in a row)
   EncodedVideo()                        the TFDS feature of a video file's bytes (mp4, webm, ... as stored): a scalar
@@ -46,7 +58,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -69,6 +81,55 @@ def check_manual_dir(dataset: str, manual_dir: str, missing: Sequence[str], inst
     r"""Raises FileNotFoundError("DATASET: missing in manual_dir DIR: a, b\n" + instructions) if `missing`."""
     if missing:
         raise FileNotFoundError(f"{dataset}: missing in manual_dir {manual_dir}: {', '.join(missing)}\n{instructions}")
+
+
+def checked_manual_dir(
+    dl_manager, dataset: str, missing_manual_files: Callable[[str], Sequence[str]], instructions: str
+) -> str:
+    """`dl_manager.manual_dir` as a str; FileNotFoundError (`check_manual_dir`) when a required file is missing."""
+    manual_dir = os.fspath(dl_manager.manual_dir)
+    check_manual_dir(dataset, manual_dir, missing_manual_files(manual_dir), instructions)
+    return manual_dir
+
+
+def split_files(
+    manual_dir: str, splits: dict[str, str], find: Callable[[str, str], str | None] | None = None
+) -> dict[str, str]:
+    """{split: path} for each `split: name` of `splits` whose file is there, in order.
+
+    `find(manual_dir, name)` gives the path or None; by default `manual_dir/name` if it is a file.
+    """
+    if find is None:
+
+        def find(directory, name):
+            path = os.path.join(directory, name)
+            return path if os.path.isfile(path) else None
+
+    paths = {split: find(manual_dir, name) for split, name in splits.items()}
+    return {split: path for split, path in paths.items() if path}
+
+
+def split_generators(
+    dataset: str,
+    splits: dict[str, str],
+    missing_manual_files: Callable[[str], Sequence[str]],
+    find: Callable[[str, str], str | None] | None = None,
+) -> Callable:
+    """The `_split_generators` method of a builder whose splits each come from one file of the manual_dir.
+
+    In the class body: `_split_generators = common.split_generators(DATASET, {split: file name},
+    missing_manual_files)`. It checks the manual_dir (`checked_manual_dir`, with the builder's
+    `MANUAL_DOWNLOAD_INSTRUCTIONS`) and calls the builder's `_generate_examples(manual_dir, split, path)` for each
+    split whose file `split_files(manual_dir, splits, find)` finds (any may be left out).
+    """
+
+    def _split_generators(builder, dl_manager):
+        instructions = builder.MANUAL_DOWNLOAD_INSTRUCTIONS
+        manual_dir = checked_manual_dir(dl_manager, dataset, missing_manual_files, instructions)
+        found = split_files(manual_dir, splits, find)
+        return {split: builder._generate_examples(manual_dir, split, path) for split, path in found.items()}
+
+    return _split_generators
 
 
 def _describe(value) -> str:
@@ -192,6 +253,25 @@ class LastFileReader:
         return self._bytes
 
 
+class VideoReader(LastFileReader):
+    """`reader(path, context=...)`: a video's bytes, checked the first time `path` comes, then as `LastFileReader`.
+
+    `check_video` makes a truncated or corrupt file one clear error at build time; the bytes are read once per run
+    of examples that share the video.
+    """
+
+    def __init__(self, dataset: str):
+        super().__init__(dataset)
+        self._checked: set[str] = set()
+
+    def __call__(self, path: str, *, context: str = "") -> bytes:
+        """The bytes of the video `path`; FileNotFoundError / ValueError naming it (and `context`)."""
+        if path not in self._checked:
+            check_video(path, self.dataset, context=context)
+            self._checked.add(path)
+        return super().__call__(path, what="video", context=context)
+
+
 class EncodedVideo(tfds.features.Tensor):
     """A video file's bytes, stored as-is (a scalar tf.string; decoded by the pp op `frames_from_video`).
 
@@ -221,6 +301,31 @@ def skip_missing_videos(dataset: str, split: str, videos: set[str], examples: in
         "%s: %d videos of the %s split are not in %s (%s); their %d of %d examples are left out.",
         *(dataset, len(videos), split, folder, shown, examples, total),
     )
+
+
+def present_videos(
+    examples: Sequence[dict],
+    find: Callable[[str], str | None],
+    dataset: str,
+    split: str,
+    folder: str,
+    *,
+    key: str = "video_id",
+) -> Iterator[tuple[int, dict, str]]:
+    """(index, example, video path) for each of `examples` whose video `find(example[key])` finds, in order.
+
+    The others are left out and, once all are through, logged by `skip_missing_videos` (their videos named;
+    FileNotFoundError when none of the split's videos is in `folder`).
+    """
+    missing, left_out = set(), 0
+    for index, example in enumerate(examples):
+        path = find(example[key])
+        if path is None:
+            missing.add(example[key])
+            left_out += 1
+            continue
+        yield index, example, path
+    skip_missing_videos(dataset, split, missing, left_out, len(examples), folder)
 
 
 def _why(e: BaseException) -> str:

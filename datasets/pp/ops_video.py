@@ -29,6 +29,13 @@ def _num_frames(num_frames, op: str) -> int:
     return num_frames
 
 
+def _setup(op: str, num_frames, size, id_keys, resize_key: str):
+    """A frame op's checked arguments: (F, (h, w), id_keys as a tuple or None, `resize(size)` of `resize_key`)."""
+    hw = utils.as_size(size, op)
+    resize = ops_image.resize(hw, key=resize_key, boxes_key=None, masks_key=None)
+    return _num_frames(num_frames, op), hw, tuple(id_keys) if id_keys else None, resize
+
+
 def sample_indices(n: tf.Tensor, num_frames: int) -> tuple[tf.Tensor, tf.Tensor]:
     """`datasets.video.sample_indices` in graph code: (indices int32 [num_frames], mask bool [num_frames]).
 
@@ -82,10 +89,7 @@ def frames_from_images(
     mask 0. A corrupt image fails naming the example, the image's index and, when the example has
     `<inkey>/filenames` (the JSONL source adds it), its file.
     """
-    f = _num_frames(num_frames, "frames_from_images")
-    hw = utils.as_size(size, "frames_from_images")
-    id_keys = tuple(id_keys) if id_keys else None
-    resize = ops_image.resize(hw, key=inkey, boxes_key=None, masks_key=None)
+    f, hw, id_keys, resize = _setup("frames_from_images", num_frames, size, id_keys, inkey)
 
     def fn(data):
         value = utils.get_key(data, inkey, "frames_from_images")
@@ -139,10 +143,7 @@ def frames_from_video(
     than F: zero frames, mask 0. An empty, corrupt or unreadable video, or one without a video stream, fails naming
     the example and, when the example has `<inkey>/filename` (the JSONL source adds it), the file.
     """
-    f = _num_frames(num_frames, "frames_from_video")
-    hw = utils.as_size(size, "frames_from_video")
-    id_keys = tuple(id_keys) if id_keys else None
-    resize = ops_image.resize(hw, key=outkey, boxes_key=None, masks_key=None)
+    f, hw, id_keys, resize = _setup("frames_from_video", num_frames, size, id_keys, outkey)
 
     def read(raw, name):
         name = name.decode("utf-8", "replace")

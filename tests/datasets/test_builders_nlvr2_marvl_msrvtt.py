@@ -135,44 +135,41 @@ def test_nlvr2_missing_and_corrupt_files(tmp_path):
 # MaRVL
 
 
+def _statement(example_id, concept, caption, images, label, **extra):
+    """One line of an official MaRVL annotation file: a statement about the image pair `images` (left, right)."""
+    language = example_id.split("-")[0]
+    left, right = images
+    return dict(
+        concept=concept,
+        language=language,
+        caption=caption,
+        left_img=left,
+        right_img=right,
+        label=label,
+        id=example_id,
+        **extra,
+    )
+
+
 def test_marvl_builder_and_errors(tmp_path):
     manual = tmp_path / "manual"
     concept_zh = "2-\u7897"  # non-ASCII concept folder
     _write_jsonl(
         manual / "marvl-annotations/marvl-id.jsonl",
         [
-            dict(
-                concept="1-Bawang",
-                language="id",
-                caption="Kedua gambar berisi bawang.",
-                left_img="1-1.jpg",
-                right_img="1-2.jpg",
-                label=True,
-                id="id-0",
-                chapter="Food",
-            ),
-            dict(
-                concept="1-Bawang",
-                language="id",
-                caption="Gambar kiri berisi satu bawang.",
-                left_img="1-2.jpg",
-                right_img="1-3.jpg",
-                label=False,
-                id="id-1",
-            ),
+            _statement("id-0", "1-Bawang", "Kedua gambar berisi bawang.", ("1-1.jpg", "1-2.jpg"), True, chapter="Food"),
+            _statement("id-1", "1-Bawang", "Gambar kiri berisi satu bawang.", ("1-2.jpg", "1-3.jpg"), False),
         ],
     )
     _write_jsonl(
         manual / "marvl-annotations/marvl-zh.jsonl",
         [
-            dict(
-                concept=concept_zh,
-                language="zh",
-                caption="\u4e24\u5f20\u56fe\u7247\u91cc\u90fd\u6709\u7897\u3002",
-                left_img="2-\u00e9.jpg",
-                right_img="2-2.jpg",
-                label=True,
-                id="zh-0",
+            _statement(
+                "zh-0",
+                concept_zh,
+                "\u4e24\u5f20\u56fe\u7247\u91cc\u90fd\u6709\u7897\u3002",
+                ("2-\u00e9.jpg", "2-2.jpg"),
+                True,
             )
         ],
     )

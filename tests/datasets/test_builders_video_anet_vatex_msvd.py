@@ -65,6 +65,15 @@ def _examples(name, split, data_dir, key):
     return exs
 
 
+def _build_logged(name, write_manual, tmp_path, caplog):
+    """Writes a manual_dir with `write_manual`, builds `name` (warnings logged): (manual_dir, {split: examples})."""
+    manual = tmp_path / "manual"
+    write_manual(manual)
+    with caplog.at_level(logging.WARNING):
+        builder = build.prepare(name, data_dir=str(tmp_path / "data"), manual_dir=str(manual))
+    return manual, {k: v.num_examples for k, v in builder.info.splits.items()}
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # ActivityNet Captions
 
@@ -87,11 +96,8 @@ def _activitynet_captions(manual):
 
 
 def test_activitynet_captions_one_example_per_segment_cut_from_its_video(tmp_path, caplog):
-    manual = tmp_path / "manual"
-    _activitynet_captions(manual)
-    with caplog.at_level(logging.WARNING):
-        builder = build.prepare("activitynet_captions", data_dir=str(tmp_path / "data"), manual_dir=str(manual))
-    assert {k: v.num_examples for k, v in builder.info.splits.items()} == {"train": 2, "test": 1}  # no val_1.json
+    manual, splits = _build_logged("activitynet_captions", _activitynet_captions, tmp_path, caplog)
+    assert splits == {"train": 2, "test": 1}  # no val_1.json
     assert "1 videos of the train split are not in" in caplog.text and "v_gone" in caplog.text
     train = _examples("activitynet_captions", "train", str(tmp_path / "data"), "id")
     assert sorted(train) == ["v_aaa[0.00-0.90]", "v_aaa[1.00-2.00]"]
@@ -156,11 +162,8 @@ def _activitynet_qa(manual):
 
 
 def test_activitynet_qa_one_example_per_question(tmp_path, caplog):
-    manual = tmp_path / "manual"
-    _activitynet_qa(manual)
-    with caplog.at_level(logging.WARNING):
-        builder = build.prepare("activitynet_qa", data_dir=str(tmp_path / "data"), manual_dir=str(manual))
-    assert {k: v.num_examples for k, v in builder.info.splits.items()} == {"train": 3, "test": 1}
+    manual, splits = _build_logged("activitynet_qa", _activitynet_qa, tmp_path, caplog)
+    assert splits == {"train": 3, "test": 1}
     assert "gone" in caplog.text and "their 1 of 4 examples are left out" in caplog.text
     train = _examples("activitynet_qa", "train", str(tmp_path / "data"), "id")
     assert sorted(train) == ["v_aaa_0", "v_aaa_1", "v_ccc_0"]
@@ -209,11 +212,8 @@ def _vatex(manual):
 
 
 def test_vatex_one_example_per_clip(tmp_path, caplog):
-    manual = tmp_path / "manual"
-    _vatex(manual)
-    with caplog.at_level(logging.WARNING):
-        builder = build.prepare("vatex", data_dir=str(tmp_path / "data"), manual_dir=str(manual))
-    assert {k: v.num_examples for k, v in builder.info.splits.items()} == {"train": 2, "test": 1}
+    manual, splits = _build_logged("vatex", _vatex, tmp_path, caplog)
+    assert splits == {"train": 2, "test": 1}
     assert "Gone_000000_000010" in caplog.text
     train = _examples("vatex", "train", str(tmp_path / "data"), "id")
     e = train["Cd-e_000003_000013"]

@@ -27,6 +27,7 @@ and the build logs how many videos and segments each split lost (the split's exa
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -100,6 +101,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Official captions (train, val_1, val_2) with segment clips cut from the videos."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+    _split_generators = common.split_generators(DATASET, _SPLITS, missing_manual_files)
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
@@ -119,27 +121,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             supervised_keys=None,
         )
 
-    def _split_generators(self, dl_manager):
-        manual_dir = os.fspath(dl_manager.manual_dir)
-        common.check_manual_dir(DATASET, manual_dir, missing_manual_files(manual_dir), MANUAL_DOWNLOAD_INSTRUCTIONS)
-        return {
-            split: self._generate_examples(manual_dir, split, os.path.join(manual_dir, name))
-            for split, name in _SPLITS.items()
-            if os.path.isfile(os.path.join(manual_dir, name))
-        }
-
     def _generate_examples(self, manual_dir, split, json_path):
         segments = load_segments(json_path)
         folder = os.path.join(manual_dir, VIDEO_DIR)
-        missing, left_out = set(), 0
-        for index, segment in enumerate(segments):
-            path = common.find_file(folder, segment["video_id"], VIDEO_EXTENSIONS)
-            if path is None:
-                missing.add(segment["video_id"])
-                left_out += 1
-                continue
+        find = functools.partial(common.find_file, folder, extensions=VIDEO_EXTENSIONS)
+        for index, segment, path in common.present_videos(segments, find, DATASET, split, folder):
             clip, _ = common.cut_video(
                 path, segment["segment_start"], segment["segment_end"], DATASET, context=f"(segment {segment['id']})"
             )
             yield f"{segment['video_id']}/{index}", dict(segment, video=clip)  # ids repeat when timestamps do
-        common.skip_missing_videos(DATASET, split, missing, left_out, len(segments), folder)

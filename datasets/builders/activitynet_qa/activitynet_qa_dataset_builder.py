@@ -23,6 +23,7 @@ build logs how many videos and questions each split lost (big_vision's splits ke
 
 from __future__ import annotations
 
+import functools
 import os
 
 import tensorflow_datasets as tfds
@@ -92,6 +93,12 @@ def load_questions(manual_dir: str, prefix: str) -> list[dict]:
     return out
 
 
+def find_questions(manual_dir: str, prefix: str) -> str | None:
+    """Path of a split's question file `<prefix>_q.json`, or None."""
+    path = os.path.join(manual_dir, _files(prefix)[0])
+    return path if os.path.isfile(path) else None
+
+
 def find_video(folder: str, video_name: str) -> str | None:
     """manual_dir/videos/v_<video_name>.mp4 (ActivityNet's names), or the same without the v_ prefix."""
     return common.find_file(folder, "v_" + video_name, VIDEO_EXTENSIONS) or common.find_file(
@@ -105,6 +112,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Official questions/answers (train, val, test) with the ActivityNet videos as stored."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+    _split_generators = common.split_generators(DATASET, _SPLITS, missing_manual_files, find_questions)
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
@@ -123,28 +131,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             supervised_keys=None,
         )
 
-    def _split_generators(self, dl_manager):
-        manual_dir = os.fspath(dl_manager.manual_dir)
-        common.check_manual_dir(DATASET, manual_dir, missing_manual_files(manual_dir), MANUAL_DOWNLOAD_INSTRUCTIONS)
-        return {
-            split: self._generate_examples(manual_dir, split, prefix)
-            for split, prefix in _SPLITS.items()
-            if os.path.isfile(os.path.join(manual_dir, _files(prefix)[0]))
-        }
-
-    def _generate_examples(self, manual_dir, split, prefix):
-        questions = load_questions(manual_dir, prefix)
+    def _generate_examples(self, manual_dir, split, _):
+        questions = load_questions(manual_dir, _SPLITS[split])
         folder = os.path.join(manual_dir, VIDEO_DIR)
-        read = common.LastFileReader(DATASET)  # the questions of one video come in a row
-        missing, left_out, checked = set(), 0, set()
-        for q in questions:
-            path = find_video(folder, q["video_id"])
-            if path is None:
-                missing.add(q["video_id"])
-                left_out += 1
-                continue
-            if path not in checked:
-                common.check_video(path, DATASET, context=f"(question {q['id']})")
-                checked.add(path)
-            yield q["id"], dict(q, video=read(path, what="video", context=f"(question {q['id']})"))
-        common.skip_missing_videos(DATASET, split, missing, left_out, len(questions), folder)
+        read = common.VideoReader(DATASET)  # the questions of one video come in a row
+        find = functools.partial(find_video, folder)
+        for _, q, path in common.present_videos(questions, find, DATASET, split, folder):
+            yield q["id"], dict(q, video=read(path, context=f"(question {q['id']})"))

@@ -45,6 +45,7 @@ Then: python -m datasets.build marvl --data_dir DATA_DIR --manual_dir MANUAL_DIR
 
 DATASET = "MaRVL"
 LANGUAGES = ("id", "sw", "ta", "tr", "zh")
+_SPLITS = {f"test_{lang}": lang for lang in LANGUAGES}  # one test split per language
 _ANNOTATION_DIRS = ("marvl-annotations", "", os.path.join("zero_shot", "annotations"))
 
 
@@ -93,6 +94,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Official MaRVL v1.0 annotations (id, sw, ta, tr, zh) with their images."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+    _split_generators = common.split_generators(DATASET, _SPLITS, missing_manual_files, find_annotations)
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
@@ -111,18 +113,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             supervised_keys=None,
         )
 
-    def _split_generators(self, dl_manager):
-        manual_dir = os.fspath(dl_manager.manual_dir)
-        common.check_manual_dir(DATASET, manual_dir, missing_manual_files(manual_dir), MANUAL_DOWNLOAD_INSTRUCTIONS)
-        return {
-            f"test_{lang}": self._generate_examples(
-                find_annotations(manual_dir, lang), find_image_root(manual_dir, lang), lang
-            )
-            for lang in LANGUAGES
-            if find_annotations(manual_dir, lang)
-        }
-
-    def _generate_examples(self, path, image_root, language):
+    def _generate_examples(self, manual_dir, split, path):
+        language = _SPLITS[split]
+        image_root = find_image_root(manual_dir, language)
         for index, record in enumerate(common.load_records(path, DATASET, what="an official MaRVL annotation file")):
             concept = str(common.field(record, "concept", path, DATASET))
             caption = common.field(record, "caption", path, DATASET)

@@ -163,8 +163,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager):
-        manual_dir = os.fspath(dl_manager.manual_dir)
-        common.check_manual_dir(DATASET, manual_dir, missing_manual_files(manual_dir), MANUAL_DOWNLOAD_INSTRUCTIONS)
+        manual_dir = common.checked_manual_dir(dl_manager, DATASET, missing_manual_files, MANUAL_DOWNLOAD_INSTRUCTIONS)
         videos, captions = load_annotations(find_annotation_files(manual_dir))
         dirs = video_dirs(manual_dir)
         return {split: self._generate_examples(ids, captions, dirs) for split, ids in sorted(videos.items())}

@@ -75,6 +75,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Official MSRVTT-QA train/val/test questions with the MSR-VTT clips."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+    _split_generators = common.split_generators(DATASET, _SPLITS, missing_manual_files, find_questions)
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
@@ -92,17 +93,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             supervised_keys=None,
         )
 
-    def _split_generators(self, dl_manager):
-        manual_dir = os.fspath(dl_manager.manual_dir)
-        common.check_manual_dir(DATASET, manual_dir, missing_manual_files(manual_dir), MANUAL_DOWNLOAD_INSTRUCTIONS)
+    def _generate_examples(self, manual_dir, split, path):
         dirs = msrvtt.video_dirs(manual_dir)
-        return {
-            split: self._generate_examples(find_questions(manual_dir, name), dirs)
-            for split, name in _SPLITS.items()
-            if find_questions(manual_dir, name)
-        }
-
-    def _generate_examples(self, path, dirs):
         questions = common.load_records(path, DATASET, what="an official MSRVTT-QA question file")
         last_id, last_bytes = None, b""  # the questions of one clip come in a row: read it once for them
         for index, q in enumerate(questions):

@@ -99,6 +99,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Official MSVD-QA train/val/test with the MSVD YouTubeClips."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+    _split_generators = common.split_generators(DATASET, _SPLITS, missing_manual_files)
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
@@ -116,21 +117,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             supervised_keys=None,
         )
 
-    def _split_generators(self, dl_manager):
-        manual_dir = os.fspath(dl_manager.manual_dir)
-        common.check_manual_dir(DATASET, manual_dir, missing_manual_files(manual_dir), MANUAL_DOWNLOAD_INSTRUCTIONS)
-        return {
-            split: self._generate_examples(manual_dir, os.path.join(manual_dir, name))
-            for split, name in _SPLITS.items()
-            if os.path.isfile(os.path.join(manual_dir, name))
-        }
-
-    def _generate_examples(self, manual_dir, json_path):
+    def _generate_examples(self, manual_dir, split, json_path):
         mapping_path = os.path.join(manual_dir, MAPPING)
         questions = load_questions(json_path, load_mapping(mapping_path), mapping_path)
         folder = os.path.join(manual_dir, VIDEO_DIR)
-        read = common.LastFileReader(DATASET)  # the questions of one clip come in a row
-        checked = set()
+        read = common.VideoReader(DATASET)  # the questions of one clip come in a row
         for q in questions:
             context = f"(clip {q['video_id']} of question {q['id']})"
             path = common.find_file(folder, q["video_id"], VIDEO_EXTENSIONS)
@@ -138,7 +129,4 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 raise FileNotFoundError(
                     f"{DATASET}: video {os.path.join(folder, q['video_id'])}.avi {context} not found"
                 )
-            if path not in checked:
-                common.check_video(path, DATASET, context=context)
-                checked.add(path)
-            yield q["id"], dict(q, video=read(path, what="video", context=context))
+            yield q["id"], dict(q, video=read(path, context=context))

@@ -103,6 +103,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Official NLVR2 train/dev/test1 sentences with their image pairs."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+    _split_generators = common.split_generators(DATASET, _SPLITS, missing_manual_files, find_json)
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
@@ -119,16 +120,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             supervised_keys=None,
         )
 
-    def _split_generators(self, dl_manager):
-        manual_dir = os.fspath(dl_manager.manual_dir)
-        common.check_manual_dir(DATASET, manual_dir, missing_manual_files(manual_dir), MANUAL_DOWNLOAD_INSTRUCTIONS)
-        return {
-            split: self._generate_examples(find_json(manual_dir, stem), image_roots(manual_dir, stem))
-            for split, stem in _SPLITS.items()
-            if find_json(manual_dir, stem)
-        }
-
-    def _generate_examples(self, json_path, roots):
+    def _generate_examples(self, manual_dir, split, json_path):
+        roots = image_roots(manual_dir, _SPLITS[split])
         for record in common.load_records(json_path, DATASET, what="an official NLVR2 file (JSON lines)"):
             identifier = str(common.field(record, "identifier", json_path, DATASET))
             sentence = common.field(record, "sentence", json_path, DATASET)

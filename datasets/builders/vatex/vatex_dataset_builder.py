@@ -19,6 +19,7 @@ many each split lost (big_vision's splits kept 86%: 22,315 / 2,584 / 5,135).
 
 from __future__ import annotations
 
+import functools
 import os
 
 import tensorflow_datasets as tfds
@@ -82,6 +83,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         "1.0.0": "Official training/validation v1.0 and public test v1.1 English captions, with the clips."
     }
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+    _split_generators = common.split_generators(DATASET, _SPLITS, missing_manual_files)
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
@@ -97,24 +99,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             supervised_keys=None,
         )
 
-    def _split_generators(self, dl_manager):
-        manual_dir = os.fspath(dl_manager.manual_dir)
-        common.check_manual_dir(DATASET, manual_dir, missing_manual_files(manual_dir), MANUAL_DOWNLOAD_INSTRUCTIONS)
-        return {
-            split: self._generate_examples(manual_dir, split, os.path.join(manual_dir, name))
-            for split, name in _SPLITS.items()
-            if os.path.isfile(os.path.join(manual_dir, name))
-        }
-
     def _generate_examples(self, manual_dir, split, json_path):
         clips = load_clips(json_path)
         folder = os.path.join(manual_dir, VIDEO_DIR)
-        missing = set()
-        for clip in clips:
-            path = common.find_file(folder, clip["id"], VIDEO_EXTENSIONS)
-            if path is None:
-                missing.add(clip["id"])
-                continue
-            common.check_video(path, DATASET, context=f"(clip {clip['id']} of {json_path})")
-            yield clip["id"], dict(clip, video=common.read_bytes(path, DATASET, what="video"))
-        common.skip_missing_videos(DATASET, split, missing, len(missing), len(clips), folder)
+        read = common.VideoReader(DATASET)
+        find = functools.partial(common.find_file, folder, extensions=VIDEO_EXTENSIONS)
+        for _, clip, path in common.present_videos(clips, find, DATASET, split, folder, key="id"):
+            yield clip["id"], dict(clip, video=read(path, context=f"(clip {clip['id']} of {json_path})"))
