@@ -177,7 +177,8 @@ class State:
 
         A LoRA run's adapters start as `paligemma.lora.init_adapters` makes them (the update is zero).
         """
-        base_rng, adapter_rng = jax.random.split(rng)
+        # (A run without LoRA draws its random parameters from `rng` itself, as before LoRA existed.)
+        base_rng, adapter_rng = jax.random.split(rng) if self.lora else (rng, None)
         if setup.init_path:
             params = tree.flatten(loaded_params(setup, self.flat_shardings, base_rng))
         else:
