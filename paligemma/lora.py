@@ -25,7 +25,7 @@ import dataclasses
 import functools
 import re
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -256,7 +256,7 @@ def _abstract(model: model_lib.Model, cfg: LoraConfig) -> tuple[dict[str, Any], 
     wrapped, provider = _adapted(model, cfg)
     image, text, mask_ar = model_lib.dummy_inputs({"img": dict(model.img), "llm": dict(model.llm)})
     shapes = jax.eval_shape(lambda: wrapped.init(jax.random.key(0), image, text, mask_ar))["params"]
-    flat = flatten(jax.tree.map(lambda x: x, shapes, is_leaf=lambda x: isinstance(x, ptq.WithAux)))
+    flat = flatten(shapes)  # a quantized weight (`WithAux`) is one leaf
     # Adapters are float32 whatever the base's dtype: trained in bfloat16, their small updates would round away.
     flat = {n: jax.ShapeDtypeStruct(s.shape, jnp.float32) if is_adapter(n) else s for n, s in flat.items()}
     missed = sorted(n for n in provider.layouts if n + "_lora_a" not in flat)
@@ -379,21 +379,7 @@ def quantize_base(params: Mapping[str, Any], model_config: Mapping[str, Any], cf
     """
     if not cfg.quantize:
         return dict(params)
-    abstract = unflatten(_abstract(_config_key(model_config), cfg)[0])
+    flat, _ = _abstract(_config_key(model_config), cfg)
     names = set(flatten(params))
-    abstract = unflatten({n: s for n, s in flatten(abstract).items() if n in names})
+    abstract = unflatten({n: s for n, s in flat.items() if n in names})
     return jax.jit(functools.partial(quantization.quantize_params, abstract=abstract))(dict(params))
-
-
-def split(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """`(base, adapters)`: nested trees of the non-adapter and the adapter leaves of `params`."""
-    flat = flatten(params)
-    return (
-        unflatten({n: v for n, v in flat.items() if not is_adapter(n)}),
-        unflatten({n: v for n, v in flat.items() if is_adapter(n)}),
-    )
-
-
-def adapter_names(names: Sequence[str]) -> list[str]:
-    """The adapter factors among "/"-joined parameter `names`."""
-    return [n for n in names if is_adapter(n)]

@@ -183,11 +183,11 @@ def _describe_inputs(setup: Setup, data: TrainData) -> list[str]:
 
 def _trainable_line(state: State, opt_state: Any) -> str:
     """What trains and what it costs: trainable parameters and optimizer state, in entries and bytes."""
-    train_bytes = sum(state.flat_shapes[n].size * state.flat_shapes[n].dtype.itemsize for n in state.trainable)
-    n_train = sum(int(state.flat_shapes[n].size) for n in state.trainable)
-    opt_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(opt_state))
+    trainable = [state.flat_shapes[n] for n in state.trainable]
+    frozen = [s for n, s in state.flat_shapes.items() if n not in state.trainable]
+    n_train = sum(int(s.size) for s in trainable)
+    train_bytes, opt_bytes, frozen_bytes = map(quantization.weight_bytes, (trainable, opt_state, frozen))
     what = f"LoRA rank {state.lora.rank} adapters" if state.lora else "parameters"
-    frozen_bytes = quantization.weight_bytes([s for n, s in state.flat_shapes.items() if n not in state.trainable])
     return (
         f"Trainable: {n_train:,} {what} ({_size(train_bytes)}), optimizer state {_size(opt_bytes)}; frozen: "
         f"{len(state.flat_shapes) - len(state.trainable)} arrays ({_size(frozen_bytes)})."
