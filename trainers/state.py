@@ -213,11 +213,9 @@ class State:
 
     def restore(self, ckpt: training.Checkpointer, step: int, shapes: Any) -> tuple[Any, Any, dict[str, Any]]:
         """(params, opt_state, meta) of checkpoint `step`, placed on the mesh (a LoRA run's: adapters only)."""
-        flat = tree.flatten(shapes)
-        saved = tree.unflatten({n: flat[n] for n in self.saved})
         return ckpt.restore(
             step,
-            training.abstract_like(saved, self.to_save(self.param_shardings)),
+            training.abstract_like(self.to_save(shapes), self.to_save(self.param_shardings)),
             training.abstract_like(self.opt_shapes, self.opt_shardings),
         )
 
