@@ -30,20 +30,20 @@ Compute (configs/common.py `RELEASED_COMPUTE`): bfloat16 activations and matmuls
 
 import ml_collections
 
-from configs import common, frames
+from configs import common, recipes
 
 DATASET = "activitynet_captions"
-INPUT = frames.Input("video", prompt="caption en", target="captions", text_len=64)
+INPUT = recipes.Input("video", prompt="caption en", target="captions", text_len=64)
 NUM_FRAMES = 16
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The ActivityNet Captions run; `arg` = "res=224,model=paligemma-3b,final_split=false,num_frames=N,mode=real"."""
     arg = common.parse_arg(arg, res=224, model="paligemma-3b", final_split=False, num_frames=NUM_FRAMES, mode="real")
-    config = frames.training(
+    config = recipes.training(
         arg, INPUT, DATASET, arg.num_frames, batch_size=128, epochs=1, lr=1e-5, wd=1e-6, freeze_image_encoder=True
     )  # sweep_best: freeze_vit=True
-    caption = frames.caption_eval(INPUT.eval_pp(arg, arg.num_frames), batch_size=256, max_decode_len=INPUT.text_len)
+    caption = recipes.caption_eval(INPUT.eval_pp(arg, arg.num_frames), batch_size=256, max_decode_len=INPUT.text_len)
     splits = {"anet_cap_minival": "validation[:1000]", "anet_cap_val": "validation", "anet_cap_test": "test"}
-    frames.add_evals(config, arg, caption, DATASET, splits)
-    return frames.finish(config, arg, INPUT, arg.num_frames)
+    recipes.add_evals(config, arg, caption, DATASET, splits)
+    return recipes.finish(config, arg, INPUT, arg.num_frames)

@@ -30,18 +30,18 @@ Compute (configs/common.py `RELEASED_COMPUTE`): bfloat16 activations and matmuls
 
 import ml_collections
 
-from configs import common, frames
+from configs import common, recipes
 
 DATASET = "activitynet_qa"
-INPUT = frames.Input("video", prompt="answer en {question}", target="answers", text_len=64)
+INPUT = recipes.Input("video", prompt="answer en {question}", target="answers", text_len=64)
 NUM_FRAMES = 16
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The ActivityNet-QA run; `arg` = "res=224,model=paligemma-3b,final_split=false,num_frames=N,mode=real"."""
     arg = common.parse_arg(arg, res=224, model="paligemma-3b", final_split=False, num_frames=NUM_FRAMES, mode="real")
-    config = frames.training(arg, INPUT, DATASET, arg.num_frames, batch_size=128, epochs=1, lr=1e-5, wd=1e-6)
-    qa = frames.qa_eval(
+    config = recipes.training(arg, INPUT, DATASET, arg.num_frames, batch_size=128, epochs=1, lr=1e-5, wd=1e-6)
+    qa = recipes.qa_eval(
         INPUT.eval_pp(arg, arg.num_frames, extra_keys=("question_type",)),
         batch_size=256,
         normalize="vqav2",  # one reference: exact match, whitespace stripped
@@ -50,5 +50,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         answer_type_key="question_type",  # accuracy per question type too
     )
     splits = {"anet_qa_minival": "validation[:1000]", "anet_qa_val": "validation", "anet_qa_test": "test"}
-    frames.add_evals(config, arg, qa, DATASET, splits)
-    return frames.finish(config, arg, INPUT, arg.num_frames)
+    recipes.add_evals(config, arg, qa, DATASET, splits)
+    return recipes.finish(config, arg, INPUT, arg.num_frames)

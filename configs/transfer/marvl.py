@@ -22,7 +22,7 @@ statements.
 
 import ml_collections
 
-from configs import common, frames
+from configs import common, recipes
 from configs.transfer import nlvr2
 
 LANGUAGES = ("id", "sw", "ta", "tr", "zh")
@@ -39,4 +39,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         answer_type_key="language",
         mean_over_types=True,
     )
-    return frames.finish(config, arg, nlvr2.INPUT, nlvr2.NUM_FRAMES)
+    return recipes.finish(config, arg, nlvr2.INPUT, nlvr2.NUM_FRAMES)

@@ -28,17 +28,17 @@ Compute (configs/common.py `RELEASED_COMPUTE`): bfloat16 activations and matmuls
 
 import ml_collections
 
-from configs import common, frames
+from configs import common, recipes
 
 DATASET = "msrvtt"
-INPUT = frames.Input("video", prompt="caption en", target="captions", text_len=32)
+INPUT = recipes.Input("video", prompt="caption en", target="captions", text_len=32)
 NUM_FRAMES = 16
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The MSR-VTT captioning run; `arg` = "res=224,model=paligemma-3b,final_split=false,num_frames=N,mode=real"."""
     arg = common.parse_arg(arg, res=224, model="paligemma-3b", final_split=False, num_frames=NUM_FRAMES, mode="real")
-    config = frames.training(arg, INPUT, DATASET, arg.num_frames, batch_size=128, epochs=20, freeze_image_encoder=True)
-    caption = frames.caption_eval(INPUT.eval_pp(arg, arg.num_frames), batch_size=64, max_decode_len=INPUT.text_len)
-    frames.add_evals(config, arg, caption, DATASET, {"msrvtt_val": "validation", "msrvtt_test": "test"})
-    return frames.finish(config, arg, INPUT, arg.num_frames)
+    config = recipes.training(arg, INPUT, DATASET, arg.num_frames, batch_size=128, epochs=20, freeze_image_encoder=True)
+    caption = recipes.caption_eval(INPUT.eval_pp(arg, arg.num_frames), batch_size=64, max_decode_len=INPUT.text_len)
+    recipes.add_evals(config, arg, caption, DATASET, {"msrvtt_val": "validation", "msrvtt_test": "test"})
+    return recipes.finish(config, arg, INPUT, arg.num_frames)

@@ -27,17 +27,17 @@ Compute (configs/common.py `RELEASED_COMPUTE`): bfloat16 activations and matmuls
 
 import ml_collections
 
-from configs import common, frames
+from configs import common, recipes
 
 DATASET = "msrvtt_qa"
-INPUT = frames.Input("video", prompt="answer en {question}", target="answers", text_len=64)
+INPUT = recipes.Input("video", prompt="answer en {question}", target="answers", text_len=64)
 NUM_FRAMES = 16
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The MSRVTT-QA run; `arg` = "res=224,model=paligemma-3b,final_split=false,num_frames=N,mode=real"."""
     arg = common.parse_arg(arg, res=224, model="paligemma-3b", final_split=False, num_frames=NUM_FRAMES, mode="real")
-    config = frames.training(arg, INPUT, DATASET, arg.num_frames, batch_size=128, epochs=1, freeze_image_encoder=True)
-    qa = frames.qa_eval(INPUT.eval_pp(arg, arg.num_frames), batch_size=128, normalize="always", max_decode_len=16)
-    frames.add_evals(config, arg, qa, DATASET, {"msrvtt_qa_val": "validation", "msrvtt_qa_test": "test"})
-    return frames.finish(config, arg, INPUT, arg.num_frames)
+    config = recipes.training(arg, INPUT, DATASET, arg.num_frames, batch_size=128, epochs=1, freeze_image_encoder=True)
+    qa = recipes.qa_eval(INPUT.eval_pp(arg, arg.num_frames), batch_size=128, normalize="always", max_decode_len=16)
+    recipes.add_evals(config, arg, qa, DATASET, {"msrvtt_qa_val": "validation", "msrvtt_qa_test": "test"})
+    return recipes.finish(config, arg, INPUT, arg.num_frames)

@@ -29,23 +29,23 @@ Compute (configs/common.py `RELEASED_COMPUTE`): bfloat16 activations and matmuls
 
 import ml_collections
 
-from configs import common, frames
+from configs import common, recipes
 
 DATASET = "msvd_qa"
-INPUT = frames.Input("video", prompt="answer en {question}", target="answers", text_len=64)
+INPUT = recipes.Input("video", prompt="answer en {question}", target="answers", text_len=64)
 NUM_FRAMES = 8
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The MSVD-QA run; `arg` = "res=224,model=paligemma-3b,final_split=false,num_frames=N,mode=real"."""
     arg = common.parse_arg(arg, res=224, model="paligemma-3b", final_split=False, num_frames=NUM_FRAMES, mode="real")
-    config = frames.training(arg, INPUT, DATASET, arg.num_frames, batch_size=128, epochs=1, lr=3e-6, wd=3e-7)
-    qa = frames.qa_eval(
+    config = recipes.training(arg, INPUT, DATASET, arg.num_frames, batch_size=128, epochs=1, lr=3e-6, wd=3e-7)
+    qa = recipes.qa_eval(
         INPUT.eval_pp(arg, arg.num_frames),
         batch_size=256,
         normalize="vqav2",  # one reference: exact match, whitespace stripped
         max_decode_len=INPUT.text_len,
         answers_key="answers",
     )
-    frames.add_evals(config, arg, qa, DATASET, {"msvd_qa_val": "validation", "msvd_qa_test": "test"})
-    return frames.finish(config, arg, INPUT, arg.num_frames)
+    recipes.add_evals(config, arg, qa, DATASET, {"msvd_qa_val": "validation", "msvd_qa_test": "test"})
+    return recipes.finish(config, arg, INPUT, arg.num_frames)

@@ -27,9 +27,9 @@ Compute (configs/common.py `RELEASED_COMPUTE`): bfloat16 activations and matmuls
 
 import ml_collections
 
-from configs import common, frames
+from configs import common, recipes
 
-INPUT = frames.Input("images", prompt="answer en {question}", target="answers", text_len=64)
+INPUT = recipes.Input("images", prompt="answer en {question}", target="answers", text_len=64)
 NUM_FRAMES = 2  # the image pair
 # big_vision's sweep_best: (epochs, lr, wd) at 224 px, and at 448 px (used for 896 px too)
 RECIPE = {224: (3, 1e-5, 1e-6), 448: (10, 3e-6, 3e-7)}
@@ -37,7 +37,7 @@ RECIPE = {224: (3, 1e-5, 1e-6), 448: (10, 3e-6, 3e-7)}
 
 def qa_eval(pp: str, **kwargs) -> dict:
     """A `vqa` evaluator entry for true/false answers: exact match after VQA normalisation, greedy decoding."""
-    return frames.qa_eval(pp, batch_size=256, normalize="always", max_decode_len=16, **kwargs)
+    return recipes.qa_eval(pp, batch_size=256, normalize="always", max_decode_len=16, **kwargs)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -45,13 +45,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     arg = common.parse_arg(arg, res=224, model="paligemma-3b", final_split=False, mode="real")
     config = training(arg)
     qa = qa_eval(INPUT.eval_pp(arg, NUM_FRAMES))
-    frames.add_evals(config, arg, qa, "nlvr2", {"nlvr2_dev": "validation", "nlvr2_test": "test"}, log_percent=0.1)
-    return frames.finish(config, arg, INPUT, NUM_FRAMES)
+    recipes.add_evals(config, arg, qa, "nlvr2", {"nlvr2_dev": "validation", "nlvr2_test": "test"}, log_percent=0.1)
+    return recipes.finish(config, arg, INPUT, NUM_FRAMES)
 
 
 def training(arg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The NLVR2 training run for parsed arguments, with no evaluators yet (`configs/transfer/marvl.py` reuses it)."""
-    epochs, lr, wd = RECIPE[224 if arg.res <= 224 else 448]  # another res: frames.training rejects it
-    return frames.training(
+    epochs, lr, wd = RECIPE[224 if arg.res <= 224 else 448]  # another res: recipes.training rejects it
+    return recipes.training(
         arg, INPUT, "nlvr2", NUM_FRAMES, batch_size=256, shuffle_buffer_size=50_000, epochs=epochs, lr=lr, wd=wd
     )

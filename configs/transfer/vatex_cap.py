@@ -29,17 +29,17 @@ Compute (configs/common.py `RELEASED_COMPUTE`): bfloat16 activations and matmuls
 
 import ml_collections
 
-from configs import common, frames
+from configs import common, recipes
 
 DATASET = "vatex"
-INPUT = frames.Input("video", prompt="caption en", target="captions", text_len=64)
+INPUT = recipes.Input("video", prompt="caption en", target="captions", text_len=64)
 NUM_FRAMES = 16
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The VATEX captioning run; `arg` = "res=224,model=paligemma-3b,final_split=false,num_frames=N,mode=real"."""
     arg = common.parse_arg(arg, res=224, model="paligemma-3b", final_split=False, num_frames=NUM_FRAMES, mode="real")
-    config = frames.training(arg, INPUT, DATASET, arg.num_frames, batch_size=128, epochs=10, lr=3e-6, wd=3e-7)
-    caption = frames.caption_eval(INPUT.eval_pp(arg, arg.num_frames), batch_size=256, max_decode_len=INPUT.text_len)
-    frames.add_evals(config, arg, caption, DATASET, {"vatex_val": "validation", "vatex_test": "test"})
-    return frames.finish(config, arg, INPUT, arg.num_frames)
+    config = recipes.training(arg, INPUT, DATASET, arg.num_frames, batch_size=128, epochs=10, lr=3e-6, wd=3e-7)
+    caption = recipes.caption_eval(INPUT.eval_pp(arg, arg.num_frames), batch_size=256, max_decode_len=INPUT.text_len)
+    recipes.add_evals(config, arg, caption, DATASET, {"vatex_val": "validation", "vatex_test": "test"})
+    return recipes.finish(config, arg, INPUT, arg.num_frames)

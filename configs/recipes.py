@@ -1,0 +1,192 @@
+"""The parts every transfer config shares: its input, the training run, its evaluators, the slice or mock run.
+
+A config (`configs/transfer/textvqa.py`, `msrvtt_cap.py`, `nlvr2.py`, ...) names what is its own: the dataset, an
+`Input` (the image(s) or video, the prompt, the target texts, text_len), the recipe numbers and its evaluators; these
+build the rest the same way for all of them:
+
+  Input(media, prompt, target, text_len)    .train_pp / .eval_pp: the pp strings (images or frames at res, or 32 px
+                                            and `MOCK_TEXT_LEN` tokens in mock mode), the frame_mask kept for frames
+  training(arg, input, dataset, ...)        the run without evaluators: released model, input, recipe
+  generative_eval(type, pp, ...)            an evaluator entry of any generative type (greedy decoding by default)
+  caption_eval(pp, ...) / qa_eval(pp, ...)  the common two: captions scored by CIDEr x100 / answers by VQA accuracy
+  add_evals(config, arg, evaluator, dataset, {name: split})
+                                            the evaluator on each split (the first during the run)
+  finish(config, arg, input, num_frames)    the planned slice (`common.fit_released_slice`), or the mock run
+                                            (`common.mock_mode`)
+
+Media: "image" (the example's `image`: one picture, decoded and resized to res x res), "images" (the `images`
+feature: an image pair or set, `frames_from_images`) or "video" (the `video` feature, `frames_from_video`); the last
+two give `image [F, res, res, 3]` and `frame_mask [F]`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import string
+
+import ml_collections
+
+from configs import common
+
+MOCK_RES = 32  # the tiny mock model's image size
+# Every mock run tokenizes to this length, so that runs of different configs share their compiled programs.
+MOCK_TEXT_LEN = 48
+_KEYS = ("image", "text", "mask_ar", "mask_input")
+MEDIA_OPS = {"video": "frames_from_video", "images": "frames_from_images"}
+
+
+def pp_res(arg: ml_collections.ConfigDict) -> int:
+    """The images' resolution in the pp strings: `arg.res`, or `MOCK_RES` for the tiny mock model."""
+    return MOCK_RES if arg.mode == "mock" else arg.res
+
+
+def _keep(keys) -> str:
+    return "keep(" + ", ".join(f'"{k}"' for k in dict.fromkeys(keys)) + ")"
+
+
+@dataclasses.dataclass(frozen=True)
+class Input:
+    """How an example becomes the model's input and target.
+
+    `media`: "image", "images" or "video" (see the module docstring); `prompt`: the prefix, with the example's
+    text fields in braces ("answer en {question}"; a list field is joined with ", "); `target`: the field of the
+    target text(s); `choose`: the target is a list of references and training draws one per visit (False: one
+    text, used as is); `id_key`: the example's id, kept for the evaluators' records and submission files.
+    """
+
+    media: str
+    prompt: str
+    target: str
+    text_len: int
+    choose: bool = True
+    id_key: str = "id"
+
+    def __post_init__(self):
+        if self.media not in ("image", *MEDIA_OPS):
+            raise ValueError(f"Input.media must be 'image', 'images' or 'video', got {self.media!r}")
+
+    def _text_len(self, arg: ml_collections.ConfigDict) -> int:
+        return MOCK_TEXT_LEN if arg.mode == "mock" else self.text_len
+
+    def _pixels(self, arg: ml_collections.ConfigDict, num_frames: int) -> str:
+        prompt = f'|value_range(-1, 1)|strfmt("{self.prompt}", outkey="prefix")'
+        if self.media == "image":
+            return f"decode|resize({pp_res(arg)}, antialias=True)" + prompt
+        op = MEDIA_OPS[self.media]
+        return f'{op}(inkey="{self.media}", outkey="image", num_frames={num_frames}, size={pp_res(arg)})' + prompt
+
+    def _model_keys(self) -> tuple[str, ...]:
+        return _KEYS if self.media == "image" else (*_KEYS, "frame_mask")
+
+    def train_pp(self, arg: ml_collections.ConfigDict, num_frames: int = 1) -> str:
+        """Pixels, prompt, the target (one drawn at random with `choose`), tokens."""
+        target = "choice" if self.choose else "copy"
+        return (
+            f'{self._pixels(arg, num_frames)}|{target}(inkey="{self.target}", outkey="suffix")'
+            f"|tok_paligemma(text_len={self._text_len(arg)})|{_keep((*self._model_keys(), 'mask_loss'))}"
+        )
+
+    def eval_pp(self, arg: ml_collections.ConfigDict, num_frames: int = 1, extra_keys: tuple[str, ...] = ()) -> str:
+        """Pixels and prompt tokens; keeps the references, the id and `extra_keys` for the evaluator."""
+        keys = (*self._model_keys(), self.target, self.id_key, *extra_keys)
+        return f"{self._pixels(arg, num_frames)}|tok_paligemma_prompt(text_len={self._text_len(arg)})|{_keep(keys)}"
+
+    def mock_texts(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(the text fields, the prompt's fixed words): what the mock run's tokenizer is trained on."""
+        fields = tuple(name for _, name, _, _ in string.Formatter().parse(self.prompt) if name)
+        return (*fields, self.target), (self.prompt.split("{")[0].strip(),)
+
+
+def training(
+    arg: ml_collections.ConfigDict,
+    inp: Input,
+    dataset: str,
+    num_frames: int = 1,
+    *,
+    batch_size: int,
+    epochs: float,
+    lr: float = 1e-5,
+    wd: float = 0.0,
+    label_smoothing: float = 0.0,
+    shuffle_buffer_size: int = 10_000,
+    freeze_image_encoder: bool = False,
+    splits: tuple[str, str] = ("train", "train+validation"),
+) -> ml_collections.ConfigDict:
+    """The run on `dataset` with no evaluators yet.
+
+    The released model `arg.model` at `arg.res`, the original transfer recipe (`common.original_transfer_recipe`)
+    with `lr`, weight decay `wd` and `label_smoothing`; `splits`: the training split, and the one with
+    `arg.final_split` (train on the validation data too); `freeze_image_encoder`: no gradient and no optimizer
+    state for the ViT.
+    """
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    common.released_model(config, arg.model, arg.res)
+    config.input = dict(
+        data=dict(name=dataset, split=splits[1] if arg.final_split else splits[0]),
+        batch_size=batch_size,
+        shuffle_buffer_size=shuffle_buffer_size,
+        pp=inp.train_pp(arg, num_frames),
+    )
+    config.total_epochs = epochs
+    common.original_transfer_recipe(config, label_smoothing=label_smoothing)
+    config.lr = lr
+    config.wd = wd
+    if freeze_image_encoder:
+        config.freeze = (r"^img/",)
+    config.evals = {}
+    return config
+
+
+def generative_eval(
+    type: str, pp: str, *, batch_size: int, max_decode_len: int, sampler: str = "greedy", **kwargs
+) -> dict:
+    """An evaluator entry of `type` (see `evaluators/tasks.py`); `kwargs` are that type's keys."""
+    return dict(type=type, batch_size=batch_size, pp=pp, max_decode_len=max_decode_len, sampler=sampler, **kwargs)
+
+
+def caption_eval(pp: str, *, batch_size: int, max_decode_len: int, **kwargs) -> dict:
+    """A `caption` evaluator entry: greedy captions, CIDEr-D (BLEU-4, ROUGE-L) x100 against all `captions`."""
+    kwargs = dict(dict(references_key="captions", id_key="id", score_scale=100.0), **kwargs)
+    return generative_eval("caption", pp, batch_size=batch_size, max_decode_len=max_decode_len, **kwargs)
+
+
+def qa_eval(pp: str, *, batch_size: int, normalize: str, max_decode_len: int, **kwargs) -> dict:
+    """A `vqa` evaluator entry: greedy answers, VQA accuracy after `normalize`; `kwargs` go to the evaluator."""
+    kwargs = dict(dict(id_key="id"), **kwargs)
+    return generative_eval(
+        "vqa", pp, batch_size=batch_size, max_decode_len=max_decode_len, normalize=normalize, **kwargs
+    )
+
+
+def add_evals(
+    config: ml_collections.ConfigDict,
+    arg: ml_collections.ConfigDict,
+    evaluator: dict,
+    dataset: str,
+    splits: dict[str, str],
+    *,
+    log_percent: float | None = 0.25,
+) -> None:
+    """`config.evals[name]` = `evaluator` on `dataset`'s split, for each `name: split` in order.
+
+    The first runs every `log_percent` of the run and at the end, the others at the end. With `arg.final_split` the
+    validation splits (trained on) are left out.
+    """
+    for index, (name, split) in enumerate(splits.items()):
+        if arg.final_split and split.startswith("validation"):
+            continue
+        config.evals[name] = dict(evaluator, data=dict(name=dataset, split=split))
+        if index == 0 and log_percent:
+            config.evals[name].log_percent = log_percent
+
+
+def finish(
+    config: ml_collections.ConfigDict, arg: ml_collections.ConfigDict, inp: Input, num_frames: int = 1
+) -> ml_collections.ConfigDict:
+    """Fits the run to the slice planned for `num_frames` images, or turns it into a mock run (after the evals)."""
+    common.fit_released_slice(config, arg.model, arg.res, frames=num_frames)
+    if arg.mode == "mock":
+        keys, prompts = inp.mock_texts()
+        common.mock_mode(config, tokenizer_keys=keys, prompts=prompts, res=pp_res(arg))
+    return config
