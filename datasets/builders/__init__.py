@@ -19,6 +19,7 @@ the CLIs call it, so `tfds.builder("easy_vqa")` works after `import datasets.sou
 | `activitynet_qa` | `datasets.builders.activitynet_qa` | yes | ActivityNet-QA, one per question with its video |
 | `vatex`     | `datasets.builders.vatex`        | yes                | VATEX English captions, one per clip      |
 | `msvd_qa`   | `datasets.builders.msvd_qa`      | yes                | MSVD-QA, one per question with its clip   |
+| `textvqa`   | `datasets.builders.textvqa`      | yes                | TextVQA 0.5.1, one per question           |
 
 Shared file handling (reading the official JSON/JSONL, image/video files, the `EncodedVideo` feature) is in
 `datasets.builders.common`. Stock TFDS datasets (`coco_captions`, `ref_coco`, ...) are used by name and need no
@@ -44,6 +45,7 @@ BUILDERS = {
     "activitynet_qa": "datasets.builders.activitynet_qa",
     "vatex": "datasets.builders.vatex",
     "msvd_qa": "datasets.builders.msvd_qa",
+    "textvqa": "datasets.builders.textvqa",
 }
 
 

@@ -22,6 +22,8 @@ field) raises `ValueError`.
   load_json(path, dataset, expect=..., what=...)
                                         one JSON document; `expect` = dict / list checks its top-level type, and
                                         `keys=` the keys a dict must have
+  load_data(path, dataset, what=...)    the "data" list of a {"data": [{...}, ...]} question file (DocVQA,
+                                        InfographicVQA, TextVQA, ST-VQA ship their questions so)
   load_records(path, dataset)           a list of JSON objects from a JSON array *or* JSON lines (one object a line,
                                         blank lines skipped): NLVR2's `train.json`, MaRVL's `marvl-id.jsonl`, ...
   field(record, key, path, dataset)     `record[key]`, or a ValueError naming the file, the record and the key
@@ -165,6 +167,20 @@ def load_json(
         if absent:
             raise ValueError(f"{dataset}: {path} is not {expected} (no {', '.join(repr(k) for k in absent)} key)")
     return content
+
+
+def load_data(path: str, dataset: str, *, what: str) -> list[dict]:
+    """The `data` list of an official question file shaped `{"data": [{...}, ...], ...}`.
+
+    DocVQA, InfographicVQA, TextVQA and ST-VQA ship their questions this way (the other top-level keys name the
+    dataset, version and split). FileNotFoundError when the file is missing, ValueError naming it when it is not that
+    shape; `what` describes the expected file ("an official TextVQA question file").
+    """
+    content = load_json(path, dataset, expect=dict, keys=("data",), what=what)
+    data = content["data"]
+    if not isinstance(data, list) or not all(isinstance(entry, dict) for entry in data):
+        raise ValueError(f'{dataset}: {path} is not {what} (its "data" is not a list of JSON objects)')
+    return data
 
 
 def load_records(path: str, dataset: str, *, what: str = "") -> list[dict]:

@@ -77,10 +77,7 @@ def missing_manual_files(manual_dir) -> list[str]:
 
 def _load_questions(path: str) -> list[dict]:
     what = 'an official DocVQA question file (expected a JSON object with a "data" list of questions)'
-    content = common.load_json(path, "DocVQA", expect=dict, keys=("data",), what=what)
-    if not isinstance(content["data"], list):
-        raise ValueError(f"DocVQA: {path} is not {what}")
-    return content["data"]
+    return common.load_data(path, "DocVQA", what=what)
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):

@@ -1,0 +1,91 @@
+"""TextVQA, ST-VQA, InfographicVQA, OCR-VQA and ChartQA builders on tiny official-format fixtures
+(tests/fixtures/data/{textvqa,stvqa,infovqa,ocrvqa,chartqa}_manual)."""
+
+import json
+import os
+import shutil
+
+import pytest
+import tensorflow as tf
+
+from datasets import build, sources
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FIXTURES = os.path.join(ROOT, "tests", "fixtures", "data")
+TEXTVQA = os.path.join(FIXTURES, "textvqa_manual")
+
+
+def _examples(name, split, data_dir, key):
+    source = sources.get_source(dict(name=name, split=split, data_dir=data_dir))
+    exs = {_key(e[key]): e for e in source.get_tfdata(ordered=True).as_numpy_iterator()}
+    assert len(exs) == source.num_examples
+    return exs
+
+
+def _key(value):
+    return value.decode() if isinstance(value, bytes) else int(value)
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _shape(image):
+    return tuple(tf.io.decode_image(image).shape)
+
+
+def _missing(name, manual_dir):
+    """The first line of the error `python -m datasets.build` prints for missing manual files."""
+    with pytest.raises(build.ManualFilesMissing) as e:
+        build.check_manual_dir(name, str(manual_dir))
+    return str(e.value).split("\n")[0], e.value.details
+
+
+# ----------------------------------------------------------------------------------------------------------
+# TextVQA
+
+
+def test_textvqa_builder_on_fixture(tmp_path):
+    build.prepare("textvqa", data_dir=str(tmp_path), manual_dir=TEXTVQA)
+    train = _examples("textvqa", "train", str(tmp_path), "question_id")
+    val = _examples("textvqa", "validation", str(tmp_path), "question_id")
+    test = _examples("textvqa", "test", str(tmp_path), "question_id")
+    assert (sorted(train), sorted(val), sorted(test)) == ([0, 1, 2], [34602], [39602])
+    e = train[0]
+    assert e["question"] == b"what is the brand of phone?" and e["image_id"] == b"0054c91397f2fe05"
+    assert e["answers"].tolist() == [b"nokia"] * 8 + [b"toshiba", b"nokia "]  # all 10, as in the file
+    # rotation.csv: Rotation 0 -> the picture as stored; Rotation 90 -> turned upright (height and width swap).
+    assert e["image"] == _read(os.path.join(TEXTVQA, "train_images", "0054c91397f2fe05.jpg"))
+    assert _shape(e["image"]) == (12, 16, 3)
+    assert _shape(train[2]["image"]) == (12, 8, 3)  # stored 8 high x 12 wide
+    v = val[34602]  # validation questions' pictures are in train_images/
+    assert v["answers"].tolist()[-1] == b"stop sign" and v["image"] == _read(
+        os.path.join(TEXTVQA, "train_images", "00685bc495504d61.jpg")
+    )
+    t = test[39602]
+    assert t["answers"].tolist() == [] and t["question"] == b"what year is shown?" and _shape(t["image"]) == (16, 8, 3)
+
+
+def test_textvqa_missing_and_bad_files(tmp_path):
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    first, details = _missing("textvqa", manual)
+    assert "TextVQA_0.5.1_train.json or TextVQA_0.5.1_val.json or TextVQA_0.5.1_test.json" in first
+    assert "dl.fbaipublicfiles.com/textvqa" in details
+    shutil.copy(os.path.join(TEXTVQA, "TextVQA_0.5.1_test.json"), manual)
+    first, _ = _missing("textvqa", manual)
+    assert first.endswith("test_images/")
+    # Only the test split, without rotation.csv: built alone, the picture as stored.
+    shutil.copytree(os.path.join(TEXTVQA, "test_images"), manual / "test_images")
+    builder = build.prepare("textvqa", data_dir=str(tmp_path / "a"), manual_dir=str(manual))
+    assert {k: v.num_examples for k, v in builder.info.splits.items()} == {"test": 1}
+    os.remove(manual / "test_images" / "000c6a5f5c27c7f4.jpg")
+    with pytest.raises(FileNotFoundError, match=r"000c6a5f5c27c7f4\.jpg of question 39602"):
+        build.prepare("textvqa", data_dir=str(tmp_path / "b"), manual_dir=str(manual))
+    (manual / "TextVQA_0.5.1_test.json").write_text(json.dumps([{"question_id": 1}]))
+    with pytest.raises(ValueError, match=r"TextVQA_0\.5\.1_test\.json is not an official TextVQA 0\.5\.1 question"):
+        build.prepare("textvqa", data_dir=str(tmp_path / "c"), manual_dir=str(manual))
+    (manual / "TextVQA_0.5.1_test.json").write_text(json.dumps({"data": [{"question_id": 1, "question": "q?"}]}))
+    with pytest.raises(ValueError, match=r"TextVQA_0\.5\.1_test\.json: an entry has no 'image_id' field"):
+        build.prepare("textvqa", data_dir=str(tmp_path / "d"), manual_dir=str(manual))
