@@ -95,7 +95,7 @@ def test_mock_mode_trains_and_evaluates(name, tmp_path):
         "vqav2": "vqa/accuracy",
         "cococap": "coco/cider",
         "docvqa": "anls/anls",
-        "refcoco_seg": "seg_validation/miou",
+        "refcoco_seg": "seg_refcocog_validation/miou",
         "nlvr2": "nlvr2_test/accuracy",
         "marvl": "marvl/mean_accuracy",
         "msrvtt_cap": "msrvtt_test/cider",
@@ -180,3 +180,16 @@ def test_lora_mock_mode_trains_the_adapters_and_evaluates(tmp_path):
     result = train(_config("vqav2_lora", "mode=mock"), str(tmp_path), compiler_options=FAST)
     assert result["step"] == 3 and "vqa/accuracy" in result["records"][-1]
     assert (tmp_path / "lora_base.json").exists()
+
+
+def test_refcoco_trains_the_three_datasets_together_as_the_card():
+    cfg = config_lib.resolve(_config("refcoco_seg", "res=224"))
+    assert cfg.input.data.name == "refcoco/refcocox_combined" and cfg.input.data.split == "train"
+    assert (cfg.total_epochs, cfg.lr, cfg.input.batch_size, cfg.label_smoothing) == (100, 3e-5, 256, 0.3)
+    assert cfg.model.llm.dropout == 0.1
+    assert sorted(cfg.evals) == ["seg_refcoco_validation", "seg_refcocog_validation", "seg_refcocoplus_validation"]
+    final = config_lib.resolve(_config("refcoco_seg", "final_split=true"))
+    assert final.input.data.split == "train" and len(final.evals) == 8  # never trains on a held-out image
+    assert final.evals.seg_refcocog_test.data.to_dict() == dict(name="refcoco/refcocog_umd", split="test")
+    single = config_lib.resolve(_config("refcoco_seg", "dataset=refcoco_unc,final_split=true"))
+    assert single.input.data.split == "train+validation" and sorted(single.evals) == ["seg_testA", "seg_testB"]

@@ -1,6 +1,8 @@
 """VQAv2 and RefCOCO builders on tiny raw-format fixtures; the build and inspect CLIs."""
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -139,3 +141,45 @@ def test_refcoco_refs_pickles_are_read_as_plain_data_only():
     ]
     with pytest.raises(pickle.UnpicklingError, match="only plain data"):
         refcoco._load_plain_pickle(pickle.dumps(_os.getcwd))
+
+
+def test_refcocox_combined_joins_the_three_train_splits_without_any_held_out_image(tmp_path):
+    """The card's RefCOCO training data: refcoco + refcoco+ + refcocog train, minus every val/test image of any."""
+    manual = tmp_path / "manual"
+    shutil.copytree(os.path.join(FIXTURES, "refcoco_manual"), manual)
+    data = json.loads((manual / "refcoco.json").read_text())
+    (held_out_train, held_out_val) = data["ref"]  # refcoco unc, image 77: train and val
+    image = data["coco_anns"]["77"]
+    data["coco_anns"]["78"] = {
+        "info": dict(image["info"], id=78, file_name="COCO_train2014_000000000078.jpg"),
+        "anns": [dict(a, id=a["id"] + 100, image_id=78) for a in image["anns"]],
+    }
+    images = manual / "coco_train2014"
+    shutil.copy(images / image["info"]["file_name"], images / "COCO_train2014_000000000078.jpg")
+
+    def ref(dataset, partition, split, image_id, ref_id, sentences):
+        ann = dict(held_out_train["ann"], id=held_out_train["ann"]["id"] + 100, image_id=image_id)
+        return dict(
+            held_out_train,
+            dataset=dataset,
+            dataset_partition=partition,
+            split=split,
+            image_id=image_id,
+            ref_id=ref_id,
+            ann_id=ann["id"],
+            ann=ann,
+            sentences=[dict(sent_id=i, raw=text) for i, text in sentences],
+        )
+
+    data["ref"] += [
+        ref("refcoco+", "unc", "train", 78, 1, [(10, "left box")]),  # same sentence id as refcoco's: keys differ
+        ref("refcocog", "umd", "train", 78, 7, [(70, "the white box on the left"), (71, "a box")]),
+        ref("refcocog", "umd", "train", 77, 8, [(80, "box on an image held out by refcoco val")]),
+        ref("refcoco", "google", "train", 78, 9, [(90, "not one of the three")]),
+    ]
+    (manual / "refcoco.json").write_text(json.dumps(data))
+    build.prepare("refcoco/refcocox_combined", data_dir=str(tmp_path / "data"), manual_dir=str(manual))
+    train = sources.get_source(dict(name="refcoco/refcocox_combined", split="train", data_dir=str(tmp_path / "data")))
+    texts = sorted(e["refexp"].decode() for e in train.get_tfdata(ordered=True).as_numpy_iterator())
+    assert texts == ["a box", "left box", "the white box on the left"]
+    assert held_out_val["split"] == "val"

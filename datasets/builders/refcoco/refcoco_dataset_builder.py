@@ -12,6 +12,11 @@ Features:
 Splits per config: refcoco_unc / refcocoplus_unc: train, validation, testA, testB; refcoco_google: train,
 validation, test; refcocog_umd: train, validation, test; refcocog_google: train, validation. A split with no
 expressions in the given files is left out.
+
+refcocox_combined: the training data of the model card's RefCOCO row, train only: the train expressions of
+refcoco_unc, refcocoplus_unc and refcocog_umd together, leaving out every image that has an expression in a validation
+or test split of any of the three (the three share COCO train2014 images, so a train image of one may be a test
+image of another). Its example keys are "<dataset>/<sentence id>" (sentence ids repeat across the three).
 """
 
 from __future__ import annotations
@@ -70,10 +75,14 @@ _SPLITS = {
     ("refcocog", "umd"): ["train", "val", "test"],
     ("refcocog", "google"): ["train", "val"],
 }
+# The three (dataset, partition) whose train splits `refcocox_combined` joins, without their val/test images.
+COMBINED = (("refcoco", "unc"), ("refcoco+", "unc"), ("refcocog", "umd"))
 
 
 def missing_manual_files(manual_dir, dataset="refcoco", partition="unc") -> list[str]:
     """The required files/folders that are not in manual_dir (empty: ready to build)."""
+    if (dataset, partition) == ("refcocox", "combined"):
+        return list(dict.fromkeys(m for d, p in COMBINED for m in missing_manual_files(manual_dir, d, p)))
     missing = []
     if not os.path.isdir(os.path.join(manual_dir, "coco_train2014")):
         missing.append("coco_train2014/")
@@ -137,7 +146,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "One example per referring expression, with masks."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
-    BUILDER_CONFIGS = [RefCocoConfig(d, p) for d, p in _SPLITS]
+    BUILDER_CONFIGS = [RefCocoConfig(d, p) for d, p in _SPLITS] + [RefCocoConfig("refcocox", "combined")]
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
@@ -171,6 +180,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             raise FileNotFoundError(
                 f"RefCOCO: missing in manual_dir {manual_dir}: {', '.join(missing)}\n{MANUAL_DOWNLOAD_INSTRUCTIONS}"
             )
+        if (bc.dataset, bc.partition) == ("refcocox", "combined"):
+            return {"train": self._generate_combined(manual_dir)}
         refs, images, anns, cats = _load(manual_dir, bc.dataset, bc.partition)
         by_split = collections.defaultdict(list)
         for r in refs:
@@ -181,6 +192,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 name = "validation" if split == "val" else split
                 out[name] = self._generate_examples(manual_dir, by_split[split], images, anns, cats)
         return out
+
+    def _generate_combined(self, manual_dir):
+        loaded = {key: _load(manual_dir, *key) for key in COMBINED}
+        held_out = {int(r["image_id"]) for refs, *_ in loaded.values() for r in refs if r["split"] != "train"}
+        for (dataset, _), (refs, images, anns, cats) in loaded.items():
+            train = [r for r in refs if r["split"] == "train" and int(r["image_id"]) not in held_out]
+            for key, example in self._generate_examples(manual_dir, train, images, anns, cats):
+                yield f"{dataset}/{key}", example
 
     def _generate_examples(self, manual_dir, refs, images, anns, cats):
         for r in sorted(refs, key=lambda r: r["ref_id"]):
