@@ -19,7 +19,13 @@ the CLIs call it, so `tfds.builder("easy_vqa")` works after `import datasets.sou
 | `activitynet_qa` | `datasets.builders.activitynet_qa` | yes | ActivityNet-QA, one per question with its video |
 | `vatex`     | `datasets.builders.vatex`        | yes                | VATEX English captions, one per clip      |
 | `msvd_qa`   | `datasets.builders.msvd_qa`      | yes                | MSVD-QA, one per question with its clip   |
+| `okvqa`     | `datasets.builders.okvqa`        | yes                | OK-VQA v1.1, one per question (COCO 2014) |
+| `aokvqa`    | `datasets.builders.aokvqa`       | yes                | A-OKVQA v1.0, one per question (COCO 2017)|
+| `gqa`       | `datasets.builders.gqa`          | yes                | GQA balanced questions, one per question  |
+| `xgqa`      | `datasets.builders.xgqa`         | yes                | xGQA zero-shot test, a split per language |
+| `vizwiz_vqa` | `datasets.builders.vizwiz_vqa`  | yes                | VizWiz VQA, one per question (image)      |
 | `textvqa`   | `datasets.builders.textvqa`      | yes                | TextVQA 0.5.1, one per question           |
+| `stvqa`     | `datasets.builders.stvqa`        | yes                | ST-VQA task 3, one per question           |
 
 Shared file handling (reading the official JSON/JSONL, image/video files, the `EncodedVideo` feature) is in
 `datasets.builders.common`. Stock TFDS datasets (`coco_captions`, `ref_coco`, ...) are used by name and need no
@@ -45,7 +51,9 @@ BUILDERS = {
     "activitynet_qa": "datasets.builders.activitynet_qa",
     "vatex": "datasets.builders.vatex",
     "msvd_qa": "datasets.builders.msvd_qa",
+    "okvqa": "datasets.builders.okvqa",
     "textvqa": "datasets.builders.textvqa",
+    "stvqa": "datasets.builders.stvqa",
 }
 
 

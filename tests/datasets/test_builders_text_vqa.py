@@ -89,3 +89,53 @@ def test_textvqa_missing_and_bad_files(tmp_path):
     (manual / "TextVQA_0.5.1_test.json").write_text(json.dumps({"data": [{"question_id": 1, "question": "q?"}]}))
     with pytest.raises(ValueError, match=r"TextVQA_0\.5\.1_test\.json: an entry has no 'image_id' field"):
         build.prepare("textvqa", data_dir=str(tmp_path / "d"), manual_dir=str(manual))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# ST-VQA
+
+
+STVQA = os.path.join(FIXTURES, "stvqa_manual")
+
+
+def test_stvqa_builder_on_fixture(tmp_path):
+    build.prepare("stvqa", data_dir=str(tmp_path), manual_dir=STVQA)
+    train = _examples("stvqa", "train", str(tmp_path), "question_id")
+    val = _examples("stvqa", "validation", str(tmp_path), "question_id")
+    test = _examples("stvqa", "test", str(tmp_path), "question_id")
+    # validation: the train questions on pictures with crc32(file_path) % 10 == 0 (v7w_15, COCO ..._000000000009).
+    assert (sorted(train), sorted(val), sorted(test)) == ([0, 1, 3], [2, 4], [30000])
+    e = train[0]
+    assert e["question"] == b"What brand is the bus?" and e["answers"].tolist() == [b"Volvo", b"volvo"]
+    assert e["file_path"] == b"coco-text/COCO_train2014_000000135143.jpg"
+    assert e["image"] == _read(os.path.join(STVQA, "train_images", "coco-text", "COCO_train2014_000000135143.jpg"))
+    assert _shape(train[3]["image"]) == (10, 16, 3) and val[2]["answers"].tolist() == [b"STOP"]
+    t = test[30000]
+    assert t["answers"].tolist() == [] and _shape(t["image"]) == (10, 14, 3)
+
+
+def test_stvqa_coco_pictures_and_errors(tmp_path):
+    from PIL import Image
+
+    manual = tmp_path / "manual"
+    shutil.copytree(STVQA, manual)
+    # With train2014/, COCO-Text pictures come from COCO (full size), the others from the release.
+    (manual / "train2014").mkdir()
+    Image.new("RGB", (24, 16), (1, 2, 3)).save(manual / "train2014" / "COCO_train2014_000000135143.jpg")
+    with pytest.raises(FileNotFoundError, match=r"train2014/COCO_train2014_000000000009\.jpg of question 4"):
+        build.prepare("stvqa", data_dir=str(tmp_path / "a"), manual_dir=str(manual))
+    Image.new("RGB", (20, 20), (1, 2, 3)).save(manual / "train2014" / "COCO_train2014_000000000009.jpg")
+    build.prepare("stvqa", data_dir=str(tmp_path / "b"), manual_dir=str(manual))
+    train = _examples("stvqa", "train", str(tmp_path / "b"), "question_id")
+    assert _shape(train[1]["image"]) == (16, 24, 3) and _shape(train[3]["image"]) == (10, 16, 3)
+
+    os.remove(manual / "train_task_3.json")
+    os.remove(manual / "test_task_3.json")
+    first, details = _missing("stvqa", manual)
+    assert "train_task_3.json or test_task_3.json" in first and "rrc.cvc.uab.es/?ch=11" in details
+    (manual / "test_task_3.json").write_text('{"data": [')
+    shutil.rmtree(manual / "test_task3_images")
+    assert _missing("stvqa", manual)[0].endswith("test_task3_images/")
+    (manual / "test_task3_images").mkdir()
+    with pytest.raises(ValueError, match=r"test_task_3\.json is not valid JSON"):
+        build.prepare("stvqa", data_dir=str(tmp_path / "c"), manual_dir=str(manual))

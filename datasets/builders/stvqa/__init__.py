@@ -1,0 +1,8 @@
+"""ST-VQA (Scene Text VQA, task 3) as a TFDS dataset (`stvqa`), built from the official files in a manual_dir.
+
+See `stvqa_dataset_builder.py` for the features and `MANUAL_DOWNLOAD_INSTRUCTIONS` for the manual_dir layout.
+"""
+
+from datasets.builders.stvqa.stvqa_dataset_builder import MANUAL_DOWNLOAD_INSTRUCTIONS, Builder, missing_manual_files
+
+__all__ = ["MANUAL_DOWNLOAD_INSTRUCTIONS", "Builder", "missing_manual_files"]
