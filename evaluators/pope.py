@@ -32,18 +32,26 @@ def parse_yes_no(text: str) -> str:
     return "yes"
 
 
-def pope_metrics(predictions: Iterable[str], labels: Iterable[str]) -> dict:
+def pope_metrics(predictions: Iterable[str], labels: Iterable[str], *, parse: str = "pope") -> dict:
     """POPE accuracy / precision / recall / F1 with "yes" as the positive class.
 
     Args:
-      predictions: model answers (free text, parsed with `parse_yes_no`).
+      predictions: model answers (free text).
       labels: ground truths, `"yes"` or `"no"` (case-insensitive).
+      parse: how an answer becomes yes/no: `"pope"` = `parse_yes_no` (POPE's rule: every answer is yes or no);
+        `"exact"` = the stripped, lowercased answer must be exactly "yes" or "no" (big_vision's POPE evaluator),
+        anything else is wrong whatever the label (counted in `invalid`; it is a missed "yes" for recall).
 
     Returns:
-      `{"accuracy", "precision", "recall", "f1", "yes_ratio", "tp", "fp", "tn", "fn"}`; precision / recall / F1
-      are 0.0 when their denominator is 0.
+      `{"accuracy", "precision", "recall", "f1", "yes_ratio", "tp", "fp", "tn", "fn", "invalid"}`; precision /
+      recall / F1 are 0.0 when their denominator is 0; `yes_ratio` is the fraction of "yes" answers.
     """
-    preds = [parse_yes_no(p) for p in predictions]
+    if parse not in ("pope", "exact"):
+        raise ValueError(f"parse must be 'pope' or 'exact', got {parse!r}")
+    if parse == "pope":
+        preds = [parse_yes_no(p) for p in predictions]
+    else:
+        preds = [str(p).strip().lower() for p in predictions]
     gts = [str(label).strip().lower() for label in labels]
     if len(preds) != len(gts):
         raise ValueError(f"{len(preds)} predictions but {len(gts)} labels")
@@ -53,7 +61,8 @@ def pope_metrics(predictions: Iterable[str], labels: Iterable[str]) -> dict:
     tp = sum(p == "yes" and g == "yes" for p, g in zip(preds, gts))
     fp = sum(p == "yes" and g == "no" for p, g in zip(preds, gts))
     tn = sum(p == "no" and g == "no" for p, g in zip(preds, gts))
-    fn = sum(p == "no" and g == "yes" for p, g in zip(preds, gts))
+    fn = sum(p != "yes" and g == "yes" for p, g in zip(preds, gts))
+    invalid = sum(p not in ("yes", "no") for p in preds)
     n = len(preds)
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
@@ -68,4 +77,5 @@ def pope_metrics(predictions: Iterable[str], labels: Iterable[str]) -> dict:
         "fp": fp,
         "tn": tn,
         "fn": fn,
+        "invalid": invalid,
     }

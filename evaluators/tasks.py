@@ -3,16 +3,32 @@
 type          extra keys (defaults)                                        metrics
 perplexity    id_key=None                                                  nll, perplexity, token_nll
 vqa           answers_key="answers", id_key="question_id",                 accuracy, accuracy_<answer type>,
-              answer_type_key=None, normalize="vqav2" | "always",          mean_accuracy (with mean_over_types)
+              answer_type_key=None, normalize="vqav2" | "always" |         mean_accuracy (with mean_over_types)
+              "exact" | "exact_cased", min_matches=1,
               mean_over_types=False, submission_file=True,
               max_decode_len=16, sampler, seed
 anls          answers_key="answers", id_key="question_id", threshold=0.5,  anls
               collapse_whitespace=False, submission_file=True, ...
-caption       references_key="captions", id_key="image_id",                cider, bleu4, rouge_l (x score_scale)
-              score_scale=1.0, submission_file=True, max_decode_len=32, ...
+caption       references_key="captions", id_key="image_id",                cider, bleu4, rouge_l (x score_scale);
+              group_key=None, exclude_from_avg=None,                       with group_key: cider_<group>, ...,
+              score_scale=1.0, submission_file=True, max_decode_len=32     cider_avg, cider_avg_no_<excluded>
 detection     targets_key="suffix", iou_threshold=0.5, id_key=None, ...    map, f1, precision, recall
 refcoco_seg   vqvae_checkpoint (path or "init:SEED"), mask_key="mask",      miou, boxacc@0.5, boxacc@0.75, invalid
               box_key="bbox", id_key=None, max_decode_len=20, ...
+chartqa, tallyqa, pope, scienceqa, rsvqa, multiple_choice, mmvp: see `evaluators.qa_tasks` (imported at the end).
+
+vqa's `normalize`: "vqav2" is the official VQAv2 script (normalise only when the ground truths disagree, leave-one-out
+min(1, matches/3)); "always" normalises every answer (TextVQA, VizWiz); "exact" compares the stripped, lowercased
+answer with each ground truth (`M.exact_match_accuracy`: big_vision's plain VQA evaluator with `to_lower=True`, for
+GQA, xGQA, OCR-VQA, AI2D, ...), "exact_cased" without lowercasing (big_vision's AI2D setting); with them
+`min_matches` ground truths must match for full credit, score min(1, matches / min_matches) (3 for A-OKVQA DA and
+OK-VQA as big_vision, whose vqa evaluator scores several answers so; 1 = "equals any ground truth").
+
+Submission files (`evaluators.submission`): `submission_format="list"` (default) writes `[{<id name>: id, "answer":
+prediction}]` with `submission_id_name` (default: "question_id" for vqa, "questionId" for anls; "image" for VizWiz)
+and `[{"image_id", "caption"}]` for caption (TextCaps, COCO, NoCaps); `submission_format="aokvqa"` writes A-OKVQA's
+`{question_id: {"direct_answer" | "multiple_choice": prediction}}` (`python -m evaluators.submission merge_aokvqa`
+joins the DA and MC files).
 
 Several images or video frames per example: the pp gives image `[F, H, W, 3]` (batched `[B, F, H, W, 3]`) and, when
 some are padding, "frame_mask" `[F]`; every type passes a kept "frame_mask" to the model (decoding, perplexity).
@@ -21,8 +37,7 @@ over its languages, with the language as the answer type). `score_scale=100` rep
 model cards do (CIDEr 0.7 -> 70.0).
 
 Field values come from the eval batch (keep them in the pp string). Lists of strings may be `[N]` string arrays
-(empty strings = padding, dropped) or JSON text (JSONL nested values). Submission files: VQAv2 / TextVQA
-`[{"question_id", "answer"}]`, DocVQA `[{"questionId", "answer"}]`, COCO captions `[{"image_id", "caption"}]`.
+(empty strings = padding, dropped) or JSON text (JSONL nested values).
 
 Perplexity runs the training layout (`tok_paligemma` with `mask_loss`): model input `text[:, :-1]`, targets
 `text[:, 1:]` weighted by `mask_loss[:, 1:]`; `nll` is the mean over examples of the per-example mean NLL of the
@@ -54,6 +69,7 @@ from evaluators import metrics as M
 from evaluators.base import Evaluator, GenerativeEvaluator
 from evaluators.refcoco import LOC0, SEG0, tokens_from_ids
 from evaluators.registry import EvalConfigError, register_evaluator
+from evaluators.submission import SUBMISSION_KEYS, check_submission_config, submission
 from evaluators.values import as_scalar, as_text, as_text_list, mean, safe_metric_name
 from paligemma import vqvae
 from paligemma.loss import weighted_nll_sums
@@ -148,9 +164,14 @@ class PerplexityEvaluator(Evaluator):
 
 
 class _QaEvaluator(GenerativeEvaluator):
-    """Shared parts of VQA / ANLS: prediction + answers list + optional question id per record."""
+    """Shared parts of the QA types: prediction + answers list + optional question id per record.
+
+    Submission file: `[{<submission_id_name>: id, "answer": prediction}]` (`submission_format="list"`), or, with
+    `submission_format="aokvqa"`, the A-OKVQA leaderboard's `{id: {<SUBMISSION_AOKVQA_FIELD>: prediction}}`.
+    """
 
     SUBMISSION_ID = "question_id"
+    SUBMISSION_AOKVQA_FIELD = "direct_answer"
 
     def _score(self, prediction: str, answers: list[str]) -> float:
         raise NotImplementedError
@@ -168,8 +189,10 @@ class _QaEvaluator(GenerativeEvaluator):
                 rec["id"] = _id(ids[r])
             if types is not None:
                 rec["answer_type"] = as_text(types[r])
-            # No answers (a test split): predicted for the submission file, not scored.
-            rec["score"] = float(self._score(pred, gts)) if gts else None
+            # No answers (a test split): predicted for the submission file, not scored. A type's `_score` may also
+            # return None (an answer it cannot score, e.g. a POPE label that is not yes/no).
+            score = self._score(pred, gts) if gts else None
+            rec["score"] = None if score is None else float(score)
             out.append(rec)
         return out
 
@@ -178,15 +201,23 @@ class _QaEvaluator(GenerativeEvaluator):
         """The records that have ground-truth answers."""
         return [r for r in records if r["score"] is not None]
 
+    def _check_config(self, cfg, where):
+        super()._check_config(cfg, where)
+        check_submission_config(cfg, where)
+
     def _submission(self, records):
-        if not records or any("id" not in r for r in records):
-            return None
-        return [{self.SUBMISSION_ID: r["id"], "answer": r["prediction"]} for r in records]
+        return submission(
+            records, self.config, default_id=self.SUBMISSION_ID, aokvqa_field=self.SUBMISSION_AOKVQA_FIELD
+        )
 
 
 @register_evaluator("vqa")
 class VqaEvaluator(_QaEvaluator):
-    """VQAv2 accuracy (official script; `normalize="always"` for TextVQA / VizWiz) over the answers list."""
+    """VQA accuracy over the answers list.
+
+    The VQAv2 script (`normalize="vqav2"`, or `"always"` for TextVQA / VizWiz), or exact match (`"exact"`,
+    `"exact_cased"`; see `evaluators.vqa.exact_match_accuracy`).
+    """
 
     KEYS = dict(
         GenerativeEvaluator.KEYS,
@@ -195,21 +226,37 @@ class VqaEvaluator(_QaEvaluator):
         id_key="question_id",
         answer_type_key=None,
         normalize="vqav2",
+        min_matches=1,
         mean_over_types=False,
         submission_file=True,
+        **SUBMISSION_KEYS,
     )
+    NORMALIZE = ("vqav2", "always", "exact", "exact_cased")
 
     def _check_config(self, cfg, where):
         super()._check_config(cfg, where)
-        if cfg["normalize"] not in ("vqav2", "always"):
+        if cfg["normalize"] not in self.NORMALIZE:
             raise EvalConfigError(
-                f"{where}: normalize must be 'vqav2' (official VQAv2 script) or 'always' "
-                f"(TextVQA / VizWiz), got {cfg['normalize']!r}"
+                f"{where}: normalize must be 'vqav2' (official VQAv2 script), 'always' (TextVQA / VizWiz), 'exact' "
+                f"(stripped, lowercased exact match) or 'exact_cased', got {cfg['normalize']!r}"
+            )
+        mm = cfg["min_matches"]
+        if isinstance(mm, bool) or not isinstance(mm, int) or mm < 1:
+            raise EvalConfigError(f"{where}: min_matches must be an int >= 1, got {mm!r}")
+        if mm != 1 and not cfg["normalize"].startswith("exact"):
+            raise EvalConfigError(
+                f"{where}: min_matches applies to normalize='exact' / 'exact_cased' (the VQAv2 script has its own "
+                f"rule), got min_matches={mm} with normalize={cfg['normalize']!r}"
             )
 
     def _score(self, prediction, answers):
-        if self.config["normalize"] == "always":
+        normalize = self.config["normalize"]
+        if normalize == "always":
             return M.vqa_accuracy_always_normalize(prediction, answers)
+        if normalize in ("exact", "exact_cased"):
+            return M.exact_match_accuracy(
+                prediction, answers, lowercase=normalize == "exact", min_matches=self.config["min_matches"]
+            )
         return M.vqa_accuracy(prediction, answers)
 
     def _metrics(self, records):
@@ -240,6 +287,7 @@ class AnlsEvaluator(_QaEvaluator):
         threshold=0.5,
         collapse_whitespace=False,
         submission_file=True,
+        **SUBMISSION_KEYS,
     )
     SUBMISSION_ID = "questionId"
 
@@ -261,28 +309,62 @@ class AnlsEvaluator(_QaEvaluator):
 # Captioning.
 
 
+def _caption_scores(records: list[dict], scale: float) -> dict[str, float]:
+    """CIDEr, BLEU-4 and ROUGE-L (x `scale`) of the records' predictions against their references."""
+    preds = [r["prediction"] for r in records]
+    refs = [r["references"] for r in records]
+    return {
+        "cider": scale * M.cider(preds, refs)[0],
+        "bleu4": scale * M.bleu4(preds, refs)[0],
+        "rouge_l": scale * M.rouge_l(preds, refs)[0],
+    }
+
+
 @register_evaluator("caption")
 class CaptionEvaluator(GenerativeEvaluator):
-    """COCO-toolkit CIDEr-D, BLEU-4 and ROUGE-L against the reference captions."""
+    """COCO-toolkit CIDEr-D, BLEU-4 and ROUGE-L against the reference captions; per group with `group_key`.
+
+    With `group_key` (e.g. "language": COCO-35L, XM3600) each group is scored on its own, as if its examples were
+    the whole eval set (CIDEr's document frequencies come from that group's references only; big_vision runs one
+    evaluator per language split), reported as `cider_<group>`, `bleu4_<group>`, `rouge_l_<group>`, plus
+    `cider_avg` / `bleu4_avg` / `rouge_l_avg` (unweighted mean over the groups) and, with `exclude_from_avg`
+    (a group or a list of groups, e.g. "en"), `cider_avg_no_<groups>` (the mean over the other groups: the model
+    card's "avg-34" of COCO-35L with "en" excluded). No pooled `cider` then: it would mix the groups' vocabularies.
+    """
 
     KEYS = dict(
         GenerativeEvaluator.KEYS,
         max_decode_len=32,
         references_key="captions",
         id_key="image_id",
+        group_key=None,
+        exclude_from_avg=None,
         score_scale=1.0,
         submission_file=True,
+        **SUBMISSION_KEYS,
     )
+
+    def _check_config(self, cfg, where):
+        super()._check_config(cfg, where)
+        check_submission_config(cfg, where)
+        if cfg["exclude_from_avg"] is not None and cfg["group_key"] is None:
+            raise EvalConfigError(f"{where}: exclude_from_avg needs group_key (the field naming each example's group)")
+        excl = cfg["exclude_from_avg"]
+        if excl is not None and not isinstance(excl, str) and not all(isinstance(g, str) for g in excl):
+            raise EvalConfigError(f"{where}: exclude_from_avg must be a group name or a list of them, got {excl!r}")
 
     def _records(self, batch, outputs, rows):
         refs = self._field(batch, self.config["references_key"])
         ids = self._optional_field(batch, "id_key")
+        groups = None if self.config["group_key"] is None else self._field(batch, self.config["group_key"])
         out = []
         for r, pred in zip(rows, self.texts(outputs, rows)):
             references = as_text_list(refs[r])  # none on a test split: predicted, not scored
             rec = {"prediction": pred, "references": references}
             if ids is not None:
                 rec["id"] = _id(ids[r])
+            if groups is not None:
+                rec["group"] = as_text(groups[r])
             out.append(rec)
         return out
 
@@ -290,20 +372,28 @@ class CaptionEvaluator(GenerativeEvaluator):
         unscored = len(records) - len(records := [r for r in records if r["references"]])
         if not records:
             return {"unscored": unscored}
-        preds = [r["prediction"] for r in records]
-        refs = [r["references"] for r in records]
         scale = float(self.config["score_scale"])
-        out = {
-            "cider": scale * M.cider(preds, refs)[0],
-            "bleu4": scale * M.bleu4(preds, refs)[0],
-            "rouge_l": scale * M.rouge_l(preds, refs)[0],
-        }
+        if self.config["group_key"] is None:
+            out = _caption_scores(records, scale)
+        else:
+            by_group: dict[str, list[dict]] = {}
+            for r in records:
+                by_group.setdefault(r["group"], []).append(r)
+            per_group = {g: _caption_scores(rs, scale) for g, rs in sorted(by_group.items())}
+            out = {}
+            for g, scores in per_group.items():
+                out.update({f"{k}_{safe_metric_name(g)}": v for k, v in scores.items()})
+            for k in ("cider", "bleu4", "rouge_l"):
+                out[f"{k}_avg"] = mean([s[k] for s in per_group.values()])
+            excl = self.config["exclude_from_avg"]
+            excluded = [] if excl is None else [excl] if isinstance(excl, str) else [str(g) for g in excl]
+            if excluded:
+                kept = [s["cider"] for g, s in per_group.items() if g not in excluded]
+                out["cider_avg_no_" + "_".join(safe_metric_name(g) for g in excluded)] = mean(kept)
         return dict(out, unscored=unscored) if unscored else out
 
     def _submission(self, records):
-        if not records or any("id" not in r for r in records):
-            return None
-        return [{"image_id": r["id"], "caption": r["prediction"]} for r in records]
+        return submission(records, self.config, default_id="image_id", answer_name="caption", aokvqa_field="caption")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -454,3 +544,7 @@ class RefcocoSegEvaluator(GenerativeEvaluator):
             out[f"boxacc@{thr}"] = mean([float(r["box_iou"] >= thr) for r in records])
         out["invalid"] = mean([float(not r["valid"]) for r in records])
         return out
+
+
+# The benchmark-specific QA types (chartqa, tallyqa, pope, scienceqa, rsvqa, multiple_choice, mmvp) register here.
+from evaluators import qa_tasks  # noqa: E402, F401

@@ -29,11 +29,15 @@ def as_text(value: Any) -> str:
 def as_text_list(value: Any) -> list[str]:
     """A list-of-strings field (e.g. answers) as `list[str]`.
 
-    Accepts a `[N]` array of bytes, a scalar string (one item; or a JSON list, as JSONL stores nested values), or a
-    list. Empty strings are dropped: they are the padding of variable-length lists.
+    Accepts a `[N]` array of bytes, a scalar string (one item; or a JSON list, as JSONL stores nested values), a
+    number (one item, its `str`), or a list. Empty strings are dropped: they are the padding of variable-length lists.
     """
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value.item()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [str(value)]  # a numeric answer (a TallyQA count stored as an int)
     if isinstance(value, (bytes, str)):
         text = value.decode("utf-8") if isinstance(value, bytes) else value
         if text.startswith("["):

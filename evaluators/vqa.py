@@ -36,6 +36,7 @@ __all__ = [
     "vqa_accuracy",
     "vqa_accuracy_always_normalize",
     "vqa_aggregate",
+    "exact_match_accuracy",
 ]
 
 _PUNCT = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!")
@@ -242,6 +243,37 @@ def vqa_accuracy_always_normalize(prediction: str, answers: Sequence[str]) -> fl
     if not answers:
         raise ValueError("vqa_accuracy_always_normalize needs at least one ground-truth answer")
     return _leave_one_out(normalize_vqa_answer(prediction), [normalize_vqa_answer(a) for a in answers])
+
+
+def exact_match_accuracy(
+    prediction: str, answers: Sequence[str], *, lowercase: bool = True, min_matches: int = 1
+) -> float:
+    """Plain exact-match accuracy: `min(1, matches / min_matches)`.
+
+    `matches` counts the ground truths equal to the prediction after stripping surrounding whitespace (and
+    lowercasing both sides with `lowercase`); no other normalisation, no leave-one-out. This is big_vision's simple
+    VQA evaluator (GQA, xGQA, OCR-VQA, AI2D, A-OKVQA, OK-VQA transfers, with its `to_lower` option): with one ground
+    truth it is 1.0 or 0.0; `min_matches=1` = "equals any ground truth" (its `acc_any`), `min_matches=3` = its `acc`
+    for several ground truths, which is also the A-OKVQA direct-answer rule (10 answers, 3 matches for full credit).
+
+    Args:
+      prediction: the model's answer. answers: the ground truths (at least one).
+      lowercase: compare case-insensitively. min_matches: matches needed for a score of 1.
+
+    Returns:
+      The score in [0, 1].
+    """
+    if not answers:
+        raise ValueError("exact_match_accuracy needs at least one ground-truth answer")
+    if min_matches < 1:
+        raise ValueError(f"min_matches must be >= 1, got {min_matches}")
+
+    def norm(text: str) -> str:
+        text = text.strip()
+        return text.lower() if lowercase else text
+
+    pred = norm(prediction)
+    return min(1.0, sum(norm(a) == pred for a in answers) / min_matches)
 
 
 def vqa_aggregate(scores: Iterable[float], answer_types: Iterable[str] | None = None) -> dict:
