@@ -66,10 +66,14 @@ _SPLITS = {
 }
 
 
-def missing_manual_files(manual_dir) -> list[str]:
-    """The required files/folders that are not in manual_dir (empty: ready to build)."""
+def missing_in(manual_dir: str, splits: dict) -> list[str]:
+    """The required files/folders of a split table that are not in manual_dir (empty: ready to build).
+
+    `splits`: {split: (questions file, annotations file or None, image folder, image file prefix, required)}; an
+    optional split counts only when its question file is there.
+    """
     missing = []
-    for questions, annotations_file, image_dir, _, required in _SPLITS.values():
+    for questions, annotations_file, image_dir, _, required in splits.values():
         names = [questions] + ([annotations_file] if annotations_file else [])
         if not required:
             if not os.path.exists(os.path.join(manual_dir, questions)):
@@ -81,6 +85,56 @@ def missing_manual_files(manual_dir) -> list[str]:
         if not os.path.isdir(os.path.join(manual_dir, image_dir)) and image_dir + "/" not in missing:
             missing.append(image_dir + "/")
     return missing
+
+
+def missing_manual_files(manual_dir) -> list[str]:
+    """The required files/folders that are not in manual_dir (empty: ready to build)."""
+    return missing_in(manual_dir, _SPLITS)
+
+
+def generate_examples(dataset: str, manual_dir: str, questions_file, annotations_file, image_dir, prefix):
+    """(question_id, example) of each question of a split in the VQA format (VQAv2, OK-VQA).
+
+    `questions_file` holds {"questions": [{"question_id", "image_id", "question"}]}, `annotations_file` (None for test
+    splits) {"annotations": [{"question_id", "answers": [{"answer", "answer_confidence"}], ...}]}; the image of
+    `image_id` is `manual_dir/image_dir/<prefix><image_id, 12 digits>.jpg` (the COCO file names). Examples carry
+    every feature of `Builder` ("" / [] where the files have no value). `dataset` names the data set in errors.
+    """
+    what = f"an official {dataset} question file"
+    questions_path = os.path.join(manual_dir, questions_file)
+    questions = common.load_json(questions_path, dataset, expect=dict, keys=("questions",), what=what)["questions"]
+    annotations, annotations_path = {}, None
+    if annotations_file:
+        annotations_path = os.path.join(manual_dir, annotations_file)
+        what = f"an official {dataset} annotation file"
+        content = common.load_json(annotations_path, dataset, expect=dict, keys=("annotations",), what=what)
+        annotations = {
+            int(common.field(a, "question_id", annotations_path, dataset)): a for a in content["annotations"]
+        }
+    read = common.LastFileReader(dataset)  # questions come grouped by image: read each image once in a row
+    for q in questions:
+        question_id = int(common.field(q, "question_id", questions_path, dataset))
+        image_id = int(common.field(q, "image_id", questions_path, dataset))
+        path = os.path.join(manual_dir, image_dir, f"{prefix}{image_id:012d}.jpg")
+        image = read(path, what="image", context=f"of question {question_id}")
+        a = annotations.get(question_id)
+        if annotations and a is None:
+            raise ValueError(f"{dataset}: question {question_id} has no annotation in {annotations_file}")
+        answers = common.field(a, "answers", annotations_path, dataset) if a else []
+        yield (
+            question_id,
+            {
+                "image": image,
+                "question": common.field(q, "question", questions_path, dataset),
+                "question_id": question_id,
+                "image_id": image_id,
+                "answers": [common.field(x, "answer", annotations_path, dataset) for x in answers],
+                "answer_confidences": [x.get("answer_confidence", "") for x in answers],
+                "multiple_choice_answer": a.get("multiple_choice_answer", "") if a else "",
+                "answer_type": a.get("answer_type", "") if a else "",
+                "question_type": a.get("question_type", "") if a else "",
+            },
+        )
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
@@ -124,42 +178,4 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         }
 
     def _generate_examples(self, manual_dir, questions_file, annotations_file, image_dir, prefix):
-        questions = common.load_json(
-            os.path.join(manual_dir, questions_file),
-            "VQAv2",
-            expect=dict,
-            keys=("questions",),
-            what="an official VQAv2 question file",
-        )["questions"]
-        annotations = {}
-        if annotations_file:
-            content = common.load_json(
-                os.path.join(manual_dir, annotations_file),
-                "VQAv2",
-                expect=dict,
-                keys=("annotations",),
-                what="an official VQAv2 annotation file",
-            )
-            annotations = {a["question_id"]: a for a in content["annotations"]}
-        read = common.LastFileReader("VQAv2")  # questions come grouped by image: read each image once in a row
-        for q in questions:
-            image_id = int(q["image_id"])
-            path = os.path.join(manual_dir, image_dir, f"{prefix}{image_id:012d}.jpg")
-            image = read(path, what="image", context=f"of question {q['question_id']}")
-            a = annotations.get(q["question_id"])
-            if annotations and a is None:
-                raise ValueError(f"VQAv2: question {q['question_id']} has no annotation in {annotations_file}")
-            yield (
-                int(q["question_id"]),
-                {
-                    "image": image,
-                    "question": q["question"],
-                    "question_id": int(q["question_id"]),
-                    "image_id": image_id,
-                    "answers": [x["answer"] for x in a["answers"]] if a else [],
-                    "answer_confidences": [x.get("answer_confidence", "") for x in a["answers"]] if a else [],
-                    "multiple_choice_answer": a["multiple_choice_answer"] if a else "",
-                    "answer_type": a["answer_type"] if a else "",
-                    "question_type": a["question_type"] if a else "",
-                },
-            )
+        return generate_examples("VQAv2", manual_dir, questions_file, annotations_file, image_dir, prefix)
