@@ -26,6 +26,7 @@ the CLIs call it, so `tfds.builder("easy_vqa")` works after `import datasets.sou
 | `vizwiz_vqa` | `datasets.builders.vizwiz_vqa`  | yes                | VizWiz VQA, one per question (image)      |
 | `textvqa`   | `datasets.builders.textvqa`      | yes                | TextVQA 0.5.1, one per question           |
 | `stvqa`     | `datasets.builders.stvqa`        | yes                | ST-VQA task 3, one per question           |
+| `infovqa`   | `datasets.builders.infovqa`      | yes                | InfographicVQA, one per question          |
 
 Shared file handling (reading the official JSON/JSONL, image/video files, the `EncodedVideo` feature) is in
 `datasets.builders.common`. Stock TFDS datasets (`coco_captions`, `ref_coco`, ...) are used by name and need no
@@ -54,6 +55,7 @@ BUILDERS = {
     "okvqa": "datasets.builders.okvqa",
     "textvqa": "datasets.builders.textvqa",
     "stvqa": "datasets.builders.stvqa",
+    "infovqa": "datasets.builders.infovqa",
 }
 
 

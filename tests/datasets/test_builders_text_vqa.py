@@ -139,3 +139,43 @@ def test_stvqa_coco_pictures_and_errors(tmp_path):
     (manual / "test_task3_images").mkdir()
     with pytest.raises(ValueError, match=r"test_task_3\.json is not valid JSON"):
         build.prepare("stvqa", data_dir=str(tmp_path / "c"), manual_dir=str(manual))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# InfographicVQA
+
+
+INFOVQA = os.path.join(FIXTURES, "infovqa_manual")
+
+
+def test_infovqa_builder_on_fixture(tmp_path):
+    build.prepare("infovqa", data_dir=str(tmp_path), manual_dir=INFOVQA)
+    train = _examples("infovqa", "train", str(tmp_path), "question_id")
+    val = _examples("infovqa", "validation", str(tmp_path), "question_id")
+    test = _examples("infovqa", "test", str(tmp_path), "question_id")
+    assert (sorted(train), sorted(val), sorted(test)) == ([65718, 65719, 65720], [98313], [11])
+    e = train[65719]
+    assert e["question"] == b"Which country is shown first?" and e["answers"].tolist() == [b"Canada", b"canada"]
+    assert e["image_local_name"] == b"37313.jpeg"
+    assert e["image"] == _read(os.path.join(INFOVQA, "infographicsvqa_images", "37313.jpeg"))  # stored as-is
+    assert _shape(train[65720]["image"]) == (24, 10, 3)  # a PNG infographic
+    # Validation: a multi-item answer first as in the file, then its other 5 orders.
+    answers = [a.decode() for a in val[98313]["answers"]]
+    assert answers[0] == "Rome, Milan, Naples" and len(answers) == 6 and "Naples, Milan, Rome" in answers
+    assert test[11]["answers"].tolist() == [] and _shape(test[11]["image"]) == (12, 8, 3)
+
+
+def test_infovqa_missing_and_bad_files(tmp_path):
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    first, details = _missing("infovqa", manual)
+    assert "infographicsVQA_train_v1.0.json or infographicsVQA_val_v1.0.json or" in first
+    assert "rrc.cvc.uab.es/?ch=17" in details
+    shutil.copy(os.path.join(INFOVQA, "infographicsVQA_test_v1.0.json"), manual)
+    assert _missing("infovqa", manual)[0].endswith("infographicsvqa_images/")
+    (manual / "images").mkdir()  # the other accepted folder name, without the picture
+    with pytest.raises(FileNotFoundError, match=r"70311\.jpeg of question 11"):
+        build.prepare("infovqa", data_dir=str(tmp_path / "a"), manual_dir=str(manual))
+    (manual / "infographicsVQA_test_v1.0.json").write_text(json.dumps({"data": {"questionId": 11}}))
+    with pytest.raises(ValueError, match=r'test_v1\.0\.json is not an official InfographicVQA question file .*"data"'):
+        build.prepare("infovqa", data_dir=str(tmp_path / "b"), manual_dir=str(manual))

@@ -1,0 +1,12 @@
+"""InfographicVQA as a TFDS dataset (`infovqa`), built from the official files in a manual_dir.
+
+See `infovqa_dataset_builder.py` for the features and `MANUAL_DOWNLOAD_INSTRUCTIONS` for the manual_dir layout.
+"""
+
+from datasets.builders.infovqa.infovqa_dataset_builder import (
+    MANUAL_DOWNLOAD_INSTRUCTIONS,
+    Builder,
+    missing_manual_files,
+)
+
+__all__ = ["MANUAL_DOWNLOAD_INSTRUCTIONS", "Builder", "missing_manual_files"]
