@@ -27,6 +27,7 @@ the CLIs call it, so `tfds.builder("easy_vqa")` works after `import datasets.sou
 | `textvqa`   | `datasets.builders.textvqa`      | yes                | TextVQA 0.5.1, one per question           |
 | `stvqa`     | `datasets.builders.stvqa`        | yes                | ST-VQA task 3, one per question           |
 | `infovqa`   | `datasets.builders.infovqa`      | yes                | InfographicVQA, one per question          |
+| `ocrvqa`    | `datasets.builders.ocrvqa`       | yes                | OCR-VQA, one per question (book covers)   |
 
 Shared file handling (reading the official JSON/JSONL, image/video files, the `EncodedVideo` feature) is in
 `datasets.builders.common`. Stock TFDS datasets (`coco_captions`, `ref_coco`, ...) are used by name and need no
@@ -56,6 +57,7 @@ BUILDERS = {
     "textvqa": "datasets.builders.textvqa",
     "stvqa": "datasets.builders.stvqa",
     "infovqa": "datasets.builders.infovqa",
+    "ocrvqa": "datasets.builders.ocrvqa",
 }
 
 

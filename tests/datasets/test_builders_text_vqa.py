@@ -179,3 +179,44 @@ def test_infovqa_missing_and_bad_files(tmp_path):
     (manual / "infographicsVQA_test_v1.0.json").write_text(json.dumps({"data": {"questionId": 11}}))
     with pytest.raises(ValueError, match=r'test_v1\.0\.json is not an official InfographicVQA question file .*"data"'):
         build.prepare("infovqa", data_dir=str(tmp_path / "b"), manual_dir=str(manual))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# OCR-VQA
+
+
+OCRVQA = os.path.join(FIXTURES, "ocrvqa_manual")
+
+
+def test_ocrvqa_builder_on_fixture(tmp_path, caplog):
+    build.prepare("ocrvqa", data_dir=str(tmp_path), manual_dir=OCRVQA)
+    train = _examples("ocrvqa", "train", str(tmp_path), "question_id")
+    val = _examples("ocrvqa", "validation", str(tmp_path), "question_id")
+    test = _examples("ocrvqa", "test", str(tmp_path), "question_id")
+    assert sorted(train) == ["0001055178_0", "0001055178_1", "0001055178_2", "B00ADR8QJO_0", "B00ADR8QJO_1"]
+    assert (sorted(val), sorted(test)) == (["0061138630_0"], ["0439023521_0", "0439023521_1"])
+    e = train["0001055178_2"]
+    assert e["question"] == b"Is this a comedy book?" and e["answers"].tolist() == [b"No"]
+    assert e["image_id"] == b"0001055178" and e["image"] == _read(os.path.join(OCRVQA, "images", "0001055178.jpg"))
+    assert train["B00ADR8QJO_0"]["answers"].tolist() == [b"Cookbooks, Food & Wine"]
+    assert _shape(train["B00ADR8QJO_1"]["image"]) == (14, 10, 3)  # a PNG cover (the URL's extension)
+    assert _shape(test["0439023521_1"]["image"]) == (16, 12, 3)
+    # The test cover 0000000001 was never downloaded: its question is left out, and said so.
+    assert "1 covers of the test split are not in" in caplog.text and "(0000000001); their 1 of 3" in caplog.text
+
+
+def test_ocrvqa_missing_and_bad_files(tmp_path):
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    first, details = _missing("ocrvqa", manual)
+    assert "dataset.json, images/" in first and "ocr-vqa.github.io" in details
+    (manual / "images").mkdir()
+    shutil.copy(os.path.join(OCRVQA, "dataset.json"), manual)
+    with pytest.raises(FileNotFoundError, match=r"none of the covers of the train split is in .*images"):
+        build.prepare("ocrvqa", data_dir=str(tmp_path / "a"), manual_dir=str(manual))
+    (manual / "dataset.json").write_text(json.dumps({"0001055178": {"questions": ["Who?"], "answers": ["Me"]}}))
+    with pytest.raises(ValueError, match=r"dataset\.json: an entry has no 'split' field"):
+        build.prepare("ocrvqa", data_dir=str(tmp_path / "b"), manual_dir=str(manual))
+    (manual / "dataset.json").write_text(json.dumps({"0001055178": {"questions": ["Who?"], "answers": [], "split": 1}}))
+    with pytest.raises(ValueError, match=r"cover 0001055178 does not have one answer per question"):
+        build.prepare("ocrvqa", data_dir=str(tmp_path / "c"), manual_dir=str(manual))
