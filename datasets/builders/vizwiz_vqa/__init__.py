@@ -1,0 +1,12 @@
+"""VizWiz VQA as a TFDS dataset (`vizwiz_vqa`), built from the official files in a manual_dir.
+
+See `vizwiz_vqa_dataset_builder.py` for the features and `MANUAL_DOWNLOAD_INSTRUCTIONS` for the manual_dir layout.
+"""
+
+from datasets.builders.vizwiz_vqa.vizwiz_vqa_dataset_builder import (
+    MANUAL_DOWNLOAD_INSTRUCTIONS,
+    Builder,
+    missing_manual_files,
+)
+
+__all__ = ["MANUAL_DOWNLOAD_INSTRUCTIONS", "Builder", "missing_manual_files"]
