@@ -19,6 +19,12 @@ the CLIs call it, so `tfds.builder("easy_vqa")` works after `import datasets.sou
 | `activitynet_qa` | `datasets.builders.activitynet_qa` | yes | ActivityNet-QA, one per question with its video |
 | `vatex`     | `datasets.builders.vatex`        | yes                | VATEX English captions, one per clip      |
 | `msvd_qa`   | `datasets.builders.msvd_qa`      | yes                | MSVD-QA, one per question with its clip   |
+| `coco35l`   | `datasets.builders.coco35l`      | yes                | COCO-35L, one per (image, language)       |
+| `xm3600`    | `datasets.builders.xm3600`       | yes                | Crossmodal-3600, one per (image, language)|
+| `textcaps`  | `datasets.builders.textcaps`     | yes                | TextCaps 0.1, one per image               |
+| `scicap`    | `datasets.builders.scicap`       | yes                | SciCap first sentence, no subfig; figures |
+| `screen2words` | `datasets.builders.screen2words` | yes            | Screen2words, one per RICO screen         |
+| `widget_caption` | `datasets.builders.widget_caption` | yes        | Widget Captioning, one per UI element     |
 | `okvqa`     | `datasets.builders.okvqa`        | yes                | OK-VQA v1.1, one per question (COCO 2014) |
 | `aokvqa`    | `datasets.builders.aokvqa`       | yes                | A-OKVQA v1.0, one per question (COCO 2017)|
 | `gqa`       | `datasets.builders.gqa`          | yes                | GQA balanced questions, one per question  |
@@ -53,6 +59,12 @@ BUILDERS = {
     "activitynet_qa": "datasets.builders.activitynet_qa",
     "vatex": "datasets.builders.vatex",
     "msvd_qa": "datasets.builders.msvd_qa",
+    "coco35l": "datasets.builders.coco35l",
+    "xm3600": "datasets.builders.xm3600",
+    "textcaps": "datasets.builders.textcaps",
+    "scicap": "datasets.builders.scicap",
+    "screen2words": "datasets.builders.screen2words",
+    "widget_caption": "datasets.builders.widget_caption",
     "okvqa": "datasets.builders.okvqa",
     "aokvqa": "datasets.builders.aokvqa",
     "gqa": "datasets.builders.gqa",

@@ -1,0 +1,8 @@
+"""SciCap (first sentence, no subfigure) as a TFDS dataset (`scicap`), built from the official files in a manual_dir.
+
+See `scicap_dataset_builder.py` for the features and `MANUAL_DOWNLOAD_INSTRUCTIONS` for the manual_dir layout.
+"""
+
+from datasets.builders.scicap.scicap_dataset_builder import MANUAL_DOWNLOAD_INSTRUCTIONS, Builder, missing_manual_files
+
+__all__ = ["MANUAL_DOWNLOAD_INSTRUCTIONS", "Builder", "missing_manual_files"]

@@ -1,0 +1,12 @@
+"""TextCaps as a TFDS dataset (`textcaps`), built from the official files in a manual_dir.
+
+See `textcaps_dataset_builder.py` for the features and `MANUAL_DOWNLOAD_INSTRUCTIONS` for the manual_dir layout.
+"""
+
+from datasets.builders.textcaps.textcaps_dataset_builder import (
+    MANUAL_DOWNLOAD_INSTRUCTIONS,
+    Builder,
+    missing_manual_files,
+)
+
+__all__ = ["MANUAL_DOWNLOAD_INSTRUCTIONS", "Builder", "missing_manual_files"]

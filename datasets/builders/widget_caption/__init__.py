@@ -1,0 +1,13 @@
+"""Widget Captioning as a TFDS dataset (`widget_caption`), built from the official files in a manual_dir.
+
+See `widget_caption_dataset_builder.py` for the features and `MANUAL_DOWNLOAD_INSTRUCTIONS` for the manual_dir
+layout.
+"""
+
+from datasets.builders.widget_caption.widget_caption_dataset_builder import (
+    MANUAL_DOWNLOAD_INSTRUCTIONS,
+    Builder,
+    missing_manual_files,
+)
+
+__all__ = ["MANUAL_DOWNLOAD_INSTRUCTIONS", "Builder", "missing_manual_files"]
