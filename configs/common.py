@@ -148,6 +148,17 @@ def fit_released_slice(config: ml_collections.ConfigDict, model: str, res: int, 
 
 MOCK_TRAIN_EXAMPLES = 32
 MOCK_EVAL_EXAMPLES = 8
+# Every mock run has the same shapes (image size, text length, frames, batch, decode length), so that the mock runs of
+# different configs in one process share their compiled programs.
+MOCK_RES = 32
+MOCK_TEXT_LEN = 48
+MOCK_FRAMES = 4  # at most: a video's mock clip has 4 frames
+MOCK_DECODE_LEN = 24
+
+
+def text_len(arg: ml_collections.ConfigDict, real: int) -> int:
+    """The pp strings' text_len: `real`, or `MOCK_TEXT_LEN` in mock mode."""
+    return MOCK_TEXT_LEN if arg.mode == "mock" else real
 
 
 def mock_mode(
@@ -155,7 +166,7 @@ def mock_mode(
     *,
     tokenizer_keys: tuple[str, ...],
     prompts: tuple[str, ...],
-    res: int = 32,
+    res: int = MOCK_RES,
     batch_size: int = 8,
     steps: int = 3,
 ) -> None:
@@ -177,7 +188,7 @@ def mock_mode(
         config.evals[name].batch_size = 4
         config.evals[name].log_percent = None  # evaluate once, at the end
         if "max_decode_len" in config.evals[name]:
-            config.evals[name].max_decode_len = min(config.evals[name].max_decode_len, 24)
+            config.evals[name].max_decode_len = MOCK_DECODE_LEN
     del config["tokenizer"]  # a path (str) becomes a training spec (dict); ConfigDict fields keep their type
     config.tokenizer = dict(
         train=dict(

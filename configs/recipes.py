@@ -4,8 +4,10 @@ A config (`configs/transfer/textvqa.py`, `msrvtt_cap.py`, `nlvr2.py`, ...) names
 `Input` (the image(s) or video, the prompt, the target texts, text_len), the recipe numbers and its evaluators; these
 build the rest the same way for all of them:
 
-  Input(media, prompt, target, text_len)    .train_pp / .eval_pp: the pp strings (images or frames at res, or 32 px
-                                            and `MOCK_TEXT_LEN` tokens in mock mode), the frame_mask kept for frames
+  Input(media, prompt, target, text_len)    .train_pp / .eval_pp: the pp strings (images or frames at res; in mock
+                                            mode the shapes all mock runs share: `common.MOCK_RES` px,
+                                            `MOCK_TEXT_LEN` tokens, at most `MOCK_FRAMES` frames), the frame_mask
+                                            kept for frames
   training(arg, input, dataset, ...)        the run without evaluators: released model, input, recipe
   generative_eval(type, pp, ...)            an evaluator entry of any generative type (greedy decoding by default)
   caption_eval(pp, ...) / qa_eval(pp, ...)  the common two: captions scored by CIDEr x100 / answers by VQA accuracy
@@ -28,16 +30,13 @@ import ml_collections
 
 from configs import common
 
-MOCK_RES = 32  # the tiny mock model's image size
-# Every mock run tokenizes to this length, so that runs of different configs share their compiled programs.
-MOCK_TEXT_LEN = 48
 _KEYS = ("image", "text", "mask_ar", "mask_input")
 MEDIA_OPS = {"video": "frames_from_video", "images": "frames_from_images"}
 
 
 def pp_res(arg: ml_collections.ConfigDict) -> int:
     """The images' resolution in the pp strings: `arg.res`, or `MOCK_RES` for the tiny mock model."""
-    return MOCK_RES if arg.mode == "mock" else arg.res
+    return common.MOCK_RES if arg.mode == "mock" else arg.res
 
 
 def _keep(keys) -> str:
@@ -65,14 +64,13 @@ class Input:
         if self.media not in ("image", *MEDIA_OPS):
             raise ValueError(f"Input.media must be 'image', 'images' or 'video', got {self.media!r}")
 
-    def _text_len(self, arg: ml_collections.ConfigDict) -> int:
-        return MOCK_TEXT_LEN if arg.mode == "mock" else self.text_len
-
     def _pixels(self, arg: ml_collections.ConfigDict, num_frames: int) -> str:
         prompt = f'|value_range(-1, 1)|strfmt("{self.prompt}", outkey="prefix")'
         if self.media == "image":
             return f"decode|resize({pp_res(arg)}, antialias=True)" + prompt
         op = MEDIA_OPS[self.media]
+        if arg.mode == "mock":
+            num_frames = min(num_frames, common.MOCK_FRAMES)
         return f'{op}(inkey="{self.media}", outkey="image", num_frames={num_frames}, size={pp_res(arg)})' + prompt
 
     def _model_keys(self) -> tuple[str, ...]:
@@ -81,15 +79,17 @@ class Input:
     def train_pp(self, arg: ml_collections.ConfigDict, num_frames: int = 1) -> str:
         """Pixels, prompt, the target (one drawn at random with `choose`), tokens."""
         target = "choice" if self.choose else "copy"
+        text_len = common.text_len(arg, self.text_len)
         return (
             f'{self._pixels(arg, num_frames)}|{target}(inkey="{self.target}", outkey="suffix")'
-            f"|tok_paligemma(text_len={self._text_len(arg)})|{_keep((*self._model_keys(), 'mask_loss'))}"
+            f"|tok_paligemma(text_len={text_len})|{_keep((*self._model_keys(), 'mask_loss'))}"
         )
 
     def eval_pp(self, arg: ml_collections.ConfigDict, num_frames: int = 1, extra_keys: tuple[str, ...] = ()) -> str:
         """Pixels and prompt tokens; keeps the references, the id and `extra_keys` for the evaluator."""
         keys = (*self._model_keys(), self.target, self.id_key, *extra_keys)
-        return f"{self._pixels(arg, num_frames)}|tok_paligemma_prompt(text_len={self._text_len(arg)})|{_keep(keys)}"
+        text_len = common.text_len(arg, self.text_len)
+        return f"{self._pixels(arg, num_frames)}|tok_paligemma_prompt(text_len={text_len})|{_keep(keys)}"
 
     def mock_texts(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(the text fields, the prompt's fixed words): what the mock run's tokenizer is trained on."""

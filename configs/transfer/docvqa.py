@@ -45,8 +45,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The DocVQA run; `arg` = "res=896,model=paligemma-3b,final_split=false,mode=real" (any subset)."""
     arg = common.parse_arg(arg, res=896, model="paligemma-3b", final_split=False, mode="real")
     mock = arg.mode == "mock"
-    res = 32 if mock else arg.res
-    text_len = 64
+    res = common.MOCK_RES if mock else arg.res
+    text_len = common.text_len(arg, 64)
 
     config = ml_collections.ConfigDict()
     config.seed = 0

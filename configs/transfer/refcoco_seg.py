@@ -77,8 +77,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     )
     mock = arg.mode == "mock"
     combined = arg.dataset == "refcocox_combined"
-    res = 32 if mock else arg.res
-    text_len = 48
+    res = common.MOCK_RES if mock else arg.res
+    text_len = common.text_len(arg, 48)
     vae = "init:0" if mock else os.path.join(common.checkpoint_dir(), "vae-oid.npz")
     name = f"refcoco/{arg.dataset}"
 
