@@ -34,6 +34,7 @@ the CLIs call it, so `tfds.builder("easy_vqa")` works after `import datasets.sou
 | `stvqa`     | `datasets.builders.stvqa`        | yes                | ST-VQA task 3, one per question           |
 | `infovqa`   | `datasets.builders.infovqa`      | yes                | InfographicVQA, one per question          |
 | `ocrvqa`    | `datasets.builders.ocrvqa`       | yes                | OCR-VQA, one per question (book covers)   |
+| `chartqa`   | `datasets.builders.chartqa`      | yes                | ChartQA human + augmented, one per question|
 
 Shared file handling (reading the official JSON/JSONL, image/video files, the `EncodedVideo` feature) is in
 `datasets.builders.common`. Stock TFDS datasets (`coco_captions`, `ref_coco`, ...) are used by name and need no
@@ -74,6 +75,7 @@ BUILDERS = {
     "stvqa": "datasets.builders.stvqa",
     "infovqa": "datasets.builders.infovqa",
     "ocrvqa": "datasets.builders.ocrvqa",
+    "chartqa": "datasets.builders.chartqa",
 }
 
 

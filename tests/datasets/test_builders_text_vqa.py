@@ -220,3 +220,45 @@ def test_ocrvqa_missing_and_bad_files(tmp_path):
     (manual / "dataset.json").write_text(json.dumps({"0001055178": {"questions": ["Who?"], "answers": [], "split": 1}}))
     with pytest.raises(ValueError, match=r"cover 0001055178 does not have one answer per question"):
         build.prepare("ocrvqa", data_dir=str(tmp_path / "c"), manual_dir=str(manual))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# ChartQA
+
+
+CHARTQA = os.path.join(FIXTURES, "chartqa_manual")
+
+
+def test_chartqa_builder_on_fixture(tmp_path):
+    build.prepare("chartqa", data_dir=str(tmp_path), manual_dir=CHARTQA)
+    train = _examples("chartqa", "train", str(tmp_path), "question_id")
+    val = _examples("chartqa", "validation", str(tmp_path), "question_id")
+    test = _examples("chartqa", "test", str(tmp_path), "question_id")
+    assert sorted(train) == ["augmented_0", "human_0", "human_1"]
+    assert (sorted(val), sorted(test)) == (["augmented_0", "human_0"], ["augmented_0", "augmented_1", "human_0"])
+    e = train["human_1"]
+    assert e["question"] == b"Which year had the highest value?" and e["answers"].tolist() == [b"2019"]
+    assert e["source"] == b"human" and e["imgname"] == b"two_col_100022.png"
+    assert e["image"] == _read(os.path.join(CHARTQA, "train", "png", "two_col_100022.png"))  # stored as-is
+    a = train["augmented_0"]
+    assert a["source"] == b"augmented" and a["answers"].tolist() == [b"45.3"] and a["image"] == e["image"]
+    assert val["augmented_0"]["answers"].tolist() == [b"12%"]
+    assert [test[k]["source"] for k in sorted(test)] == [b"augmented", b"augmented", b"human"]
+    assert _shape(test["augmented_0"]["image"]) == (16, 8, 3)
+
+
+def test_chartqa_missing_and_bad_files(tmp_path):
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    first, details = _missing("chartqa", manual)
+    assert "train/ or val/ or test/" in first and "vis-nlp/ChartQA" in details
+    shutil.copytree(os.path.join(CHARTQA, "test"), manual / "test")
+    os.remove(manual / "test" / "test_augmented.json")
+    assert _missing("chartqa", manual)[0].endswith("test/test_augmented.json")
+    (manual / "test" / "test_augmented.json").write_text(json.dumps([{"imgname": "two_col_103562.png", "q": "?"}]))
+    with pytest.raises(ValueError, match=r"test_augmented\.json: an entry has no 'query' field"):
+        build.prepare("chartqa", data_dir=str(tmp_path / "a"), manual_dir=str(manual))
+    os.remove(manual / "test" / "png" / "multi_col_20396.png")
+    shutil.copy(os.path.join(CHARTQA, "test", "test_augmented.json"), manual / "test")
+    with pytest.raises(FileNotFoundError, match=r"chart .*multi_col_20396\.png of entry 0 of .*test_augmented\.json"):
+        build.prepare("chartqa", data_dir=str(tmp_path / "b"), manual_dir=str(manual))
