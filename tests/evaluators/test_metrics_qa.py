@@ -1,5 +1,7 @@
 """ChartQA relaxed accuracy, TallyQA, POPE, ScienceQA, RSVQA."""
 
+import random
+
 import pytest
 
 from evaluators.metrics import (
@@ -166,3 +168,54 @@ def test_rsvqa_aggregate():
     assert out["average_accuracy"] == pytest.approx(2 / 3)
     assert out["overall_accuracy"] == 0.5
     assert normalize_rsvqa_answer("  Yes  ") == "yes"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Random cases against direct implementations of the definitions (the metrics of the chartqa / tallyqa / rsvqa
+# evaluator types).
+
+
+def test_relaxed_accuracy_random_cases():
+    """Within 5% of a non-zero numeric target (a trailing % meaning /100), else a case-insensitive exact match."""
+    rng = random.Random(0)
+
+    def number(text):
+        try:
+            return float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        except ValueError:
+            return None
+
+    for _ in range(1000):
+        target = rng.choice([f"{rng.uniform(-50, 50):.2f}", f"{rng.randint(0, 100)}%", "0", rng.choice(["Yes", "No"])])
+        t = number(target)
+        if t is not None and rng.random() < 0.7:
+            pred = f"{t * rng.uniform(0.9, 1.1):.4f}"
+        else:
+            pred = rng.choice(["yes", "no", "YES", target, f" {target} "])
+        p = number(pred.strip())
+        if p is not None and t:
+            expected = abs(p - t) / abs(t) <= 0.05
+        else:
+            expected = pred.strip().lower() == target.strip().lower()
+        assert relaxed_accuracy(pred, target) is expected, (pred, target)
+
+
+def test_tallyqa_and_rsvqa_random_cases():
+    words = "zero one two three four five six seven eight nine ten".split()
+    rng = random.Random(1)
+    correct, simple = [], []
+    for _ in range(500):
+        n, m = rng.randint(0, 10), rng.randint(0, 10)
+        pred = rng.choice([words[m], str(m), words[m].capitalize() + "."])
+        correct.append(tallyqa_accuracy(pred, n))
+        assert correct[-1] is (n == m)
+        assert rsvqa_accuracy(pred, str(n)) is (n == m)
+        simple.append(rng.random() < 0.5)
+    out = tallyqa_aggregate(correct, simple)
+    s = [c for c, f in zip(correct, simple) if f]
+    c = [c for c, f in zip(correct, simple) if not f]
+    assert out["simple"] == pytest.approx(sum(s) / len(s)) and out["complex"] == pytest.approx(sum(c) / len(c))
+    types = [rng.choice(["comp", "presence", "rural_urban"]) for _ in correct]
+    agg = rsvqa_aggregate(correct, types)
+    per = {t: [x for x, y in zip(correct, types) if y == t] for t in set(types)}
+    assert agg["average_accuracy"] == pytest.approx(sum(sum(v) / len(v) for v in per.values()) / len(per))
