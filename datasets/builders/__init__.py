@@ -35,6 +35,13 @@ the CLIs call it, so `tfds.builder("easy_vqa")` works after `import datasets.sou
 | `infovqa`   | `datasets.builders.infovqa`      | yes                | InfographicVQA, one per question          |
 | `ocrvqa`    | `datasets.builders.ocrvqa`       | yes                | OCR-VQA, one per question (book covers)   |
 | `chartqa`   | `datasets.builders.chartqa`      | yes                | ChartQA human + augmented, one per question|
+| `ai2d`      | `datasets.builders.ai2d`         | yes                | AI2D diagrams, one per question           |
+| `scienceqa` | `datasets.builders.scienceqa`    | yes                | ScienceQA image questions (IMG subset)    |
+| `rsvqa_lr`  | `datasets.builders.rsvqa_lr`     | yes                | RSVQA-LR non-numeric, one per question    |
+| `rsvqa_hr`  | `datasets.builders.rsvqa_hr`     | yes                | RSVQA-HR non-numeric, one per question    |
+| `tallyqa`   | `datasets.builders.tallyqa`      | yes                | TallyQA counting, one per question        |
+| `pope`      | `datasets.builders.pope`         | yes                | POPE yes/no, a split per setting (3)      |
+| `mmvp`      | `datasets.builders.mmvp`         | yes                | MMVP, 300 questions in 150 pairs          |
 
 Shared file handling (reading the official JSON/JSONL, image/video files, the `EncodedVideo` feature) is in
 `datasets.builders.common`. Stock TFDS datasets (`coco_captions`, `ref_coco`, ...) are used by name and need no
@@ -60,6 +67,13 @@ BUILDERS = {
     "activitynet_qa": "datasets.builders.activitynet_qa",
     "vatex": "datasets.builders.vatex",
     "msvd_qa": "datasets.builders.msvd_qa",
+    "ai2d": "datasets.builders.ai2d",
+    "scienceqa": "datasets.builders.scienceqa",
+    "rsvqa_lr": "datasets.builders.rsvqa_lr",
+    "rsvqa_hr": "datasets.builders.rsvqa_hr",
+    "tallyqa": "datasets.builders.tallyqa",
+    "pope": "datasets.builders.pope",
+    "mmvp": "datasets.builders.mmvp",
     "coco35l": "datasets.builders.coco35l",
     "xm3600": "datasets.builders.xm3600",
     "textcaps": "datasets.builders.textcaps",

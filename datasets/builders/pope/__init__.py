@@ -1,0 +1,6 @@
+"""POPE as a TFDS dataset (`pope`), built from the official files in a manual_dir.
+
+See `pope_dataset_builder.py` for the features and `MANUAL_DOWNLOAD_INSTRUCTIONS` for the manual_dir layout.
+"""
+
+from datasets.builders.pope.pope_dataset_builder import MANUAL_DOWNLOAD_INSTRUCTIONS, Builder, missing_manual_files  # noqa: F401

@@ -1,0 +1,66 @@
+"""TFDS builder for RSVQA-LR (Sentinel-2 images of the Netherlands, 256x256 at 10 m), its non-numeric questions.
+
+Nothing is downloaded by the builder: put the files in a manual_dir (see MANUAL_DOWNLOAD_INSTRUCTIONS) and run
+`python -m datasets.build rsvqa_lr --data_dir DIR --manual_dir MANUAL_DIR`.
+
+Features and file format: `datasets.builders.rsvqa` (one example per question; the question types kept are
+presence, comp and rural_urban; count questions are left out).
+
+Splits (active non-numeric questions): train (39,441), validation (`val`, 6,782) and test (6,782).
+"""
+
+from __future__ import annotations
+
+import tensorflow_datasets as tfds
+
+from datasets.builders import rsvqa
+
+MANUAL_DOWNLOAD_INSTRUCTIONS = """
+Download the RSVQA low-resolution release from Zenodo (https://zenodo.org/records/6344334, linked from
+https://rsvqa.sylvainlobry.com): the LR_split_* JSON files and Images_LR.zip. Put them in one folder (the
+manual_dir) and unzip the images there:
+
+  manual_dir/
+    LR_split_train_questions.json, LR_split_train_answers.json     <- train split
+    LR_split_val_questions.json, LR_split_val_answers.json         <- validation split
+    LR_split_test_questions.json, LR_split_test_answers.json       <- test split
+    Images_LR/<image id>.tif                                       <- Images_LR.zip
+
+The LR_split_*_images.json files are not needed. Each split is built when its two files are there (train and test
+are required). Only the non-numeric questions are built (count questions are left out).
+
+Then: python -m datasets.build rsvqa_lr --data_dir DATA_DIR --manual_dir MANUAL_DIR
+"""
+
+DATASET = "RSVQA-LR"
+PREFIX = "LR"
+IMAGES = "Images_LR"
+# TFDS split -> the official split in the file names
+_SPLITS = {"train": "train", "validation": "val", "test": "test"}
+_REQUIRED = ("train", "test")
+
+
+def missing_manual_files(manual_dir) -> list[str]:
+    """The required files/folders that are not in manual_dir (empty: ready to build)."""
+    return rsvqa.missing(manual_dir, PREFIX, _SPLITS, _REQUIRED, IMAGES)
+
+
+class Builder(tfds.core.GeneratorBasedBuilder):
+    """RSVQA-LR, one example per non-numeric question."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "RSVQA-LR (Zenodo 6344334), active questions other than count."}
+    MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(
+            description=__doc__, homepage="https://rsvqa.sylvainlobry.com", features=rsvqa.features()
+        )
+
+    def _split_generators(self, dl_manager):
+        return rsvqa.split_generators(
+            self, dl_manager, DATASET, PREFIX, _SPLITS, _REQUIRED, IMAGES, missing_manual_files
+        )
+
+    def _generate_examples(self, questions_path, answers_path, image_dir):
+        yield from rsvqa.generate_examples(questions_path, answers_path, image_dir, DATASET)
