@@ -13,7 +13,8 @@
 * `get_preprocess_fn` - pp string -> `dict -> dict` function usable in `tf.data`.
 
 Ops: image (`.ops_image`): decode, resize, resize_small, central_crop, random_crop, flip_lr, pad_to_square,
-value_range. Text/keys (`.ops_text`): strfmt, lower, choice, choice_cycle, copy, keep, drop, rename.
+value_range, draw_box (a box's outline on the image: Widget Captioning). Text/keys (`.ops_text`): strfmt, lower,
+choice, choice_cycle, copy, keep, drop, rename.
 Targets (`.ops_targets`, `.ops_seg`): tok, masked_concat, tok_paligemma, tok_paligemma_prompt,
 loc_tokens, detection_targets, segmentation_targets. Frames (`.ops_video`): frames_from_images, frames_from_video
 (several images or a video's frames per example -> `[F, H, W, 3]` + `frame_mask`).

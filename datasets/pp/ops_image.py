@@ -31,7 +31,17 @@ from datasets import images
 from datasets.pp import utils
 from datasets.pp.registry import register
 
-__all__ = ["decode", "resize", "resize_small", "central_crop", "random_crop", "flip_lr", "pad_to_square", "value_range"]
+__all__ = [
+    "decode",
+    "resize",
+    "resize_small",
+    "central_crop",
+    "random_crop",
+    "flip_lr",
+    "pad_to_square",
+    "value_range",
+    "draw_box",
+]
 
 _METHODS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian", "mitchellcubic")
 
@@ -464,6 +474,32 @@ def value_range(
         if clip_values:
             x = tf.clip_by_value(x, min(vmin, vmax), max(vmin, vmax))
         data[key] = x
+        return data
+
+    return fn
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Drawing.
+# ----------------------------------------------------------------------------------------------------------
+
+
+@register("draw_box")
+def draw_box(box_key: str = "bbox", color=(255, 0, 0), key: str = "image"):
+    """Draws the outline of one box on the image: how Widget Captioning shows the model which element to describe.
+
+    `data[box_key]`: `[4]` (or `[1, 4]`) normalised `(y1, x1, y2, x2)`, e.g. a TFDS `BBoxFeature`. The outline is one
+    pixel wide, in `color` (pixel values of the image's range: put the op before `value_range`, after `resize`, so
+    that the line is one pixel at the model's resolution); `data[key]` `[H, W, 3]` keeps its dtype.
+    """
+    if len(color) != 3 or not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in color):
+        raise ValueError(f"draw_box: color must be 3 numbers (R, G, B), got {color!r}")
+
+    def fn(data):
+        img = utils.get_key(data, key, "draw_box")
+        box = tf.reshape(tf.cast(utils.get_key(data, box_key, "draw_box"), tf.float32), [1, 1, 4])
+        drawn = tf.image.draw_bounding_boxes(tf.cast(img, tf.float32)[None], box, tf.constant([color], tf.float32))[0]
+        data[key] = tf.ensure_shape(_cast_like(drawn, img.dtype), img.shape)
         return data
 
     return fn

@@ -275,3 +275,17 @@ def test_widget_caption_missing_and_bad_files(tmp_path):
     os.remove(manual / "combined" / "26.jpg")
     with pytest.raises(FileNotFoundError, match=r"screenshot .*26\.jpg"):
         build.prepare("widget_caption", data_dir=str(tmp_path / "b"), manual_dir=str(manual))
+
+
+def test_draw_box_outlines_the_widget_box():
+    # widgetcap's pp draws the element's box after the resize, one pixel wide in red, before value_range.
+    from datasets import pp  # noqa: PLC0415
+
+    fn = pp.get_preprocess_fn("resize(8)|draw_box()")
+    out = fn({"image": tf.fill([16, 9, 3], tf.constant(7, tf.uint8)), "bbox": tf.constant([0.5, 0.0, 1.0, 0.5])})
+    image = out["image"].numpy()
+    assert out["image"].dtype == tf.uint8 and image.shape == (8, 8, 3)
+    outline = np.zeros((8, 8), bool)
+    outline[3, 0:4] = outline[7, 0:4] = outline[3:8, 0] = outline[3:8, 3] = True
+    np.testing.assert_array_equal(image[outline], np.tile([255, 0, 0], (outline.sum(), 1)))
+    np.testing.assert_array_equal(image[~outline], np.full(((~outline).sum(), 3), 7))
