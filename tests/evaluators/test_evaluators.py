@@ -370,8 +370,8 @@ def test_should_run():
     [
         (
             dict(type="vqaa"),
-            r"unknown evaluator type 'vqaa'; known types: \['anls', 'caption', 'detection', "
-            r"'perplexity', 'refcoco_seg', 'vqa'\]",
+            r"unknown evaluator type 'vqaa'; known types: \['anls', 'caption', 'chartqa', 'detection', 'mmvp', "
+            r"'multiple_choice', 'perplexity', 'pope', 'refcoco_seg', 'rsvqa', 'scienceqa', 'tallyqa', 'vqa'\]",
         ),
         (dict(type="vqa", answer_key="a"), r"unknown key\(s\) \['answer_key'\]; known keys: \[.*'answers_key'"),
         (dict(type="vqa", batch_size=None), r"missing required key\(s\) \['batch_size'\]"),
