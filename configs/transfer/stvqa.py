@@ -1,0 +1,66 @@
+r"""ST-VQA: fine-tune a pretrained PaliGemma (1 or 2) to answer questions about text in scenes, scored by ANLS.
+
+    python -m trainers.train --config configs/transfer/stvqa.py --workdir gs://BUCKET/stvqa_896
+    python -m trainers.train --config configs/transfer/stvqa.py:res=448,model=paligemma2-3b --workdir ...
+    python -m trainers.train --config configs/transfer/stvqa.py:final_split=true --workdir ...  # the card's run
+    python -m trainers.train --config configs/transfer/stvqa.py:mode=mock --workdir /tmp/stvqa_mock  # CPU
+
+Arguments: res (896 default | 448 | 224: the card's three rows), model (paligemma-3b | paligemma2-{3b,10b,28b}),
+final_split (train on train + validation, i.e. all of the official train set, as the card's "SceneText VQA
+(train+val)"), mode (real | mock).
+
+Needs (see the README):
+  * `$PALIGEMMA_CKPT_DIR/{model}-pt-{res}.npz` and `$PALIGEMMA_CKPT_DIR/paligemma_tokenizer.model`.
+  * the `stvqa` TFDS dataset: `python -m datasets.build stvqa --manual_dir DIR` (ST-VQA task 3 from
+    https://rrc.cvc.uab.es/?ch=11; `--help_manual` lists the files). Its validation split is held out of the
+    official train set by picture (the release has none; see datasets/builders/stvqa).
+
+Recipe (big_vision configs/proj/paligemma/transfers/stvqa.py, its defaults and `sweep_best`): prompt
+`answer en {question}`, one of the answers, lower-cased (the task's evaluation ignores case), drawn at random per
+visit as the target, text_len 48; 3 epochs, label smoothing 0.1; 224 px: batch 256, lr 1e-5, weight decay 1e-6;
+448 px: batch 128, lr 1e-5, weight decay 1e-6; 896 px: batch 32, lr 3e-6, weight decay 3e-7. Adam (b2 0.999),
+cosine schedule with 5% warmup, clipping at 1 (docs/reference.md §5).
+Evaluation: ANLS (threshold 0.5, lower-cased and stripped) of the greedy answer (up to 48 tokens) against the
+answers, on the validation split every 10% of the run and at the end (`stvqa_val/anls`; not with final_split). The
+test split has no answers: at the end its predictions are written as the test server's submission file,
+`[{"question_id": ..., "answer": ...}]` (`stvqa_test` in the workdir); the card's number is the server's ANLS.
+Compute and slice: `RELEASED_COMPUTE` (bfloat16 compute, float32 weights, remat "full") and the slice planned by
+`common.fit_released_slice` for the model and resolution (README table).
+"""
+
+import ml_collections
+
+from configs import common, recipes
+
+DATASET = "stvqa"
+INPUT = recipes.Input("image", prompt="answer en {question}", target="answers", text_len=48, id_key="question_id")
+# res -> (batch size, lr, weight decay): big_vision's sweep_best (3 epochs each)
+RECIPES = {224: (256, 1e-5, 1e-6), 448: (128, 1e-5, 1e-6), 896: (32, 3e-6, 3e-7)}
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """The ST-VQA run; `arg` = "res=896,model=paligemma-3b,final_split=false,mode=real" (any subset)."""
+    arg = common.parse_arg(arg, res=896, model="paligemma-3b", final_split=False, mode="real")
+    batch_size, lr, wd = RECIPES.get(arg.res, RECIPES[896])
+    config = recipes.training(
+        arg,
+        INPUT,
+        DATASET,
+        batch_size=batch_size,
+        epochs=3,
+        lr=lr,
+        wd=wd,
+        label_smoothing=0.1,
+        shuffle_buffer_size=50_000,
+    )
+    config.input.pp = 'lower(key="answers")|' + config.input.pp  # train on lower-cased answers
+    anls = recipes.generative_eval(
+        "anls",
+        INPUT.eval_pp(arg),
+        batch_size=256,
+        max_decode_len=INPUT.text_len,
+        id_key="question_id",
+        submission_id_name="question_id",  # ST-VQA's server (anls's default is DocVQA's "questionId")
+    )
+    recipes.add_evals(config, arg, anls, DATASET, {"stvqa_val": "validation", "stvqa_test": "test"}, log_percent=0.1)
+    return recipes.finish(config, arg, INPUT)
