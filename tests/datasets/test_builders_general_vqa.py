@@ -89,6 +89,7 @@ def test_aokvqa_builder_on_fixture(tmp_path):
     e = train["22MexNkBPpdZGX6sxbxVBH"]
     assert e["question"] == b"What is the man by the bags awaiting?" and e["image_id"] == 71
     assert _texts(e["choices"]) == ["skateboarder", "train", "delivery", "cab"] and e["correct_choice_idx"] == 3
+    assert e["correct_choice"] == b"cab"
     assert _texts(e["direct_answers"]) == ["ride"] * 2 + ["cab"] * 5 + ["taxi"] * 3
     assert len(e["rationales"]) == 3 and not e["difficult_direct_answer"]
     assert train["2Rp7yKXhYAn4UEwGRafnNr"]["difficult_direct_answer"]
@@ -98,6 +99,7 @@ def test_aokvqa_builder_on_fixture(tmp_path):
     assert tf.io.decode_jpeg(v["image"]).shape == (12, 16, 3)
     t = test["225yV3MTsFaeSPW6ndqRUX"]  # the test split hides its answers: no label, no direct answers
     assert t["correct_choice_idx"] == -1 and len(t["direct_answers"]) == 0 and len(t["rationales"]) == 0
+    assert t["correct_choice"] == b""
     assert _texts(t["choices"]) == ["fashion", "warmth", "rain", "costume"]
     assert tf.io.decode_jpeg(t["image"]).shape == (18, 14, 3)
 

@@ -11,6 +11,8 @@ One example per question, for both A-OKVQA tasks (multiple choice and direct ans
   image_id                  int64, the COCO image id
   choices                   the 4 answer options of the multiple-choice task
   correct_choice_idx        ClassLabel 0..3, the index of the correct option in `choices` (-1 for test: hidden)
+  correct_choice            the correct option's text, `choices[correct_choice_idx]` ("" for test): the training
+                            target of the multiple-choice task
   direct_answers            the 10 free-form answers of the direct-answer task (empty for test)
   difficult_direct_answer   bool, the annotators' flag for questions whose direct answers disagree
   rationales                the 3 explanations of the answer (empty for test)
@@ -98,6 +100,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                     "image_id": np.int64,
                     "choices": tfds.features.Sequence(tfds.features.Text(), length=NUM_CHOICES),
                     "correct_choice_idx": tfds.features.ClassLabel(num_classes=NUM_CHOICES),
+                    "correct_choice": tfds.features.Text(),
                     "direct_answers": tfds.features.Sequence(tfds.features.Text()),
                     "difficult_direct_answer": np.bool_,
                     "rationales": tfds.features.Sequence(tfds.features.Text()),
@@ -123,6 +126,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 raise ValueError(
                     f"{DATASET}: {path}: question {question_id}: correct_choice_idx {correct!r} not in 0..3"
                 )
+            choices = _list(record, "choices", path, NUM_CHOICES)
             yield (
                 question_id,
                 {
@@ -130,8 +134,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                     "question": common.field(record, "question", path, DATASET),
                     "question_id": question_id,
                     "image_id": image_id,
-                    "choices": _list(record, "choices", path, NUM_CHOICES),
+                    "choices": choices,
                     "correct_choice_idx": -1 if correct is None else correct,
+                    "correct_choice": "" if correct is None else choices[correct],
                     "direct_answers": _list(record, "direct_answers", path) if "direct_answers" in record else [],
                     "difficult_direct_answer": bool(record.get("difficult_direct_answer", False)),
                     "rationales": _list(record, "rationales", path) if "rationales" in record else [],
