@@ -89,6 +89,10 @@ def test_textvqa_missing_and_bad_files(tmp_path):
     (manual / "TextVQA_0.5.1_test.json").write_text(json.dumps({"data": [{"question_id": 1, "question": "q?"}]}))
     with pytest.raises(ValueError, match=r"TextVQA_0\.5\.1_test\.json: an entry has no 'image_id' field"):
         build.prepare("textvqa", data_dir=str(tmp_path / "d"), manual_dir=str(manual))
+    shutil.copy(os.path.join(TEXTVQA, "TextVQA_0.5.1_test.json"), manual)
+    (manual / "test_images" / "rotation.csv").write_text("ImageID,Angle\n000c6a5f5c27c7f4,90\n")
+    with pytest.raises(ValueError, match=r"test_images/rotation\.csv is not an OpenImages image list"):
+        build.prepare("textvqa", data_dir=str(tmp_path / "e"), manual_dir=str(manual))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -262,3 +266,18 @@ def test_chartqa_missing_and_bad_files(tmp_path):
     shutil.copy(os.path.join(CHARTQA, "test", "test_augmented.json"), manual / "test")
     with pytest.raises(FileNotFoundError, match=r"chart .*multi_col_20396\.png of entry 0 of .*test_augmented\.json"):
         build.prepare("chartqa", data_dir=str(tmp_path / "b"), manual_dir=str(manual))
+
+
+@pytest.mark.parametrize(
+    "name, files",
+    [
+        ("textvqa", ["TextVQA_0.5.1_train.json", "train_images/", "test_images/", "textvqa.org"]),
+        ("stvqa", ["train_task_3.json", "test_task_3.json", "test_task3_images/", "train2014/"]),
+        ("infovqa", ["infographicsVQA_train_v1.0.json", "infographicsVQA_val_v1.0_withQT.json", "images"]),
+        ("ocrvqa", ["dataset.json", "loadDataset.py", "images/", "ocr-vqa.github.io"]),
+        ("chartqa", ["train/train_human.json", "val/val_augmented.json", "test/png/", "vis-nlp/ChartQA"]),
+    ],
+)
+def test_help_manual_names_the_official_files(name, files):
+    text = build.manual_instructions(name)  # what `python -m datasets.build NAME --help_manual` prints
+    assert all(f in text for f in files) and f"python -m datasets.build {name} " in text
