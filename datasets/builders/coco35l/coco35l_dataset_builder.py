@@ -18,9 +18,10 @@ translations (`translation_tokenized` of the pairs whose `trg_lang` is that lang
 
 Splits, each built when its file is present: train (`coco_mt_train.jsonl`: the 113,287 Karpathy train+restval
 images, 566,435 captions per language) and validation (`coco_mt_dev.jsonl`, the dev set of the model card's
-"CIDEr dev": 5,000 images per language). Every split holds each of its images once per language (35 times): a
-train split of about 4 million examples, each with its JPEG (roughly 35 x 19 GB for train; the images are not
-shared between examples).
+"CIDEr dev": a held-out set of Karpathy-split COCO images, the same images in every language; `python -m
+datasets.build` prints each split's count). Every split holds each of its images once per language (35 times): a
+train split of 35 x 113,287 = 3,965,045 examples, each with its own copy of the JPEG (about 35 x 18 GB on disk;
+big_vision's per-language splits store them the same way).
 """
 
 from __future__ import annotations
