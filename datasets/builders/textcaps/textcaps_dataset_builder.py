@@ -7,8 +7,8 @@ Nothing is downloaded by the builder: put the files in a manual_dir (see MANUAL_
 One example per image:
   image       the TextVQA image, as stored (JPEG bytes, not re-encoded)
   image_id    the official image id, e.g. "011e7e629fb9ae7b" (the `image_id` of the test server's entries)
-  captions    the image's reference captions (`caption_str`) in file order: 5 per train/validation image (a
-              few validation images have 6); empty for test
+  captions    the image's reference captions (`caption_str`) in file order: usually 5 per train/validation
+              image; empty for test
 
 Splits, each built when its JSON file is present: train (21,953 images, 109,765 captions), validation (3,166
 images) and test (3,289 images, no captions: scored by the evaluation server).
