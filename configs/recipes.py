@@ -50,7 +50,9 @@ class Input:
     `media`: "image", "images" or "video" (see the module docstring); `prompt`: the prefix, with the example's
     text fields in braces ("answer en {question}"; a list field is joined with ", "); `target`: the field of the
     target text(s); `choose`: the target is a list of references and training draws one per visit (False: one
-    text, used as is); `id_key`: the example's id, kept for the evaluators' records and submission files.
+    text, used as is); `id_key`: the example's id, kept for the evaluators' records and submission files;
+    `image_ops`: pp ops on the resized image before `value_range` (e.g. `draw_box(...)`, one image only);
+    `lower_target`: train on the lower-cased target.
     """
 
     media: str
@@ -59,15 +61,20 @@ class Input:
     text_len: int
     choose: bool = True
     id_key: str = "id"
+    image_ops: str = ""
+    lower_target: bool = False
 
     def __post_init__(self):
         if self.media not in ("image", *MEDIA_OPS):
             raise ValueError(f"Input.media must be 'image', 'images' or 'video', got {self.media!r}")
+        if self.image_ops and self.media != "image":
+            raise ValueError("Input.image_ops apply to one image (media='image')")
 
     def _pixels(self, arg: ml_collections.ConfigDict, num_frames: int) -> str:
         prompt = f'|value_range(-1, 1)|strfmt("{self.prompt}", outkey="prefix")'
         if self.media == "image":
-            return f"decode|resize({pp_res(arg)}, antialias=True)" + prompt
+            ops = f"|{self.image_ops}" if self.image_ops else ""
+            return f"decode|resize({pp_res(arg)}, antialias=True){ops}" + prompt
         op = MEDIA_OPS[self.media]
         if arg.mode == "mock":
             num_frames = min(num_frames, common.MOCK_FRAMES)
@@ -79,9 +86,10 @@ class Input:
     def train_pp(self, arg: ml_collections.ConfigDict, num_frames: int = 1) -> str:
         """Pixels, prompt, the target (one drawn at random with `choose`), tokens."""
         target = "choice" if self.choose else "copy"
+        lower = '|lower(key="suffix")' if self.lower_target else ""
         text_len = common.text_len(arg, self.text_len)
         return (
-            f'{self._pixels(arg, num_frames)}|{target}(inkey="{self.target}", outkey="suffix")'
+            f'{self._pixels(arg, num_frames)}|{target}(inkey="{self.target}", outkey="suffix"){lower}'
             f"|tok_paligemma(text_len={text_len})|{_keep((*self._model_keys(), 'mask_loss'))}"
         )
 

@@ -34,7 +34,8 @@ Several images or video frames per example: the pp gives image `[F, H, W, 3]` (b
 some are padding, "frame_mask" `[F]`; every type passes a kept "frame_mask" to the model (decoding, perplexity).
 `mean_over_types=True` adds `mean_accuracy`, the unweighted mean of the per-answer-type accuracies (MaRVL: the mean
 over its languages, with the language as the answer type). `score_scale=100` reports CIDEr etc. as the papers and
-model cards do (CIDEr 0.7 -> 70.0).
+model cards do (CIDEr 0.7 -> 70.0); a dict scales each metric on its own (`dict(cider=100, rouge_l=100)`: BLEU-4
+stays a fraction, as the card prints SciCap's).
 
 Field values come from the eval batch (keep them in the pp string). Lists of strings may be `[N]` string arrays
 (empty strings = padding, dropped) or JSON text (JSONL nested values).
@@ -309,15 +310,25 @@ class AnlsEvaluator(_QaEvaluator):
 # Captioning.
 
 
-def _caption_scores(records: list[dict], scale: float) -> dict[str, float]:
-    """CIDEr, BLEU-4 and ROUGE-L (x `scale`) of the records' predictions against their references."""
+CAPTION_METRICS = ("cider", "bleu4", "rouge_l")
+
+
+def _caption_scores(records: list[dict], scales: dict[str, float]) -> dict[str, float]:
+    """CIDEr, BLEU-4 and ROUGE-L (each x its `scales` entry) of the records' predictions against their references."""
     preds = [r["prediction"] for r in records]
     refs = [r["references"] for r in records]
     return {
-        "cider": scale * M.cider(preds, refs)[0],
-        "bleu4": scale * M.bleu4(preds, refs)[0],
-        "rouge_l": scale * M.rouge_l(preds, refs)[0],
+        "cider": scales["cider"] * M.cider(preds, refs)[0],
+        "bleu4": scales["bleu4"] * M.bleu4(preds, refs)[0],
+        "rouge_l": scales["rouge_l"] * M.rouge_l(preds, refs)[0],
     }
+
+
+def _caption_scales(score_scale) -> dict[str, float]:
+    """`score_scale` per metric: one number for all, or a dict (the metrics it leaves out keep their raw scale)."""
+    if hasattr(score_scale, "keys"):
+        return {k: float(score_scale[k]) if k in score_scale else 1.0 for k in CAPTION_METRICS}
+    return dict.fromkeys(CAPTION_METRICS, float(score_scale))
 
 
 @register_evaluator("caption")
@@ -352,6 +363,11 @@ class CaptionEvaluator(GenerativeEvaluator):
         excl = cfg["exclude_from_avg"]
         if excl is not None and not isinstance(excl, str) and not all(isinstance(g, str) for g in excl):
             raise EvalConfigError(f"{where}: exclude_from_avg must be a group name or a list of them, got {excl!r}")
+        scale = cfg["score_scale"]
+        if hasattr(scale, "keys") and set(scale.keys()) - set(CAPTION_METRICS):
+            raise EvalConfigError(
+                f"{where}: score_scale is one number or a dict over {list(CAPTION_METRICS)}, got keys {sorted(scale)}"
+            )
 
     def _records(self, batch, outputs, rows):
         refs = self._field(batch, self.config["references_key"])
@@ -372,7 +388,7 @@ class CaptionEvaluator(GenerativeEvaluator):
         unscored = len(records) - len(records := [r for r in records if r["references"]])
         if not records:
             return {"unscored": unscored}
-        scale = float(self.config["score_scale"])
+        scale = _caption_scales(self.config["score_scale"])
         if self.config["group_key"] is None:
             out = _caption_scores(records, scale)
         else:
@@ -383,7 +399,7 @@ class CaptionEvaluator(GenerativeEvaluator):
             out = {}
             for g, scores in per_group.items():
                 out.update({f"{k}_{safe_metric_name(g)}": v for k, v in scores.items()})
-            for k in ("cider", "bleu4", "rouge_l"):
+            for k in CAPTION_METRICS:
                 out[f"{k}_avg"] = mean([s[k] for s in per_group.values()])
             excl = self.config["exclude_from_avg"]
             excluded = [] if excl is None else [excl] if isinstance(excl, str) else [str(g) for g in excl]

@@ -32,7 +32,9 @@ import ml_collections
 from configs import common, recipes
 
 DATASET = "infovqa"
-INPUT = recipes.Input("image", prompt="answer en {question}", target="answers", text_len=48, id_key="question_id")
+INPUT = recipes.Input(
+    "image", prompt="answer en {question}", target="answers", text_len=48, id_key="question_id", lower_target=True
+)  # trains on lower-cased answers
 # res -> (batch size, lr, weight decay): big_vision's sweep_best (3 epochs each)
 RECIPES = {224: (256, 1e-5, 1e-6), 448: (128, 1e-5, 1e-6), 896: (32, 3e-6, 3e-7)}
 
@@ -52,7 +54,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         label_smoothing=0.4,
         shuffle_buffer_size=50_000,
     )
-    config.input.pp = 'lower(key="answers")|' + config.input.pp  # train on lower-cased answers
     anls = recipes.generative_eval(
         "anls",
         INPUT.eval_pp(arg),

@@ -17,10 +17,10 @@ Recipe (big_vision configs/proj/paligemma/transfers/scicap.py, its defaults): pr
 caption (SciCap's lower-cased, tokenized caption with the figure index removed) as the target, text_len 96; 80
 epochs at batch 256, lr 3e-5, no weight decay, label smoothing 0.1; Adam (b2 0.999), cosine schedule with 5% warmup,
 clipping at 1 (docs/reference.md §5).
-Evaluation: CIDEr-D, BLEU-4 and ROUGE-L of greedy captions (at most 96 tokens) against the one reference, x100
-(`score_scale=100`): on the validation split every 30% of the run and at the end (not with final_split, which
-trains on it), on the test split at the end. The card's "CIDEr/BLEU-4 (test)" is `scicap_test/cider` (x100, e.g.
-162.25) and `scicap_test/bleu4` / 100 (the card prints BLEU-4 as a fraction: 0.192 is a bleu4 of 19.2 here).
+Evaluation: CIDEr-D, BLEU-4 and ROUGE-L of greedy captions (at most 96 tokens) against the one reference, CIDEr
+and ROUGE-L x100, BLEU-4 as a fraction (`score_scale` per metric, as the card prints them): on the validation split
+every 30% of the run and at the end (not with final_split, which trains on it), on the test split at the end. The
+card's "CIDEr/BLEU-4 (test)" is `scicap_test/cider` (e.g. 162.25) and `scicap_test/bleu4` (e.g. 0.192).
 Compute and slice: `RELEASED_COMPUTE` (bfloat16 compute, float32 weights, remat "full") and the slice planned by
 `common.fit_released_slice` for the model and resolution (README table).
 """
@@ -40,7 +40,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         arg, INPUT, DATASET, batch_size=256, epochs=80, lr=3e-5, label_smoothing=0.1, shuffle_buffer_size=50_000
     )
     caption = recipes.caption_eval(
-        INPUT.eval_pp(arg), batch_size=256, max_decode_len=INPUT.text_len, references_key="caption", id_key="image_id"
+        INPUT.eval_pp(arg),
+        batch_size=256,
+        max_decode_len=INPUT.text_len,
+        references_key="caption",
+        id_key="image_id",
+        score_scale=dict(cider=100.0, rouge_l=100.0),  # BLEU-4 as a fraction, as the card prints it
     )
     recipes.add_evals(
         config, arg, caption, DATASET, {"scicap_val": "validation", "scicap_test": "test"}, log_percent=0.3

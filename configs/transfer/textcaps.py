@@ -32,14 +32,10 @@ import ml_collections
 from configs import common, recipes
 
 DATASET = "textcaps"
-INPUT = recipes.Input("image", prompt="caption en", target="captions", text_len=32, id_key="image_id")
-
-
-def train_pp(arg: ml_collections.ConfigDict) -> str:
-    """`INPUT.train_pp` with the drawn caption lower-cased (as big_vision's TextCaps transfer trains)."""
-    pp = INPUT.train_pp(arg)
-    assert pp.count("|tok_paligemma(") == 1
-    return pp.replace("|tok_paligemma(", '|lower(key="suffix")|tok_paligemma(')
+# big_vision's TextCaps transfer trains on the lower-cased caption.
+INPUT = recipes.Input(
+    "image", prompt="caption en", target="captions", text_len=32, id_key="image_id", lower_target=True
+)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -48,7 +44,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = recipes.training(
         arg, INPUT, DATASET, batch_size=256, epochs=5, lr=1e-5, wd=1e-6, shuffle_buffer_size=50_000
     )
-    config.input.pp = train_pp(arg)
     caption = recipes.caption_eval(
         INPUT.eval_pp(arg), batch_size=256, max_decode_len=INPUT.text_len, sampler="beam(n=3)", id_key="image_id"
     )

@@ -33,14 +33,14 @@ import ml_collections
 from configs import common, recipes
 
 DATASET = "widget_caption"
-INPUT = recipes.Input("image", prompt="caption en", target="captions", text_len=32, id_key="id")
-DRAW = 'draw_box(box_key="bbox", color=(255, 0, 0))'
-
-
-def with_box(pp: str) -> str:
-    """`pp` with the element's box drawn after the resize (before `value_range`)."""
-    assert pp.count("|value_range(-1, 1)") == 1
-    return pp.replace("|value_range(-1, 1)", f"|{DRAW}|value_range(-1, 1)")
+INPUT = recipes.Input(
+    "image",
+    prompt="caption en",
+    target="captions",
+    text_len=32,
+    id_key="id",
+    image_ops='draw_box(box_key="bbox", color=(255, 0, 0))',  # the element's box, drawn after the resize
+)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -49,9 +49,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = recipes.training(
         arg, INPUT, DATASET, batch_size=64, epochs=4, lr=3e-6, wd=3e-7, label_smoothing=0.1, shuffle_buffer_size=50_000
     )
-    config.input.pp = with_box(config.input.pp)
     config.model.llm.dropout = 0.1
-    caption = recipes.caption_eval(with_box(INPUT.eval_pp(arg)), batch_size=256, max_decode_len=INPUT.text_len)
+    caption = recipes.caption_eval(INPUT.eval_pp(arg), batch_size=256, max_decode_len=INPUT.text_len)
     recipes.add_evals(
         config, arg, caption, DATASET, {"widgetcap_val": "validation", "widgetcap_test": "test"}, log_percent=0.1
     )

@@ -72,7 +72,8 @@ def test_recipe_and_metric_follow_big_vision_and_the_card(name):
         f'strfmt("{prompt}", outkey="prefix")' in cfg.input.pp and f"tok_paligemma(text_len={text_len})" in cfg.input.pp
     )
     for ev in cfg.evals.values():
-        assert ev.type == "caption" and ev.score_scale == 100.0  # CIDEr x100 as the card prints it
+        scale = ev.score_scale if name != "scicap" else ev.score_scale.cider  # scicap: BLEU-4 a fraction, as the card
+        assert ev.type == "caption" and scale == 100.0  # CIDEr x100 as the card prints it
         assert ev.max_decode_len == text_len and ev.sampler == sampler
         assert f"tok_paligemma_prompt(text_len={text_len})" in ev.pp
     first = next(iter(RECIPES[name][-1]))
@@ -106,6 +107,7 @@ def test_scicap_reports_cider_and_bleu4_against_its_one_caption():
     cfg = config_lib.resolve(_config("scicap"))
     assert 'copy(inkey="caption", outkey="suffix")' in cfg.input.pp  # one caption: no draw
     assert cfg.evals.scicap_test.references_key == "caption" and cfg.evals.scicap_val.log_percent == 0.3
+    assert cfg.evals.scicap_test.score_scale.to_dict() == dict(cider=100.0, rouge_l=100.0)  # BLEU-4 stays a fraction
 
 
 def test_widgetcap_draws_the_element_box_after_the_resize():

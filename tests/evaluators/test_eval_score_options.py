@@ -46,3 +46,16 @@ def test_caption_score_scale_multiplies_the_reported_scores():
         assert scaled[key] == pytest.approx(100 * plain[key])
     preds, refs = [r["prediction"] for r in records], [r["references"] for r in records]
     assert plain["cider"] == pytest.approx(M.cider(preds, refs)[0])  # x1 by default: existing configs unchanged
+
+
+def test_caption_score_scale_per_metric_keeps_bleu4_a_fraction_as_the_card_prints_scicap():
+    records = [
+        {"prediction": "a man is singing a song", "references": ["a man sings a song", "a person is singing"]},
+        {"prediction": "a cat plays", "references": ["a cat is playing", "a kitten plays with a toy"]},
+    ]
+    plain = _metrics(tasks.CaptionEvaluator, records)
+    mixed = _metrics(tasks.CaptionEvaluator, records, score_scale=dict(cider=100.0, rouge_l=100.0))
+    assert mixed["cider"] == pytest.approx(100 * plain["cider"]) and mixed["rouge_l"] == pytest.approx(
+        100 * plain["rouge_l"]
+    )
+    assert mixed["bleu4"] == pytest.approx(plain["bleu4"]) and 0 < mixed["bleu4"] < 1
