@@ -22,6 +22,16 @@ Evaluation: VQA accuracy (official normalisation, leave-one-out over the 10 answ
 "minival" (the first 10,000 validation questions; training uses train + the rest of validation), at every 10% of the
 run and at the end, plus the perplexity of the answers. With final_split the minival goes into training and the
 evaluator writes the test-dev submission file (`{workdir}/evals/`) instead.
+The model card's "Eval of VQAv2 transfer" rows, at the end of the run only (or later, on a checkpoint:
+`python -m evaluators.run --config configs/transfer/vqav2.py --evals pope_random,pope_popular,pope_adversarial,mmvp
+--checkpoint CKPT`), with the VQAv2 prompt `answer en {question}` and greedy answers:
+  * POPE (the `pope` dataset: `python -m datasets.build pope --manual_dir DIR`): `pope_random`, `pope_popular`,
+    `pope_adversarial`, accuracy of the answer lower-cased being exactly the yes/no label (the `pope` evaluator with
+    parse="exact", as big_vision's POPE evaluator; precision, recall and F1 with "yes" positive come along);
+    `pope_<setting>/accuracy` are the card's "random/popular/adversarial" numbers (reported x100).
+  * MMVP (the `mmvp` dataset: `python -m datasets.build mmvp --manual_dir DIR`): the question alone (MMVP's
+    questions name their two options), right when the answer is the correct option's text (case-insensitive) or
+    letter; `mmvp/paired_accuracy` (both questions of a pair right) is the card's MMVP number (reported x100).
 Compute (configs/common.py `RELEASED_COMPUTE`): bfloat16 activations and matmuls with float32 master weights and
 Adam moments, every layer of both towers rematerialised ("full"), the loss's logits only at the suffix tokens.
 Slice (configs/common.py `RELEASED_SLICES`, checked with `--dry_run`, README table): 3B (PaliGemma 1 or 2) on v5e-8
@@ -45,6 +55,12 @@ EVAL_PP = (
     '|keep("image", "text", "mask_ar", "mask_input", "answers", "answer_type", "question_id")'
 )
 MINIVAL = "validation[:10000]"
+# The model card's "Eval of VQAv2 transfer" rows score the VQAv2 model on other data with its own prompt.
+HALLUCINATION_PP = (
+    "decode|resize({res}, antialias=True)|value_range(-1, 1)|" + PROMPT + "|tok_paligemma_prompt(text_len={text_len})"
+    '|keep("image", "text", "mask_ar", "mask_input", {keys})'
+)
+POPE_SETTINGS = ("random", "popular", "adversarial")  # the `pope` dataset's splits
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -89,6 +105,32 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             pp=TRAIN_PP.format(res=res, text_len=text_len),
             log_percent=0.1,
         )
+    # POPE (yes/no object hallucination, one evaluator per setting) and MMVP (paired accuracy), at the end only.
+    for setting in POPE_SETTINGS:
+        config.evals[f"pope_{setting}"] = dict(
+            type="pope",
+            data=dict(name="pope", split=setting),
+            batch_size=256,
+            pp=HALLUCINATION_PP.format(res=res, text_len=text_len, keys='"answer", "question_id"'),
+            answers_key="answer",
+            parse="exact",
+            max_decode_len=8,
+            sampler="greedy",
+            log_percent=None,
+        )
+    config.evals.mmvp = dict(
+        type="mmvp",
+        data=dict(name="mmvp", split="test"),
+        batch_size=256,
+        pp=HALLUCINATION_PP.format(res=res, text_len=text_len, keys='"answer", "options", "pair_id", "id"'),
+        answer_key="answer",
+        choices_key="options",
+        pair_key="pair_id",
+        id_key="id",
+        max_decode_len=16,
+        sampler="greedy",
+        log_percent=None,
+    )
     common.fit_released_slice(config, arg.model, arg.res)  # mesh + accum_steps for the planned TPU slice
     if mock:
         common.mock_mode(config, tokenizer_keys=("question", "answers"), prompts=("answer en",), res=res)

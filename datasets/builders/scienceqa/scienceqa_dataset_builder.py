@@ -8,7 +8,7 @@ the text-only questions are left out. One example per question:
   image            the question's picture (`image.png`, as stored)
   question         text
   choices          the options, in the official order (2 to 5)
-  answer           int32, the index of the correct option in `choices`
+  answer           ClassLabel "A".."E": the index of the correct option in `choices` (the official `answer`)
   answer_text      the correct option's text
   indexed_choices  the options as one line, "(A) first, (B) second, ..." (the ScienceQA reference prompt's form)
   indexed_answer   the correct option's letter, "A", "B", ...
@@ -23,9 +23,7 @@ Splits (the problem's `split` field): train (6,218 image questions), validation 
 from __future__ import annotations
 
 import os
-import string
 
-import numpy as np
 import tensorflow_datasets as tfds
 
 from datasets.builders import common
@@ -51,6 +49,7 @@ DATASET = "ScienceQA"
 PROBLEMS = "problems.json"
 # TFDS split -> the official split name (the problems' "split" field and the image folder)
 _SPLITS = {"train": "train", "validation": "val", "test": "test"}
+LETTERS = list("ABCDE")  # ScienceQA questions have 2 to 5 options
 _TEXT_FIELDS = ("lecture", "solution", "subject", "topic", "category", "skill", "grade", "task")
 
 
@@ -80,7 +79,7 @@ def load_problems(path: str) -> dict[str, dict]:
 
 def indexed(choices: list[str]) -> str:
     """The options with their letters, as one line: "(A) first, (B) second, ..."."""
-    return ", ".join(f"({string.ascii_uppercase[i]}) {c}" for i, c in enumerate(choices))
+    return ", ".join(f"({LETTERS[i]}) {c}" for i, c in enumerate(choices))
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
@@ -100,7 +99,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                     "image": tfds.features.Image(),
                     "question": tfds.features.Text(),
                     "choices": tfds.features.Sequence(tfds.features.Text()),
-                    "answer": np.int32,
+                    "answer": tfds.features.ClassLabel(names=LETTERS),
                     "answer_text": tfds.features.Text(),
                     "indexed_choices": tfds.features.Text(),
                     "indexed_answer": tfds.features.Text(),
@@ -127,7 +126,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 continue
             choices = [str(c) for c in common.field(p, "choices", path, DATASET)]
             answer = common.field(p, "answer", path, DATASET)
-            if not isinstance(answer, int) or not 0 <= answer < len(choices) or len(choices) > 26:
+            if not isinstance(answer, int) or not 0 <= answer < len(choices) or len(choices) > len(LETTERS):
                 raise ValueError(f"{DATASET}: {path}: problem {pid} has answer {answer!r} outside its choices")
             image = common.read_bytes(
                 os.path.join(root, pid, p["image"]), DATASET, what="image", context=f"of problem {pid}"
@@ -141,7 +140,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                     "answer": answer,
                     "answer_text": choices[answer],
                     "indexed_choices": indexed(choices),
-                    "indexed_answer": string.ascii_uppercase[answer],
+                    "indexed_answer": LETTERS[answer],
                     "hint": p.get("hint") or "N/A",
                     **{name: str(p.get(name) or "") for name in _TEXT_FIELDS},
                     "id": pid,
