@@ -16,7 +16,7 @@ Needs (see the README):
 Recipe (big_vision configs/proj/paligemma/transfers/rsvqa_lr.py, its defaults and `sweep_best`): 224 px, prompt
 `answer en {question}`, the answer as the target, text_len 32; 3 epochs at batch 256, lr 3e-6, no weight decay,
 label smoothing 0.2; Adam (b2 0.999), cosine schedule with 5% warmup, clipping at 1 (docs/reference.md §5). The
-official answers are lower-case already (big_vision lower-cased them in its pp).
+target is lower-cased (`lower_target`; big_vision lower-cased the answers in its pp).
 Evaluation: per question, exact match of the greedy answer with the reference after stripping and lower-casing (the
 `rsvqa` evaluator with normalize="exact", as big_vision's rsvqa evaluator with `to_lower=True`); `mean_accuracy` is
 the unweighted mean of the per-type accuracies over the types the split holds (the dataset has only the non-numeric
@@ -30,7 +30,9 @@ import ml_collections
 from configs import common, recipes
 
 DATASET = "rsvqa_lr"
-INPUT = recipes.Input("image", prompt="answer en {question}", target="answers", text_len=32, id_key="question_id")
+INPUT = recipes.Input(
+    "image", prompt="answer en {question}", target="answers", text_len=32, id_key="question_id", lower_target=True
+)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

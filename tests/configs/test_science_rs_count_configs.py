@@ -3,9 +3,11 @@ MMVP evaluators of the VQAv2 transfer: every variant resolves with big_vision's 
 and split, and `mode=mock` runs each end to end on this CPU."""
 
 import importlib
+import os
 
 import pytest
 
+from datasets import build
 from trainers import config as config_lib
 from trainers.train import train
 
@@ -93,6 +95,8 @@ def test_rsvqa_reports_the_mean_over_the_non_numeric_question_types():
             "answers",
         )
         assert '"question_type")' in e.pp and e.get("mean_types") is None  # the dataset holds only non-numeric ones
+    for name in ("rsvqa_lr", "rsvqa_hr"):  # trained on the lower-cased answer, as big_vision
+        assert 'choice(inkey="answers", outkey="suffix")|lower(key="suffix")' in _config(name).input.pp
     assert lr.rsvqa_lr_val.log_percent == 0.25
     assert all(e.get("log_percent") is None for e in hr.values())  # large splits: at the end only
     assert set(_evals("rsvqa_hr", "final_split=true")) == {"rsvqa_hr_test", "rsvqa_hr_test2"}
@@ -135,3 +139,25 @@ def test_mock_mode_trains_and_evaluates(name, tmp_path):
     assert result["step"] == result["total_steps"] == 3
     metrics = {k for k in result["records"][-1] if "/" in k}
     assert MOCK_METRICS[name] <= metrics, sorted(metrics)
+
+
+@pytest.mark.slow
+def test_vqav2_mock_run_scores_pope_and_mmvp_on_their_built_datasets(tmp_path):
+    # The builders' real features (yes/no labels, option texts, pair ids) through the evaluators' pp and metrics:
+    # the mock model trains 3 steps, then answers the fixture questions of the built `pope` and `mmvp` datasets.
+    data_dir = str(tmp_path / "data")
+    fixtures = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "data")
+    for name in ("pope", "mmvp"):
+        build.prepare(name, data_dir=data_dir, manual_dir=os.path.join(fixtures, f"{name}_manual"))
+    cfg = _config("vqav2", "mode=mock")
+    for name in list(cfg.evals):
+        if name in ("pope_random", "mmvp"):
+            data = dict(cfg.evals[name].data.to_dict(), data_dir=data_dir)
+            del data["mock"]
+            del cfg.evals[name]["data"]  # a ConfigDict field keeps its keys: replace it whole
+            cfg.evals[name].data = data
+        else:
+            del cfg.evals[name]
+    last = train(cfg, str(tmp_path / "run"), compiler_options=FAST)["records"][-1]
+    assert {"pope_random/accuracy", "pope_random/f1", "mmvp/paired_accuracy"} <= set(last), sorted(last)
+    assert "pope_random/invalid_labels" not in last and last["mmvp/num_pairs"] == 2
