@@ -178,7 +178,12 @@ def mock_mode(
     """
 
     def mock(data, n):
+        if "mixture" in data:  # each part mocked, its own pp kept
+            return dict(data, mixture=[(mock(part, n), weight) for part, weight in data["mixture"]])
         return dict(data, mock=n)
+
+    def first_part(data):
+        return first_part(data["mixture"][0][0]) if "mixture" in data else data
 
     config.input.data = mock(config.input.data, MOCK_TRAIN_EXAMPLES)
     config.input.batch_size = batch_size
@@ -192,7 +197,7 @@ def mock_mode(
     del config["tokenizer"]  # a path (str) becomes a training spec (dict); ConfigDict fields keep their type
     config.tokenizer = dict(
         train=dict(
-            data=mock(config.input.data, MOCK_TRAIN_EXAMPLES),
+            data=first_part(config.input.data),  # a mixture: mock texts share one vocabulary (datasets/mock.py)
             keys=tokenizer_keys,
             vocab_size=320,
             extra_texts=list(prompts),
@@ -202,7 +207,7 @@ def mock_mode(
     config.model_name = "paligemma-tiny"
     config.model = dict(img=dict(image_size=res), llm=dict(vocab_size=320 + 1152))
     config.model_init = None
-    config.total_epochs = None
+    config.total_epochs = config.total_examples = None
     config.total_steps = steps
     config.log_training_steps = 1
     config.ckpt_steps = steps

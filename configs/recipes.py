@@ -52,7 +52,8 @@ class Input:
     target text(s); `choose`: the target is a list of references and training draws one per visit (False: one
     text, used as is); `id_key`: the example's id, kept for the evaluators' records and submission files;
     `image_ops`: pp ops on the resized image before `value_range` (e.g. `draw_box(...)`, one image only);
-    `lower_target`: train on the lower-cased target.
+    `lower_target`: train on the lower-cased target; `target_format`: the target is this text formatted from the
+    example's fields (`strfmt`, e.g. "The answer is {indexed_answer}."), written to the `target` key.
     """
 
     media: str
@@ -63,6 +64,7 @@ class Input:
     id_key: str = "id"
     image_ops: str = ""
     lower_target: bool = False
+    target_format: str = ""
 
     def __post_init__(self):
         if self.media not in ("image", *MEDIA_OPS):
@@ -72,6 +74,8 @@ class Input:
 
     def _pixels(self, arg: ml_collections.ConfigDict, num_frames: int) -> str:
         prompt = f'|value_range(-1, 1)|strfmt("{self.prompt}", outkey="prefix")'
+        if self.target_format:
+            prompt += f'|strfmt("{self.target_format}", outkey="{self.target}")'
         if self.media == "image":
             ops = f"|{self.image_ops}" if self.image_ops else ""
             return f"decode|resize({pp_res(arg)}, antialias=True){ops}" + prompt
@@ -101,8 +105,14 @@ class Input:
 
     def mock_texts(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(the text fields, the prompt's fixed words): what the mock run's tokenizer is trained on."""
-        fields = tuple(name for _, name, _, _ in string.Formatter().parse(self.prompt) if name)
-        return (*fields, self.target), (self.prompt.split("{")[0].strip(),)
+
+        def fields(template):
+            return tuple(name for _, name, _, _ in string.Formatter().parse(template) if name)
+
+        prompts = (self.prompt.split("{")[0].strip(),)
+        if self.target_format:
+            return (*fields(self.prompt), *fields(self.target_format)), (*prompts, self.target_format.split("{")[0])
+        return (*fields(self.prompt), self.target), prompts
 
 
 def training(

@@ -22,7 +22,8 @@ defaults below and returns a new ConfigDict. Keys (defaults in brackets; "requir
                                  $PALIGEMMA_CKPT_DIR (NAME, NAME.npz, NAME.bf16.npz, NAME.f16.npz); None = random
   model_load.dont_load [()]      regexes of parameters that keep their random init
   input.data (required)          a `datasets.sources.get_source` dict
-  input.pp (required)            pp string producing image/text/mask_ar/mask_loss/mask_input
+  input.pp (required)            pp string producing image/text/mask_ar/mask_loss/mask_input (None: a mixture
+                                 whose parts carry their own pp, configs/transfer/mix.py)
   input.batch_size (required)    global batch size (all processes together)
   input.shuffle_buffer_size [10_000]
   input.data_shards [None]       number of data streams the global batch is read from (None: one per process);

@@ -683,6 +683,24 @@ def _compile(program: Program, lowered, chip: Chip, batch_rows: tuple[int, int] 
     return compiled, chip
 
 
+def train_pp(cfg: Any) -> tuple[str, str]:
+    """(the training pp string, where it is in the config): `input.pp`, or a mixture's first part's own `pp`.
+
+    A mixture whose parts carry their own pp (`input.pp=None`) gives batches of one shape only when all parts produce
+    the same keys and text_len (configs/transfer/mix.py); its first part stands for all.
+    """
+    if cfg.input.pp is not None:
+        return cfg.input.pp, "config.input.pp"
+    data, where = cfg.input.data, "config.input.data"
+    while "mixture" in data:
+        first = data["mixture"][0]
+        data = first["data"] if "data" in first else first[0]
+        where += ".mixture[0]"
+    if not data.get("pp"):
+        raise ValueError("config.input.pp is None and the data has no pp of its own: set config.input.pp")
+    return data["pp"], where + ".pp"
+
+
 def _train_step(setup: _Setup, chip: Chip) -> tuple[Program, Chip, Any]:
     cfg, mesh = setup.cfg, setup.mesh
     state = State(setup)
@@ -690,11 +708,12 @@ def _train_step(setup: _Setup, chip: Chip) -> tuple[Program, Chip, Any]:
     params = _abstract(setup.shapes, state.param_shardings)
     opt_state = _abstract(state.opt_shapes, state.opt_shardings)
     batch_size = cfg.input.batch_size
-    length = text_len(cfg.input.pp, "config.input.pp")
+    pp, where = train_pp(cfg)
+    length = text_len(pp, where)
     batch = _batch_struct(
         mesh,
         {
-            **_image_inputs(setup.model_config, cfg.input.pp, "config.input.pp", batch_size),
+            **_image_inputs(setup.model_config, pp, where, batch_size),
             **{k: ((batch_size, length), jnp.int32) for k in ("text", "mask_ar", "mask_loss", "mask_input")},
         },
     )
@@ -711,7 +730,7 @@ def _train_step(setup: _Setup, chip: Chip) -> tuple[Program, Chip, Any]:
     micro = batch_size // cfg.accum_steps
     _, chip = _compile(program, lowered, chip, (micro, micro // sharding.data_parallel_size(mesh)))
     n = mesh.devices.size
-    frames = num_frames(cfg.input.pp, "config.input.pp") or 1
+    frames = num_frames(pp, where) or 1
     flops = analytic_train_flops(setup.model_config, batch_size, length - 1, frames=frames)
     program.analytic_flops, program.analytic_model_flops = flops["hardware"] / n, flops["model"] / n
     return program, chip, params
@@ -971,7 +990,7 @@ def plan(config: Any, topology: str, *, evals: bool = True, config_name: str = "
         config=config_name,
         model=cfg.model_name or "custom",
         res="x".join(map(str, _image_shape(mc))),
-        text_len=text_len(cfg.input.pp, "config.input.pp"),
+        text_len=text_len(*train_pp(cfg)),
         topology=topology_name(topology),
         chips=len(devices),
         chip=dataclasses.asdict(chip),

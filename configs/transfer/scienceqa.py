@@ -25,9 +25,6 @@ questions) at the end. `scienceqa_test/accuracy` is the model card's ScienceQA n
 Compute and slice: configs/common.py `RELEASED_COMPUTE` and `RELEASED_SLICES` (`--dry_run` checks them).
 """
 
-import dataclasses
-import string
-
 import ml_collections
 
 from configs import common, recipes
@@ -36,27 +33,13 @@ DATASET = "scienceqa"
 TARGET = "The answer is {indexed_answer}."
 
 
-@dataclasses.dataclass(frozen=True)
-class _Input(recipes.Input):
-    """`recipes.Input` whose target is a text formatted from the example (`target_format`), not a field of it."""
-
-    target_format: str = TARGET
-
-    def _pixels(self, arg, num_frames):
-        return super()._pixels(arg, num_frames) + f'|strfmt("{self.target_format}", outkey="{self.target}")'
-
-    def mock_texts(self):
-        keys, prompts = super().mock_texts()
-        fields = tuple(f for _, f, _, _ in string.Formatter().parse(self.target_format) if f)
-        return (*[k for k in keys if k != self.target], *fields), (*prompts, self.target_format.split("{")[0].strip())
-
-
-INPUT = _Input(
+INPUT = recipes.Input(
     "image",
     prompt="Question: {question}\\nContext: {hint}\\nOptions: {indexed_choices}\\nAnswer:",
     target="target",
     text_len=512,
     choose=False,
+    target_format=TARGET,
 )
 
 

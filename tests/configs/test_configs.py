@@ -84,7 +84,7 @@ def test_missing_checkpoint_data_and_tokenizer_fail_at_once_saying_what_to_get(t
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", TRANSFERS + VIDEO_TRANSFERS + MULTI_FRAME)
+@pytest.mark.parametrize("name", TRANSFERS + VIDEO_TRANSFERS + MULTI_FRAME + ("mix",))
 def test_mock_mode_trains_and_evaluates(name, tmp_path):
     cfg = _config(name, "mode=mock")
     result = train(cfg, str(tmp_path), compiler_options=FAST)
@@ -104,6 +104,7 @@ def test_mock_mode_trains_and_evaluates(name, tmp_path):
         "activitynet_qa": "anet_qa_test/accuracy",
         "vatex_cap": "vatex_test/cider",
         "msvd_qa": "msvd_qa_test/accuracy",
+        "mix": "mmvp/paired_accuracy",
     }[name]
     assert expected in metrics, sorted(last)
 
@@ -193,3 +194,19 @@ def test_refcoco_trains_the_three_datasets_together_as_the_card():
     assert final.evals.seg_refcocog_test.data.to_dict() == dict(name="refcoco/refcocog_umd", split="test")
     single = config_lib.resolve(_config("refcoco_seg", "dataset=refcoco_unc,final_split=true"))
     assert single.input.data.split == "train+validation" and sorted(single.evals) == ["seg_testA", "seg_testB"]
+
+
+def test_mix_trains_every_task_with_its_own_prompt_at_one_text_len():
+    from configs.transfer import mix
+
+    cfg = config_lib.resolve(_config("mix"))
+    parts = cfg.input.data.mixture
+    assert cfg.input.pp is None and len(parts) == len(mix.TASKS) and cfg.input.batch_size == 256
+    names = [part["name"] for part, _ in parts]
+    assert {"vqa", "textvqa", "refcoco/refcocox_combined", "coco_captions"} <= set(names)
+    for part, weight in parts:
+        assert weight == 1.0 and f"tok_paligemma(text_len={mix.TEXT_LEN})" in part["pp"], part
+    assert 'strfmt("caption en"' in parts[names.index("textcaps")][0]["pp"]
+    assert "segmentation_targets(" in parts[names.index("refcoco/refcocox_combined")][0]["pp"]
+    assert {"mmvp", "pope_random", "pope_popular", "pope_adversarial", "textvqa_val"} <= set(cfg.evals)
+    assert cfg.evals.vqa.log_percent == 0.1 and cfg.evals.mmvp.log_percent is None
