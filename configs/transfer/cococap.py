@@ -17,7 +17,7 @@ Needs (see the README):
 Recipe (docs/reference.md §5): 5 epochs at batch 256, Adam (b2 0.999), lr 1e-5, cosine with 5% warmup, clipping at 1,
 no weight decay, text_len 32; each visit of an image trains on one of its captions drawn at random; prompt
 `caption en`. Evaluation: CIDEr-D (with BLEU-4 and ROUGE-L) of beam-2 captions on the Karpathy val split and on NoCaps
-validation, every 20% of the run and at the end.
+validation, every 20% of the run and at the end, x100 as the model card prints them (`coco/cider`, `nocaps/cider`).
 Compute (configs/common.py `RELEASED_COMPUTE`): bfloat16 activations and matmuls with float32 master weights and
 Adam moments, every layer of both towers rematerialised ("full"), the loss's logits only at the suffix tokens.
 Slice (configs/common.py `RELEASED_SLICES`, checked with `--dry_run`, README table): 3B (PaliGemma 1 or 2) on v5e-8
@@ -80,6 +80,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         sampler="beam(n=2)",
         references_key="references",
         id_key="image_id",
+        score_scale=100.0,
         log_percent=0.2,
     )
     config.evals = {}
