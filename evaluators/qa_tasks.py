@@ -67,8 +67,7 @@ from typing import Any
 from evaluators import metrics as M
 from evaluators.base import GenerativeEvaluator
 from evaluators.registry import EvalConfigError, register_evaluator
-from evaluators.submission import SUBMISSION_KEYS, check_submission_config, submission
-from evaluators.tasks import _id, _QaEvaluator
+from evaluators.tasks import _id, _QaEvaluator, _ReferenceEvaluator, check_one_of, split_scored
 from evaluators.values import as_scalar, as_text, as_text_list, mean, safe_metric_name
 
 log = logging.getLogger(__name__)
@@ -86,13 +85,24 @@ __all__ = [
 ]
 
 
-def _per_type(records: list[dict], field: str, score: str = "score") -> dict[str, float]:
-    """Mean score per value of `field` over the records that have it."""
+def _per_type_metrics(
+    records: list[dict], name: str, field: str, mean_name: str | None = None, mean_types: Sequence[str] | None = None
+) -> dict[str, float]:
+    """`name`: the mean score of the records; `<name>_<type>`: per value of `field`, over the records that have it.
+
+    With `mean_name`, also the unweighted mean of the per-type scores (over the types in `mean_types`, when given).
+    """
     groups: dict[str, list[float]] = {}
     for r in records:
         if r.get(field) is not None:
-            groups.setdefault(r[field], []).append(r[score])
-    return {t: mean(v) for t, v in sorted(groups.items())}
+            groups.setdefault(r[field], []).append(r["score"])
+    per_type = {t: mean(v) for t, v in sorted(groups.items())}
+    out = {name: mean([r["score"] for r in records])}
+    out.update({f"{name}_{safe_metric_name(t)}": v for t, v in per_type.items()})
+    kept = [v for t, v in per_type.items() if mean_types is None or t in mean_types]
+    if mean_name is not None and kept:
+        out[mean_name] = mean(kept)
+    return out
 
 
 def as_flag(value: Any) -> bool | None:
@@ -133,38 +143,27 @@ def answer_index(value: Any, choices: Sequence[str]) -> tuple[int | None, bool]:
     return (value, True) if value < len(choices) else (None, False)
 
 
-class _ChoiceEvaluator(GenerativeEvaluator):
-    """Shared records of scienceqa / multiple_choice: prediction, choices, the correct index, score."""
+class _ChoiceEvaluator(_ReferenceEvaluator):
+    """Shared records of scienceqa / multiple_choice: prediction, choices, the correct index ("answer"), id, score."""
 
-    KEYS = dict(
-        GenerativeEvaluator.KEYS,
-        max_decode_len=16,
-        choices_key="choices",
-        answer_key="answer",
-        id_key="question_id",
-        submission_file=True,
-        **SUBMISSION_KEYS,
-    )
+    KEYS = dict(_ReferenceEvaluator.KEYS, max_decode_len=16, choices_key="choices", answer_key="answer")
+    REFERENCE_KEY = "choices_key"
+    REFERENCE_FIELD = "choices"
+    TYPE_KEY = None
     SUBMISSION_AOKVQA_FIELD = "answer"
-
-    def _check_config(self, cfg, where):
-        super()._check_config(cfg, where)
-        check_submission_config(cfg, where)
 
     def _score(self, prediction: str, choices: list[str], index: int) -> dict:
         raise NotImplementedError
 
     def _records(self, batch, outputs, rows):
-        choices_field = self._field(batch, self.config["choices_key"])
+        out = super()._records(batch, outputs, rows)
         answers = self._field(batch, self.config["answer_key"])
-        ids = self._optional_field(batch, "id_key")
-        out = []
-        for r, pred in zip(rows, self.texts(outputs, rows)):
-            choices = as_text_list(choices_field[r])
+        for rec, r in zip(out, rows):
+            choices, pred = rec["choices"], rec["prediction"]
             index, valid = answer_index(answers[r], choices)
-            rec = {"prediction": pred, "choices": choices, "answer": index}
-            if ids is not None:
-                rec["id"] = _id(ids[r])
+            rec["answer"] = index
+            if "id" in rec:
+                rec["id"] = rec.pop("id")  # after "answer", the records' field order of the predictions file
             if not valid:
                 rec["invalid_answer"] = as_scalar(answers[r])
                 if not self.__dict__.get("_warned_invalid"):
@@ -179,18 +178,11 @@ class _ChoiceEvaluator(GenerativeEvaluator):
                         choices,
                     )
             rec.update(self._score(pred, choices, index) if index is not None else {"score": None})
-            out.append(rec)
         return out
 
-    def _split(self, records: list[dict]) -> tuple[list[dict], dict[str, float]]:
+    def _split(self, records: list[dict]) -> tuple[list[dict], dict[str, int]]:
         """The scored records, and the counts of the others (`unscored`, `invalid_answers`) when non-zero."""
-        invalid = sum("invalid_answer" in r for r in records)
-        unscored = sum(r["score"] is None and "invalid_answer" not in r for r in records)
-        counts = {k: v for k, v in (("unscored", unscored), ("invalid_answers", invalid)) if v}
-        return [r for r in records if r["score"] is not None], counts
-
-    def _submission(self, records):
-        return submission(records, self.config, default_id="question_id", aokvqa_field=self.SUBMISSION_AOKVQA_FIELD)
+        return split_scored(records, ("invalid_answer", "invalid_answers"))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -201,15 +193,7 @@ class ChartQaEvaluator(_QaEvaluator):
     """ChartQA relaxed accuracy of the answer against the first ground truth (see the module docstring)."""
 
     KEYS = dict(
-        GenerativeEvaluator.KEYS,
-        max_decode_len=32,
-        answers_key="answers",
-        id_key="question_id",
-        answer_type_key=None,
-        mean_over_types=False,
-        max_relative_change=0.05,
-        submission_file=True,
-        **SUBMISSION_KEYS,
+        _QaEvaluator.KEYS, max_decode_len=32, answer_type_key=None, mean_over_types=False, max_relative_change=0.05
     )
 
     def _check_config(self, cfg, where):
@@ -221,16 +205,10 @@ class ChartQaEvaluator(_QaEvaluator):
         return float(M.relaxed_accuracy(prediction, answers[0], float(self.config["max_relative_change"])))
 
     def _metrics(self, records):
-        unscored = len(records) - len(records := self.scored(records))
-        out = {"unscored": unscored} if unscored else {}
-        if not records:
-            return out
-        out["relaxed_accuracy"] = mean([r["score"] for r in records])
-        per_type = _per_type(records, "answer_type")
-        for t, v in per_type.items():
-            out[f"relaxed_accuracy_{safe_metric_name(t)}"] = v
-        if self.config["mean_over_types"] and per_type:
-            out["mean_relaxed_accuracy"] = mean(list(per_type.values()))
+        records, out = split_scored(records)
+        if records:
+            mean_name = "mean_relaxed_accuracy" if self.config["mean_over_types"] else None
+            out.update(_per_type_metrics(records, "relaxed_accuracy", "answer_type", mean_name))
         return out
 
 
@@ -238,15 +216,7 @@ class ChartQaEvaluator(_QaEvaluator):
 class TallyQaEvaluator(_QaEvaluator):
     """TallyQA counting accuracy, overall and on the simple / complex questions."""
 
-    KEYS = dict(
-        GenerativeEvaluator.KEYS,
-        max_decode_len=8,
-        answers_key="answers",
-        simple_key="issimple",
-        id_key="question_id",
-        submission_file=False,
-        **SUBMISSION_KEYS,
-    )
+    KEYS = dict(_QaEvaluator.KEYS, max_decode_len=8, simple_key="issimple", submission_file=False)
 
     def _score(self, prediction, answers):
         return float(M.tallyqa_accuracy(prediction, answers[0]))
@@ -259,8 +229,7 @@ class TallyQaEvaluator(_QaEvaluator):
         return out
 
     def _metrics(self, records):
-        unscored = len(records) - len(records := self.scored(records))
-        out = {"unscored": unscored} if unscored else {}
+        records, out = split_scored(records)
         if not records:
             return out
         out["accuracy"] = mean([r["score"] for r in records])
@@ -276,22 +245,11 @@ class TallyQaEvaluator(_QaEvaluator):
 class PopeEvaluator(_QaEvaluator):
     """POPE yes/no accuracy, precision, recall, F1 ("yes" positive) and the ratio of "yes" answers."""
 
-    KEYS = dict(
-        GenerativeEvaluator.KEYS,
-        max_decode_len=8,
-        answers_key="answers",
-        parse="pope",
-        id_key="question_id",
-        submission_file=False,
-        **SUBMISSION_KEYS,
-    )
+    KEYS = dict(_QaEvaluator.KEYS, max_decode_len=8, parse="pope", submission_file=False)
 
     def _check_config(self, cfg, where):
         super()._check_config(cfg, where)
-        if cfg["parse"] not in ("pope", "exact"):
-            raise EvalConfigError(
-                f"{where}: parse must be 'pope' (POPE's rule) or 'exact' (big_vision's), got {cfg['parse']!r}"
-            )
+        check_one_of(cfg, where, "parse", {"pope": "POPE's rule", "exact": "big_vision's"})
 
     def _score(self, prediction, answers):
         label = answers[0].strip().lower()
@@ -307,9 +265,7 @@ class PopeEvaluator(_QaEvaluator):
         return out
 
     def _metrics(self, records):
-        invalid = sum(bool(r.get("invalid_label")) for r in records)
-        unscored = len(records) - invalid - len(records := self.scored(records))
-        out = {k: v for k, v in (("unscored", unscored), ("invalid_labels", invalid)) if v}
+        records, out = split_scored(records, ("invalid_label", "invalid_labels"))
         if not records:
             return out
         res = M.pope_metrics(
@@ -358,21 +314,17 @@ class RsvqaEvaluator(_QaEvaluator):
     """RSVQA accuracy per question type and their unweighted mean (see the module docstring)."""
 
     KEYS = dict(
-        GenerativeEvaluator.KEYS,
+        _QaEvaluator.KEYS,
         max_decode_len=16,
-        answers_key="answers",
         question_type_key="question_type",
         normalize="rsvqa",
         mean_types=None,
-        id_key="question_id",
         submission_file=False,
-        **SUBMISSION_KEYS,
     )
 
     def _check_config(self, cfg, where):
         super()._check_config(cfg, where)
-        if cfg["normalize"] not in ("rsvqa", "exact"):
-            raise EvalConfigError(f"{where}: normalize must be 'rsvqa' or 'exact', got {cfg['normalize']!r}")
+        check_one_of(cfg, where, "normalize", {"rsvqa": None, "exact": None})
         types = cfg["mean_types"]
         if types is not None and (isinstance(types, str) or not all(isinstance(t, str) for t in types)):
             raise EvalConfigError(f"{where}: mean_types must be a list of question types or None, got {types!r}")
@@ -390,18 +342,11 @@ class RsvqaEvaluator(_QaEvaluator):
         return out
 
     def _metrics(self, records):
-        unscored = len(records) - len(records := self.scored(records))
-        out = {"unscored": unscored} if unscored else {}
-        if not records:
-            return out
-        out["accuracy"] = mean([r["score"] for r in records])
-        per_type = _per_type(records, "question_type")
-        for t, v in per_type.items():
-            out[f"accuracy_{safe_metric_name(t)}"] = v
-        wanted = self.config["mean_types"]
-        kept = [v for t, v in per_type.items() if wanted is None or t in wanted]
-        if kept:
-            out["mean_accuracy"] = mean(kept)
+        records, out = split_scored(records)
+        if records:
+            out.update(
+                _per_type_metrics(records, "accuracy", "question_type", "mean_accuracy", self.config["mean_types"])
+            )
         return out
 
 
@@ -438,8 +383,7 @@ class MmvpEvaluator(GenerativeEvaluator):
         return out
 
     def _metrics(self, records):
-        unscored = len(records) - len(records := [r for r in records if r["score"] is not None])
-        out = {"unscored": unscored} if unscored else {}
+        records, out = split_scored(records)
         if not records:
             return out
         res = M.paired_accuracy([r["score"] == 1.0 for r in records], [str(r["pair"]) for r in records])

@@ -164,52 +164,101 @@ class PerplexityEvaluator(Evaluator):
 # Question answering.
 
 
-class _QaEvaluator(GenerativeEvaluator):
-    """Shared parts of the QA types: prediction + answers list + optional question id per record.
+def split_scored(records: list[dict], invalid: tuple[str, str] | None = None) -> tuple[list[dict], dict[str, int]]:
+    """The scored records (`score` not None), and the counts of the others when non-zero.
 
-    Submission file: `[{<submission_id_name>: id, "answer": prediction}]` (`submission_format="list"`), or, with
-    `submission_format="aokvqa"`, the A-OKVQA leaderboard's `{id: {<SUBMISSION_AOKVQA_FIELD>: prediction}}`.
+    `unscored`: no ground truth (a test split). With `invalid=(field, metric)`: the records that have `field` (a
+    ground truth the type cannot score, e.g. mock data) are counted under `metric` instead.
+    """
+    num_invalid = sum(invalid[0] in r for r in records) if invalid else 0
+    unscored = sum(r["score"] is None for r in records) - num_invalid
+    counts = {"unscored": unscored} if unscored else {}
+    if num_invalid:
+        counts[invalid[1]] = num_invalid
+    return [r for r in records if r["score"] is not None], counts
+
+
+def check_one_of(cfg: dict, where: str, key: str, allowed: dict[str, str | None]) -> None:
+    """Raises `EvalConfigError` unless `cfg[key]` is a key of `allowed` (value -> what it means, or None)."""
+    if cfg[key] not in allowed:
+        named = [repr(v) if what is None else f"{v!r} ({what})" for v, what in allowed.items()]
+        options = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " or " + named[-1]
+        raise EvalConfigError(f"{where}: {key} must be {options}, got {cfg[key]!r}")
+
+
+class _ReferenceEvaluator(GenerativeEvaluator):
+    """Shared parts of the types that compare one generated text per example with a reference field of the batch.
+
+    Records: "prediction", the texts of the `REFERENCE_KEY` field under `REFERENCE_FIELD` (a list; empty on a test
+    split), "id" (the `id_key` field, when the batch has it) and, when the type has the config key `TYPE_KEY` and it
+    names a field, that field's text under `TYPE_FIELD` (the answer type, the caption group). Config keys: `id_key`
+    ("question_id" unless a type sets another), `submission_file` (True unless a type sets False) and the
+    `SUBMISSION_KEYS`.
+
+    Submission file: `[{<submission_id_name>: id, <SUBMISSION_ANSWER>: prediction}]` (`submission_format="list"`),
+    or, with `submission_format="aokvqa"`, the A-OKVQA leaderboard's `{id: {<SUBMISSION_AOKVQA_FIELD>: prediction}}`.
     """
 
+    KEYS = dict(GenerativeEvaluator.KEYS, id_key="question_id", submission_file=True, **SUBMISSION_KEYS)
+    REFERENCE_KEY = "answers_key"
+    REFERENCE_FIELD = "answers"
+    TYPE_KEY: str | None = "answer_type_key"
+    TYPE_FIELD = "answer_type"
     SUBMISSION_ID = "question_id"
+    SUBMISSION_ANSWER = "answer"
     SUBMISSION_AOKVQA_FIELD = "direct_answer"
 
-    def _score(self, prediction: str, answers: list[str]) -> float:
-        raise NotImplementedError
+    def _check_config(self, cfg, where):
+        super()._check_config(cfg, where)
+        check_submission_config(cfg, where)
 
     def _records(self, batch, outputs, rows):
-        answers = self._field(batch, self.config["answers_key"])
+        refs = self._field(batch, self.config[self.REFERENCE_KEY])
         ids = self._optional_field(batch, "id_key")
-        types = self._optional_field(batch, "answer_type_key") if "answer_type_key" in self.config else None
-        texts = self.texts(outputs, rows)
+        types = self._optional_field(batch, self.TYPE_KEY) if self.TYPE_KEY in self.config else None
         out = []
-        for r, pred in zip(rows, texts):
-            gts = as_text_list(answers[r])
-            rec = {"prediction": pred, "answers": gts}
+        for r, pred in zip(rows, self.texts(outputs, rows)):
+            rec = {"prediction": pred, self.REFERENCE_FIELD: as_text_list(refs[r])}
             if ids is not None:
                 rec["id"] = _id(ids[r])
             if types is not None:
-                rec["answer_type"] = as_text(types[r])
-            # No answers (a test split): predicted for the submission file, not scored. A type's `_score` may also
-            # return None (an answer it cannot score, e.g. a POPE label that is not yes/no).
-            score = self._score(pred, gts) if gts else None
-            rec["score"] = None if score is None else float(score)
+                rec[self.TYPE_FIELD] = as_text(types[r])
             out.append(rec)
+        return out
+
+    def _submission(self, records):
+        return submission(
+            records,
+            self.config,
+            default_id=self.SUBMISSION_ID,
+            answer_name=self.SUBMISSION_ANSWER,
+            aokvqa_field=self.SUBMISSION_AOKVQA_FIELD,
+        )
+
+
+class _QaEvaluator(_ReferenceEvaluator):
+    """Shared parts of the QA types: the `_ReferenceEvaluator` records (answers list, id, answer type) + "score".
+
+    No answers (a test split): predicted for the submission file, not scored (score None). A type's `_score` may
+    also return None (an answer it cannot score, e.g. a POPE label that is not yes/no).
+    """
+
+    KEYS = dict(_ReferenceEvaluator.KEYS, answers_key="answers")
+
+    def _score(self, prediction: str, answers: list[str]) -> float | None:
+        raise NotImplementedError
+
+    def _records(self, batch, outputs, rows):
+        out = super()._records(batch, outputs, rows)
+        for rec in out:
+            score = self._score(rec["prediction"], rec["answers"]) if rec["answers"] else None
+            rec["score"] = None if score is None else float(score)
         return out
 
     @staticmethod
     def scored(records: list[dict]) -> list[dict]:
         """The records that have ground-truth answers."""
         return [r for r in records if r["score"] is not None]
-
-    def _check_config(self, cfg, where):
-        super()._check_config(cfg, where)
-        check_submission_config(cfg, where)
-
-    def _submission(self, records):
-        return submission(
-            records, self.config, default_id=self.SUBMISSION_ID, aokvqa_field=self.SUBMISSION_AOKVQA_FIELD
-        )
 
 
 @register_evaluator("vqa")
@@ -221,26 +270,23 @@ class VqaEvaluator(_QaEvaluator):
     """
 
     KEYS = dict(
-        GenerativeEvaluator.KEYS,
+        _QaEvaluator.KEYS,
         max_decode_len=16,
-        answers_key="answers",
-        id_key="question_id",
         answer_type_key=None,
         normalize="vqav2",
         min_matches=1,
         mean_over_types=False,
-        submission_file=True,
-        **SUBMISSION_KEYS,
     )
-    NORMALIZE = ("vqav2", "always", "exact", "exact_cased")
+    NORMALIZE = {
+        "vqav2": "official VQAv2 script",
+        "always": "TextVQA / VizWiz",
+        "exact": "stripped, lowercased exact match",
+        "exact_cased": None,
+    }
 
     def _check_config(self, cfg, where):
         super()._check_config(cfg, where)
-        if cfg["normalize"] not in self.NORMALIZE:
-            raise EvalConfigError(
-                f"{where}: normalize must be 'vqav2' (official VQAv2 script), 'always' (TextVQA / VizWiz), 'exact' "
-                f"(stripped, lowercased exact match) or 'exact_cased', got {cfg['normalize']!r}"
-            )
+        check_one_of(cfg, where, "normalize", self.NORMALIZE)
         mm = cfg["min_matches"]
         if isinstance(mm, bool) or not isinstance(mm, int) or mm < 1:
             raise EvalConfigError(f"{where}: min_matches must be an int >= 1, got {mm!r}")
@@ -280,16 +326,7 @@ class VqaEvaluator(_QaEvaluator):
 class AnlsEvaluator(_QaEvaluator):
     """DocVQA-style ANLS over the answers list."""
 
-    KEYS = dict(
-        GenerativeEvaluator.KEYS,
-        max_decode_len=32,
-        answers_key="answers",
-        id_key="question_id",
-        threshold=0.5,
-        collapse_whitespace=False,
-        submission_file=True,
-        **SUBMISSION_KEYS,
-    )
+    KEYS = dict(_QaEvaluator.KEYS, max_decode_len=32, threshold=0.5, collapse_whitespace=False)
     SUBMISSION_ID = "questionId"
 
     def _score(self, prediction, answers):
@@ -332,7 +369,7 @@ def _caption_scales(score_scale) -> dict[str, float]:
 
 
 @register_evaluator("caption")
-class CaptionEvaluator(GenerativeEvaluator):
+class CaptionEvaluator(_ReferenceEvaluator):
     """COCO-toolkit CIDEr-D, BLEU-4 and ROUGE-L against the reference captions; per group with `group_key`.
 
     With `group_key` (e.g. "language": COCO-35L, XM3600) each group is scored on its own, as if its examples were
@@ -344,20 +381,24 @@ class CaptionEvaluator(GenerativeEvaluator):
     """
 
     KEYS = dict(
-        GenerativeEvaluator.KEYS,
+        _ReferenceEvaluator.KEYS,
         max_decode_len=32,
         references_key="captions",
         id_key="image_id",
         group_key=None,
         exclude_from_avg=None,
         score_scale=1.0,
-        submission_file=True,
-        **SUBMISSION_KEYS,
     )
+    REFERENCE_KEY = "references_key"
+    REFERENCE_FIELD = "references"  # none on a test split: predicted, not scored
+    TYPE_KEY = "group_key"
+    TYPE_FIELD = "group"
+    SUBMISSION_ID = "image_id"
+    SUBMISSION_ANSWER = "caption"
+    SUBMISSION_AOKVQA_FIELD = "caption"
 
     def _check_config(self, cfg, where):
         super()._check_config(cfg, where)
-        check_submission_config(cfg, where)
         if cfg["exclude_from_avg"] is not None and cfg["group_key"] is None:
             raise EvalConfigError(f"{where}: exclude_from_avg needs group_key (the field naming each example's group)")
         excl = cfg["exclude_from_avg"]
@@ -368,21 +409,6 @@ class CaptionEvaluator(GenerativeEvaluator):
             raise EvalConfigError(
                 f"{where}: score_scale is one number or a dict over {list(CAPTION_METRICS)}, got keys {sorted(scale)}"
             )
-
-    def _records(self, batch, outputs, rows):
-        refs = self._field(batch, self.config["references_key"])
-        ids = self._optional_field(batch, "id_key")
-        groups = None if self.config["group_key"] is None else self._field(batch, self.config["group_key"])
-        out = []
-        for r, pred in zip(rows, self.texts(outputs, rows)):
-            references = as_text_list(refs[r])  # none on a test split: predicted, not scored
-            rec = {"prediction": pred, "references": references}
-            if ids is not None:
-                rec["id"] = _id(ids[r])
-            if groups is not None:
-                rec["group"] = as_text(groups[r])
-            out.append(rec)
-        return out
 
     def _metrics(self, records):
         unscored = len(records) - len(records := [r for r in records if r["references"]])
@@ -407,9 +433,6 @@ class CaptionEvaluator(GenerativeEvaluator):
                 kept = [s["cider"] for g, s in per_group.items() if g not in excluded]
                 out["cider_avg_no_" + "_".join(safe_metric_name(g) for g in excluded)] = mean(kept)
         return dict(out, unscored=unscored) if unscored else out
-
-    def _submission(self, records):
-        return submission(records, self.config, default_id="image_id", answer_name="caption", aokvqa_field="caption")
 
 
 # ----------------------------------------------------------------------------------------------------------
