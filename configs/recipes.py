@@ -13,6 +13,8 @@ build the rest the same way for all of them:
   caption_eval(pp, ...) / qa_eval(pp, ...)  the common two: captions scored by CIDEr x100 / answers by VQA accuracy
   add_evals(config, arg, evaluator, dataset, {name: split})
                                             the evaluator on each split (the first during the run)
+  anls_transfer(arg, input, dataset, {name: split}, label_smoothing=...)
+                                            a whole ANLS test-server transfer (InfographicVQA, ST-VQA)
   finish(config, arg, input, num_frames)    the planned slice (`common.fit_released_slice`), or the mock run
                                             (`common.mock_mode`)
 
@@ -185,18 +187,62 @@ def add_evals(
     splits: dict[str, str],
     *,
     log_percent: float | None = 0.25,
+    trained_on: str | None = "validation",
 ) -> None:
     """`config.evals[name]` = `evaluator` on `dataset`'s split, for each `name: split` in order.
 
     The first runs every `log_percent` of the run and at the end, the others at the end. With `arg.final_split` the
-    validation splits (trained on) are left out.
+    splits that start with `trained_on` (the validation splits, trained on) are left out; `trained_on=None` keeps
+    them all (a final run that does not train on validation).
     """
     for index, (name, split) in enumerate(splits.items()):
-        if arg.final_split and split.startswith("validation"):
+        if arg.final_split and trained_on is not None and split.startswith(trained_on):
             continue
         config.evals[name] = dict(evaluator, data=dict(name=dataset, split=split))
         if index == 0 and log_percent:
             config.evals[name].log_percent = log_percent
+
+
+# The ANLS text transfers' input: the question as prompt, one of the answers, lower-cased, as the target
+ANLS_INPUT = Input(
+    "image", prompt="answer en {question}", target="answers", text_len=48, id_key="question_id", lower_target=True
+)
+# res -> (batch size, lr, weight decay): big_vision's sweep_best of the ANLS text transfers (3 epochs each)
+ANLS_RECIPES = {224: (256, 1e-5, 1e-6), 448: (128, 1e-5, 1e-6), 896: (32, 3e-6, 3e-7)}
+
+
+def anls_transfer(
+    arg: ml_collections.ConfigDict,
+    inp: Input,
+    dataset: str,
+    splits: dict[str, str],
+    *,
+    label_smoothing: float,
+    **anls_kwargs,
+) -> ml_collections.ConfigDict:
+    """A finished run of the InfographicVQA / ST-VQA kind: 3 epochs of `ANLS_RECIPES`, scored by ANLS.
+
+    The batch size, lr and weight decay of `arg.res` (896's otherwise), shuffle buffer 50,000; an `anls` evaluator
+    (greedy answers up to `inp.text_len` tokens, batch 256, `inp.id_key` as the id, `anls_kwargs` its other keys)
+    on each `name: split` of `splits`, the first every 10% of the run.
+    """
+    batch_size, lr, wd = ANLS_RECIPES.get(arg.res, ANLS_RECIPES[896])
+    config = training(
+        arg,
+        inp,
+        dataset,
+        batch_size=batch_size,
+        epochs=3,
+        lr=lr,
+        wd=wd,
+        label_smoothing=label_smoothing,
+        shuffle_buffer_size=50_000,
+    )
+    anls = generative_eval(
+        "anls", inp.eval_pp(arg), batch_size=256, max_decode_len=inp.text_len, id_key=inp.id_key, **anls_kwargs
+    )
+    add_evals(config, arg, anls, dataset, splits, log_percent=0.1)
+    return finish(config, arg, inp)
 
 
 def finish(

@@ -32,36 +32,16 @@ import ml_collections
 from configs import common, recipes
 
 DATASET = "infovqa"
-INPUT = recipes.Input(
-    "image", prompt="answer en {question}", target="answers", text_len=48, id_key="question_id", lower_target=True
-)  # trains on lower-cased answers
-# res -> (batch size, lr, weight decay): big_vision's sweep_best (3 epochs each)
-RECIPES = {224: (256, 1e-5, 1e-6), 448: (128, 1e-5, 1e-6), 896: (32, 3e-6, 3e-7)}
+INPUT = recipes.ANLS_INPUT  # trains on lower-cased answers
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The InfographicVQA run; `arg` = "res=896,model=paligemma-3b,final_split=false,mode=real" (any subset)."""
     arg = common.parse_arg(arg, res=896, model="paligemma-3b", final_split=False, mode="real")
-    batch_size, lr, wd = RECIPES.get(arg.res, RECIPES[896])
-    config = recipes.training(
+    return recipes.anls_transfer(
         arg,
         INPUT,
         DATASET,
-        batch_size=batch_size,
-        epochs=3,
-        lr=lr,
-        wd=wd,
+        {"infovqa_val": "validation", "infovqa_test": "test"},
         label_smoothing=0.4,
-        shuffle_buffer_size=50_000,
-    )
-    anls = recipes.generative_eval(
-        "anls",
-        INPUT.eval_pp(arg),
-        batch_size=256,
-        max_decode_len=INPUT.text_len,
-        id_key="question_id",  # written as "questionId", the server's name (anls's default)
-    )
-    recipes.add_evals(
-        config, arg, anls, DATASET, {"infovqa_val": "validation", "infovqa_test": "test"}, log_percent=0.1
-    )
-    return recipes.finish(config, arg, INPUT)
+    )  # ids written as "questionId", the server's name (anls's default)

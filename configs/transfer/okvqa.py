@@ -51,8 +51,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     splits = (
         {"okvqa_val": "validation"} if arg.final_split else {"okvqa_val": "validation", "okvqa_minival": "train[90%:]"}
     )
-    for index, (name, split) in enumerate(splits.items()):
-        config.evals[name] = dict(qa, data=dict(name=DATASET, split=split))
-        if index == 0:
-            config.evals[name].log_percent = 0.25
+    recipes.add_evals(config, arg, qa, DATASET, splits, trained_on=None)
     return recipes.finish(config, arg, INPUT)

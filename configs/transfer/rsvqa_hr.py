@@ -30,27 +30,16 @@ Compute and slice: configs/common.py `RELEASED_COMPUTE` and `RELEASED_SLICES` (`
 import ml_collections
 
 from configs import common, recipes
+from configs.transfer import rsvqa_lr
 
 DATASET = "rsvqa_hr"
-INPUT = recipes.Input(
-    "image", prompt="answer en {question}", target="answers", text_len=32, id_key="question_id", lower_target=True
-)
+INPUT = rsvqa_lr.INPUT  # the same kind of questions and answers as RSVQA-LR
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The RSVQA-HR run; `arg` = "res=224,model=paligemma-3b,final_split=false,mode=real" (any subset)."""
     arg = common.parse_arg(arg, res=224, model="paligemma-3b", final_split=False, mode="real")
     config = recipes.training(arg, INPUT, DATASET, batch_size=256, epochs=1, lr=1e-5, wd=0.0)
-    evaluator = recipes.generative_eval(
-        "rsvqa",
-        INPUT.eval_pp(arg, extra_keys=("question_type",)),
-        batch_size=256,
-        max_decode_len=INPUT.text_len,
-        answers_key="answers",
-        question_type_key="question_type",
-        normalize="exact",
-        id_key="question_id",
-    )
     splits = {"rsvqa_hr_val": "validation", "rsvqa_hr_test": "test", "rsvqa_hr_test2": "test_2"}
-    recipes.add_evals(config, arg, evaluator, DATASET, splits, log_percent=None)
+    recipes.add_evals(config, arg, rsvqa_lr.rsvqa_eval(arg), DATASET, splits, log_percent=None)
     return recipes.finish(config, arg, INPUT)

@@ -39,7 +39,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The RSVQA-LR run; `arg` = "res=224,model=paligemma-3b,final_split=false,mode=real" (any subset)."""
     arg = common.parse_arg(arg, res=224, model="paligemma-3b", final_split=False, mode="real")
     config = recipes.training(arg, INPUT, DATASET, batch_size=256, epochs=3, lr=3e-6, wd=0.0, label_smoothing=0.2)
-    evaluator = recipes.generative_eval(
+    splits = {"rsvqa_lr_val": "validation", "rsvqa_lr_test": "test"}
+    recipes.add_evals(config, arg, rsvqa_eval(arg), DATASET, splits)
+    return recipes.finish(config, arg, INPUT)
+
+
+def rsvqa_eval(arg: ml_collections.ConfigDict) -> dict:
+    """The `rsvqa` evaluator of RSVQA-LR and RSVQA-HR: exact-match accuracy of the greedy answer, per question type."""
+    return recipes.generative_eval(
         "rsvqa",
         INPUT.eval_pp(arg, extra_keys=("question_type",)),
         batch_size=256,
@@ -49,5 +56,3 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         normalize="exact",
         id_key="question_id",
     )
-    recipes.add_evals(config, arg, evaluator, DATASET, {"rsvqa_lr_val": "validation", "rsvqa_lr_test": "test"})
-    return recipes.finish(config, arg, INPUT)

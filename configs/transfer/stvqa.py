@@ -33,35 +33,17 @@ import ml_collections
 from configs import common, recipes
 
 DATASET = "stvqa"
-INPUT = recipes.Input(
-    "image", prompt="answer en {question}", target="answers", text_len=48, id_key="question_id", lower_target=True
-)  # trains on lower-cased answers
-# res -> (batch size, lr, weight decay): big_vision's sweep_best (3 epochs each)
-RECIPES = {224: (256, 1e-5, 1e-6), 448: (128, 1e-5, 1e-6), 896: (32, 3e-6, 3e-7)}
+INPUT = recipes.ANLS_INPUT  # trains on lower-cased answers
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The ST-VQA run; `arg` = "res=896,model=paligemma-3b,final_split=false,mode=real" (any subset)."""
     arg = common.parse_arg(arg, res=896, model="paligemma-3b", final_split=False, mode="real")
-    batch_size, lr, wd = RECIPES.get(arg.res, RECIPES[896])
-    config = recipes.training(
+    return recipes.anls_transfer(
         arg,
         INPUT,
         DATASET,
-        batch_size=batch_size,
-        epochs=3,
-        lr=lr,
-        wd=wd,
+        {"stvqa_val": "validation", "stvqa_test": "test"},
         label_smoothing=0.1,
-        shuffle_buffer_size=50_000,
-    )
-    anls = recipes.generative_eval(
-        "anls",
-        INPUT.eval_pp(arg),
-        batch_size=256,
-        max_decode_len=INPUT.text_len,
-        id_key="question_id",
         submission_id_name="question_id",  # ST-VQA's server (anls's default is DocVQA's "questionId")
     )
-    recipes.add_evals(config, arg, anls, DATASET, {"stvqa_val": "validation", "stvqa_test": "test"}, log_percent=0.1)
-    return recipes.finish(config, arg, INPUT)

@@ -10,10 +10,13 @@ field) raises `ValueError`.
                                         the manual_dir of a build, after `check_manual_dir`: the first line of a
                                         builder's `_split_generators`
   split_files(manual_dir, splits, find=...)
-                                        {split: path} of the splits whose file is there (any may be left out)
+                                        {split: path} of the splits whose file is there (any may be left out);
+                                        `splits`: {split: file name, or a tuple (file name, ...)}
   split_generators(dataset, splits, missing_manual_files, find=...)
                                         the `_split_generators` method of a builder with one file per split,
                                         calling its `_generate_examples(manual_dir, split, path)`
+  missing_files_and_folders(manual_dir, {split: (file, folder)})
+                                        the same for splits of one file each and an image folder
   missing_files(manual_dir, names)      which of the required files ("a.json") / folders ("images/") are absent: the
                                         body of a builder's `missing_manual_files(manual_dir)`
   check_manual_dir(dataset, manual_dir, missing, instructions)
@@ -30,6 +33,8 @@ field) raises `ValueError`.
   read_bytes(path, dataset, what=..., context=...)
                                         a file's bytes (an image, a video), or FileNotFoundError "DATASET: image PATH
                                         of question 7 not found"
+  find_in(folders, name)                the first `folder/name` that is a file (a release's files at the top of
+                                        manual_dir or in its own subfolder), else None
   find_file(directory, stem, extensions)
                                         the first `directory/stem.ext` that exists (videos come as .mp4, .webm,
                                         .mkv, ...), else None
@@ -94,12 +99,17 @@ def checked_manual_dir(
     return manual_dir
 
 
+def _file_name(spec: str | Sequence) -> str:
+    return spec if isinstance(spec, str) else spec[0]
+
+
 def split_files(
-    manual_dir: str, splits: dict[str, str], find: Callable[[str, str], str | None] | None = None
+    manual_dir: str, splits: dict[str, str | Sequence], find: Callable[[str, str], str | None] | None = None
 ) -> dict[str, str]:
     """{split: path} for each `split: name` of `splits` whose file is there, in order.
 
-    `find(manual_dir, name)` gives the path or None; by default `manual_dir/name` if it is a file.
+    A value may also be a tuple whose first item is the file name (the others the builder's own: its image folder,
+    ...). `find(manual_dir, name)` gives the path or None; by default `manual_dir/name` if it is a file.
     """
     if find is None:
 
@@ -107,13 +117,25 @@ def split_files(
             path = os.path.join(directory, name)
             return path if os.path.isfile(path) else None
 
-    paths = {split: find(manual_dir, name) for split, name in splits.items()}
+    paths = {split: find(manual_dir, _file_name(spec)) for split, spec in splits.items()}
     return {split: path for split, path in paths.items() if path}
+
+
+def missing_files_and_folders(manual_dir: str, splits: dict[str, tuple[str, str]]) -> list[str]:
+    """What manual_dir lacks of `splits` = {split: (file, image folder)}: one file, and the folders of those there.
+
+    At least one split's file is needed (else "a or b or c"), then the folder of each split whose file is there
+    (TextVQA and TextCaps: a JSON file per split, its images in a folder); [] when ready to build.
+    """
+    present = [split for split, (name, _) in splits.items() if os.path.isfile(os.path.join(manual_dir, name))]
+    if not present:
+        return [" or ".join(name for name, _ in splits.values())]
+    return missing_files(manual_dir, [splits[split][1] + "/" for split in present])
 
 
 def split_generators(
     dataset: str,
-    splits: dict[str, str],
+    splits: dict[str, str | Sequence],
     missing_manual_files: Callable[[str], Sequence[str]],
     find: Callable[[str, str], str | None] | None = None,
 ) -> Callable:
@@ -238,6 +260,15 @@ def read_bytes(path: str, dataset: str, *, what: str = "file", context: str = ""
         raise FileNotFoundError(f"{dataset}: {what} {path}{' ' + context if context else ''} not found")
     with open(path, "rb") as f:
         return f.read()
+
+
+def find_in(folders: Iterable[str], name: str) -> str | None:
+    """The first `folder/name` (folder in `folders`, in order) that is a file, or None."""
+    for folder in folders:
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            return path
+    return None
 
 
 def find_file(directory: str, stem: str, extensions: Sequence[str]) -> str | None:

@@ -7,6 +7,8 @@ Inactive entries (`"active": false`) are not part of the dataset. The model card
 with a non-numeric answer: count questions (and, in HR, area questions) are left out, as in big_vision's "nonum"
 builds.
 
+`RsvqaBuilder` is both builders but for their names (files, folders, splits) and download instructions.
+
 One example per question:
   image          the image (PNG: GeoTIFF files are converted, PNG files stored as they are)
   question       text
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -129,18 +132,44 @@ def generate_examples(questions_path: str, answers_path: str, image_dir: str, da
         )
 
 
-def split_generators(builder, dl_manager, dataset, prefix, splits, required, images, missing_manual_files):
-    """`_split_generators` of an RSVQA builder: each split whose two files are in manual_dir.
+class RsvqaBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """What both RSVQA builders do; a `Builder` subclass names its release.
 
-    Calls the builder's `_generate_examples(questions_path, answers_path, image_dir)` (`generate_examples`).
+    Its class attributes: `MANUAL_DOWNLOAD_INSTRUCTIONS`, `RELEASE_NOTES`, `DATASET` (the name in errors), `PREFIX`
+    (of the official file names), `IMAGES` (the image folder), `SPLITS` (TFDS split -> the official split in the file
+    names) and `REQUIRED` (the official splits that must be there). The description is the subclass module's
+    docstring.
     """
-    manual_dir = common.checked_manual_dir(
-        dl_manager, dataset, missing_manual_files, builder.MANUAL_DOWNLOAD_INSTRUCTIONS
-    )
-    out = {}
-    for split, official in splits.items():
-        questions = find_json(manual_dir, f"{prefix}_split_{official}_questions.json")
-        answers = find_json(manual_dir, f"{prefix}_split_{official}_answers.json")
-        if questions and answers:
-            out[split] = builder._generate_examples(questions, answers, os.path.join(manual_dir, images))
-    return out
+
+    VERSION = tfds.core.Version("1.0.0")
+    DATASET = PREFIX = IMAGES = ""
+    SPLITS: dict[str, str] = {}
+    REQUIRED = ("train", "test")
+
+    @classmethod
+    def missing_manual_files(cls, manual_dir) -> list[str]:
+        """The required files/folders that are not in manual_dir (empty: ready to build)."""
+        return missing(manual_dir, cls.PREFIX, cls.SPLITS, cls.REQUIRED, cls.IMAGES)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(
+            description=sys.modules[type(self).__module__].__doc__,
+            homepage="https://rsvqa.sylvainlobry.com",
+            features=features(),
+        )
+
+    def _split_generators(self, dl_manager):
+        """Each split whose two files are in manual_dir."""
+        manual_dir = common.checked_manual_dir(
+            dl_manager, self.DATASET, self.missing_manual_files, self.MANUAL_DOWNLOAD_INSTRUCTIONS
+        )
+        out = {}
+        for split, official in self.SPLITS.items():
+            questions = find_json(manual_dir, f"{self.PREFIX}_split_{official}_questions.json")
+            answers = find_json(manual_dir, f"{self.PREFIX}_split_{official}_answers.json")
+            if questions and answers:
+                out[split] = self._generate_examples(questions, answers, os.path.join(manual_dir, self.IMAGES))
+        return out
+
+    def _generate_examples(self, questions_path, answers_path, image_dir):
+        yield from generate_examples(questions_path, answers_path, image_dir, self.DATASET)

@@ -20,7 +20,6 @@ split the model card reports). Both are required.
 
 from __future__ import annotations
 
-import numpy as np
 import tensorflow_datasets as tfds
 
 from datasets.builders import common
@@ -85,26 +84,13 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Official OK-VQA v1.1 questions/annotations with the COCO 2014 images."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
-    _split_generators = common.split_generators(
-        DATASET, {split: spec[0] for split, spec in _SPLITS.items()}, missing_manual_files
-    )
+    _split_generators = common.split_generators(DATASET, _SPLITS, missing_manual_files)
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
             description=__doc__,
             homepage="https://okvqa.allenai.org",
-            features=tfds.features.FeaturesDict(
-                {
-                    "image": tfds.features.Image(encoding_format="jpeg"),
-                    "question": tfds.features.Text(),
-                    "question_id": np.int64,
-                    "image_id": np.int64,
-                    "answers": tfds.features.Sequence(tfds.features.Text()),
-                    "answer_confidences": tfds.features.Sequence(tfds.features.Text()),
-                    "answer_type": tfds.features.Text(),
-                    "question_type": tfds.features.Text(),
-                }
-            ),
+            features=vqa.features(_FEATURES),
             supervised_keys=None,
         )
 

@@ -12,8 +12,6 @@ as training) and test_2 (`test_phili`, 62,554; Philadelphia, another area and se
 
 from __future__ import annotations
 
-import tensorflow_datasets as tfds
-
 from datasets.builders import rsvqa
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = """
@@ -35,35 +33,17 @@ and a .tif of an image are there, the .png is used (as big_vision does).
 Then: python -m datasets.build rsvqa_hr --data_dir DATA_DIR --manual_dir MANUAL_DIR
 """
 
-DATASET = "RSVQA-HR"
-PREFIX = "USGS"
-IMAGES = "Data"
-# TFDS split -> the official split in the file names
-_SPLITS = {"train": "train", "validation": "val", "test": "test", "test_2": "test_phili"}
-_REQUIRED = ("train", "test")
 
-
-def missing_manual_files(manual_dir) -> list[str]:
-    """The required files/folders that are not in manual_dir (empty: ready to build)."""
-    return rsvqa.missing(manual_dir, PREFIX, _SPLITS, _REQUIRED, IMAGES)
-
-
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(rsvqa.RsvqaBuilder):
     """RSVQA-HR, one example per non-numeric question."""
 
-    VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "RSVQA-HR (Zenodo 6344367), active questions other than count and area."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+    DATASET = "RSVQA-HR"
+    PREFIX = "USGS"
+    IMAGES = "Data"
+    # TFDS split -> the official split in the file names (train and test are required: `REQUIRED`)
+    SPLITS = {"train": "train", "validation": "val", "test": "test", "test_2": "test_phili"}
 
-    def _info(self) -> tfds.core.DatasetInfo:
-        return self.dataset_info_from_configs(
-            description=__doc__, homepage="https://rsvqa.sylvainlobry.com", features=rsvqa.features()
-        )
 
-    def _split_generators(self, dl_manager):
-        return rsvqa.split_generators(
-            self, dl_manager, DATASET, PREFIX, _SPLITS, _REQUIRED, IMAGES, missing_manual_files
-        )
-
-    def _generate_examples(self, questions_path, answers_path, image_dir):
-        yield from rsvqa.generate_examples(questions_path, answers_path, image_dir, DATASET)
+missing_manual_files = Builder.missing_manual_files

@@ -11,8 +11,6 @@ Splits (active non-numeric questions): train (39,441), validation (`val`, 6,782)
 
 from __future__ import annotations
 
-import tensorflow_datasets as tfds
-
 from datasets.builders import rsvqa
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = """
@@ -32,35 +30,17 @@ are required). Only the non-numeric questions are built (count questions are lef
 Then: python -m datasets.build rsvqa_lr --data_dir DATA_DIR --manual_dir MANUAL_DIR
 """
 
-DATASET = "RSVQA-LR"
-PREFIX = "LR"
-IMAGES = "Images_LR"
-# TFDS split -> the official split in the file names
-_SPLITS = {"train": "train", "validation": "val", "test": "test"}
-_REQUIRED = ("train", "test")
 
-
-def missing_manual_files(manual_dir) -> list[str]:
-    """The required files/folders that are not in manual_dir (empty: ready to build)."""
-    return rsvqa.missing(manual_dir, PREFIX, _SPLITS, _REQUIRED, IMAGES)
-
-
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(rsvqa.RsvqaBuilder):
     """RSVQA-LR, one example per non-numeric question."""
 
-    VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "RSVQA-LR (Zenodo 6344334), active questions other than count."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+    DATASET = "RSVQA-LR"
+    PREFIX = "LR"
+    IMAGES = "Images_LR"
+    # TFDS split -> the official split in the file names (train and test are required: `REQUIRED`)
+    SPLITS = {"train": "train", "validation": "val", "test": "test"}
 
-    def _info(self) -> tfds.core.DatasetInfo:
-        return self.dataset_info_from_configs(
-            description=__doc__, homepage="https://rsvqa.sylvainlobry.com", features=rsvqa.features()
-        )
 
-    def _split_generators(self, dl_manager):
-        return rsvqa.split_generators(
-            self, dl_manager, DATASET, PREFIX, _SPLITS, _REQUIRED, IMAGES, missing_manual_files
-        )
-
-    def _generate_examples(self, questions_path, answers_path, image_dir):
-        yield from rsvqa.generate_examples(questions_path, answers_path, image_dir, DATASET)
+missing_manual_files = Builder.missing_manual_files

@@ -58,11 +58,7 @@ def missing_manual_files(manual_dir) -> list[str]:
 
 def find_image(manual_dir: str, name: str) -> str | None:
     """`manual_dir/name` or `manual_dir/images/name`, whichever is a file, or None."""
-    for root in (manual_dir, os.path.join(manual_dir, "images")):
-        path = os.path.join(root, name)
-        if os.path.isfile(path):
-            return path
-    return None
+    return common.find_in((manual_dir, os.path.join(manual_dir, "images")), name)
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):

@@ -59,10 +59,7 @@ _SPLITS = {
 
 def missing_manual_files(manual_dir) -> list[str]:
     """The required files/folders that are not in manual_dir (empty: ready to build)."""
-    present = [s for s, (name, _) in _SPLITS.items() if os.path.isfile(os.path.join(manual_dir, name))]
-    if not present:
-        return [" or ".join(name for name, _ in _SPLITS.values())]
-    return common.missing_files(manual_dir, [f"{_SPLITS[s][1]}/" for s in present])
+    return common.missing_files_and_folders(manual_dir, _SPLITS)
 
 
 def load_images(path: str) -> list[dict]:
@@ -88,9 +85,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Official TextCaps 0.1 train/val/test files with the TextVQA images."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
-    _split_generators = common.split_generators(
-        DATASET, {split: name for split, (name, _) in _SPLITS.items()}, missing_manual_files
-    )
+    _split_generators = common.split_generators(DATASET, _SPLITS, missing_manual_files)
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(

@@ -55,11 +55,8 @@ _SPLITS = {"train": "train", "validation": "val", "test": "test"}
 
 def find_annotations(manual_dir: str, official: str) -> str | None:
     """Path of a split's annotation file (Annotations/<split>.json or annotations/<split>.json), or None."""
-    for folder in ("Annotations", "annotations"):
-        path = os.path.join(manual_dir, folder, f"{official}.json")
-        if os.path.isfile(path):
-            return path
-    return None
+    folders = (os.path.join(manual_dir, "Annotations"), os.path.join(manual_dir, "annotations"))
+    return common.find_in(folders, f"{official}.json")
 
 
 def missing_manual_files(manual_dir) -> list[str]:

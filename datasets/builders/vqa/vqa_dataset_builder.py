@@ -92,6 +92,22 @@ def missing_manual_files(manual_dir) -> list[str]:
     return missing_in(manual_dir, _SPLITS)
 
 
+def features(names: tuple[str, ...] | None = None) -> tfds.features.FeaturesDict:
+    """The features of the VQA format (all of `Builder`'s, or those of `names`: another data set's, e.g. OK-VQA)."""
+    all_features = {
+        "image": tfds.features.Image(encoding_format="jpeg"),
+        "question": tfds.features.Text(),
+        "question_id": np.int64,
+        "image_id": np.int64,
+        "answers": tfds.features.Sequence(tfds.features.Text()),
+        "answer_confidences": tfds.features.Sequence(tfds.features.Text()),
+        "multiple_choice_answer": tfds.features.Text(),
+        "answer_type": tfds.features.Text(),
+        "question_type": tfds.features.Text(),
+    }
+    return tfds.features.FeaturesDict({k: v for k, v in all_features.items() if names is None or k in names})
+
+
 def generate_examples(dataset: str, manual_dir: str, questions_file, annotations_file, image_dir, prefix):
     """(question_id, example) of each question of a split in the VQA format (VQAv2, OK-VQA).
 
@@ -148,19 +164,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         return self.dataset_info_from_configs(
             description=__doc__,
             homepage="https://visualqa.org",
-            features=tfds.features.FeaturesDict(
-                {
-                    "image": tfds.features.Image(encoding_format="jpeg"),
-                    "question": tfds.features.Text(),
-                    "question_id": np.int64,
-                    "image_id": np.int64,
-                    "answers": tfds.features.Sequence(tfds.features.Text()),
-                    "answer_confidences": tfds.features.Sequence(tfds.features.Text()),
-                    "multiple_choice_answer": tfds.features.Text(),
-                    "answer_type": tfds.features.Text(),
-                    "question_type": tfds.features.Text(),
-                }
-            ),
+            features=features(),
             supervised_keys=None,
         )
 

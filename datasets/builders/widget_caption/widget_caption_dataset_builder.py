@@ -28,8 +28,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from datasets.builders import common
-from datasets.builders.screen2words.screen2words_dataset_builder import read_csv, read_screen_ids
+from datasets.builders import common, rico
 
 DATASET = "Widget Captioning"
 
@@ -54,27 +53,14 @@ Then: python -m datasets.build widget_caption --data_dir DATA_DIR --manual_dir M
 """
 
 CAPTIONS = "widget_captions.csv"
-IMAGES = "combined"
 RICO_CANVAS_HEIGHT = 2560  # the view hierarchies' coordinates are on a 1440 x 2560 canvas
 # TFDS split -> the official split file
 _SPLITS = {"train": "train.txt", "validation": "dev.txt", "test": "test.txt"}
 
 
-def find_split(manual_dir: str, name: str) -> str | None:
-    """Path of a split file in manual_dir/split or manual_dir, or None."""
-    for folder in (os.path.join(manual_dir, "split"), manual_dir):
-        path = os.path.join(folder, name)
-        if os.path.isfile(path):
-            return path
-    return None
-
-
 def missing_manual_files(manual_dir) -> list[str]:
     """The required files/folders that are not in manual_dir (empty: ready to build)."""
-    missing = common.missing_files(manual_dir, [CAPTIONS, f"{IMAGES}/"])
-    if not any(find_split(manual_dir, name) for name in _SPLITS.values()):
-        missing.append(" or ".join(f"split/{name}" for name in _SPLITS.values()))
-    return missing
+    return rico.missing(manual_dir, CAPTIONS, _SPLITS)
 
 
 def node_bounds(hierarchy: dict, node_id: str, path: str) -> list[float]:
@@ -110,7 +96,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Official widget_captions.csv and splits with the RICO screenshots and hierarchies."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
-    _split_generators = common.split_generators(DATASET, _SPLITS, missing_manual_files, find_split)
+    _split_generators = common.split_generators(DATASET, _SPLITS, missing_manual_files, rico.find_split)
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
@@ -130,25 +116,27 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         )
 
     def _generate_examples(self, manual_dir, split, path):
-        screens = set(read_screen_ids(path, DATASET))
+        screens = set(rico.read_screen_ids(path, DATASET))
         csv_path = os.path.join(manual_dir, CAPTIONS)
         rows = [
-            r for r in read_csv(csv_path, DATASET, ("screenId", "nodeId", "captions")) if _int(r, csv_path) in screens
+            r
+            for r in rico.read_csv(csv_path, DATASET, ("screenId", "nodeId", "captions"))
+            if rico.screen_id(r, csv_path, DATASET) in screens
         ]
         rows.sort(key=lambda r: int(r["screenId"]))  # the elements of a screen in a row: each file is read once
         read = common.LastFileReader(DATASET)
         hierarchies: dict[int, dict] = {}
         for row in rows:
             screen_id, node_id = int(row["screenId"]), row["nodeId"]
-            image = read(os.path.join(manual_dir, IMAGES, f"{screen_id}.jpg"), what="screenshot", context=f"({path})")
+            image = read(rico.screen_file(manual_dir, screen_id, ".jpg"), what="screenshot", context=f"({path})")
+            json_path = rico.screen_file(manual_dir, screen_id, ".json")
             if screen_id not in hierarchies:
                 hierarchies.clear()
-                json_path = os.path.join(manual_dir, IMAGES, f"{screen_id}.json")
                 hierarchies[screen_id] = common.load_json(
                     json_path, DATASET, expect=dict, what="a RICO view hierarchy (a JSON object)"
                 )
             width, height = _size(image, screen_id)
-            bounds = node_bounds(hierarchies[screen_id], node_id, os.path.join(manual_dir, IMAGES, f"{screen_id}.json"))
+            bounds = node_bounds(hierarchies[screen_id], node_id, json_path)
             key = f"{screen_id}_{node_id}"
             yield (
                 key,
@@ -161,13 +149,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                     "bbox": normalized_box(bounds, width, height),
                 },
             )
-
-
-def _int(row: dict, path: str) -> int:
-    try:
-        return int(row["screenId"])
-    except (TypeError, ValueError):
-        raise ValueError(f"{DATASET}: {path}: screenId {row['screenId']!r} is not a number") from None
 
 
 def _size(image: bytes, screen_id: int) -> tuple[int, int]:
