@@ -38,8 +38,9 @@ step 1 (unless `skip_first`).
 
 Modules: `evaluators.registry` (type names, EvalConfigError), `evaluators.base` (Evaluator, GenerativeEvaluator,
 RunResult), `evaluators.hosts` (local_rows, gather_records), `evaluators.values` (as_text, as_text_list, as_scalar,
-mean, safe_metric_name), `evaluators.tasks` (the types). This module builds evaluators from `config.evals` and
-re-exports those names. None of them imports TensorFlow at import time (only building the input pipeline does).
+mean, safe_metric_name), `evaluators.tasks` and `evaluators.qa_tasks` (the types). This module builds evaluators
+from `config.evals` and re-exports those names. None of them imports TensorFlow at import time (only building the
+input pipeline does).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from evaluators import tasks  # noqa: F401  (registers the evaluator types)
+from evaluators import qa_tasks, tasks  # noqa: F401  (registers the evaluator types)
 from evaluators.base import COMMON_KEYS, MASK_KEY, Evaluator, GenerativeEvaluator, RunResult
 from evaluators.hosts import gather_records, local_rows
 from evaluators.registry import EVALUATOR_TYPES, EvalConfigError, register_evaluator

@@ -1,9 +1,10 @@
 """The benchmark-specific QA evaluator types: chartqa, tallyqa, pope, scienceqa, rsvqa, multiple_choice, mmvp.
 
-Registered when `evaluators.tasks` is imported (it imports this module), so `config.evals.x.type = "chartqa"` works
-in the trainer and in `python -m evaluators.run`. Each keeps the conventions of `evaluators.tasks`: one record per
-example with "prediction" (and "id" from `id_key`), a split without ground truth is predicted, not scored (counted
-in `unscored`), `submission_file` where a test server exists. The metric functions live in `evaluators.metrics`.
+Registered when `evaluators.common` is imported (it imports this module and `evaluators.tasks`), so `config.evals.x.type
+= "chartqa"` works in the trainer and in `python -m evaluators.run`. Each keeps the conventions of `evaluators.tasks`:
+one record per example with "prediction" (and "id" from `id_key`), a split without ground truth is predicted, not scored
+(counted in `unscored`), `submission_file` where a test server exists. The metric functions live in
+`evaluators.metrics`.
 
 type             extra keys (defaults)                                metrics
 chartqa          answers_key="answers" (the first is the target),    relaxed_accuracy, relaxed_accuracy_<type>,

@@ -15,7 +15,8 @@ caption       references_key="captions", id_key="image_id",                cider
 detection     targets_key="suffix", iou_threshold=0.5, id_key=None, ...    map, f1, precision, recall
 refcoco_seg   vqvae_checkpoint (path or "init:SEED"), mask_key="mask",      miou, boxacc@0.5, boxacc@0.75, invalid
               box_key="bbox", id_key=None, max_decode_len=20, ...
-chartqa, tallyqa, pope, scienceqa, rsvqa, multiple_choice, mmvp: see `evaluators.qa_tasks` (imported at the end).
+chartqa, tallyqa, pope, scienceqa, rsvqa, multiple_choice, mmvp: see `evaluators.qa_tasks` (`evaluators.common` imports
+both modules, which registers every type).
 
 vqa's `normalize`: "vqav2" is the official VQAv2 script (normalise only when the ground truths disagree, leave-one-out
 min(1, matches/3)); "always" normalises every answer (TextVQA, VizWiz); "exact" compares the stripped, lowercased
@@ -583,7 +584,3 @@ class RefcocoSegEvaluator(GenerativeEvaluator):
             out[f"boxacc@{thr}"] = mean([float(r["box_iou"] >= thr) for r in records])
         out["invalid"] = mean([float(not r["valid"]) for r in records])
         return out
-
-
-# The benchmark-specific QA types (chartqa, tallyqa, pope, scienceqa, rsvqa, multiple_choice, mmvp) register here.
-from evaluators import qa_tasks  # noqa: E402, F401

@@ -21,7 +21,6 @@ import csv
 import os
 
 import numpy as np
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from datasets.builders import common
@@ -91,6 +90,8 @@ def load_rotations(folder: str) -> dict[str, int]:
 
 def upright(image: bytes, degrees: int) -> bytes:
     """The JPEG turned counter-clockwise by `degrees` (what undoes OpenImages' Rotation), re-encoded at quality 100."""
+    import tensorflow as tf  # here: importing TensorFlow prints its banner, which CLIs that only check files avoid
+
     pixels = tf.io.decode_jpeg(image, channels=3)
     return tf.io.encode_jpeg(tf.image.rot90(pixels, k=degrees // 90), quality=100).numpy()
 
