@@ -127,6 +127,19 @@ def token_equivalent_res(res: int, frames: int) -> int:
     return 896
 
 
+def beam_eval_batch(model: str, res: int, beams: int) -> int:
+    """The eval batch of a beam-search evaluator on the planned slice of `model` at `res` (`--dry_run` measured).
+
+    Beam search holds `beams` copies of the KV cache; PaliGemma 2's decoders have 4-16 KV heads (PaliGemma 1: one),
+    so on v5e-8 the 3B beam-2 decode loop needed 24.8 GiB per chip at eval batch 256 and 15.6 GiB at 64, and
+    PaliGemma 3B's beam-3 loop 15.9 GiB at 256. The cache grows with the image tokens, (res / 224)^2. So: 256
+    (PaliGemma 1) or 32 examples at 224 px for 2 beams, halved for more beams, divided by (res / 224)^2, and at least
+    one example per chip.
+    """
+    base = (256 if model == "paligemma-3b" else 32) // (1 if beams <= 2 else 2)
+    return max(released_slice(model, res)[1], base * 224**2 // res**2)
+
+
 def fit_released_slice(config: ml_collections.ConfigDict, model: str, res: int, *, frames: int = 1) -> None:
     """Fits a config to the slice `released_slice` plans for it.
 

@@ -67,12 +67,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     common.original_transfer_recipe(config)
 
-    # Beam search holds n copies of the KV cache; PaliGemma 2's decoders have 4-16 KV heads (PaliGemma 1: one), so
-    # at eval batch 256 the 3B decode loop needs 24.8 GiB per chip on v5e-8, and 15.6 GiB at 64 (--dry_run). The cache
-    # grows with the image tokens, (res / 224)^2: PaliGemma 3B at 448 px needed 15.1 GiB at eval batch 256 on v5e-16,
-    # at 896 px 16.3 GiB at 64 on v5e-32. The eval batch shrinks with them, down to one example per chip.
-    chips = common.released_slice(arg.model, arg.res)[1]
-    caption_batch = max(chips, (256 if arg.model == "paligemma-3b" else 32) * 224**2 // arg.res**2)
+    caption_batch = common.beam_eval_batch(arg.model, arg.res, beams=2)
     caption = dict(
         type="caption",
         batch_size=caption_batch,

@@ -45,7 +45,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         arg, INPUT, DATASET, batch_size=256, epochs=5, lr=1e-5, wd=1e-6, shuffle_buffer_size=50_000
     )
     caption = recipes.caption_eval(
-        INPUT.eval_pp(arg), batch_size=256, max_decode_len=INPUT.text_len, sampler="beam(n=3)", id_key="image_id"
+        INPUT.eval_pp(arg),
+        batch_size=common.beam_eval_batch(arg.model, arg.res, beams=3),  # the beams' KV caches must fit
+        max_decode_len=INPUT.text_len,
+        sampler="beam(n=3)",
+        id_key="image_id",
     )
     recipes.add_evals(
         config, arg, caption, DATASET, {"textcaps_val": "validation", "textcaps_test": "test"}, log_percent=0.1
