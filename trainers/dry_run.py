@@ -830,6 +830,18 @@ def _eval_programs(setup: _Setup, params: Any, opt_bytes: int, chip: Chip) -> tu
 # The report.
 
 
+def _eval_advice(setup: _Setup, programs: list[dict]) -> list[str]:
+    """When only evaluator programs do not fit: a smaller batch for each such evaluator (its own programs' batch)."""
+    out = []
+    for name in dict.fromkeys(p["name"].split(" (")[0] for p in programs[1:] if not p["fits"]):
+        batch = setup.cfg.evals[name].batch_size
+        out.append(
+            f"a smaller eval batch: config.evals.{name}.batch_size={max(1, batch // 2)} (now {batch}; the evaluator's "
+            f"programs hold the batch's activations and KV cache, beam search one cache per beam)"
+        )
+    return out
+
+
 def _advice(setup: _Setup, train_step: Program) -> list[str]:
     cfg, mc = setup.cfg, setup.model_config
     out = []
@@ -1005,7 +1017,14 @@ def plan(config: Any, topology: str, *, evals: bool = True, config_name: str = "
         programs=out_programs,
     )
     report["fits"] = all(p["fits"] for p in out_programs)
-    report["advice"] = [] if report["fits"] else _advice(setup, train)
+    if report["fits"]:
+        report["advice"] = []
+    elif out_programs[0]["fits"] and all(
+        name.split(" (")[0] in cfg.evals for name in [p["name"] for p in out_programs[1:]]
+    ):
+        report["advice"] = _eval_advice(setup, out_programs)
+    else:
+        report["advice"] = _advice(setup, train)
     return report
 
 

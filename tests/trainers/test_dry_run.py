@@ -180,3 +180,20 @@ def test_a_video_config_compiles_with_its_frames():
     assert step["analytic_flops"] == pytest.approx(by_hand["hardware"] / 4)
     assert step["flops"] == pytest.approx(step["analytic_flops"], rel=0.15)
     assert step["analytic_flops"] > 3 * single["analytic_flops"]
+
+
+def test_an_evaluator_that_does_not_fit_is_told_its_own_batch_size():
+    """When the train step fits and an evaluator's program does not, the advice is that evaluator's batch size."""
+    import types
+
+    import ml_collections
+
+    cfg = ml_collections.ConfigDict(dict(evals=dict(textcaps_val=dict(batch_size=256), vqa=dict(batch_size=64))))
+    programs = [
+        dict(name="train_step", fits=True),
+        dict(name="textcaps_val (decode prefill)", fits=True),
+        dict(name="textcaps_val (decode loop, 32 tokens)", fits=False),
+        dict(name="vqa (decode loop, 16 tokens)", fits=True),
+    ]
+    advice = dry_run._eval_advice(types.SimpleNamespace(cfg=cfg), programs)
+    assert len(advice) == 1 and "config.evals.textcaps_val.batch_size=128 (now 256" in advice[0]
