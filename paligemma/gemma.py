@@ -51,6 +51,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "gemma_tiny": dict(width=64, depth=2, mlp_dim=128, num_heads=4, num_kv_heads=1, head_dim=16),
     "gemma2_tiny": dict(width=64, depth=2, mlp_dim=128, num_heads=4, num_kv_heads=2, head_dim=16, **_GEMMA2),
     "gemma_small": dict(width=256, depth=4, mlp_dim=1024, num_heads=4, num_kv_heads=1, head_dim=64),
+    "gemma_bench_s": dict(width=512, depth=6, mlp_dim=2048, num_heads=8, num_kv_heads=1, head_dim=64),  # benchmarks
 }
 
 # The window of Gemma 2's local-attention layers, as the PyTorch port applies it.

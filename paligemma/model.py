@@ -37,6 +37,10 @@ _SMALL = {
     "paligemma-tiny": dict(img=dict(variant="mu/8", image_size=32), llm=dict(variant="gemma_tiny", vocab_size=1280)),
     "paligemma2-tiny": dict(img=dict(variant="mu/8", image_size=32), llm=dict(variant="gemma2_tiny", vocab_size=1280)),
     "paligemma-small": dict(img=dict(variant="S/16", image_size=64), llm=dict(variant="gemma_small", vocab_size=2048)),
+    # The reduced PaliGemma of the peer benchmarks (tools/benchmark_train.py): the released vocabulary.
+    "paligemma-bench-s": dict(
+        img=dict(variant="S/16", image_size=224), llm=dict(variant="gemma_bench_s", vocab_size=257152)
+    ),
 }
 
 
@@ -45,7 +49,7 @@ def get_config(name: str) -> dict[str, dict[str, Any]]:
 
     Released names: `paligemma-3b-{224,448,896}`, `paligemma2-{3b,10b,28b}-{224,448,896}`; checkpoint names such as
     `paligemma-3b-pt-224`, `paligemma2-3b-mix-448` or `paligemma-3b-ft-vqav2-448` are accepted too. Small variants:
-    `paligemma-tiny`, `paligemma2-tiny`, `paligemma-small`.
+    `paligemma-tiny`, `paligemma2-tiny`, `paligemma-small`, `paligemma-bench-s`.
     """
     if name in _SMALL:
         return {k: dict(v) for k, v in _SMALL[name].items()}

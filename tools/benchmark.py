@@ -169,6 +169,9 @@ def pipeline_benchmark(argv: list[str]) -> int:
 
 def main(argv: list[str]) -> int:
     """Command line: runs the named benchmarks; returns the exit code."""
+    from paligemma.cli import skip_absent_tpu
+
+    skip_absent_tpu()  # no TPU probing (and its warnings) on a host without one
     _discover()
     if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
         print(__doc__.strip().split("\n\n")[0])

@@ -41,6 +41,7 @@ _STEP_KEYS = (
     "grad_clip_norm",
     "label_smoothing",
     "loss_norm",
+    "loss_chunk",
     "accum_steps",
 )
 
@@ -99,6 +100,7 @@ def _train_step_program(programs: _Programs) -> Callable:
         accum_steps=cfg.accum_steps,
         label_smoothing=cfg.label_smoothing,
         loss_norm=cfg.loss_norm,
+        loss_chunk=cfg.loss_chunk,
         constrain_micro=lambda m: jax.lax.with_sharding_constraint(m, micro_sharding),
     )
 
