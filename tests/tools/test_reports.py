@@ -57,3 +57,16 @@ def test_easyvqa_config_resolves():
     cfg = config_lib.resolve(easyvqa.get_config("steps=10"))
     assert cfg.total_steps == 10 and cfg.evals.test.type == "vqa"
     assert cfg.model.llm.vocab_size == easyvqa.TOKENIZER_VOCAB + 1152
+
+
+def test_train_benchmark_times_the_trainers_step_and_reports_its_share_of_the_matmul_peak(capsys):
+    from tools import benchmark_train
+
+    argv = ["--model", "paligemma-tiny", "--batch_size", "8", "--text_len", "8", "--prefix_len", "3", "--steps", "2"]
+    assert benchmark_train.train_benchmark(argv) == 0
+    out = capsys.readouterr().out
+    assert "paligemma-tiny: batch 8, text 8 (3 prompt tokens, 6 loss positions)" in out
+    header, _, row = out.strip().splitlines()[-3:]
+    assert "examples/s" in header and "of peak" in header
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert float(cells[0]) > 0 and float(cells[1]) > 0 and cells[4].endswith("%")
