@@ -42,7 +42,7 @@ def weighted_nll_sums(
     logits_fn: Callable[[jax.Array], jax.Array],
     *,
     label_smoothing: float = 0.0,
-    chunk: int = 4,
+    chunk: int | None = 4,
 ) -> jax.Array:
     """Per-example `sum_t weights * token_nll(logits_fn(hidden))`, computing logits only where weights != 0.
 
@@ -52,14 +52,14 @@ def weighted_nll_sums(
       weights: `[B, T]` loss weights (0 = no loss at that position).
       logits_fn: `[B, C, D]` -> float32 logits `[B, C, V]` (the model's output projection).
       label_smoothing: as in `token_nll`.
-      chunk: positions per example whose logits are computed at once (C).
+      chunk: positions per example whose logits are computed at once (C); None: all of them, in one pass.
 
     Returns:
       float32 `[B]`. Equal to `jnp.sum(token_nll(logits_fn(hidden), targets, e) * weights, -1)` up to the order of the
       summation; its gradient is that expression's gradient.
     """
     batch, length = weights.shape
-    chunk = max(1, min(int(chunk), length))
+    chunk = length if chunk is None else max(1, min(int(chunk), length))
     num_chunks = -(-length // chunk)
     weights = weights.astype(jnp.float32)
     if num_chunks == 1:  # one chunk: every position's logits at once, no loop (fastest where memory allows)

@@ -1,7 +1,7 @@
 r"""Training speed: `python -m tools.benchmark train [flags]`, the trainer's own jitted step on random data.
 
     python -m tools.benchmark train                                   # bench-s: batch 8, text 32, 224 px
-    python -m tools.benchmark train --remat full --loss_chunk 32      # the step's options
+    python -m tools.benchmark train --remat full --loss_chunk 4       # the step's options
     python -m tools.benchmark train --model paligemma-small --batch_size 32 --text_len 48
     python -m tools.benchmark train --profile /tmp/trace              # + a jax.profiler trace of two steps
 
@@ -89,7 +89,12 @@ def train_benchmark(argv: list[str]) -> int:
     p.add_argument("--text_len", type=int, default=32, help="input text positions (prompt + suffix)")
     p.add_argument("--prefix_len", type=int, default=12, help="prompt tokens; the following tokens carry a loss")
     p.add_argument("--remat", default="none", help="remat policy of both towers: none | full | dots_no_batch ...")
-    p.add_argument("--loss_chunk", type=int, default=4, help="suffix positions whose logits are computed at once")
+    p.add_argument(
+        "--loss_chunk",
+        type=int,
+        default=None,
+        help="suffix positions whose logits are computed at once (trainer default)",
+    )
     p.add_argument("--steps", type=int, default=5, help="timed steps after the compiling one (median reported)")
     p.add_argument("--profile", default="", help="write a jax.profiler trace of two more steps to this folder")
     args = p.parse_args(argv)

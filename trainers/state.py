@@ -87,6 +87,13 @@ def _opt_init_program(programs: _Programs) -> Callable:
     return jax.jit(programs.tx.init, out_shardings=programs.opt_shardings, compiler_options=programs.compiler_options)
 
 
+def loss_chunk(configured: int | None, mesh) -> int | None:
+    """`config.loss_chunk`, or when None: 4 positions at a time on accelerators, the whole text at once on CPU."""
+    if configured is not None:
+        return configured
+    return None if mesh.devices.flat[0].platform == "cpu" else 4
+
+
 @functools.lru_cache(maxsize=16)
 def _train_step_program(programs: _Programs) -> Callable:
     cfg, mesh = programs.cfg, programs.mesh
@@ -100,7 +107,7 @@ def _train_step_program(programs: _Programs) -> Callable:
         accum_steps=cfg.accum_steps,
         label_smoothing=cfg.label_smoothing,
         loss_norm=cfg.loss_norm,
-        loss_chunk=cfg.loss_chunk,
+        loss_chunk=loss_chunk(cfg.loss_chunk, mesh),
         constrain_micro=lambda m: jax.lax.with_sharding_constraint(m, micro_sharding),
     )
 

@@ -91,7 +91,7 @@ def split_microbatches(batch: Mapping[str, jax.Array], accum_steps: int) -> dict
     return {k: split(v) for k, v in batch.items()}
 
 
-def make_loss_fn(model: Any, *, label_smoothing: float = 0.0, loss_norm: str = "example", loss_chunk: int = 4):
+def make_loss_fn(model: Any, *, label_smoothing: float = 0.0, loss_norm: str = "example", loss_chunk: int | None = 4):
     """Builds `loss_fn(params, micro, key) -> (sum, denominator)` (float32 scalars; loss = sum / denominator).
 
     params: the nested parameter tree of `model` (a `paligemma.model.Model`); micro: a (micro)batch dict (see the
@@ -138,7 +138,7 @@ def make_train_step(
     label_smoothing: float = 0.0,
     loss_norm: str = "example",
     constrain_micro: Callable[[dict[str, jax.Array]], dict[str, jax.Array]] | None = None,
-    loss_chunk: int = 4,
+    loss_chunk: int | None = 4,
 ):
     """Builds `step(params, opt_state, batch, count, rng) -> (params, opt_state, metrics)` (pure; jit it).
 

@@ -179,3 +179,18 @@ def test_a_training_batch_frame_mask_hides_padded_frames():
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5)
     unmasked = loss_fn(params, dict(batch, image=three), jax.random.key(0))
     assert abs(float(unmasked[0]) - float(want[0])) > 1e-4
+
+
+def test_loss_chunk_default_is_one_pass_on_cpu_and_small_chunks_on_accelerators():
+    """`config.loss_chunk=None`: the whole text's logits at once on CPU (fastest), 4 positions at a time on TPU/GPU."""
+    import types
+
+    from trainers.state import loss_chunk
+
+    def mesh(platform):
+        devices = np.empty(1, dtype=object)
+        devices[0] = types.SimpleNamespace(platform=platform)
+        return types.SimpleNamespace(devices=devices)
+
+    assert loss_chunk(None, mesh("cpu")) is None and loss_chunk(None, mesh("tpu")) == 4
+    assert loss_chunk(None, mesh("gpu")) == 4 and loss_chunk(16, mesh("cpu")) == 16
