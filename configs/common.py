@@ -174,6 +174,16 @@ def text_len(arg: ml_collections.ConfigDict, real: int) -> int:
     return MOCK_TEXT_LEN if arg.mode == "mock" else real
 
 
+def pp_res(arg: ml_collections.ConfigDict) -> int:
+    """The images' resolution in the pp strings: `arg.res`, or `MOCK_RES` for the tiny mock model."""
+    return MOCK_RES if arg.mode == "mock" else arg.res
+
+
+def vqvae_checkpoint(arg: ml_collections.ConfigDict) -> str:
+    """The segmentation VQ-VAE (targets and evaluators): `vae-oid.npz`, or random weights ("init:0") in mock mode."""
+    return "init:0" if arg.mode == "mock" else os.path.join(checkpoint_dir(), "vae-oid.npz")
+
+
 def mock_mode(
     config: ml_collections.ConfigDict,
     *,

@@ -36,11 +36,6 @@ _KEYS = ("image", "text", "mask_ar", "mask_input")
 MEDIA_OPS = {"video": "frames_from_video", "images": "frames_from_images"}
 
 
-def pp_res(arg: ml_collections.ConfigDict) -> int:
-    """The images' resolution in the pp strings: `arg.res`, or `MOCK_RES` for the tiny mock model."""
-    return common.MOCK_RES if arg.mode == "mock" else arg.res
-
-
 def _keep(keys) -> str:
     return "keep(" + ", ".join(f'"{k}"' for k in dict.fromkeys(keys)) + ")"
 
@@ -80,11 +75,12 @@ class Input:
             prompt += f'|strfmt("{self.target_format}", outkey="{self.target}")'
         if self.media == "image":
             ops = f"|{self.image_ops}" if self.image_ops else ""
-            return f"decode|resize({pp_res(arg)}, antialias=True){ops}" + prompt
+            return f"decode|resize({common.pp_res(arg)}, antialias=True){ops}" + prompt
         op = MEDIA_OPS[self.media]
         if arg.mode == "mock":
             num_frames = min(num_frames, common.MOCK_FRAMES)
-        return f'{op}(inkey="{self.media}", outkey="image", num_frames={num_frames}, size={pp_res(arg)})' + prompt
+        size = common.pp_res(arg)
+        return f'{op}(inkey="{self.media}", outkey="image", num_frames={num_frames}, size={size})' + prompt
 
     def _model_keys(self) -> tuple[str, ...]:
         return _KEYS if self.media == "image" else (*_KEYS, "frame_mask")
@@ -252,5 +248,5 @@ def finish(
     common.fit_released_slice(config, arg.model, arg.res, frames=num_frames)
     if arg.mode == "mock":
         keys, prompts = inp.mock_texts()
-        common.mock_mode(config, tokenizer_keys=keys, prompts=prompts, res=pp_res(arg))
+        common.mock_mode(config, tokenizer_keys=keys, prompts=prompts, res=common.pp_res(arg))
     return config

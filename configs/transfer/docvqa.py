@@ -45,7 +45,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The DocVQA run; `arg` = "res=896,model=paligemma-3b,final_split=false,mode=real" (any subset)."""
     arg = common.parse_arg(arg, res=896, model="paligemma-3b", final_split=False, mode="real")
     mock = arg.mode == "mock"
-    res = common.MOCK_RES if mock else arg.res
+    res = common.pp_res(arg)
     text_len = common.text_len(arg, 64)
 
     config = ml_collections.ConfigDict()

@@ -30,11 +30,10 @@ Compute and slice: as the other released-model transfers (configs/common.py `REL
 
 import dataclasses
 import importlib
-import os
 
 import ml_collections
 
-from configs import common, recipes
+from configs import common
 
 # config module in configs/transfer -> sampling weight. Single-image tasks only (a batch holds one image per example),
 # and not ScienceQA: its prompt (question, hint, options) needs 512 tokens.
@@ -75,8 +74,9 @@ def task_train_pp(module, arg: ml_collections.ConfigDict) -> str:
     """A task's training pp with the mix's `TEXT_LEN`: from its `INPUT` (recipes.Input) or its `TRAIN_PP` template."""
     if hasattr(module, "INPUT"):
         return dataclasses.replace(module.INPUT, text_len=TEXT_LEN).train_pp(arg)
-    vae = "init:0" if arg.mode == "mock" else os.path.join(common.checkpoint_dir(), "vae-oid.npz")
-    return module.TRAIN_PP.format(res=recipes.pp_res(arg), text_len=common.text_len(arg, TEXT_LEN), vae=vae)
+    return module.TRAIN_PP.format(
+        res=common.pp_res(arg), text_len=common.text_len(arg, TEXT_LEN), vae=common.vqvae_checkpoint(arg)
+    )
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

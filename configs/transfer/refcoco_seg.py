@@ -38,8 +38,6 @@ at 224 px, v5e-16 at 448, v5e-32 at 896; 10B on v5e-32 (896: v5e-64); 28B on v5e
 over all chips (28B at 896: plus a tensor axis of 4), accum_steps = batch / (batch shards x examples per shard).
 """
 
-import os
-
 import ml_collections
 
 from configs import common
@@ -77,9 +75,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     )
     mock = arg.mode == "mock"
     combined = arg.dataset == "refcocox_combined"
-    res = common.MOCK_RES if mock else arg.res
+    res = common.pp_res(arg)
     text_len = common.text_len(arg, 48)
-    vae = "init:0" if mock else os.path.join(common.checkpoint_dir(), "vae-oid.npz")
+    vae = common.vqvae_checkpoint(arg)
     name = f"refcoco/{arg.dataset}"
 
     config = ml_collections.ConfigDict()

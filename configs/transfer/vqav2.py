@@ -67,8 +67,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """The VQAv2 run; `arg` = "res=224,model=paligemma-3b,final_split=false,mode=real" (any subset)."""
     arg = common.parse_arg(arg, res=224, model="paligemma-3b", final_split=False, mode="real")
     mock = arg.mode == "mock"
-    res = 32 if mock else arg.res
-    text_len = 32
+    res = common.pp_res(arg)
+    text_len = common.text_len(arg, 32)
 
     config = ml_collections.ConfigDict()
     config.seed = 0
