@@ -1019,9 +1019,7 @@ def plan(config: Any, topology: str, *, evals: bool = True, config_name: str = "
     report["fits"] = all(p["fits"] for p in out_programs)
     if report["fits"]:
         report["advice"] = []
-    elif out_programs[0]["fits"] and all(
-        name.split(" (")[0] in cfg.evals for name in [p["name"] for p in out_programs[1:]]
-    ):
+    elif out_programs[0]["fits"]:  # only evaluator programs (named "<eval> (...)") do not fit
         report["advice"] = _eval_advice(setup, out_programs)
     else:
         report["advice"] = _advice(setup, train)
