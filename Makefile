@@ -1,4 +1,7 @@
 PYTHON ?= python3.11
+# glibc's malloc with transparent huge pages: XLA's large CPU buffers page-fault 512x less (paligemma/host_memory.py).
+# The CLIs re-execute themselves with it when it is missing; set here, they need not.
+export GLIBC_TUNABLES ?= glibc.malloc.hugetlb=1
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed

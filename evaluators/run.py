@@ -37,7 +37,7 @@ from absl import app, flags, logging
 
 from datasets.tokenizers import resolve_tokenizer
 from evaluators.common import build_evaluators
-from paligemma import cli, paths, quantization, sharding
+from paligemma import cli, host_memory, paths, quantization, sharding
 from paligemma import model as model_lib
 from paligemma.checkpoints import CheckpointError, training
 from paligemma.errors import UserError
@@ -394,5 +394,6 @@ def _main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    host_memory.reexec_with_huge_pages()
     _define_flags()
     app.run(main, flags_parser=cli.parse_flags)

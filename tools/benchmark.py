@@ -24,6 +24,7 @@ from collections.abc import Callable
 from easy_vqa import get_train_questions
 
 import tools
+from paligemma import host_memory
 from paligemma.tokenizer import train_tokenizer
 
 BENCHMARKS: dict[str, tuple[Callable[[list[str]], int], str]] = {}
@@ -187,6 +188,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    host_memory.reexec_with_huge_pages()
     # Run the registry of the importable `tools.benchmark`, the one plugin modules register into.
     from tools import benchmark as _benchmark
 

@@ -45,7 +45,7 @@ from datasets import (
     video,  # numpy (PyAV once a video is read): the pp frame ops' sampling without TensorFlow
 )
 from datasets.pp import layout  # numpy only: importing it does not import TensorFlow
-from paligemma import cli, decode, paths, quantization, siglip, vqvae
+from paligemma import cli, decode, host_memory, paths, quantization, siglip, vqvae
 from paligemma import model as model_lib
 from paligemma.checkpoints import CheckpointError, training
 from paligemma.checkpoints.formats import step_folder
@@ -445,4 +445,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    host_memory.reexec_with_huge_pages()
     sys.exit(main())

@@ -48,7 +48,7 @@ from collections.abc import Sequence  # noqa: E402
 import jax  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from paligemma import cli  # noqa: E402
+from paligemma import cli, host_memory  # noqa: E402
 from trainers import config as config_lib  # noqa: E402
 from trainers import dry_run  # noqa: E402
 from trainers.distributed import initialize_distributed  # noqa: E402
@@ -133,5 +133,6 @@ def _main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
+    host_memory.reexec_with_huge_pages()
     _define_flags()
     app.run(main, flags_parser=cli.parse_flags)
