@@ -88,6 +88,9 @@ class GemmaConfig:
     param_dtype: str = "float32"
     remat_policy: str = "none"
     scan_unroll: int = 1
+    # True: the MLP's gate and up projections are always one einsum over the [2, D, F] weight, as Qwix's LoRA and
+    # quantization need (they adapt an einsum by its weight; `paligemma.quantization.qwix_ready` sets it).
+    mlp_one_einsum: bool = False
 
     def __post_init__(self):
         defaults = dict(
@@ -238,9 +241,14 @@ class FeedForward(layers.QwixFriendly, nn.Module):
         init = nn.initializers.lecun_normal(in_axis=-2, out_axis=-1, batch_axis=())
         gating = self.param("gating_einsum", init, (2, cfg.width, cfg.mlp_dim), param_dtype).astype(dtype)
         down = self.param("linear", init, (cfg.mlp_dim, cfg.width), param_dtype).astype(dtype)
-        # One einsum over the whole [2, D, F] weight (not one per half): a LoRA adapter on it (paligemma.lora) then
-        # gets its own output factor for the gate and the up projection, as transformers' gate_proj/up_proj do.
-        gate, up = jnp.einsum("btd,cdf->cbtf", x, gating)
+        if cfg.mlp_one_einsum or x.shape[0] * x.shape[1] >= cfg.width:
+            # One einsum over the whole [2, D, F] weight: a LoRA adapter on it (paligemma.lora) gets its own output
+            # factor for the gate and the up projection, as transformers' gate_proj/up_proj do.
+            gate, up = jnp.einsum("btd,cdf->cbtf", x, gating)
+        else:
+            # Few tokens (decoding): one matmul per half. XLA on CPU turns the one einsum into a matmul with a
+            # transposed copy of the whole weight, made again on every call: at one token, the most of a step.
+            gate, up = (jnp.einsum("btd,df->btf", x, gating[half]) for half in (0, 1))
         return jnp.einsum("btf,fd->btd", nn.gelu(gate, approximate=True) * up, down)
 
 

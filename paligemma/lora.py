@@ -240,7 +240,7 @@ def _config_key(model_config: Mapping[str, Any]) -> model_lib.Model:
 @functools.lru_cache(maxsize=32)
 def _adapted(model: model_lib.Model, cfg: LoraConfig) -> tuple[Any, _Provider]:
     provider = _Provider(cfg)
-    return qwix.quantize_model(model, provider, methods=quantization.METHODS), provider
+    return qwix.quantize_model(quantization.qwix_ready(model), provider, methods=quantization.METHODS), provider
 
 
 def adapted_model(model: model_lib.Model, cfg: LoraConfig) -> model_lib.Model:

@@ -155,10 +155,19 @@ def quantized_model(model: model_lib.Model, qtype: str, tile_size: int | None = 
     return _quantized_model(model, check_qtype(qtype), check_tile_size(tile_size))
 
 
+def qwix_ready(model: model_lib.Model) -> model_lib.Model:
+    """`model` computing every weight Qwix may adapt with one einsum over that weight (Gemma's `mlp_one_einsum`).
+
+    Qwix finds the weight of an einsum by the identity of the param; the plain model's decoding path multiplies the
+    two halves of the MLP's gate/up weight separately, which Qwix would not see.
+    """
+    return model_lib.Model(img=model.img, llm={**model.llm, "mlp_one_einsum": True})
+
+
 @functools.lru_cache(maxsize=16)
 def _quantized_model(model: model_lib.Model, qtype: str, tile_size: int | None) -> model_lib.Model:
     provider = _PtqProvider(rules(qtype, tile_size))
-    return qwix.quantize_model(model, provider, methods=METHODS)
+    return qwix.quantize_model(qwix_ready(model), provider, methods=METHODS)
 
 
 @functools.lru_cache(maxsize=16)

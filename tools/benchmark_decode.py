@@ -14,12 +14,13 @@ examples over the whole generate call.
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 
 import jax
 import numpy as np
 
-from paligemma import decode
+from paligemma import decode, quantization
 from paligemma import model as pg
 from tools.benchmark import print_table, register
 
@@ -48,6 +49,8 @@ def decode_benchmark(argv: list[str]) -> int:
     p.add_argument("--sampler", default="greedy", help='e.g. "top_k(k=40, t=0.7)", "beam(n=4)"')
     p.add_argument("--repeats", type=int, default=5, help="timed runs per batch size (best reported)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", default="float32", help="params and compute dtype: float32, bfloat16 or float16")
+    p.add_argument("--quantize", default=None, choices=quantization.QTYPES, help="weight-only quantization")
     args = p.parse_args(argv)
 
     try:
@@ -59,6 +62,8 @@ def decode_benchmark(argv: list[str]) -> int:
     decode.parse_sampler(args.sampler)  # fail early on a bad sampler string
 
     cfg = pg.get_config(args.model)
+    for tower in ("img", "llm"):  # drawn in this dtype directly: no float32 copy of the params ever exists
+        cfg[tower]["dtype"] = cfg[tower]["param_dtype"] = args.dtype
     model = pg.Model(**cfg)
     start = time.perf_counter()
     key = jax.random.key(args.seed)
@@ -66,12 +71,21 @@ def decode_benchmark(argv: list[str]) -> int:
     fast = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
     init = jax.jit(lambda k: pg.init_params(cfg, k)).lower(key).compile(compiler_options=fast)
     params = jax.block_until_ready(init(key))
+    if args.quantize:
+        model, params = quantization.quantize(model, params, args.quantize)
+        params = jax.block_until_ready(params)
     init_s = time.perf_counter() - start
     (_, height, width, _), _, _ = (x.shape for x in pg.dummy_inputs(cfg))
     vocab = cfg["llm"]["vocab_size"]
+    n_params = sum(
+        int(np.prod(s.shape)) for s in jax.tree.leaves(jax.eval_shape(lambda k: pg.init_params(cfg, k), key))
+    )
+    weights_gb = quantization.weight_bytes(params, packed_int4=False) / 1e9
     device = jax.devices()[0]
     print(
-        f"model {args.model} ({pg.count_params(params) / 1e6:.1f}M params, {height}x{width} px, vocab {vocab}), "
+        f"model {args.model} ({n_params / 1e6:.1f}M params, {args.dtype}"
+        f"{', ' + args.quantize + ' weights' if args.quantize else ''}: {weights_gb:.2f} GB; {height}x{width} px, "
+        f"vocab {vocab}), "
         f"prompt {args.prompt_len} tokens, {args.max_decode_len} generated, sampler {args.sampler!r}, "
         f"{jax.device_count()} x {device.platform} ({device.device_kind}); random init {init_s:.1f} s"
     )
@@ -117,4 +131,6 @@ def decode_benchmark(argv: list[str]) -> int:
         print(f"  batch {batch_size}: {tokens / total:,.0f} tokens/s", flush=True)
     print()
     print_table(["batch", "prefill ms", "ms/token", "tokens/s", "generate ms", "compile s"], rows)
+    # ru_maxrss is in KiB on Linux: the most resident memory this process ever had (params, caches, compiles).
+    print(f"peak host memory (max RSS): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
     return 0
