@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import numpy as np
 from PIL import Image
@@ -70,3 +71,18 @@ def test_train_benchmark_times_the_trainers_step_and_reports_its_share_of_the_ma
     assert "examples/s" in header and "of peak" in header
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert float(cells[0]) > 0 and float(cells[1]) > 0 and cells[4].endswith("%")
+
+
+def test_decode_benchmark_reports_speed_and_peak_memory_in_bfloat16_and_int8(capsys):
+    from tools import benchmark_decode
+
+    argv = ["--model", "paligemma-tiny", "--batch_sizes", "2", "--max_decode_len", "3", "--prompt_len", "4"]
+    argv += ["--repeats", "1", "--dtype", "bfloat16", "--quantize", "int8"]
+    assert benchmark_decode.decode_benchmark(argv) == 0
+    out = capsys.readouterr().out
+    assert "paligemma-tiny (" in out and "bfloat16, int8 weights:" in out
+    header, _, row = [line for line in out.splitlines() if line.startswith("|")]
+    assert "tokens/s" in header and "prefill ms" in header
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[0] == "2" and float(cells[3].replace(",", "")) > 0
+    assert re.search(r"peak host memory \(RSS\): \d+\.\d\d GiB while generating", out)
