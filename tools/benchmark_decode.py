@@ -80,9 +80,7 @@ def decode_benchmark(argv: list[str]) -> int:
     peak_init = _peak_rss_gib(reset=True)
     (_, height, width, _), _, _ = (x.shape for x in pg.dummy_inputs(cfg))
     vocab = cfg["llm"]["vocab_size"]
-    n_params = sum(
-        int(np.prod(s.shape)) for s in jax.tree.leaves(jax.eval_shape(lambda k: pg.init_params(cfg, k), key))
-    )
+    n_params = pg.count_params(pg.param_shapes(cfg))  # the float model's (a quantized weight is two arrays)
     weights_gb = quantization.weight_bytes(params, packed_int4=False) / 1e9
     device = jax.devices()[0]
     print(

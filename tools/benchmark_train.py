@@ -101,7 +101,7 @@ def train_benchmark(argv: list[str]) -> int:
     args = p.parse_args(argv)
 
     from trainers import config as config_lib
-    from trainers.dry_run import analytic_forward_flops
+    from trainers.dry_run import analytic_train_flops
     from trainers.setup import ModelSetup
     from trainers.state import State
 
@@ -135,9 +135,10 @@ def train_benchmark(argv: list[str]) -> int:
             run(args.steps + 2)
     median = statistics.median(times)
     suffix = args.text_len + 1 - args.prefix_len  # the targets (text shifted by one) of the suffix tokens
-    # Forward + backward = 3 x the forward's matmuls, the output projection at the loss (suffix) positions only.
-    forward = analytic_forward_flops(setup.model_config, args.batch_size, args.text_len, logit_positions=suffix)
-    model_flops = 3 * sum(forward.values())
+    # The output projection at the loss (suffix) positions only.
+    model_flops = analytic_train_flops(setup.model_config, args.batch_size, args.text_len, logit_positions=suffix)[
+        "model"
+    ]
     print(
         f"{args.model}: batch {args.batch_size}, text {args.text_len} ({args.prefix_len} prompt tokens, {suffix} loss "
         f"positions), "

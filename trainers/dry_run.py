@@ -287,10 +287,17 @@ def analytic_decode_flops(model_config: Mapping[str, Any], rows: int, cache_size
 
 
 def analytic_train_flops(
-    model_config: Mapping[str, Any], batch: int, text_positions: int, frames: int = 1
+    model_config: Mapping[str, Any],
+    batch: int,
+    text_positions: int,
+    frames: int = 1,
+    logit_positions: int | None = None,
 ) -> dict[str, float]:
-    """{"model": 3 x forward (forward + backward), "hardware": + one more forward of each rematerialised stack}."""
-    fwd = analytic_forward_flops(model_config, batch, text_positions, frames=frames)
+    """{"model": 3 x forward (forward + backward), "hardware": + one more forward of each rematerialised stack}.
+
+    `logit_positions`: as in `analytic_forward_flops` (default: the output projection at every text position).
+    """
+    fwd = analytic_forward_flops(model_config, batch, text_positions, logit_positions=logit_positions, frames=frames)
     model = 3 * sum(fwd.values())
     remat = 0.0
     for section, key in (("img", "img_layers"), ("llm", "llm_layers")):
