@@ -49,8 +49,9 @@ def decode_benchmark(argv: list[str]) -> int:
     p.add_argument("--sampler", default="greedy", help='e.g. "top_k(k=40, t=0.7)", "beam(n=4)"')
     p.add_argument("--repeats", type=int, default=5, help="timed runs per batch size (best reported)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", default="float32", help="params dtype: float32, bfloat16 or float16")
-    p.add_argument("--compute_dtype", default=None, help="activations and matmuls (default: --dtype)")
+    dtypes = ("float32", "bfloat16", "float16")
+    p.add_argument("--dtype", default="float32", choices=dtypes, help="params dtype")
+    p.add_argument("--compute_dtype", default=None, choices=dtypes, help="activations and matmuls (default: --dtype)")
     p.add_argument("--quantize", default=None, choices=quantization.QTYPES, help="weight-only quantization")
     args = p.parse_args(argv)
 
