@@ -43,6 +43,7 @@ def weighted_nll_sums(
     *,
     label_smoothing: float = 0.0,
     chunk: int | None = 4,
+    positions: int | None = None,
 ) -> jax.Array:
     """Per-example `sum_t weights * token_nll(logits_fn(hidden))`, computing logits only where weights != 0.
 
@@ -53,24 +54,33 @@ def weighted_nll_sums(
       logits_fn: `[B, C, D]` -> float32 logits `[B, C, V]` (the model's output projection).
       label_smoothing: as in `token_nll`.
       chunk: positions per example whose logits are computed at once (C); None: all of them, in one pass.
+      positions: a static bound on the weighted positions of any one example (P): the logits are computed at P
+        positions per example instead of T. An example with more than P drops its weighted positions after the P-th
+        from the sum: the caller checks the bound (the trainer does, on the host). None: T.
 
     Returns:
       float32 `[B]`. Equal to `jnp.sum(token_nll(logits_fn(hidden), targets, e) * weights, -1)` up to the order of the
       summation; its gradient is that expression's gradient.
     """
     batch, length = weights.shape
-    chunk = length if chunk is None else max(1, min(int(chunk), length))
-    num_chunks = -(-length // chunk)
+    limit = length if positions is None else max(1, min(int(positions), length))
+    chunk = limit if chunk is None else max(1, min(int(chunk), limit))
+    num_chunks = -(-limit // chunk)
     weights = weights.astype(jnp.float32)
+    if limit < length or num_chunks > 1:
+        # Weighted positions first, each row in its own order: a row with n of them has them in its first n slots.
+        order = jnp.argsort(weights == 0, axis=1, stable=True)[:, :limit]
+
+        def gather(x):
+            return jnp.take_along_axis(x, order.reshape(order.shape + (1,) * (x.ndim - 2)), axis=1)
+
+        hidden, targets, weights = gather(hidden), gather(targets), gather(weights)
     if num_chunks == 1:  # one chunk: every position's logits at once, no loop (fastest where memory allows)
         nll = token_nll(logits_fn(hidden), targets, label_smoothing)
         return jnp.sum(jnp.where(weights != 0, nll * weights, 0.0), axis=-1)
-    # Weighted positions first, each row in its own order: a row with n of them has them in chunks 0 .. n // chunk.
-    order = jnp.argsort(weights == 0, axis=1, stable=True)
 
-    def chunks(x):  # [B, T, ...] -> [num_chunks, B, chunk, ...], gathered in `order`, zero-padded
-        x = jnp.take_along_axis(x, order.reshape(order.shape + (1,) * (x.ndim - 2)), axis=1)
-        x = jnp.pad(x, [(0, 0), (0, num_chunks * chunk - length)] + [(0, 0)] * (x.ndim - 2))
+    def chunks(x):  # [B, P, ...] -> [num_chunks, B, chunk, ...], zero-padded
+        x = jnp.pad(x, [(0, 0), (0, num_chunks * chunk - limit)] + [(0, 0)] * (x.ndim - 2))
         return constrain_batch(jnp.moveaxis(x.reshape(batch, num_chunks, chunk, *x.shape[2:]), 1, 0), dim=1)
 
     def chunk_sums(h, t, w):

@@ -59,8 +59,16 @@ def _config(args) -> dict:
         optax=dict(b2=0.999),
         lr=1e-5,
         loss_chunk=args.loss_chunk,
+        loss_positions=_loss_positions(args),
         mesh=[("data", -1)],
     )
+
+
+def _loss_positions(args) -> int | None:
+    """`--loss_positions` as `config.loss_positions`: "suffix" -> the suffix length, "all" -> None."""
+    if args.loss_positions == "suffix":
+        return args.text_len + 1 - args.prefix_len
+    return None if args.loss_positions == "all" else int(args.loss_positions)
 
 
 def _batch(model_config, batch_size: int, text_len: int, prefix_len: int, vocab: int, rng) -> dict[str, np.ndarray]:
@@ -95,6 +103,11 @@ def train_benchmark(argv: list[str]) -> int:
         type=int,
         default=None,
         help="suffix positions whose logits are computed at once (trainer default)",
+    )
+    p.add_argument(
+        "--loss_positions",
+        default="suffix",
+        help='config.loss_positions: "suffix" (the suffix length, the bound this data has), "all" (None) or an int',
     )
     p.add_argument("--steps", type=int, default=5, help="timed steps after the compiling one (median reported)")
     p.add_argument("--profile", default="", help="write a jax.profiler trace of two more steps to this folder")
@@ -142,7 +155,8 @@ def train_benchmark(argv: list[str]) -> int:
     print(
         f"{args.model}: batch {args.batch_size}, text {args.text_len} ({args.prefix_len} prompt tokens, {suffix} loss "
         f"positions), "
-        f"remat {args.remat}, loss_chunk {args.loss_chunk}; {jax.devices()[0].platform} x {len(jax.devices())}; "
+        f"remat {args.remat}, scan_unroll {args.scan_unroll}, loss_chunk {args.loss_chunk}, loss_positions "
+        f"{_loss_positions(args)}; {jax.devices()[0].platform} x {len(jax.devices())}; "
         f"float32 matmul peak {peak / 1e9:.0f} GFLOP/s"
     )
     print_table(

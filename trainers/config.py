@@ -59,6 +59,10 @@ defaults below and returns a new ConfigDict. Keys (defaults in brackets; "requir
   loss_chunk [None]              suffix positions per example whose logits (and their backward) are computed at
                                  once: memory for speed (the same loss). None: 4 on TPU/GPU, where memory is
                                  short; on CPU the whole text in one pass (20% faster on bench-s, see README)
+  loss_positions [None]          the most positions with a loss (suffix tokens, eos included) of any training
+                                 example: the logits are computed at that many positions per example instead of
+                                 at every text position (bench-s: 21 of 31, see README). Checked on every batch
+                                 before its step; None: no bound
   accum_steps [1]                microbatches per step (gradient accumulation)
   mesh [[("data", -1)]]          `paligemma.sharding` mesh spec over all devices (axes data, fsdp, tensor)
   sharding_strategy [[(".*", "fsdp")]]    see `paligemma.sharding` (fsdp over `fsdp`, else `data`; >= 4 MiB)
@@ -128,6 +132,7 @@ SCHEMA: dict[str, Any] = dict(
     label_smoothing=0.0,
     loss_norm="example",
     loss_chunk=None,
+    loss_positions=None,
     accum_steps=1,
     mesh=(("data", -1),),
     sharding_strategy=((".*", "fsdp"),),
@@ -272,9 +277,10 @@ def _check_values(c: dict[str, Any]) -> None:
         raise ConfigError(f"config.grad_clip_norm must be None or a non-negative number, got {c['grad_clip_norm']!r}.")
     if c["loss_norm"] not in ("example", "token"):
         raise ConfigError(f"config.loss_norm must be 'example' or 'token', got {c['loss_norm']!r}.")
-    chunk = c["loss_chunk"]
-    if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
-        raise ConfigError(f"config.loss_chunk must be None or a positive int, got {chunk!r}.")
+    for key in ("loss_chunk", "loss_positions"):
+        value = c[key]
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ConfigError(f"config.{key} must be None or a positive int, got {value!r}.")
     _check_schedule(c["schedule"])
     _check_rules(c["wd_mults"], "wd_mults", pairs=True, numeric=True)
     _check_rules(c["lr_mults"], "lr_mults", pairs=True, numeric=True)

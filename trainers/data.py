@@ -36,6 +36,7 @@ class TrainData:
         from datasets import pipeline
 
         cfg = setup.cfg
+        self.loss_positions = cfg.loss_positions
         self.describe = setup.source.describe()  # kind, name, size: for the run's first lines and data errors
         per_process = setup.data_shards // jax.process_count()
         first = jax.process_index() * per_process
@@ -73,6 +74,8 @@ class TrainData:
         try:
             batch = next(self)
             step_lib.check_batch(batch)
+        except step_lib.LossPositionsError:
+            raise
         except Exception as e:  # tf.data errors of every kind
             raise ConfigError(f"config.input (data {self.describe}, pp): {one_line(e)}") from None
         return batch
@@ -82,9 +85,9 @@ class TrainData:
         self._counts.append(
             (sum(it.stats["examples"] for it in self.iterators), sum(it.stats["truncated"] for it in self.iterators))
         )
-        if len(parts) == 1:
-            return parts[0]
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        batch = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        step_lib.check_loss_positions(batch, self.loss_positions)
+        return batch
 
     def truncation(self, steps: int, step: int | None = None) -> dict[str, float]:
         """`truncated_examples` / `truncated_fraction` of the texts of the first `steps` batches read (this process).

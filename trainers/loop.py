@@ -27,6 +27,7 @@ from paligemma.checkpoints import training
 from paligemma.tree import plain
 from trainers import config as config_lib
 from trainers import logging_utils, prefetch
+from trainers import step as step_lib
 from trainers.data import TrainData, device_batches, resume_position
 from trainers.distributed import any_process, to_host
 from trainers.errors import (
@@ -264,9 +265,26 @@ def _run(setup: Setup, workdir: str, writer: logging_utils.MetricsWriter, stop: 
     logger = _Logger(setup, writer, start, ckpt.directory, batches, data, lambda: _committed(ckpt))
 
     done, pending, preempted, export = start, None, False, None
+
+    def _meta(step: int, data_position: int) -> dict[str, Any]:
+        return dict(
+            step=step,
+            data_position=data_position,
+            data_shards=setup.data_shards,
+            rng=rng_data.tolist(),
+            total_steps=total,
+        )
+
     try:
         while done < total:
-            batch, position = next(batches)
+            try:
+                batch, position = next(batches)
+            except step_lib.LossPositionsError:  # the steps done so far are kept: raise the bound and rerun
+                if done > start and done % cfg.ckpt_steps != 0:
+                    _checked(ckpt.save, done, state.to_save(params), opt_state, _meta(done, position))
+                    _checked(ckpt.wait)
+                    writer.print(f"Saved step {done} before stopping (data position {position}).")
+                raise
             params, opt_state, metrics = train_step(params, opt_state, batch, np.int32(done), rng_data)
             done += 1
             _checked(ckpt.poll)  # a failed async save stops the run now, not at the next save
@@ -290,13 +308,7 @@ def _run(setup: Setup, workdir: str, writer: logging_utils.MetricsWriter, stop: 
                     done,
                     state.to_save(params),
                     opt_state,
-                    dict(
-                        step=done,
-                        data_position=position,
-                        data_shards=setup.data_shards,
-                        rng=rng_data.tolist(),
-                        total_steps=total,
-                    ),
+                    _meta(done, position),
                 )
             if preempted:
                 _checked(ckpt.wait)  # the line below is true when printed: the checkpoint is committed

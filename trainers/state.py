@@ -42,6 +42,7 @@ _STEP_KEYS = (
     "label_smoothing",
     "loss_norm",
     "loss_chunk",
+    "loss_positions",
     "accum_steps",
 )
 
@@ -108,6 +109,7 @@ def _train_step_program(programs: _Programs) -> Callable:
         label_smoothing=cfg.label_smoothing,
         loss_norm=cfg.loss_norm,
         loss_chunk=loss_chunk(cfg.loss_chunk, mesh),
+        loss_positions=cfg.loss_positions,
         constrain_micro=lambda m: jax.lax.with_sharding_constraint(m, micro_sharding),
     )
 

@@ -15,12 +15,16 @@ where the loss weight can be nonzero. Each example's weighted positions are gath
 order), the rows are cut into chunks of `loss_chunk` positions, and a scan over the chunks computes one chunk's
 float32 logits at a time, skipping (`lax.cond`) the chunks without any weighted position and rematerialising the
 logits in the backward pass. The loss and its gradient are the full-vocabulary cross-entropy at every position,
-summed in another order (tests/trainers/test_step_loss.py: relative 1e-6 in float32). The projection runs on about
-`max suffix length / T` of the positions (plus its recomputation in the backward pass); the logits held at once are
-one chunk's `[B, loss_chunk, V]` instead of `[B, T, V]`, at the price of a float32 accumulator of the embedding's
-gradient in the loop. Measured for paligemma-3b-224 on v5e:2x4 (batch 32 per chip): the loss alone needs ~1.9 GiB
-of temporaries per chip (chunk 4; full logits: 0.95 GiB at T=31, 2.0 GiB at T=63, growing with T), and with remat
-the train step's peak lies in the layers' backward pass, not in the loss (whole step: see the README).
+summed in another order (tests/trainers/test_step_loss.py: relative 1e-6 in float32). The chunked projection runs
+on about `max suffix length / T` of the positions (plus its recomputation in the backward pass); the logits held at
+once are one chunk's `[B, loss_chunk, V]` instead of `[B, T, V]`, at the price of a float32 accumulator of the
+embedding's gradient in the loop. Measured for paligemma-3b-224 on v5e:2x4 (batch 32 per chip): the loss alone
+needs ~1.9 GiB of temporaries per chip (chunk 4; full logits: 0.95 GiB at T=31, 2.0 GiB at T=63, growing with T),
+and with remat the train step's peak lies in the layers' backward pass, not in the loss (whole step: see the README).
+
+`loss_positions` = P, a static bound on any example's suffix (checked on the host before each step), keeps only the
+first P gathered positions: without chunks, one pass computes `[B, P, V]` logits instead of `[B, T, V]` (bench-s
+on CPU: 21 instead of 31 positions, see the README).
 """
 
 from __future__ import annotations
@@ -30,10 +34,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from paligemma.loss import weighted_nll_sums
 from paligemma.tree import flatten, unflatten
+from trainers.config import ConfigError
 
 REQUIRED_KEYS = ("image", "text", "mask_ar", "mask_loss", "mask_input")
 
@@ -46,6 +52,28 @@ def check_batch(batch: Mapping[str, Any]) -> None:
             f"the training batch lacks {missing} (has {sorted(batch)}); the training pp must produce "
             f'{list(REQUIRED_KEYS)} (tok_paligemma(...)|keep("image", "text", "mask_ar", '
             f'"mask_loss", "mask_input")).'
+        )
+
+
+class LossPositionsError(ConfigError):
+    """A training example has more positions with a loss than `config.loss_positions` allows."""
+
+
+def check_loss_positions(batch: Mapping[str, Any], limit: int | None) -> None:
+    """Raises LossPositionsError when an example of the host batch has more than `limit` loss positions.
+
+    batch: numpy `mask_loss` [B, T] (the step weighs `mask_loss[:, 1:]`); limit: `config.loss_positions` (None: no
+    bound, nothing to check).
+    """
+    if limit is None:
+        return
+    counts = np.count_nonzero(np.asarray(batch["mask_loss"])[:, 1:], axis=1)
+    worst = int(counts.max(initial=0))
+    if worst > limit:
+        raise LossPositionsError(
+            f"a training example has {worst} positions with a loss (its suffix tokens), more than "
+            f"config.loss_positions={limit}, the most the train step computes logits for; raise "
+            f"config.loss_positions to at least {worst} (or None: every text position)."
         )
 
 
@@ -91,12 +119,20 @@ def split_microbatches(batch: Mapping[str, jax.Array], accum_steps: int) -> dict
     return {k: split(v) for k, v in batch.items()}
 
 
-def make_loss_fn(model: Any, *, label_smoothing: float = 0.0, loss_norm: str = "example", loss_chunk: int | None = 4):
+def make_loss_fn(
+    model: Any,
+    *,
+    label_smoothing: float = 0.0,
+    loss_norm: str = "example",
+    loss_chunk: int | None = 4,
+    loss_positions: int | None = None,
+):
     """Builds `loss_fn(params, micro, key) -> (sum, denominator)` (float32 scalars; loss = sum / denominator).
 
     params: the nested parameter tree of `model` (a `paligemma.model.Model`); micro: a (micro)batch dict (see the
     module docstring); key: the dropout PRNG key. The logits are computed only at weighted positions, `loss_chunk`
-    positions per example at a time (see the module docstring); the result equals
+    positions per example at a time, at `loss_positions` positions per example (the most any example has, checked by
+    `check_loss_positions`; None: all T; see the module docstring); the result equals
     `loss_parts(token_nll(model.apply(...)[0], targets, label_smoothing), weights, loss_norm)`.
     """
 
@@ -108,7 +144,13 @@ def make_loss_fn(model: Any, *, label_smoothing: float = 0.0, loss_norm: str = "
         )
         logits_fn = lambda h: model.apply(variables, h, method="logits")  # noqa: E731
         total = weighted_nll_sums(
-            hidden, targets, weights, logits_fn, label_smoothing=label_smoothing, chunk=loss_chunk
+            hidden,
+            targets,
+            weights,
+            logits_fn,
+            label_smoothing=label_smoothing,
+            chunk=loss_chunk,
+            positions=loss_positions,
         )
         return normalise(total, jnp.sum(weights.astype(jnp.float32), axis=-1), loss_norm)
 
@@ -141,6 +183,7 @@ def make_train_step(
     loss_norm: str = "example",
     constrain_micro: Callable[[dict[str, jax.Array]], dict[str, jax.Array]] | None = None,
     loss_chunk: int | None = 4,
+    loss_positions: int | None = None,
 ):
     """Builds `step(params, opt_state, batch, count, rng) -> (params, opt_state, metrics)` (pure; jit it).
 
@@ -152,10 +195,13 @@ def make_train_step(
     fails it must never be saved) and state_finite (1.0 when the updated parameters and optimizer state are). Frozen
     parameters are closed over as constants of the differentiated function, so no gradient is computed for them (nor
     for anything that depends only on them). `loss_chunk`: the positions per example whose logits are computed at
-    once (see `make_loss_fn`).
+    once, `loss_positions` the most weighted positions of any example (see `make_loss_fn`).
     """
     trainable = tuple(trainable)
-    micro_loss = make_loss_fn(model, label_smoothing=label_smoothing, loss_norm=loss_norm, loss_chunk=loss_chunk)
+    bound = {} if loss_positions is None else {"loss_positions": loss_positions}
+    micro_loss = make_loss_fn(
+        model, label_smoothing=label_smoothing, loss_norm=loss_norm, loss_chunk=loss_chunk, **bound
+    )
 
     def loss_fn(train_tree, frozen, micro, key):
         return micro_loss(unflatten({**frozen, **flatten(train_tree)}), micro, key)
