@@ -240,11 +240,13 @@ class Model(nn.Module):
         last = jnp.take_along_axis(hidden, (length - 1)[:, None, None], axis=1)[:, 0]
         return self._llm.logits(last), dict(cache, length=length)
 
-    def extend(self, tokens: jax.Array, cache: dict[str, jax.Array]) -> tuple[jax.Array, dict[str, jax.Array]]:
+    def extend(
+        self, tokens: jax.Array, cache: dict[str, jax.Array], vocab_major: bool = False
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Appends one token per example (int `[B]`) after each example's `length`.
 
-        Returns float32 logits `[B, V]` for the next token and the updated cache. The caller must keep
-        `length < cache_size`.
+        Returns float32 logits `[B, V]` (`[V, B]` with `vocab_major`, see `gemma.Gemma.logits`) for the next token
+        and the updated cache. The caller must keep `length < cache_size`.
         """
         batch, cache_size = cache["k"].shape[1:3]
         length = cache["length"]
@@ -261,7 +263,7 @@ class Model(nn.Module):
         )
         x = self._llm.embed(tokens[:, None])
         hidden, kv = self._llm(x, positions, masks, {"k": cache["k"], "v": cache["v"]}, length)
-        return self._llm.logits(hidden[:, 0]), dict(kv, length=length + 1)
+        return self._llm.logits(hidden[:, 0], vocab_major), dict(kv, length=length + 1)
 
 
 def init_params(config: Mapping[str, Any], rng: jax.Array) -> dict[str, Any]:

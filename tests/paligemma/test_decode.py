@@ -113,6 +113,24 @@ def test_greedy_equals_argmax_of_full_forward(setup):
     np.testing.assert_allclose(out["logprob"], ref.logprob(greedy, out["lengths"]), rtol=1e-4, atol=1e-4)
 
 
+def test_greedy_choice_breaks_ties_and_nans_as_argmax_and_scores_with_log_softmax():
+    """The greedy step's pick (on vocab-major logits) is argmax's: the first maximum, or the first NaN."""
+    rows = np.array(
+        [
+            [0.5, 2.0, -1.0, 2.0, 0.0],  # a tie: the first maximum
+            [-np.inf, -3.0, -np.inf, -2.5, -2.5],
+            [1.0, np.nan, 3.0, np.nan, 0.0],  # argmax picks the first NaN
+            [7.0, 7.0, 7.0, 7.0, 7.0],
+        ],
+        np.float32,
+    )
+    tokens, logprob = decode._greedy_vocab_major(jax.numpy.asarray(rows.T))
+    np.testing.assert_array_equal(np.asarray(tokens), np.argmax(rows, axis=1))
+    expected = np.asarray(jax.nn.log_softmax(rows, axis=1))[np.arange(4), np.argmax(rows, axis=1)]
+    np.testing.assert_allclose(np.asarray(logprob)[[0, 1, 3]], expected[[0, 1, 3]], rtol=1e-6)
+    assert np.isnan(np.asarray(logprob)[2])
+
+
 def test_eos_stops_each_example_and_pads(setup):
     _, _, _, ref, greedy = setup
     eos = int(greedy[0, 2])
