@@ -355,8 +355,8 @@ class Gemma(nn.Module):
         """`[..., D]` -> float32 `[..., V]` (tied embedding, then the final soft-cap if configured).
 
         `vocab_major`: `[B, D]` -> `[V, B]`, the same values transposed. XLA on CPU computes a few rows' logits in
-        this layout a third faster (the table streams through the matmul once, not repacked): the greedy decoding
-        step reduces over V in it.
+        this layout a third faster (the table streams through the matmul once, not repacked): greedy decoding on
+        CPU reduces over V in it (`paligemma.decode`).
         """
         logits = self.embedder.decode(x, vocab_major)
         if self.cfg.final_logits_softcap:

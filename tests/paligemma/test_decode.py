@@ -113,6 +113,15 @@ def test_greedy_equals_argmax_of_full_forward(setup):
     np.testing.assert_allclose(out["logprob"], ref.logprob(greedy, out["lengths"]), rtol=1e-4, atol=1e-4)
 
 
+def test_greedy_gives_the_same_tokens_and_logprob_with_either_logits_layout(setup, monkeypatch):
+    """CPU takes the logits vocab-major ([V, B]); TPU/GPU keep [B, V] and argmax: both decode alike."""
+    vocab_major = _generate(setup)
+    monkeypatch.setattr(decode, "_vocab_major_greedy", lambda sampler, logits: False)
+    batch_major = _generate(setup)
+    np.testing.assert_array_equal(vocab_major["tokens"], batch_major["tokens"])
+    np.testing.assert_allclose(vocab_major["logprob"], batch_major["logprob"], rtol=1e-5)
+
+
 def test_greedy_choice_breaks_ties_and_nans_as_argmax_and_scores_with_log_softmax():
     """The greedy step's pick (on vocab-major logits) is argmax's: the first maximum, or the first NaN."""
     rows = np.array(
