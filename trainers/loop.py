@@ -280,7 +280,9 @@ def _run(setup: Setup, workdir: str, writer: logging_utils.MetricsWriter, stop: 
             try:
                 batch, position = next(batches)
             except step_lib.LossPositionsError:  # the steps done so far are kept: raise the bound and rerun
-                if done > start and done % cfg.ckpt_steps != 0:
+                # Alone, save them now; a save is collective, and the other processes of a multi-process run have
+                # not met the batch.
+                if done > start and done % cfg.ckpt_steps != 0 and jax.process_count() == 1:
                     _checked(ckpt.save, done, state.to_save(params), opt_state, _meta(done, position))
                     _checked(ckpt.wait)
                     writer.print(f"Saved step {done} before stopping (data position {position}).")
