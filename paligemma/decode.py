@@ -214,18 +214,18 @@ def _choose(sampler: Sampler, logits: jax.Array, key: jax.Array | None, values: 
     raise AssertionError(sampler.kind)
 
 
-def _greedy_vocab_major(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Vocab-major float32 logits `[V, B]` -> (argmax tokens int32 `[B]`, their log-probs float32 `[B]`).
+def _greedy_pick(logits: jax.Array, axis: int) -> tuple[jax.Array, jax.Array]:
+    """Float32 logits, vocabulary on `axis` (`[B, V]`: -1, `[V, B]`: 0) -> (argmax int32 `[B]`, log-probs `[B]`).
 
-    The first maximum, as `argmax` (a NaN first, if any), found with a max and a min over V: XLA on CPU runs these
-    plain reductions several times faster than argmax's (value, index) reduction. log_softmax at the maximum is
-    `-log(sum(exp(logits - max)))`, the same arithmetic as `jax.nn.log_softmax`.
+    The tokens are argmax's choice (the first maximum; the first NaN, if any), found with a max and a min over V:
+    XLA on CPU runs these plain reductions several times faster than argmax's (value, index) reduction. log_softmax
+    at the maximum is `-log(sum(exp(logits - max)))`, the arithmetic of `jax.nn.log_softmax`.
     """
-    vocab = logits.shape[0]
-    top = jnp.max(logits, axis=0)
-    ids = jnp.arange(vocab, dtype=jnp.int32)[:, None]
-    tokens = jnp.min(jnp.where((logits == top) | jnp.isnan(logits), ids, vocab), axis=0)
-    return tokens, -jnp.log(jnp.sum(jnp.exp(logits - top), axis=0))
+    vocab = logits.shape[axis]
+    top = jnp.max(logits, axis=axis, keepdims=True)
+    ids = jax.lax.broadcasted_iota(jnp.int32, logits.shape, axis % logits.ndim)
+    tokens = jnp.min(jnp.where((logits == top) | jnp.isnan(logits), ids, vocab), axis=axis)
+    return tokens, -jnp.log(jnp.sum(jnp.exp(logits - top), axis=axis))
 
 
 def _token_logprob(logits: jax.Array, tokens: jax.Array) -> jax.Array:
@@ -275,18 +275,20 @@ def _sample_loop(
     max_decode_len: int,
     eos_id: jax.Array,
     pad_id: jax.Array,
-    vocab_major: bool = False,
+    greedy_axis: int | None = None,
 ) -> dict[str, jax.Array]:
     """One token per step for every example until all have produced eos. Greedy and the sampling samplers.
 
-    With `vocab_major` (greedy only), each step's logits come vocab-major (`[V, B]`, see `gemma.Gemma.logits`).
+    `greedy_axis` (greedy only, see `_greedy_axis`): pick with `_greedy_pick`, each step's logits `[B, V]` (-1) or
+    vocab-major `[V, B]` (0, see `gemma.Gemma.logits`); None: argmax and log_softmax.
     """
     batch = logits.shape[0]
-    greedy = vocab_major and sampler.kind == "greedy"
+    greedy_axis = greedy_axis if sampler.kind == "greedy" else None
+    vocab_major = greedy_axis == 0
 
     def choose_and_record(state, logits, step):
-        if greedy:
-            sampled, logprob = _greedy_vocab_major(logits)
+        if greedy_axis is not None:
+            sampled, logprob = _greedy_pick(logits, greedy_axis)
         else:
             key = jax.random.fold_in(rng, step) if rng is not None else None
             sampled = _choose(sampler, logits, key, values)
@@ -312,10 +314,10 @@ def _sample_loop(
         done=jnp.zeros((batch,), bool),
         cache=cache,
     )
-    state = choose_and_record(state, logits.T if greedy else logits, jnp.int32(0))
+    state = choose_and_record(state, logits.T if vocab_major else logits, jnp.int32(0))
 
     def body(state):
-        logits, cache = extend(state["last"], state["cache"], vocab_major=greedy)
+        logits, cache = extend(state["last"], state["cache"], vocab_major=vocab_major)
         return choose_and_record(dict(state, cache=cache), logits, state["step"])
 
     cond = lambda s: (s["step"] < max_decode_len) & ~jnp.all(s["done"])  # noqa: E731
@@ -470,11 +472,13 @@ def _prefill_program(model) -> Callable:
 
 
 @functools.lru_cache(maxsize=32)
-def _loop_program(model, static_key: tuple[str, int, int], max_decode_len: int, vocab_major: bool = False) -> Callable:
+def _loop_program(
+    model, static_key: tuple[str, int, int], max_decode_len: int, greedy_axis: int | None = None
+) -> Callable:
     """Jit of the decoding loop: `(params, logits [B, V], cache, rng, eos_id, pad_id, values) -> outputs`.
 
-    Cached per (model, `Sampler.static_key`, max_decode_len, vocab_major); the sampler's floats are runtime
-    `values`. `vocab_major`: greedy decoding takes each step's logits as `[V, B]` (see `_vocab_major_greedy`).
+    Cached per (model, `Sampler.static_key`, max_decode_len, greedy_axis); the sampler's floats are runtime
+    `values`. `greedy_axis`: how greedy decoding picks (see `_greedy_axis`).
     """
     sampler = Sampler(*static_key)
 
@@ -495,7 +499,7 @@ def _loop_program(model, static_key: tuple[str, int, int], max_decode_len: int, 
         if sampler.kind == "best_of_n":
             return _best_of_n(extend, logits, cache, sampler=sampler, values=values, rng=rng, **common)
         return _sample_loop(
-            extend, logits, cache, sampler=sampler, values=values, rng=rng, vocab_major=vocab_major, **common
+            extend, logits, cache, sampler=sampler, values=values, rng=rng, greedy_axis=greedy_axis, **common
         )
 
     return jax.jit(loop)
@@ -505,13 +509,16 @@ def _loop_program(model, static_key: tuple[str, int, int], max_decode_len: int, 
 # Public API.
 
 
-def _vocab_major_greedy(sampler: Sampler, logits: jax.Array) -> bool:
-    """Whether greedy decoding takes its logits vocab-major: on CPU, where that step is measured a third faster.
+def _greedy_axis(sampler: Sampler, logits: jax.Array) -> int | None:
+    """How greedy decoding picks its tokens: the `_greedy_pick` axis on CPU, None (argmax) on TPU/GPU.
 
-    On TPU/GPU the usual `[B, V]` logits and argmax stay (XLA there lays out and reduces them well, and a `[V, B]`
-    array with a small B would be padded to the chip's tiles).
+    On CPU: over `[B, V]` logits (-1) for one example, vocab-major `[V, B]` ones (0) for several, where XLA's
+    matmul streams the table once instead of repacking it (measured on bench-s: README, Benchmarks). TPU/GPU lay out
+    and reduce the usual form well, and there a `[V, B]` array with a small B would be padded to the chip's tiles.
     """
-    return sampler.kind == "greedy" and all(d.platform == "cpu" for d in logits.devices())
+    if sampler.kind != "greedy" or not all(d.platform == "cpu" for d in logits.devices()):
+        return None
+    return 0 if logits.shape[0] > 1 else -1
 
 
 def _check_batch(batch: Mapping[str, Any]) -> tuple[Any, Any, Any, Any, Any]:
@@ -615,7 +622,7 @@ def generate(
     if spec.kind == "beam" and 2 * spec.n > vocab:
         raise ValueError(f"beam n={spec.n} needs 2n <= the vocabulary size {vocab}; lower n.")
     logits, cache = prefill(*inputs)
-    loop = _loop_program(model, spec.static_key, int(max_decode_len), _vocab_major_greedy(spec, logits))
+    loop = _loop_program(model, spec.static_key, int(max_decode_len), _greedy_axis(spec, logits))
     return loop(
         params,
         logits,

@@ -113,17 +113,19 @@ def test_greedy_equals_argmax_of_full_forward(setup):
     np.testing.assert_allclose(out["logprob"], ref.logprob(greedy, out["lengths"]), rtol=1e-4, atol=1e-4)
 
 
-def test_greedy_gives_the_same_tokens_and_logprob_with_either_logits_layout(setup, monkeypatch):
-    """CPU takes the logits vocab-major ([V, B]); TPU/GPU keep [B, V] and argmax: both decode alike."""
-    vocab_major = _generate(setup)
-    monkeypatch.setattr(decode, "_vocab_major_greedy", lambda sampler, logits: False)
-    batch_major = _generate(setup)
-    np.testing.assert_array_equal(vocab_major["tokens"], batch_major["tokens"])
-    np.testing.assert_allclose(vocab_major["logprob"], batch_major["logprob"], rtol=1e-5)
+def test_greedy_gives_the_same_tokens_and_logprob_however_it_picks(setup, monkeypatch):
+    """CPU picks with a max and a min over V, vocab-major ([V, B]) for several examples; TPU/GPU use argmax."""
+    outputs = {}
+    for axis in (0, -1, None):
+        monkeypatch.setattr(decode, "_greedy_axis", lambda sampler, logits, axis=axis: axis)
+        outputs[axis] = _generate(setup)
+    for axis in (0, -1):
+        np.testing.assert_array_equal(outputs[axis]["tokens"], outputs[None]["tokens"])
+        np.testing.assert_allclose(outputs[axis]["logprob"], outputs[None]["logprob"], rtol=1e-5)
 
 
 def test_greedy_choice_breaks_ties_and_nans_as_argmax_and_scores_with_log_softmax():
-    """The greedy step's pick (on vocab-major logits) is argmax's: the first maximum, or the first NaN."""
+    """The greedy pick is argmax's: the first maximum, or the first NaN; in either logits layout."""
     rows = np.array(
         [
             [0.5, 2.0, -1.0, 2.0, 0.0],  # a tie: the first maximum
@@ -133,11 +135,12 @@ def test_greedy_choice_breaks_ties_and_nans_as_argmax_and_scores_with_log_softma
         ],
         np.float32,
     )
-    tokens, logprob = decode._greedy_vocab_major(jax.numpy.asarray(rows.T))
-    np.testing.assert_array_equal(np.asarray(tokens), np.argmax(rows, axis=1))
     expected = np.asarray(jax.nn.log_softmax(rows, axis=1))[np.arange(4), np.argmax(rows, axis=1)]
-    np.testing.assert_allclose(np.asarray(logprob)[[0, 1, 3]], expected[[0, 1, 3]], rtol=1e-6)
-    assert np.isnan(np.asarray(logprob)[2])
+    for logits, axis in ((rows, -1), (rows.T, 0)):
+        tokens, logprob = decode._greedy_pick(jax.numpy.asarray(logits), axis)
+        np.testing.assert_array_equal(np.asarray(tokens), np.argmax(rows, axis=1))
+        np.testing.assert_allclose(np.asarray(logprob)[[0, 1, 3]], expected[[0, 1, 3]], rtol=1e-6)
+        assert np.isnan(np.asarray(logprob)[2])
 
 
 def test_eos_stops_each_example_and_pads(setup):

@@ -40,6 +40,7 @@ def _setup(tmp_path, tokenizer_path, batch_size=4):
         input=types.SimpleNamespace(pp=easyvqa.TRAIN_PP, batch_size=batch_size, shuffle_buffer_size=0, prefetch=1),
         seed=0,
         log_training_steps=1,
+        loss_positions=None,
     )
     source = sources.get_source(_jsonl(tmp_path))
     return types.SimpleNamespace(cfg=cfg, source=source, data_shards=1, tokenizer_path=tokenizer_path, total_steps=4)
