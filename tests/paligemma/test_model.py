@@ -184,6 +184,23 @@ def test_scan_unroll_and_remat_give_the_same_logits():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["paligemma-tiny", "paligemma2-tiny"])
+def test_the_mlp_forms_give_the_same_logits_and_gradients(name):
+    """The gate/up projections as one einsum (default), batched over the two halves, or split (few tokens)."""
+    cfg, model, params = _setup(name)
+    args = (_image(4), _text(4, 6, 1000), jnp.array([[0, 0, 0, 1, 1, 1]] * 4))  # 4 x (16 + 6) tokens > width 64
+    batched = pg.Model(img=cfg["img"], llm=dict(cfg["llm"], mlp_batched_halves=True))
+
+    def loss(p, m):
+        return jnp.mean(m.apply({"params": p}, *args)[0] ** 2)
+
+    np.testing.assert_allclose(
+        model.apply({"params": params}, *args)[0], batched.apply({"params": params}, *args)[0], rtol=1e-5, atol=1e-5
+    )
+    for a, b in zip(jax.tree.leaves(jax.grad(loss)(params, model)), jax.tree.leaves(jax.grad(loss)(params, batched))):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_bfloat16_compute_keeps_float32_logits_close():
     cfg, model, params = _setup("paligemma-tiny")
     args = (_image(1), _text(1, 6, 1000), jnp.array([[0, 0, 0, 1, 1, 1]]))
