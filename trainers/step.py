@@ -62,12 +62,12 @@ class LossPositionsError(ConfigError):
 def check_loss_positions(batch: Mapping[str, Any], limit: int | None) -> None:
     """Raises LossPositionsError when an example of the host batch has more than `limit` loss positions.
 
-    batch: numpy `mask_loss` [B, T] (the step weighs `mask_loss[:, 1:]`); limit: `config.loss_positions` (None: no
-    bound, nothing to check).
+    batch: the host (numpy) training batch, weighed as the step does (`model_inputs`); limit: `config.loss_positions`
+    (None: no bound, nothing to check).
     """
     if limit is None:
         return
-    counts = np.count_nonzero(np.asarray(batch["mask_loss"])[:, 1:], axis=1)
+    counts = np.count_nonzero(model_inputs(batch)[3], axis=1)
     worst = int(counts.max(initial=0))
     if worst > limit:
         raise LossPositionsError(
