@@ -279,11 +279,10 @@ def _sample_loop(
 ) -> dict[str, jax.Array]:
     """One token per step for every example until all have produced eos. Greedy and the sampling samplers.
 
-    `greedy_axis` (greedy only, see `_greedy_axis`): pick with `_greedy_pick`, each step's logits `[B, V]` (-1) or
-    vocab-major `[V, B]` (0, see `gemma.Gemma.logits`); None: argmax and log_softmax.
+    `greedy_axis` (greedy samplers only, from `_greedy_axis`): pick with `_greedy_pick`, each step's logits `[B, V]`
+    (-1) or vocab-major `[V, B]` (0, see `gemma.Gemma.logits`); None: `_choose` and log_softmax.
     """
     batch = logits.shape[0]
-    greedy_axis = greedy_axis if sampler.kind == "greedy" else None
     vocab_major = greedy_axis == 0
 
     def choose_and_record(state, logits, step):
